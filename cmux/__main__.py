@@ -1,0 +1,3 @@
+from cmux.cli import main
+
+main()

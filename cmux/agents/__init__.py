@@ -1,0 +1,1 @@
+"""Agents: the registry and its state machine, profiles, spawn and kill."""

@@ -1,0 +1,502 @@
+"""Start and stop the session; spawn, kill and notice the death of agents.
+
+Everything here goes through the registry (state changes, events) and the
+tmux gateway. The CLI and tools/workers call these functions; they print
+nothing themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cmux import events
+from cmux.agents import profiles, registry
+from cmux.agents.registry import Agent
+from cmux.config import Config
+from cmux.errors import (
+    AgentError,
+    AlreadyRunning,
+    DuplicateAgent,
+    GitError,
+    NotAGitRepo,
+    NotRunning,
+    TmuxError,
+    UsageError,
+)
+from cmux.fsutil import atomic_write, locked
+from cmux.paths import SUPERVISOR
+from cmux.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+MONITOR = "monitor"
+
+
+def tmux_for(cfg: Config) -> Tmux:
+    return Tmux(cfg.socket_name, binary=os.environ.get("CMUX_TMUX_BIN", "tmux"))
+
+
+def cmux_argv(*args: str) -> list[str]:
+    """How to run cmux itself from inside tmux (same interpreter, no PATH guess)."""
+    return [sys.executable, "-m", "cmux", *args]
+
+
+def base_env(cfg: Config) -> dict[str, str]:
+    return {
+        "CMUX_HOME": str(cfg.data.root),
+        "CMUX_PROJECT": str(cfg.project_root),
+        "CMUX_SESSION": cfg.session_name,
+        "CMUX_TMUX_SOCKET": cfg.socket_name,
+    }
+
+
+def is_running(cfg: Config, tmux: Tmux | None = None) -> bool:
+    return (tmux or tmux_for(cfg)).has_session(cfg.session_name)
+
+
+def require_running(cfg: Config, tmux: Tmux | None = None) -> Tmux:
+    tmux = tmux or tmux_for(cfg)
+    if not tmux.has_session(cfg.session_name):
+        raise NotRunning(
+            f"cmux is not running for {cfg.project_root}", "start it with `cmux start`"
+        )
+    return tmux
+
+
+def session_options(cfg: Config) -> list[tuple[str, ...]]:
+    """Server-wide settings of our private server, set with the session.
+
+    Panes stay when their process exits (so the exit code can be read), and
+    tmux tells cmux at once through the pane-died hook.
+    """
+    hook = shlex.join(cmux_argv("_pane-died")) + " '#{pane_id}' '#{pane_dead_status}'"
+    env_prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in base_env(cfg).items())
+    return [
+        ("set-option", "-wg", "remain-on-exit", "on"),
+        ("set-option", "-g", "history-limit", "50000"),
+        ("set-option", "-g", "status-right", f"cmux · {cfg.project_root.name}"),
+        ("set-hook", "-g", "pane-died", f"run-shell -b {shlex.quote(env_prefix + ' ' + hook)}"),
+    ]
+
+
+# -- start / stop ----------------------------------------------------------------
+
+
+@dataclass
+class StartResult:
+    session: str
+    socket: str
+    monitor_pane: str
+    supervisor_pane: str
+    seconds: float
+
+
+def start(cfg: Config, *, profile: str | None = None, command: str | None = None) -> StartResult:
+    """Create the session: a monitor window and the supervisor's window.
+
+    A second start while the session runs raises AlreadyRunning and creates
+    nothing; concurrent starts are serialised by a lock.
+    """
+    t0 = time.monotonic()
+    cfg.data.ensure()
+    registry.write_marker(cfg.data, str(cfg.project_root))
+    prof = None if command else profiles.resolve(cfg, profile)
+    tmux = tmux_for(cfg)
+    with locked(cfg.data.run_dir / "start.lock"):
+        if tmux.has_session(cfg.session_name):
+            raise AlreadyRunning(
+                f"cmux is already running for {cfg.project_root} (session {cfg.session_name})",
+                "attach with `cmux attach`, or end it with `cmux stop` first",
+            )
+        monitor_pane = tmux.new_session(
+            cfg.session_name,
+            MONITOR,
+            cmux_argv("monitor"),
+            cwd=str(cfg.project_root),
+            env=base_env(cfg),
+            then=session_options(cfg),
+        )
+        events.record(cfg.data, "session-start", session=cfg.session_name, socket=cfg.socket_name)
+        try:
+            sup = spawn(
+                cfg,
+                SUPERVISOR,
+                task="",
+                profile=profile,
+                command=command,
+                role="supervisor",
+                tmux=tmux,
+                _profile=prof,
+            )
+        except BaseException:
+            tmux.kill_server()
+            raise
+    assert sup.pane_id
+    return StartResult(
+        session=cfg.session_name,
+        socket=cfg.socket_name,
+        monitor_pane=monitor_pane,
+        supervisor_pane=sup.pane_id,
+        seconds=time.monotonic() - t0,
+    )
+
+
+@dataclass
+class StopResult:
+    ended: list[str] = field(default_factory=list)
+    was_running: bool = True
+
+
+def stop(cfg: Config) -> StopResult:
+    """End the session cmux created, its daemons and agents; keep state on disk.
+
+    Only this project's private tmux server is touched.
+    """
+    tmux = tmux_for(cfg)
+    result = StopResult(was_running=tmux.has_session(cfg.session_name))
+    for agent in registry.list_agents(cfg.data):
+        if agent.live:
+            _save_log(cfg, tmux, agent)
+            registry.transition(cfg.data, agent.name, "killed", reason="cmux stop", strict=False)
+            result.ended.append(agent.name)
+    if result.was_running:
+        tmux.kill_server()
+    _stop_daemons(cfg)
+    events.record(cfg.data, "session-stop", session=cfg.session_name)
+    return result
+
+
+def _stop_daemons(cfg: Config) -> None:
+    """Daemons die with their pane; pid files catch one that was detached."""
+    import signal
+
+    for pidfile in cfg.data.run_dir.glob("*.pid"):
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
+            pass
+        pidfile.unlink(missing_ok=True)
+
+
+# -- spawn / kill -----------------------------------------------------------------
+
+
+def write_context(cfg: Config, name: str, role: str, task: str, parent: str | None) -> Path:
+    path = cfg.data.context_file(name)
+    report = (
+        "## How to report\n\n"
+        f'- `mailbox done "what you did and how you checked it"` tells {parent or "the supervisor"}'
+        " you are finished (run the tests first).\n"
+        '- `mailbox blocked "what you need"` when you cannot go on.\n'
+        '- `mailbox send NAME "text"` for anyone else; `mailbox read` shows your mail.\n'
+        '- `journal add "title" --body "..."` records what you learned.\n'
+    )
+    text = (
+        f"# {name}: {role} in cmux session {cfg.session_name}\n\n"
+        f"{profiles.role_prompt(role).strip()}\n\n"
+        f"## Your task\n\n{task.strip() or '(none yet: wait for a message)'}\n\n"
+        f"{report}\n"
+        f"Project: {cfg.project_root}\nData root (CMUX_HOME): {cfg.data.root}\n"
+    )
+    atomic_write(path, text)
+    return path
+
+
+def spawn(
+    cfg: Config,
+    name: str,
+    *,
+    task: str,
+    profile: str | None = None,
+    command: str | None = None,
+    cwd: str | None = None,
+    worktree: bool = False,
+    role: str = "worker",
+    parent: str | None = SUPERVISOR,
+    tmux: Tmux | None = None,
+    _profile: profiles.Profile | None = None,
+) -> Agent:
+    """Start an agent in a new window of the running session."""
+    registry.validate_name(name, allow_supervisor=(role == "supervisor"))
+    if profile and command:
+        raise UsageError("give either --agent or --command, not both")
+    prof = _profile if (_profile or command) else profiles.resolve(cfg, profile)
+    tmux = require_running(cfg, tmux)
+    if role == "worker" and not task.strip():
+        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
+    with locked(cfg.data.run_dir / f"spawn-{name}.lock", blocking=False) as got:
+        if not got:
+            raise DuplicateAgent(f"agent {name!r} is being spawned right now")
+        if registry.exists(cfg.data, name):
+            old = registry.get(cfg.data, name)
+            if old.live:
+                raise DuplicateAgent(
+                    f"an agent named {name!r} already exists ({old.state})",
+                    f"choose another name, or end it with `cmux kill {name}`",
+                )
+        workdir = Path(cwd).resolve() if cwd else cfg.project_root
+        if cwd and not workdir.is_dir():
+            raise UsageError(f"--dir {cwd}: no such directory")
+        branch = wt_path = None
+        if worktree:
+            wt_path, branch = _add_worktree(cfg, name)
+            workdir = wt_path
+        cfg.data.ensure()
+        _ensure_mailbox(cfg, name)
+        write_context(cfg, name, role, task, parent)
+        launch = profiles.build_launch(
+            cfg, name=name, role=role, profile=prof, task=task, command=command
+        )
+        agent = Agent(
+            name=name,
+            role=role,
+            profile=prof.name if prof else "command",
+            state="starting",
+            cwd=str(workdir),
+            task=task,
+            parent=parent if role == "worker" else None,
+            worktree=str(wt_path) if wt_path else None,
+            branch=branch,
+            session_id=launch.session_id,
+            command=launch.argv,
+            incarnation=(registry.get(cfg.data, name).incarnation + 1)
+            if registry.exists(cfg.data, name)
+            else 1,
+        )
+        registry.save(cfg.data, agent, event=None)
+        try:
+            pane = tmux.new_window(
+                cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
+            )
+        except TmuxError:
+            registry.remove(cfg.data, name)
+            raise
+        # Agents that report their own state (claude via hooks, demo) start in
+        # `starting`; anything else is ready for input as soon as it runs.
+        first = "starting" if agent.profile in ("claude", "demo") else "idle"
+        agent.pane_id = pane
+        agent.state = first
+        registry.save(
+            cfg.data,
+            agent,
+            event="spawn",
+            pane=pane,
+            profile=agent.profile,
+            task=task[:200] or None,
+        )
+        if launch.type_task:
+            _queue_typed_task(cfg, name, launch.type_task)
+    _journal(cfg, name, f"spawned {role} {name}", task or "(no task)", ["spawn"])
+    return agent
+
+
+def _queue_typed_task(cfg: Config, name: str, task: str) -> None:
+    try:
+        from cmux.mail import store
+
+        store.send(cfg, to=name, body=task, sender="cmux", kind="task")
+    except Exception:  # the mailbox is an optional door for typed tasks
+        log.exception("could not queue the task for %s", name)
+
+
+def _ensure_mailbox(cfg: Config, name: str) -> None:
+    box = cfg.data.mailbox(name)
+    for sub in ("tmp", "new", "cur"):
+        (box / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _journal(cfg: Config, agent: str, title: str, body: str, tags: list[str]) -> None:
+    try:
+        from cmux.journal import store as journal_store
+
+        journal_store.add_entry(cfg.data, agent="cmux", title=title, body=body, tags=tags)
+    except ImportError:
+        pass
+    except Exception:
+        log.exception("could not write the journal entry %r", title)
+
+
+@dataclass
+class KillResult:
+    name: str
+    kept_branch: str | None = None
+    kept_worktree: str | None = None
+    removed_worktree: str | None = None
+    reason: str = ""
+
+
+def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed") -> KillResult:
+    """End one agent. The supervisor only with force. Unmerged work is kept."""
+    agent = registry.get(cfg.data, name)
+    if agent.role == "supervisor" and not force:
+        raise UsageError(
+            "the supervisor is not killed without --force",
+            f"`cmux kill {name} --force` if you mean it; `cmux stop` ends everything",
+        )
+    tmux = tmux_for(cfg)
+    _save_log(cfg, tmux, agent)
+    if agent.pane_id:
+        try:
+            tmux.kill_window_of(agent.pane_id)
+        except TmuxError:
+            pass  # already gone
+    if agent.state != "killed":
+        registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
+    result = KillResult(name=name)
+    if agent.worktree:
+        _retire_worktree(cfg, agent, result)
+    _journal(cfg, name, f"killed {name}", _kill_body(agent, result), ["kill"])
+    return result
+
+
+def _kill_body(agent: Agent, result: KillResult) -> str:
+    lines = [f"Task: {agent.task_summary or '(none)'}", f"State before: {agent.state}"]
+    if result.kept_branch:
+        lines.append(f"Kept branch {result.kept_branch} at {result.kept_worktree}: {result.reason}")
+    return "\n".join(lines)
+
+
+def _save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
+    if not agent.pane_id:
+        return
+    try:
+        text = tmux.capture(agent.pane_id, history=True)
+    except TmuxError:
+        return
+    atomic_write(cfg.data.logs_dir / f"{agent.name}.log", text)
+
+
+# -- git worktrees -----------------------------------------------------------------
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def branch_name(name: str) -> str:
+    return f"cmux/{name}"
+
+
+def _add_worktree(cfg: Config, name: str) -> tuple[Path, str]:
+    root = cfg.project_root
+    if _git(root, "rev-parse", "--is-inside-work-tree", check=False).strip() != "true":
+        raise NotAGitRepo(f"{root} is not a git repository", "--worktree needs one")
+    if not _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip():
+        raise GitError(f"{root} has no commits yet", "commit once before using --worktree")
+    branch = branch_name(name)
+    path = cfg.data.worktree(name)
+    if _git(root, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).strip():
+        raise AgentError(
+            f"branch {branch} already exists (kept from an earlier worker {name!r})",
+            f"merge or delete it (`git branch -D {branch}`), or choose another name",
+        )
+    if path.exists():
+        raise AgentError(
+            f"{path} already exists",
+            f"remove it (`git worktree remove {path}`) or choose another name",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _git(root, "worktree", "add", "-q", "-b", branch, str(path), "HEAD")
+    return path, branch
+
+
+def unmerged_commits(root: Path, branch: str) -> int:
+    """Commits on ``branch`` that no other local branch contains."""
+    others = [
+        ref
+        for ref in _git(root, "for-each-ref", "--format=%(refname)", "refs/heads").split()
+        if ref != f"refs/heads/{branch}"
+    ]
+    out = _git(root, "rev-list", "--count", f"refs/heads/{branch}", "--not", *others)
+    return int(out.strip() or 0)
+
+
+def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
+    root = cfg.project_root
+    path = Path(agent.worktree or "")
+    branch = agent.branch or branch_name(agent.name)
+    reasons = []
+    if path.is_dir():
+        dirty = _git(path, "status", "--porcelain", check=False).strip()
+        if dirty:
+            reasons.append("uncommitted changes in the worktree")
+    try:
+        n = unmerged_commits(root, branch)
+    except GitError:
+        n = 0
+    if n:
+        reasons.append(f"{n} commit{'s' if n != 1 else ''} not merged into any other branch")
+    if reasons:
+        result.kept_branch = branch
+        result.kept_worktree = str(path)
+        result.reason = "; ".join(reasons)
+        events.record(cfg.data, "worktree-kept", agent.name, branch=branch, reason=result.reason)
+        return
+    _git(root, "worktree", "remove", "--force", str(path), check=False)
+    _git(root, "branch", "-D", branch, check=False)
+    _git(root, "worktree", "prune", check=False)
+    result.removed_worktree = str(path)
+
+
+# -- noticing deaths ---------------------------------------------------------------
+
+
+def pane_died(cfg: Config, pane_id: str, status: int | None) -> Agent | None:
+    """Called by tmux's pane-died hook: the agent in that pane has exited."""
+    for agent in registry.list_agents(cfg.data):
+        if agent.pane_id == pane_id and agent.live:
+            return _mark_exited(cfg, agent, status, "its process exited")
+    return None
+
+
+def _mark_exited(cfg: Config, agent: Agent, code: int | None, why: str) -> Agent:
+    was = agent.state
+    updated = registry.transition(
+        cfg.data,
+        agent.name,
+        "exited",
+        reason=f"{why}, code {code if code is not None else 'unknown'}",
+        strict=False,
+        exit_code=code,
+    )
+    if updated.state == "exited" and was not in ("done", "exited"):
+        _journal(
+            cfg,
+            agent.name,
+            f"{agent.name} exited without reporting done (code {code})",
+            f"Task: {agent.task_summary or '(none)'}\nState before: {was}",
+            ["crash"],
+        )
+    return updated
+
+
+def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
+    """Bring the registry in line with the panes tmux has (one tmux call).
+
+    A pane that died or vanished while its agent was live marks it exited
+    with the code tmux recorded. Returns the agents that changed.
+    """
+    tmux = tmux or tmux_for(cfg)
+    agents = [a for a in registry.list_agents(cfg.data) if a.live and a.pane_id]
+    if not agents:
+        return []
+    panes = {p.pane_id: p for p in tmux.list_panes()}
+    changed = []
+    for agent in agents:
+        pane = panes.get(agent.pane_id or "")
+        if pane is None:
+            changed.append(_mark_exited(cfg, agent, None, "its pane is gone"))
+        elif pane.dead:
+            changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
+    return changed

@@ -1,0 +1,152 @@
+"""Agent profiles: how each kind of agent is started.
+
+- ``claude``: the real Claude Code CLI; role via --append-system-prompt, hooks
+  via --settings (never the user's own settings), a --session-id per
+  incarnation, the permission mode from config, the task as first prompt.
+- ``demo``: a small built-in agent that needs no account (cmux.agents.demo).
+- ``shell``: an interactive shell with the agent's environment.
+- any ``[profiles.NAME]`` in cmux.toml; ``--command`` for a one-off command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from cmux.config import Config, Profile
+from cmux.errors import UsageError
+from cmux.fsutil import atomic_write
+
+BUILTIN = ("claude", "demo", "shell")
+
+# Every agent command runs under this wrapper: the pane stays (remain-on-exit)
+# and its exit status is the agent's, 128+N when a signal ended the agent.
+_WRAPPER = (
+    '"$@"; code=$?; printf "\\n[cmux] %s exited with code %s\\n" "$CMUX_AGENT" "$code"; exit $code'
+)
+
+
+@dataclass
+class Launch:
+    """What to run in the agent's pane."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    type_task: str | None = None  # text the router types in once it is ready
+    session_id: str | None = None
+
+    def wrapped(self) -> list[str]:
+        return ["sh", "-c", _WRAPPER, "cmux-agent", *self.argv]
+
+
+def role_prompt(role: str) -> str:
+    return (resources.files("cmux.roles") / f"{role}.md").read_text(encoding="utf-8")
+
+
+def tools_dir() -> Path:
+    """The directory of tools/ agents call; materialised if cmux is installed."""
+    repo_tools = Path(__file__).resolve().parents[2] / "tools"
+    if (repo_tools / "mailbox").is_file():
+        return repo_tools
+    raise UsageError("cmux's tools/ directory is missing", "reinstall cmux from its repository")
+
+
+def resolve(cfg: Config, name: str | None) -> Profile:
+    name = name or cfg.agent
+    if name in cfg.profiles:
+        return cfg.profiles[name]
+    if name == "claude":
+        return Profile("claude", cfg.claude_command, "arg", builtin=True)
+    if name == "demo":
+        return Profile("demo", shlex.join([sys.executable, "-m", "cmux.agents.demo"]), "none", True)
+    if name == "shell":
+        return Profile("shell", os.environ.get("SHELL") or "bash", "none", builtin=True)
+    known = ", ".join([*BUILTIN, *sorted(cfg.profiles)])
+    raise UsageError(f"unknown agent profile {name!r}", f"use one of: {known}")
+
+
+def agent_env(cfg: Config, name: str, role: str) -> dict[str, str]:
+    """The environment cmux gives every agent."""
+    tools = str(tools_dir())
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return {
+        "CMUX_AGENT": name,
+        "CMUX_ROLE": role,
+        "CMUX_HOME": str(cfg.data.root),
+        "CMUX_PROJECT": str(cfg.project_root),
+        "CMUX_SESSION": cfg.session_name,
+        "CMUX_TMUX_SOCKET": cfg.socket_name,
+        "CMUX_PYTHON": sys.executable,
+        "CMUX_TASK_FILE": str(cfg.data.context_file(name)),
+        "PATH": path if path.startswith(tools + ":") else f"{tools}:{path}",
+    }
+
+
+def build_launch(
+    cfg: Config,
+    *,
+    name: str,
+    role: str,
+    profile: Profile | None,
+    task: str,
+    command: str | None = None,
+) -> Launch:
+    env = agent_env(cfg, name, role)
+    if command is not None:
+        return Launch(argv=["sh", "-c", command], env=env)
+    assert profile is not None
+    if profile.name == "claude" and profile.builtin:
+        return _claude_launch(cfg, name=name, role=role, task=task, env=env, binary=profile.command)
+    argv = shlex.split(profile.command)
+    if profile.name == "demo" and profile.builtin:
+        argv += ["--role", role]
+    launch = Launch(argv=argv, env=env)
+    if task and profile.task == "arg":
+        launch.argv.append(task)
+    elif task and profile.task == "type":
+        launch.type_task = task
+    return launch
+
+
+def _claude_launch(
+    cfg: Config, *, name: str, role: str, task: str, env: dict[str, str], binary: str
+) -> Launch:
+    session_id = str(uuid.uuid4())
+    settings = cfg.data.settings_dir / f"{name}.json"
+    atomic_write(settings, json.dumps(claude_settings(), indent=1) + "\n")
+    argv = [*shlex.split(binary)]
+    argv += ["--append-system-prompt", role_prompt(role)]
+    argv += ["--settings", str(settings), "--session-id", session_id]
+    argv += ["--permission-mode", cfg.claude_permission_mode, *cfg.claude_args]
+    if task:
+        argv.append(task)
+    env = {**env, "CMUX_SESSION_ID": session_id}
+    return Launch(argv=argv, env=env, session_id=session_id)
+
+
+HOOK_EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "Stop",
+    "Notification",
+    "SessionEnd",
+)
+
+
+def claude_settings() -> dict[str, object]:
+    """Claude Code settings carrying cmux's hooks; every hook calls `cmux hook`."""
+    cmd = shlex.join([sys.executable, "-m", "cmux", "hook"])
+    hooks: dict[str, object] = {}
+    for event in HOOK_EVENTS:
+        entry: dict[str, object] = {"hooks": [{"type": "command", "command": f"{cmd} {event}"}]}
+        if event == "PreToolUse":
+            entry["matcher"] = "*"
+        hooks[event] = [entry]
+    return {"hooks": hooks}

@@ -1,0 +1,191 @@
+"""The registry of agents: state/agents/<name>.json, one file per agent.
+
+States (DESIGN.md): ``starting -> idle <-> busy``, ``busy -> waiting``
+(permission dialog), ``-> done | blocked`` (declared by the agent through the
+mailbox), ``-> exited(code) | killed``. ``transition`` is the one function
+that changes a state: it checks the move, writes the file atomically under a
+per-agent lock, and appends an event. ``cmux status`` reads these files; it
+never guesses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from cmux import events
+from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
+from cmux.fsutil import atomic_write, locked, read_json, write_json
+from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR, DataRoot
+
+STATES = ("starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed")
+LIVE = frozenset({"starting", "idle", "busy", "waiting", "done", "blocked"})
+GONE = frozenset({"exited", "killed"})
+_ALLOWED: dict[str, frozenset[str]] = {
+    "starting": frozenset(LIVE | GONE),
+    "idle": frozenset(LIVE | GONE) - {"starting"},
+    "busy": frozenset(LIVE | GONE) - {"starting"},
+    "waiting": frozenset(LIVE | GONE) - {"starting"},
+    "done": frozenset(LIVE | GONE) - {"starting"},
+    "blocked": frozenset(LIVE | GONE) - {"starting"},
+    "exited": frozenset({"starting", "killed"}),
+    "killed": frozenset({"starting"}),
+}
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+RESERVED = frozenset({HUMAN, DEADLETTER, "monitor", "all", "cmux", "router", "tmp", "new", "cur"})
+
+
+def validate_name(name: str, *, allow_supervisor: bool = False) -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidName(
+            f"invalid agent name {name!r}",
+            "use 1-32 characters: lowercase letters, digits, '-' or '_', starting with a letter",
+        )
+    if name in RESERVED or (name == SUPERVISOR and not allow_supervisor):
+        raise InvalidName(f"the name {name!r} is reserved by cmux", "choose another name")
+    return name
+
+
+@dataclass
+class Agent:
+    name: str
+    role: str = "worker"  # supervisor | worker
+    profile: str = "shell"
+    state: str = "starting"
+    pane_id: str | None = None
+    cwd: str | None = None
+    task: str = ""
+    parent: str | None = SUPERVISOR
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    exit_code: int | None = None
+    last_event: str = ""
+    worktree: str | None = None
+    branch: str | None = None
+    session_id: str | None = None
+    transcript: str | None = None
+    incarnation: int = 1
+    command: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def task_summary(self) -> str:
+        first = next((ln.strip() for ln in self.task.splitlines() if ln.strip()), "")
+        return first if len(first) <= 60 else first[:59] + "…"
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Agent:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _path_ok(data: DataRoot, name: str) -> bool:
+    return bool(NAME_RE.match(name))
+
+
+def exists(data: DataRoot, name: str) -> bool:
+    return _path_ok(data, name) and data.agent_file(name).is_file()
+
+
+def get(data: DataRoot, name: str) -> Agent:
+    if not _path_ok(data, name):
+        raise UnknownAgent(f"no agent named {name!r}", "see `cmux status` for the agents")
+    try:
+        return Agent.from_dict(read_json(data.agent_file(name)))
+    except FileNotFoundError:
+        raise UnknownAgent(
+            f"no agent named {name!r}", "see `cmux status` for the agents there are"
+        ) from None
+
+
+def list_agents(data: DataRoot) -> list[Agent]:
+    out: list[Agent] = []
+    try:
+        files = sorted(data.agents_dir.glob("*.json"))
+    except FileNotFoundError:
+        return out
+    for p in files:
+        try:
+            out.append(Agent.from_dict(read_json(p)))
+        except (OSError, ValueError, TypeError):
+            continue
+    out.sort(key=lambda a: (a.role != "supervisor", a.created, a.name))
+    return out
+
+
+def save(data: DataRoot, agent: Agent, *, event: str | None = "register", **extra: Any) -> None:
+    """Write a whole agent record (spawn); later changes go through ``update``."""
+    with locked(data.agent_lock(agent.name)):
+        agent.updated = time.time()
+        write_json(data.agent_file(agent.name), agent.to_dict())
+    if event:
+        events.record(data, event, agent.name, state=agent.state, role=agent.role, **extra)
+
+
+def update(data: DataRoot, name: str, **changes: Any) -> Agent:
+    """Change fields other than the state (pane id, session id, counters)."""
+    with locked(data.agent_lock(name)):
+        agent = get(data, name)
+        for k, v in changes.items():
+            setattr(agent, k, v)
+        agent.updated = time.time()
+        write_json(data.agent_file(name), agent.to_dict())
+    return agent
+
+
+def transition(
+    data: DataRoot,
+    name: str,
+    new: str,
+    *,
+    reason: str = "",
+    strict: bool = True,
+    **changes: Any,
+) -> Agent:
+    """Move ``name`` to state ``new``; the only way a state changes.
+
+    A move the machine forbids raises InvalidTransition (or, with
+    ``strict=False``, is ignored and the agent returned unchanged). Moving to
+    the state an agent is already in changes nothing and logs nothing.
+    """
+    if new not in STATES:
+        raise InvalidTransition(f"unknown state {new!r}")
+    with locked(data.agent_lock(name)):
+        agent = get(data, name)
+        old = agent.state
+        if old == new and not changes:
+            return agent
+        if old != new and new not in _ALLOWED[old]:
+            if strict:
+                raise InvalidTransition(f"{name}: cannot go from {old} to {new}")
+            return agent
+        for k, v in changes.items():
+            setattr(agent, k, v)
+        agent.state = new
+        agent.updated = time.time()
+        if old != new:
+            agent.last_event = f"{old} → {new}" + (f": {reason}" if reason else "")
+        write_json(data.agent_file(name), agent.to_dict())
+    if old != new:
+        events.record(data, "state", name, **{"from": old, "to": new, "reason": reason or None})
+    return agent
+
+
+def remove(data: DataRoot, name: str) -> None:
+    """Forget an agent entirely (used when a name is re-spawned)."""
+    with locked(data.agent_lock(name)):
+        data.agent_file(name).unlink(missing_ok=True)
+
+
+def write_marker(data: DataRoot, text: str) -> None:
+    atomic_write(data.state_dir / "project", text + "\n")

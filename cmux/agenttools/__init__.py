@@ -1,0 +1,34 @@
+"""The tools agents call (tools/mailbox, tools/journal, tools/workers).
+
+They use argparse, not click or rich, to start quickly: an agent may call
+them many times a minute. Identity comes from the environment cmux gives
+every agent (CMUX_AGENT, CMUX_HOME); a person without it is `human`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from cmux.errors import CmuxError
+
+
+def identity() -> str:
+    return os.environ.get("CMUX_AGENT") or "human"
+
+
+def run(fn: Callable[[], int | None], prog: str) -> None:
+    """Call ``fn`` and turn cmux errors into a message and an exit code."""
+    try:
+        rc = fn()
+    except CmuxError as exc:
+        sys.stderr.write(f"{prog}: error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"  hint: {exc.hint}\n")
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        rc = 0
+    except KeyboardInterrupt:
+        rc = 130
+    sys.exit(rc or 0)

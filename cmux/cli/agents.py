@@ -1,0 +1,253 @@
+"""spawn, kill, status, logs: the agents of the running session."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cmux import ui
+from cmux.config import load_config
+from cmux.errors import UsageError
+
+
+def read_task(task: str | None, task_file: Path | None) -> str:
+    if task is not None and task_file is not None:
+        raise UsageError("give either --task or --task-file, not both")
+    if task_file is not None:
+        if str(task_file) == "-":
+            return sys.stdin.read()
+        try:
+            return task_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --task-file {task_file}: {exc.strerror}") from None
+    if task is None:
+        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
+    if task == "-":
+        return sys.stdin.read()
+    return task
+
+
+def spawn_options(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(
+        [
+            click.argument("name"),
+            click.option("--task", metavar="TEXT", help="The worker's task ('-' reads stdin)."),
+            click.option(
+                "--task-file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Read the task from a file.",
+            ),
+            click.option(
+                "--agent",
+                "profile",
+                metavar="PROFILE",
+                help="claude, demo, shell, or a [profiles] entry.",
+            ),
+            click.option(
+                "--command", metavar="CMD", help="Run CMD in the window instead of a profile."
+            ),
+            click.option(
+                "--dir",
+                "cwd",
+                type=click.Path(file_okay=False),
+                help="Working directory (default: the project).",
+            ),
+            click.option(
+                "--worktree",
+                is_flag=True,
+                help="Give the worker its own git worktree and branch cmux/NAME.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the new agent as JSON."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor"):  # type: ignore[no-untyped-def]
+    from cmux.agents import lifecycle
+
+    cfg = load_config()
+    text = read_task(task, task_file)
+    agent = lifecycle.spawn(
+        cfg,
+        name,
+        task=text,
+        profile=profile,
+        command=command,
+        cwd=cwd,
+        worktree=worktree,
+        parent=parent,
+    )
+    if as_json:
+        ui.print_json(agent.to_dict())
+        return
+    where = f" in worktree {agent.worktree} (branch {agent.branch})" if agent.worktree else ""
+    ui.out(f"spawned {agent.name} ({agent.profile}) in pane {agent.pane_id}{where}")
+
+
+@click.command("spawn")
+@spawn_options
+def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):  # type: ignore[no-untyped-def]
+    """Start a worker NAME in a new window with a task.
+
+    Writes contexts/NAME.md (its role, its task, how to report) and starts the
+    agent with the task. --worktree gives it its own git worktree and branch.
+
+    \b
+    Examples:
+      cmux spawn fix-api --task "make tests/api pass"
+      cmux spawn docs --task-file brief.md --agent demo
+      cmux spawn probe --command "htop" --task "watch the load"
+    """
+    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor")
+
+
+def do_kill(name: str, force: bool, as_json: bool) -> None:
+    from cmux.agents import lifecycle
+
+    r = lifecycle.kill(load_config(), name, force=force)
+    if as_json:
+        ui.print_json(vars(r))
+        return
+    ui.out(f"killed {name}")
+    if r.kept_branch:
+        ui.out(f"kept branch {r.kept_branch} and worktree {r.kept_worktree}: {r.reason}")
+        ui.out(
+            f"  merge it with `git merge {r.kept_branch}`, or drop it with `git worktree remove {r.kept_worktree} && git branch -D {r.kept_branch}`"
+        )
+    elif r.removed_worktree:
+        ui.out(f"removed worktree {r.removed_worktree} (nothing unmerged)")
+
+
+@click.command("kill")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Needed to kill the supervisor.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def kill_cmd(name: str, force: bool, as_json: bool) -> None:
+    """End one agent. A worktree with unmerged commits or changes is kept."""
+    do_kill(name, force, as_json)
+
+
+def collect_status(cfg) -> list[dict]:  # type: ignore[no-untyped-def]
+    from cmux.agents import lifecycle, registry
+
+    lifecycle.reconcile(cfg)
+    agents = registry.list_agents(cfg.data)
+    mail: dict[str, dict[str, int]] = {}
+    try:
+        from cmux.mail import store
+
+        mail = store.counts(cfg.data, [a.name for a in agents])
+    except ImportError:
+        pass
+    return ui.status_rows(agents, mail)
+
+
+def status_header(cfg) -> str:  # type: ignore[no-untyped-def]
+    from cmux.agents import lifecycle
+
+    running = lifecycle.is_running(cfg)
+    title = f"cmux · {cfg.session_name} · {'running' if running else 'stopped'}"
+    extra = []
+    try:
+        from cmux.mail import store
+
+        n = store.pending_count(cfg.data, "human")
+        if n:
+            extra.append(f"{n} message{'s' if n != 1 else ''} for you: `cmux inbox`")
+    except ImportError:
+        pass
+    alerts = cfg.data.state_dir / "alert"
+    if alerts.is_file():
+        extra.append("ALERT: " + alerts.read_text().strip().splitlines()[0])
+    return title + "".join(f"\n{e}" for e in extra)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print every agent as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh live until Ctrl-C.")
+@click.option(
+    "--interval", default=1.0, show_default=True, help="Seconds between refreshes with --watch."
+)
+def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
+    """Every agent: role, state, task, age, mail and last event.
+
+    States: starting, idle, busy, waiting (a permission prompt), done and
+    blocked (reported by the agent), exited(code), killed.
+    """
+    cfg = load_config()
+    if as_json:
+        ui.print_json(collect_status(cfg))
+        return
+    if not watch:
+        ui.out(status_header(cfg))
+        ui.print_renderable(ui.status_table(collect_status(cfg)))
+        return
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    def render():  # type: ignore[no-untyped-def]
+        return Group(Text(status_header(cfg)), ui.status_table(collect_status(cfg)))
+
+    with Live(render(), auto_refresh=False, screen=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(render(), refresh=True)
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("--lines", "-n", type=int, default=0, help="Only the last N lines.")
+def logs_cmd(name: str, lines: int) -> None:
+    """What NAME's pane showed (its whole scrollback, or the saved copy)."""
+    from cmux.agents import lifecycle, registry
+    from cmux.errors import TmuxError
+
+    cfg = load_config()
+    agent = registry.get(cfg.data, name)
+    text = None
+    if agent.pane_id and agent.state != "killed":
+        try:
+            text = lifecycle.tmux_for(cfg).capture(agent.pane_id, history=True)
+        except TmuxError:
+            text = None
+    if text is None:
+        saved = cfg.data.logs_dir / f"{name}.log"
+        if not saved.exists():
+            raise UsageError(f"no log for {name}: its pane is gone and nothing was saved")
+        text = saved.read_text(errors="replace")
+    out: list[str] = []
+    for line in text.rstrip().splitlines():
+        if line.strip() or (out and out[-1].strip()):
+            out.append(line.rstrip())
+    if lines:
+        out = out[-lines:]
+    ui.out("\n".join(out))
+
+
+@click.command("_pane-died", hidden=True)
+@click.argument("pane_id")
+@click.argument("status", required=False, default="")
+def pane_died_cmd(pane_id: str, status: str) -> None:
+    """Called by tmux's pane-died hook."""
+    from cmux.agents import lifecycle
+    from cmux.tmux import Tmux
+
+    cfg = load_config()
+    code = int(status) if status.strip().lstrip("-").isdigit() else None
+    agent = lifecycle.pane_died(cfg, pane_id, code)
+    if agent is None:
+        tmux = Tmux(cfg.socket_name)
+        pane = tmux.pane(pane_id)
+        if pane and pane.window_name == lifecycle.MONITOR:
+            # The monitor never stays dead; a pause keeps a crash from spinning.
+            tmux.respawn_pane(
+                pane_id,
+                ["sh", "-c", 'sleep 2; exec "$0" "$@"', *lifecycle.cmux_argv("monitor")],
+                env=lifecycle.base_env(cfg),
+            )

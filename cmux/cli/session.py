@@ -1,0 +1,153 @@
+"""init, start, stop, attach, doctor, monitor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from cmux import ui
+from cmux.config import load_config
+
+
+@click.command("init")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def init_cmd(directory: Path | None, as_json: bool) -> None:
+    """Make a git repository a cmux project.
+
+    Writes cmux.toml (kept if it exists) and creates the data root (default
+    .cmux/, added to .gitignore). DIRECTORY defaults to the top of the git
+    repository you are in.
+    """
+    from cmux.project import init
+
+    r = init(directory)
+    if as_json:
+        ui.print_json({k: str(v) if isinstance(v, Path) else v for k, v in vars(r).items()})
+        return
+    ui.out(f"{'wrote' if r.created_config else 'kept'} {r.config_file}")
+    ui.out(f"data root: {r.data_root}")
+    if r.gitignore_updated:
+        ui.out("added the data root to .gitignore")
+    ui.out("next: `cmux start` (or `cmux start --agent demo` to try it without an account)")
+
+
+@click.command("start")
+@click.option(
+    "--agent",
+    "profile",
+    metavar="PROFILE",
+    help="Profile for the supervisor (claude, demo, shell, or one from cmux.toml).",
+)
+@click.option(
+    "--command", "command", metavar="CMD", help="Run CMD as the supervisor instead of a profile."
+)
+@click.option(
+    "--no-attach", is_flag=True, help="Start in the background; attach later with `cmux attach`."
+)
+def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None:
+    """Start the session: a monitor window and the supervisor.
+
+    One tmux session on a private socket for this project. The `monitor`
+    window runs cmux's daemons (router, health monitor, watchdogs) and a live
+    status; the `supervisor` window runs the supervisor agent. From inside
+    tmux it switches your client; otherwise it attaches, unless --no-attach.
+    """
+    from cmux.agents import lifecycle
+
+    cfg = load_config(agent=profile)
+    r = lifecycle.start(cfg, profile=profile, command=command)
+    ui.out(
+        f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows monitor, supervisor"
+    )
+    if no_attach:
+        ui.out('attach with `cmux attach`; give it work with `cmux send supervisor "..."`')
+        return
+    _attach(cfg, None)
+
+
+@click.command("stop")
+@click.option("--json", "as_json", is_flag=True, help="Print what was ended as JSON.")
+def stop_cmd(as_json: bool) -> None:
+    """End the daemons, the agents and the session cmux created.
+
+    Only this project's private tmux server is touched; state on disk
+    (mailboxes, journal, registry, worktrees) is kept.
+    """
+    from cmux.agents import lifecycle
+
+    cfg = load_config()
+    r = lifecycle.stop(cfg)
+    if as_json:
+        ui.print_json({"was_running": r.was_running, "ended": r.ended})
+        return
+    if not r.was_running:
+        ui.out("cmux was not running; nothing to stop")
+        return
+    ui.out(f"stopped {cfg.session_name}" + (f"; ended {', '.join(r.ended)}" if r.ended else ""))
+
+
+def _attach(cfg, name: str | None) -> None:  # type: ignore[no-untyped-def]
+    from cmux.agents import lifecycle, registry
+    from cmux.tmux import attach_command
+
+    tmux = lifecycle.require_running(cfg)
+    if name:
+        agent = registry.get(cfg.data, name)
+        if agent.pane_id:
+            tmux.select_window(agent.pane_id)
+    inside = os.environ.get("TMUX", "")
+    if inside and Path(inside.split(",")[0]).name == cfg.socket_name:
+        tmux.cmd("switch-client", "-t", f"={cfg.session_name}")
+        return
+    argv = attach_command(cfg.socket_name, cfg.session_name, binary=tmux.binary)
+    if inside:
+        # Inside another tmux server: open a window there that shows ours.
+        import shlex
+        import subprocess
+
+        subprocess.run(
+            ["tmux", "new-window", "-n", cfg.session_name, "env -u TMUX " + shlex.join(argv)],
+            check=False,
+        )
+        return
+    os.execvp(argv[0], argv)
+
+
+@click.command("attach")
+@click.argument("name", required=False)
+def attach_cmd(name: str | None) -> None:
+    """Attach to the session (at NAME's window if given).
+
+    Detach again with the tmux prefix then d (Ctrl-b d by default).
+    """
+    _attach(load_config(), name)
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor_cmd(as_json: bool) -> None:
+    """Check tmux, git, agent binaries and the data root, and say what to fix."""
+    from cmux.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        ui.print_json([vars(c) for c in checks])
+    else:
+        marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+        for c in checks:
+            ui.out(f"{marks[c.status]} {c.name}: {c.detail}")
+            if c.fix and c.status != "ok":
+                ui.out(f"    fix: {c.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise SystemExit(1)
+
+
+@click.command("monitor")
+def monitor_cmd() -> None:
+    """Run cmux's daemons and a live status (the `monitor` window runs this)."""
+    from cmux.monitor import run
+
+    run(load_config())

@@ -1,0 +1,211 @@
+"""One place for settings: flags > CMUX_* environment > cmux.toml > defaults.
+
+``load_config`` finds the project (CMUX_HOME for an agent, otherwise the
+nearest cmux.toml upwards from the working directory) and returns a frozen
+Config. Nothing else reads cmux.toml or the CMUX_* variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmux.errors import ConfigError, NotInitialized
+from cmux.paths import DataRoot
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "cmux.toml"
+PROJECT_MARKER = "project"  # state/project: absolute path of the project root
+
+DEFAULT_TOML = """\
+# cmux configuration: see `cmux --help` and README.md.
+# Precedence: command-line flags > CMUX_* environment > this file > defaults.
+
+[cmux]
+# Where mailboxes, journal and state live; relative to this file.
+data_root = ".cmux"
+# The agent profile the supervisor and workers run by default:
+# "claude" (Claude Code), "demo" (built in, needs no account), "shell",
+# or a profile defined under [profiles] below.
+agent = "claude"
+
+[claude]
+# The Claude Code binary and its permission mode for cmux's agents:
+# default, acceptEdits, auto, bypassPermissions, dontAsk or plan.
+command = "claude"
+permission_mode = "acceptEdits"
+# Extra arguments for every Claude Code agent.
+args = []
+
+[mail]
+# Replies deeper than this go to deadletter (stops agents bouncing forever).
+depth_limit = 8
+# Bodies over this many bytes are refused at send time.
+max_body_bytes = 8388608
+
+# [profiles.myagent]
+# command = "aider --yes"     # the task is appended as the last argument
+# task = "arg"                # "arg" (default), "type" (typed in) or "none"
+
+# [health]
+# interval = 30               # seconds between checks
+# threshold = 3               # consecutive failures before restart/rollback
+# restart = "systemctl --user restart myapp"
+# rollback_budget = 3         # rollbacks allowed per window
+# rollback_window = 3600      # seconds
+# [[health.checks]]
+# name = "tests"
+# command = "pytest -q -x"
+# timeout = 300
+# [[health.checks]]
+# name = "web"
+# url = "http://127.0.0.1:8000/health"
+# timeout = 5
+"""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How to start an agent: a command line and how its task reaches it."""
+
+    name: str
+    command: str
+    task: str = "arg"  # arg | type | none
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    project_root: Path
+    data: DataRoot
+    agent: str = "claude"
+    claude_command: str = "claude"
+    claude_permission_mode: str = "acceptEdits"
+    claude_args: tuple[str, ...] = ()
+    depth_limit: int = 8
+    max_body_bytes: int = 8 * 1024 * 1024
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def socket_name(self) -> str:
+        """A private tmux socket per data root, never the user's default."""
+        env = os.environ.get("CMUX_TMUX_SOCKET")
+        if env:
+            return env
+        digest = hashlib.sha1(str(self.data.root).encode()).hexdigest()[:10]
+        return f"cmux-{digest}"
+
+    @property
+    def session_name(self) -> str:
+        return os.environ.get("CMUX_SESSION") or session_name_for(self.project_root)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+
+def session_name_for(project_root: Path) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", project_root.name).strip("-") or "project"
+    return f"cmux-{base}"[:40]
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file and try again") from exc
+    except FileNotFoundError:
+        return {}
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def load_config(start: Path | None = None, *, agent: str | None = None) -> Config:
+    """Find the project and read its settings.
+
+    An agent has CMUX_HOME (absolute) and CMUX_PROJECT in its environment, so a
+    worker in a worktree or another directory finds the same data root.
+    """
+    home = os.environ.get("CMUX_HOME")
+    project: Path | None
+    if home and start is None:
+        data_root = Path(home)
+        env_project = os.environ.get("CMUX_PROJECT")
+        marker = data_root / "state" / PROJECT_MARKER
+        if env_project:
+            project = Path(env_project)
+        elif marker.is_file():
+            project = Path(marker.read_text().strip())
+        else:
+            project = find_project_root() or data_root.parent
+        raw = _read_toml(project / CONFIG_NAME)
+    else:
+        project = find_project_root(start)
+        if project is None:
+            where = (start or Path.cwd()).resolve()
+            raise NotInitialized(
+                f"no {CONFIG_NAME} in {where} or any folder above it",
+                "run `cmux init` in the project's git repository first",
+            )
+        raw = _read_toml(project / CONFIG_NAME)
+        section = raw.get("cmux", {})
+        data_root = project / str(section.get("data_root", ".cmux"))
+    return _build(project, data_root, raw, agent=agent)
+
+
+def _build(project: Path, data_root: Path, raw: dict[str, Any], *, agent: str | None) -> Config:
+    cm = raw.get("cmux", {})
+    cl = raw.get("claude", {})
+    mail = raw.get("mail", {})
+    env = os.environ
+    claude_args = cl.get("args", [])
+    if not isinstance(claude_args, list):
+        raise ConfigError("[claude] args must be a list of strings")
+    profiles: dict[str, Profile] = {}
+    for name, spec in (raw.get("profiles") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("command"):
+            raise ConfigError(f"[profiles.{name}] needs a command")
+        task = str(spec.get("task", "arg"))
+        if task not in ("arg", "type", "none"):
+            raise ConfigError(f"[profiles.{name}] task must be arg, type or none, not {task!r}")
+        profiles[name] = Profile(name=name, command=str(spec["command"]), task=task)
+    return Config(
+        project_root=project.resolve(),
+        data=DataRoot(data_root),
+        agent=agent or env.get("CMUX_AGENT_PROFILE") or str(cm.get("agent", "claude")),
+        claude_command=env.get("CMUX_CLAUDE") or str(cl.get("command", "claude")),
+        claude_permission_mode=env.get("CMUX_PERMISSION_MODE")
+        or str(cl.get("permission_mode", "acceptEdits")),
+        claude_args=tuple(str(a) for a in claude_args),
+        depth_limit=_int(env.get("CMUX_DEPTH_LIMIT") or mail.get("depth_limit", 8), "depth_limit"),
+        max_body_bytes=_int(
+            env.get("CMUX_MAX_BODY") or mail.get("max_body_bytes", 8 * 1024 * 1024),
+            "max_body_bytes",
+        ),
+        profiles=profiles,
+        raw=raw,
+    )

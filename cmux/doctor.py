@@ -1,0 +1,128 @@
+"""`cmux doctor`: what is missing or broken, and what to do about each."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from cmux.errors import CmuxError
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout or proc.stderr).strip() if proc.returncode == 0 else None
+
+
+def check_tmux() -> Check:
+    v = _version(["tmux", "-V"])
+    if v is None:
+        return Check(
+            "tmux", "fail", "not found", "install tmux >= 3.2: `sudo apt-get install tmux`"
+        )
+    m = re.search(r"(\d+)\.(\d+)", v)
+    if not m or (int(m.group(1)), int(m.group(2))) < (3, 2):
+        return Check("tmux", "fail", f"{v} is too old", "cmux needs tmux >= 3.2")
+    return Check("tmux", "ok", v)
+
+
+def check_git() -> Check:
+    v = _version(["git", "--version"])
+    if v is None:
+        return Check("git", "fail", "not found", "install git: `sudo apt-get install git`")
+    return Check("git", "ok", v)
+
+
+def run_checks() -> list[Check]:
+    from cmux.agents import lifecycle, profiles
+    from cmux.config import load_config
+
+    checks = [check_tmux(), check_git()]
+    try:
+        cfg = load_config()
+    except CmuxError as exc:
+        checks.append(Check("project", "fail", exc.message, exc.hint or ""))
+        return checks
+    checks.append(Check("project", "ok", f"{cfg.project_root} (cmux.toml)"))
+    root = cfg.data.root
+    if not root.is_dir():
+        checks.append(Check("data root", "fail", f"{root} is missing", "run `cmux init`"))
+    elif not os.access(root, os.W_OK):
+        checks.append(
+            Check("data root", "fail", f"{root} is not writable", f"fix: chmod u+w {root}")
+        )
+    else:
+        usage = shutil.disk_usage(root)
+        free_mb = usage.free // (1024 * 1024)
+        status = "ok" if free_mb > 100 else "warn"
+        checks.append(
+            Check(
+                "data root",
+                status,
+                f"{root} ({free_mb} MB free)",
+                "free disk space" if status != "ok" else "",
+            )
+        )
+    for name in sorted({cfg.agent, "claude", *cfg.profiles}):
+        try:
+            prof = profiles.resolve(cfg, name)
+        except CmuxError as exc:
+            checks.append(Check(f"agent {name}", "fail", exc.message, exc.hint or ""))
+            continue
+        exe = shlex.split(prof.command)[0] if prof.command else ""
+        found = shutil.which(exe)
+        wanted = name == cfg.agent
+        if found:
+            checks.append(Check(f"agent {name}", "ok", found))
+        else:
+            fix = (
+                "install Claude Code: `npm install -g @anthropic-ai/claude-code`, or set"
+                " [claude] command in cmux.toml; `--agent demo` needs no account"
+                if name == "claude"
+                else f"install {exe} or fix [profiles.{name}] in cmux.toml"
+            )
+            checks.append(
+                Check(
+                    f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix
+                )
+            )
+    tmux = lifecycle.tmux_for(cfg)
+    running = tmux.has_session(cfg.session_name)
+    checks.append(
+        Check(
+            "session",
+            "ok",
+            f"{cfg.session_name} is running" if running else "not running (`cmux start`)",
+        )
+    )
+    if running:
+        pid_file = cfg.data.run_dir / "router.pid"
+        alive = False
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), 0)
+            alive = True
+        except (OSError, ValueError, IndexError):
+            pass
+        checks.append(
+            Check(
+                "router",
+                "ok" if alive else "fail",
+                "running" if alive else "not running: mail is not being delivered",
+                "the monitor restarts it within seconds; if not, `cmux stop` then `cmux start`",
+            )
+        )
+    return checks

@@ -1,0 +1,71 @@
+"""state/events.jsonl: the append-only log of everything that happened.
+
+One JSON object per line, written with a single append so concurrent writers
+never tear a line. ``cmux events`` reads it; tests assert on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from cmux.fsutil import append_line
+from cmux.paths import DataRoot
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record(data: DataRoot, event: str, agent: str | None = None, **fields: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"ts": now_iso(), "event": event}
+    if agent is not None:
+        entry["agent"] = agent
+    entry.update({k: v for k, v in fields.items() if v is not None})
+    append_line(data.events_file, json.dumps(entry, ensure_ascii=False, default=str))
+    return entry
+
+
+def read(data: DataRoot, *, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Events from byte ``offset``; returns them and the offset to read on from.
+
+    A line being written at the moment (no newline yet) is left for next time;
+    a malformed line is skipped rather than stopping the reader.
+    """
+    path = data.events_file
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    out: list[dict[str, Any]] = []
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    for raw in chunk[: end + 1].splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
+    return out, offset + end + 1
+
+
+def follow(
+    data: DataRoot, *, from_start: bool = True, poll: float = 0.2
+) -> Iterator[dict[str, Any]]:
+    """Yield events as they are appended (used by ``cmux events --follow``)."""
+    offset = 0
+    if not from_start:
+        try:
+            offset = data.events_file.stat().st_size
+        except FileNotFoundError:
+            offset = 0
+    while True:
+        batch, offset = read(data, offset=offset)
+        yield from batch
+        if not batch:
+            time.sleep(poll)

@@ -1,0 +1,119 @@
+"""Small, careful file operations: atomic writes, whole-line appends, locks.
+
+Every write that a crash could leave half done goes through here: a file is
+written beside its target and renamed over it, so a reader sees the old
+content or the new, never a torn mix. A full disk becomes a StorageError that
+says so, and leaves the old file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cmux.errors import StorageError
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(
+            f"the disk is full: could not write {path}", "free some space; nothing was changed"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {path}: {exc.strerror}", "check the permissions")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(
+    path: Path, data: str | bytes, *, durable: bool = False, mode: int = 0o644
+) -> None:
+    """Replace ``path`` with ``data`` so that readers never see a partial file."""
+    raw = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _storage_error(path, exc) from exc
+        if durable:
+            fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any, *, durable: bool = False) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", durable=durable)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single write(2) on an O_APPEND descriptor.
+
+    On a local file system concurrent appenders never interleave inside such a
+    write, and a lock makes that true for long lines as well.
+    """
+    raw = (line.rstrip("\n") + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if len(raw) > 4096:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        n = os.write(fd, raw)
+        if n != len(raw):
+            raise OSError(errno.ENOSPC, "short write")
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on ``path`` (created if missing).
+
+    Yields True when the lock is held; with ``blocking=False`` yields False
+    instead of waiting when someone else holds it. The lock dies with the
+    process, so a killed holder never leaves a stale lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The mailbox (one Maildir per recipient) and the router that delivers it."""

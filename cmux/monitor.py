@@ -1,0 +1,195 @@
+"""The `monitor` window: cmux's daemons, kept alive, and a live status.
+
+The monitor starts each daemon (the router; the health monitor when
+[health] is configured) as a child process and starts it again within
+seconds if it dies, with back-off when it keeps dying. Between those checks
+it runs the watchdogs and redraws the status when something changed. It
+never polls faster than once a second, so idle it costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from cmux import events
+from cmux.config import Config
+from cmux.fsutil import atomic_write
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+    next_start: float = 0.0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, now: float) -> None:
+        log_path = os.devnull
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=open(log_path, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+
+    def backoff(self) -> float:
+        """0 s for the first restarts in a minute, then doubling up to 30 s."""
+        n = len(self.restarts)
+        return 0.0 if n < 3 else min(30.0, 0.5 * 2 ** (n - 3))
+
+
+def daemons_for(cfg: Config) -> list[Daemon]:
+    from cmux.agents.lifecycle import cmux_argv
+
+    out = [Daemon("router", cmux_argv("router"))]
+    if cfg.section("health").get("checks"):
+        out.append(Daemon("health", cmux_argv("health", "--daemon")))
+    return out
+
+
+def supervise(cfg: Config, daemons: list[Daemon], now: float) -> list[str]:
+    """Start what is not running (respecting back-off); returns what was started."""
+    started = []
+    for d in daemons:
+        if d.alive():
+            continue
+        if d.proc is not None:
+            code = d.proc.returncode
+            events.record(cfg.data, "daemon-died", daemon=d.name, code=code)
+            d.proc = None
+            d.next_start = now + d.backoff()
+        if now >= d.next_start:
+            d.start(now)
+            events.record(
+                cfg.data, "daemon-start", daemon=d.name, pid=d.proc.pid if d.proc else None
+            )
+            started.append(d.name)
+    return started
+
+
+def _watchdog_tick() -> Callable[[Config, float], None] | None:
+    try:
+        from cmux.health.watchdog import tick
+    except ImportError:
+        return None
+    return tick
+
+
+def run(cfg: Config) -> None:
+    """The monitor's main loop (until SIGTERM/SIGHUP or the session ends)."""
+    from cmux.agents import lifecycle
+
+    logging.basicConfig(
+        filename=str(cfg.data.state_dir / "monitor.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        force=True,
+    )
+    atomic_write(cfg.data.run_dir / "monitor.pid", f"{os.getpid()}\n")
+    daemons = daemons_for(cfg)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    watchdog = _watchdog_tick()
+    view = StatusView(cfg)
+    last_reconcile = 0.0
+    try:
+        while not stopping:
+            now = time.time()
+            supervise(cfg, daemons, now)
+            if now - last_reconcile >= 10:
+                try:
+                    lifecycle.reconcile(cfg)
+                except Exception:
+                    log.exception("reconcile failed")
+                last_reconcile = now
+            if watchdog is not None:
+                try:
+                    watchdog(cfg, now)
+                except Exception:
+                    log.exception("watchdog failed")
+            view.refresh(now)
+            time.sleep(TICK)
+    finally:
+        for d in daemons:
+            if d.alive() and d.proc:
+                d.proc.terminate()
+        for d in daemons:
+            if d.proc:
+                try:
+                    d.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    d.proc.kill()
+        (cfg.data.run_dir / "monitor.pid").unlink(missing_ok=True)
+
+
+class StatusView:
+    """Redraws the status table when the registry or the mail changed."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.sig: tuple[object, ...] = ()
+        self.drawn = 0.0
+        self.tty = sys.stdout.isatty()
+
+    def signature(self) -> tuple[object, ...]:
+        d = self.cfg.data
+        parts: list[object] = []
+        for p in (d.agents_dir, d.mailbox("human") / "new", d.state_dir):
+            try:
+                parts.append(p.stat().st_mtime_ns)
+            except FileNotFoundError:
+                parts.append(0)
+        try:
+            parts.extend(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(d.agents_dir)))
+        except FileNotFoundError:
+            pass
+        return tuple(parts)
+
+    def refresh(self, now: float) -> None:
+        if not self.tty:
+            return
+        sig = self.signature()
+        if sig == self.sig and now - self.drawn < 30:
+            return
+        self.sig, self.drawn = sig, now
+        from rich.console import Console
+
+        from cmux import ui
+        from cmux.cli.agents import collect_status, status_header
+
+        console = Console()
+        console.clear()
+        header = status_header(self.cfg)
+        human = header.count("for you")
+        console.print(header, style="bold" if not human else "bold yellow", markup=False)
+        console.print(ui.status_table(collect_status(self.cfg)))
+        console.print(
+            "[dim]this window runs cmux's daemons; leave it open. "
+            "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.[/]"
+        )
+        if human:
+            sys.stdout.write("\a")
+            sys.stdout.flush()

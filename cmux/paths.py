@@ -1,0 +1,108 @@
+"""The data root and everything under it (see mailbox/README.md and DESIGN.md).
+
+One directory per managed project, always absolute, exported to every agent as
+CMUX_HOME so that a worker in a worktree writes to the same mailbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+HUMAN = "human"
+SUPERVISOR = "supervisor"
+DEADLETTER = "deadletter"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    # mailbox
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.root / "mailbox"
+
+    def mailbox(self, agent: str) -> Path:
+        return self.mailbox_dir / agent
+
+    @property
+    def deadletter(self) -> Path:
+        return self.mailbox_dir / DEADLETTER
+
+    # journal
+    @property
+    def journal_dir(self) -> Path:
+        return self.root / "journal"
+
+    @property
+    def memory_file(self) -> Path:
+        return self.journal_dir / "MEMORY.md"
+
+    # state
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.state_dir / "agents"
+
+    def agent_file(self, name: str) -> Path:
+        return self.agents_dir / f"{name}.json"
+
+    def agent_lock(self, name: str) -> Path:
+        return self.agents_dir / f".{name}.lock"
+
+    @property
+    def events_file(self) -> Path:
+        return self.state_dir / "events.jsonl"
+
+    @property
+    def index_db(self) -> Path:
+        return self.state_dir / "index.db"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and locks of the daemons."""
+        return self.state_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        """What each pane showed, saved when the pane goes away."""
+        return self.state_dir / "logs"
+
+    @property
+    def settings_dir(self) -> Path:
+        """Per-agent settings files (Claude Code hooks)."""
+        return self.state_dir / "settings"
+
+    # agents' working material
+    @property
+    def contexts_dir(self) -> Path:
+        return self.root / "contexts"
+
+    def context_file(self, name: str) -> Path:
+        return self.contexts_dir / f"{name}.md"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        return self.root / "worktrees"
+
+    def worktree(self, name: str) -> Path:
+        return self.worktrees_dir / name
+
+    def ensure(self) -> None:
+        for d in (
+            self.mailbox(HUMAN),
+            self.deadletter,
+            self.journal_dir,
+            self.agents_dir,
+            self.run_dir,
+            self.logs_dir,
+            self.contexts_dir,
+        ):
+            d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,151 @@
+"""Helpers shared by every test tier: waiting with a deadline, running cmux
+as a real process, a private tmux server and HOME per test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def wait_until(
+    fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``fn`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or fn}: last={last!r}"
+            )
+        time.sleep(interval)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.invalid")
+    git(path, "config", "user.name", "cmux test")
+    (path / "README.md").write_text("# test project\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Project:
+    """A real git repository made a cmux project, and ways to drive it."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def data(self) -> Path:
+        return self.root / ".cmux"
+
+    def cmux(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Run:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cmux", *args],
+            cwd=cwd or self.root,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, **kw: Any) -> Run:
+        r = self.cmux(*args, **kw)
+        assert r.code == 0, f"cmux {' '.join(args)} failed ({r.code}):\n{r.out}\n{r.err}"
+        return r
+
+    def tool(
+        self,
+        tool: str,
+        *args: str,
+        agent: str | None = None,
+        input: str | None = None,
+        timeout: float = 30,
+    ) -> Run:
+        env = dict(self.env)
+        env.update(
+            {
+                "CMUX_HOME": str(self.data),
+                "CMUX_PROJECT": str(self.root),
+                "CMUX_PYTHON": sys.executable,
+            }
+        )
+        if agent:
+            env["CMUX_AGENT"] = agent
+        proc = subprocess.run(
+            [str(REPO / "tools" / tool), *args],
+            cwd=self.root,
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {a["name"]: a for a in self.ok("status", "--json").json()}
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.data / "state" / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def tmux(self, *args: str) -> str:
+        """Ask this project's private tmux server directly (not through cmux)."""
+        sock = self.socket()
+        return subprocess.run(
+            ["tmux", "-L", sock, *args], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def socket(self) -> str:
+        import hashlib
+
+        return "cmux-" + hashlib.sha1(str(self.data.resolve()).encode()).hexdigest()[:10]
+
+    def config(self) -> Any:
+        from cmux.config import load_config
+
+        return load_config(self.root)
