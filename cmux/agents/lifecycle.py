@@ -500,3 +500,39 @@ def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
         elif pane.dead:
             changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
     return changed
+
+
+def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
+    """Start a gone agent again in a fresh window, same name, profile and task.
+
+    Used by the watchdogs to bring back a dead supervisor; its new incarnation
+    gets a new Claude session id and starts with the journal's memory.
+    """
+    old = registry.get(cfg.data, name)
+    tmux = require_running(cfg)
+    _save_log(cfg, tmux, old)
+    if old.pane_id:
+        try:
+            tmux.kill_window_of(old.pane_id)
+        except TmuxError:
+            pass
+    if old.live:
+        registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
+    command = None
+    profile = old.profile
+    if old.profile == "command":
+        command = old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
+        profile = None
+    agent = spawn(
+        cfg,
+        name,
+        task=old.task,
+        profile=profile,
+        command=command,
+        cwd=old.cwd,
+        role=old.role,
+        parent=old.parent,
+        tmux=tmux,
+    )
+    events.record(cfg.data, "respawn", name, reason=reason, incarnation=agent.incarnation)
+    return agent
