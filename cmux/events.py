@@ -54,16 +54,8 @@ def read(data: DataRoot, *, offset: int = 0) -> tuple[list[dict[str, Any]], int]
     return out, offset + end + 1
 
 
-def follow(
-    data: DataRoot, *, from_start: bool = True, poll: float = 0.2
-) -> Iterator[dict[str, Any]]:
-    """Yield events as they are appended (used by ``cmux events --follow``)."""
-    offset = 0
-    if not from_start:
-        try:
-            offset = data.events_file.stat().st_size
-        except FileNotFoundError:
-            offset = 0
+def follow(data: DataRoot, *, offset: int = 0, poll: float = 0.2) -> Iterator[dict[str, Any]]:
+    """Yield events appended after byte ``offset`` (``cmux events --follow``)."""
     while True:
         batch, offset = read(data, offset=offset)
         yield from batch

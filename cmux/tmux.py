@@ -216,18 +216,62 @@ class Tmux:
             args.append("-e")
         return self.cmd(*args)
 
-    def send_literal(self, pane_id: str, text: str) -> None:
-        """Type ``text`` as literal characters (no key-name lookup)."""
-        self.cmd("send-keys", "-t", pane_id, "-l", "--", text)
+    def send_literal(self, pane_id: str, text: str, *, enter: bool = False) -> None:
+        """Type ``text`` as literal characters (no key-name lookup).
+
+        tmux reads a trailing ``;`` of an argument as a command separator, so
+        trailing semicolons are sent as hex key codes. With ``enter`` the
+        Enter key follows in the same tmux call.
+        """
+        body = text.rstrip(";")
+        semis = len(text) - len(body)
+        args: list[str] = []
+        if body:
+            args += ["send-keys", "-t", pane_id, "-l", "--", body]
+        if semis:
+            args += [";"] if args else []
+            args += ["send-keys", "-t", pane_id, "-H", *(["3b"] * semis)]
+        if enter:
+            args += [";"] if args else []
+            args += ["send-keys", "-t", pane_id, "Enter"]
+        if args:
+            self.cmd(*args)
 
     def send_keys(self, pane_id: str, *keys: str) -> None:
         """Press named keys (``Enter``, ``Escape``, ``C-c`` ...)."""
         self.cmd("send-keys", "-t", pane_id, *keys)
 
-    def paste(self, pane_id: str, text: str, *, buffer: str) -> None:
-        """Paste ``text`` through a uniquely named buffer, bracketed, then drop it."""
-        self.cmd("load-buffer", "-b", buffer, "-", input=text.encode())
-        self.cmd("paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane_id)
+    def paste(self, pane_id: str, text: str, *, buffer: str, enter: bool = False) -> None:
+        """Paste ``text`` through a uniquely named buffer, bracketed if the
+        program asked for it, and delete the buffer; one tmux call."""
+        args = ["load-buffer", "-b", buffer, "-", ";"]
+        args += ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane_id]
+        if enter:
+            args += [";", "send-keys", "-t", pane_id, "Enter"]
+        self.cmd(*args, input=text.encode())
+
+    def cursor_line(self, pane_id: str) -> str:
+        """The text on the line where the pane's cursor is."""
+        out = self.cmd(
+            "display-message",
+            "-p",
+            "-t",
+            pane_id,
+            "#{cursor_y}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            pane_id,
+        )
+        first, _, screen = out.partition("\n")
+        try:
+            y = int(first.strip())
+        except ValueError:
+            return ""
+        lines = screen.split("\n")
+        return lines[y] if 0 <= y < len(lines) else ""
 
     def kill_pane(self, pane_id: str) -> None:
         self.cmd("kill-pane", "-t", pane_id)

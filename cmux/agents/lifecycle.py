@@ -162,8 +162,9 @@ def stop(cfg: Config) -> StopResult:
     tmux = tmux_for(cfg)
     result = StopResult(was_running=tmux.has_session(cfg.session_name))
     for agent in registry.list_agents(cfg.data):
-        if agent.live:
+        if result.was_running and agent.state != "killed":
             _save_log(cfg, tmux, agent)
+        if agent.live:
             registry.transition(cfg.data, agent.name, "killed", reason="cmux stop", strict=False)
             result.ended.append(agent.name)
     if result.was_running:
@@ -250,7 +251,6 @@ def spawn(
             wt_path, branch = _add_worktree(cfg, name)
             workdir = wt_path
         cfg.data.ensure()
-        _ensure_mailbox(cfg, name)
         write_context(cfg, name, role, task, parent)
         launch = profiles.build_launch(
             cfg, name=name, role=role, profile=prof, task=task, command=command
@@ -272,6 +272,7 @@ def spawn(
             else 1,
         )
         registry.save(cfg.data, agent, event=None)
+        _ensure_mailbox(cfg, name)  # after the registry: a mailbox means a known agent
         try:
             pane = tmux.new_window(
                 cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
@@ -521,7 +522,9 @@ def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
     command = None
     profile = old.profile
     if old.profile == "command":
-        command = old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
+        command = (
+            old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
+        )
         profile = None
     agent = spawn(
         cfg,

@@ -27,8 +27,11 @@ BUILTIN = ("claude", "demo", "shell")
 
 # Every agent command runs under this wrapper: the pane stays (remain-on-exit)
 # and its exit status is the agent's, 128+N when a signal ended the agent.
+# tmux gives a new pane the PATH of the client that asked for it, so tools/ is
+# put in front here rather than through `-e PATH=...`.
 _WRAPPER = (
-    '"$@"; code=$?; printf "\\n[cmux] %s exited with code %s\\n" "$CMUX_AGENT" "$code"; exit $code'
+    'PATH="$CMUX_TOOLS:$PATH"; export PATH; "$@"; code=$?; '
+    'printf "\\n[cmux] %s exited with code %s\\n" "$CMUX_AGENT" "$code"; exit $code'
 )
 
 
@@ -74,7 +77,6 @@ def resolve(cfg: Config, name: str | None) -> Profile:
 def agent_env(cfg: Config, name: str, role: str) -> dict[str, str]:
     """The environment cmux gives every agent."""
     tools = str(tools_dir())
-    path = os.environ.get("PATH", "/usr/bin:/bin")
     return {
         "CMUX_AGENT": name,
         "CMUX_ROLE": role,
@@ -84,7 +86,7 @@ def agent_env(cfg: Config, name: str, role: str) -> dict[str, str]:
         "CMUX_TMUX_SOCKET": cfg.socket_name,
         "CMUX_PYTHON": sys.executable,
         "CMUX_TASK_FILE": str(cfg.data.context_file(name)),
-        "PATH": path if path.startswith(tools + ":") else f"{tools}:{path}",
+        "CMUX_TOOLS": tools,
     }
 
 

@@ -287,12 +287,8 @@ def load(data: DataRoot, agent: str, path: Path) -> Loaded | None:
 
 
 def take(data: DataRoot, agent: str, *, limit: int | None = None) -> list[Loaded]:
-    """Claim what waits for ``agent`` (after anything claimed but undelivered)."""
+    """Claim what waits in ``agent``'s new/, oldest first (rename: one winner)."""
     out: list[Loaded] = []
-    for name in claimed(data, agent):
-        loaded = load(data, agent, box(data, agent) / "cur" / name)
-        if loaded:
-            out.append(loaded)
     for name in pending(data, agent):
         if limit is not None and len(out) >= limit:
             break
@@ -304,6 +300,22 @@ def take(data: DataRoot, agent: str, *, limit: int | None = None) -> list[Loaded
         if loaded:
             out.append(loaded)
     return out
+
+
+def unclaim_all(data: DataRoot, agent: str) -> int:
+    """Put claimed-but-undelivered mail back into new/ (a router starting up
+    after a crash): it is delivered again, with the same id."""
+    n = 0
+    b = box(data, agent)
+    for name in claimed(data, agent):
+        try:
+            os.rename(b / "cur" / name, b / "new" / name)
+            n += 1
+        except FileNotFoundError:
+            continue
+    if n:
+        events.record(data, "requeue", agent, count=n)
+    return n
 
 
 def read_all(data: DataRoot, agent: str) -> list[Message]:

@@ -1,0 +1,358 @@
+"""`cmux hook EVENT`: what Claude Code's hooks call, for every agent cmux runs.
+
+Claude Code runs the hook with the agent's environment (CMUX_AGENT,
+CMUX_HOME) and a JSON object on stdin (session_id, transcript_path, cwd,
+hook_event_name, and fields per event). From these events the registry
+knows each Claude agent's state exactly:
+
+    SessionStart      starting -> idle; records the session; the supervisor
+                      gets what the journal remembers (stdout joins its context)
+    UserPromptSubmit  -> busy (also out of done/blocked: new work arrived)
+    PreToolUse        -> busy (not out of done/blocked: the report stands)
+    Notification      a permission question -> waiting, and the supervisor
+                      (or the person) is told
+    Stop              mail waiting -> it is handed over as the agent's next
+                      input ({"decision": "block"}), marked delivered; else
+                      -> idle (done/blocked stay)
+    SessionEnd        -> exited (unless the session was only cleared)
+
+The hook runs on every tool call, so it imports only the standard library and
+cmux's small core modules (no click, rich, libtmux or git), and it never
+fails the agent: any error is written to state/hooks.log and the exit code is
+still 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cmux.paths import HUMAN, SUPERVISOR, DataRoot
+
+EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "Stop",
+    "Notification",
+    "SessionEnd",
+)
+STICKY = frozenset({"done", "blocked"})  # declared by the agent; only new input ends them
+# Consecutive Stop hooks that hand over mail while the agent is still going on
+# because of an earlier hand-over; past this the agent stops and the router
+# delivers what is left through the keyboard.
+MAX_CHAINED_HANDOVERS = 5
+MAX_HANDOVER_MESSAGES = 20  # messages handed over in one Stop
+LOG_NAME = "hooks.log"
+LOG_MAX_BYTES = 1_000_000
+
+
+@dataclass
+class HookResult:
+    """What the hook prints and what it did (the tests read ``actions``)."""
+
+    stdout: str = ""
+    actions: list[str] = field(default_factory=list)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point without click: ``python -m cmux.agents.claude_hooks EVENT``."""
+    args = sys.argv[1:] if argv is None else argv
+    event = args[0] if args else ""
+    return run(event, sys.stdin, sys.stdout, os.environ)
+
+
+def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> int:
+    """Handle one hook call. Always returns 0: a hook must never break the agent."""
+    home = env.get("CMUX_HOME", "")
+    name = env.get("CMUX_AGENT", "")
+    if not home or not name:
+        return 0  # not an agent cmux started: nothing to do
+    data = DataRoot(Path(home))
+    t0 = time.monotonic()
+    try:
+        raw = stdin.read()
+        payload = _parse(raw)
+        result = handle(event, payload, data, name, env)
+        if result.stdout:
+            stdout.write(result.stdout)
+            stdout.flush()
+        if env.get("CMUX_HOOK_DEBUG"):
+            ms = (time.monotonic() - t0) * 1000
+            _log(data, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)")
+    except BaseException as exc:  # never let an exception reach Claude Code
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            return 0
+        _log(data, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    return 0
+
+
+def _parse(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def _log(data: DataRoot, text: str) -> None:
+    try:
+        path = data.state_dir / LOG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.stat().st_size > LOG_MAX_BYTES:
+                os.replace(path, path.with_suffix(".log.1"))
+        except FileNotFoundError:
+            pass
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} pid={os.getpid()} {text.rstrip()}\n")
+    except OSError:
+        pass
+
+
+# -- the events -----------------------------------------------------------------------
+
+
+def handle(
+    event: str, payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str]
+) -> HookResult:
+    from cmux.agents import registry
+
+    result = HookResult()
+    if not registry.exists(data, name):
+        result.actions.append("unknown agent")
+        return result
+    handler = _HANDLERS.get(event)
+    if handler is None:
+        result.actions.append(f"ignored event {event!r}")
+        return result
+    _record_session(data, name, payload, result)
+    handler(payload, data, name, env, result)
+    return result
+
+
+def _record_session(data: DataRoot, name: str, payload: dict[str, Any], result: HookResult) -> None:
+    """Keep the registry's session id and transcript path current."""
+    from cmux.agents import registry
+
+    sid = payload.get("session_id")
+    transcript = payload.get("transcript_path")
+    if not isinstance(sid, str) or not sid:
+        return
+    agent = registry.get(data, name)
+    changes: dict[str, Any] = {}
+    if agent.session_id != sid:
+        changes["session_id"] = sid
+    if isinstance(transcript, str) and transcript and agent.transcript != transcript:
+        changes["transcript"] = transcript
+    if changes:
+        registry.update(data, name, **changes)
+        result.actions.append("session recorded")
+
+
+def _move(data: DataRoot, name: str, new: str, reason: str, result: HookResult) -> str:
+    from cmux.agents import registry
+
+    agent = registry.transition(data, name, new, reason=reason, strict=False)
+    result.actions.append(f"-> {agent.state}")
+    return agent.state
+
+
+def _state(data: DataRoot, name: str) -> str:
+    from cmux.agents import registry
+
+    return registry.get(data, name).state
+
+
+def on_session_start(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    source = str(payload.get("source") or "startup")
+    # A session that starts (or resumes) is ready for input; one that was
+    # cleared or compacted mid-work keeps its state.
+    if _state(data, name) in ("starting", "waiting"):
+        _move(data, name, "idle", f"claude session {source}", result)
+    _reset_chain(data, name)
+    if env.get("CMUX_ROLE") == "supervisor" or name == SUPERVISOR:
+        result.stdout = _start_context(data)
+        if result.stdout:
+            result.actions.append("start context")
+
+
+def _start_context(data: DataRoot) -> str:
+    try:
+        from cmux.journal.context import start_context
+    except ImportError:
+        return ""
+    text: str = start_context(data)
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def on_user_prompt(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    _reset_chain(data, name)
+    _move(data, name, "busy", "a prompt was submitted", result)
+
+
+def on_pre_tool(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    if _state(data, name) in STICKY:
+        return
+    tool = payload.get("tool_name") or "a tool"
+    _move(data, name, "busy", f"using {tool}", result)
+
+
+def is_permission_notification(payload: dict[str, Any]) -> bool:
+    kind = str(payload.get("notification_type") or "")
+    if kind:
+        return kind == "permission_prompt"
+    message = str(payload.get("message") or "").lower()
+    return "permission" in message
+
+
+def on_notification(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    if not is_permission_notification(payload):
+        result.actions.append("notification ignored")
+        return
+    message = str(payload.get("message") or "Claude needs your permission")
+    before = _state(data, name)
+    if _move(data, name, "waiting", message, result) != "waiting" or before == "waiting":
+        return
+    _tell_about_permission(data, name, message, result)
+
+
+def _tell_about_permission(data: DataRoot, name: str, message: str, result: HookResult) -> None:
+    from cmux.agents import registry
+    from cmux.config import load_config
+    from cmux.mail import store
+
+    agent = registry.get(data, name)
+    to = agent.parent if agent.role != "supervisor" and agent.parent else HUMAN
+    if to != HUMAN and not store.known(data, to):
+        to = HUMAN
+    body = (
+        f"{name} is waiting for permission: {message}. "
+        f"Answer with `cmux approve {name}` or `cmux deny {name}` "
+        f"(`cmux attach` shows the question)."
+    )
+    try:
+        cfg = load_config()
+        store.send(cfg, to=to, body=body, sender="cmux", kind="notice")
+        result.actions.append(f"told {to}")
+    except Exception as exc:  # a notice that cannot be sent must not break the hook
+        _log(data, f"Notification {name}: could not tell {to}: {exc}")
+
+
+def on_stop(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    chained = bool(payload.get("stop_hook_active"))
+    count = _chain_count(data, name) if chained else 0
+    if count < MAX_CHAINED_HANDOVERS and handover(data, name, result):
+        _set_chain(data, name, count + 1)
+        return
+    if chained and count >= MAX_CHAINED_HANDOVERS:
+        result.actions.append("loop guard: mail left for the router")
+    _reset_chain(data, name)
+    if _state(data, name) not in STICKY:
+        _move(data, name, "idle", "finished its turn", result)
+
+
+def handover(data: DataRoot, name: str, result: HookResult) -> bool:
+    """Claim waiting mail and answer with it as the agent's next input."""
+    from cmux import events
+    from cmux.mail import store
+
+    if not store.pending(data, name):
+        return False
+    taken = store.take(data, name, limit=MAX_HANDOVER_MESSAGES)
+    if not taken:
+        return False
+    text = "\n\n".join(render(data, loaded.msg) for loaded in taken)
+    result.stdout = json.dumps({"decision": "block", "reason": text}, ensure_ascii=False) + "\n"
+    for loaded in taken:
+        store.mark_delivered(loaded.path)
+        events.record(
+            data,
+            "deliver",
+            name,
+            id=loaded.msg.id,
+            sender=loaded.msg.sender,
+            kind=loaded.msg.kind,
+            via="stop-hook",
+        )
+    result.actions.append(f"handed over {len(taken)} message(s)")
+    _move(data, name, "busy", f"mail from {taken[0].msg.sender} handed over at Stop", result)
+    return True
+
+
+def render(data: DataRoot, msg: Any) -> str:
+    """The same text the router would type for ``msg``."""
+    try:
+        from cmux.mail.deliver import render as router_render
+    except ImportError:
+        return f"[cmux mail {msg.id} from {msg.sender} kind={msg.kind}]\n{msg.body}"
+    text: str = router_render(msg, data)
+    return text
+
+
+def on_session_end(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    reason = str(payload.get("reason") or "other")
+    if reason == "clear":
+        result.actions.append("session cleared")
+        return
+    _move(data, name, "exited", f"claude session ended ({reason})", result)
+
+
+_HANDLERS = {
+    "SessionStart": on_session_start,
+    "UserPromptSubmit": on_user_prompt,
+    "PreToolUse": on_pre_tool,
+    "Notification": on_notification,
+    "Stop": on_stop,
+    "SessionEnd": on_session_end,
+}
+
+
+# -- the loop guard's counter -----------------------------------------------------------
+
+
+def _chain_file(data: DataRoot, name: str) -> Path:
+    return data.state_dir / "hooks" / f"{name}.chain"
+
+
+def _chain_count(data: DataRoot, name: str) -> int:
+    try:
+        return int(_chain_file(data, name).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _set_chain(data: DataRoot, name: str, n: int) -> None:
+    path = _chain_file(data, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{n}\n")
+
+
+def _reset_chain(data: DataRoot, name: str) -> None:
+    try:
+        _chain_file(data, name).unlink()
+    except FileNotFoundError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The demo agent: a small built-in agent that needs no account.
+
+It shows the whole flow with the same tools a real agent uses:
+
+- as a worker it reads its task, does simple scripted work (each line
+  `RUN: <command>` in the task is run; anything else is "thought about"),
+  writes what it learned to the journal and reports `mailbox done`;
+- as the supervisor it waits for mail; a task from a person is split in two
+  and handed to two demo workers with `workers spawn`; when both report done
+  it tells the person (`mailbox send human`) and ends the workers.
+
+Mail arrives typed into its pane, one header line per message:
+`[cmux mail <id> from <sender> kind=<kind>] <text>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+HEADER = re.compile(r"^\[cmux mail (\S+) from (\S+) kind=(\w+)[^\]]*\]\s?(.*)$")
+
+
+def pace(factor: float = 1.0) -> None:
+    delay = float(os.environ.get("CMUX_DEMO_PACE", "0.4")) * factor
+    if delay > 0:
+        time.sleep(delay)  # only to let a person follow along
+
+
+def say(text: str) -> None:
+    print(f"\033[1;36mdemo\033[0m {text}", flush=True)
+
+
+def tool(*argv: str) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    out = (proc.stdout + proc.stderr).strip()
+    say(
+        f"$ {' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}  → {out.splitlines()[0] if out else proc.returncode}"
+    )
+    return out
+
+
+def set_state(state: str, reason: str = "") -> None:
+    from cmux.agents import registry
+    from cmux.config import load_config
+
+    try:
+        registry.transition(
+            load_config().data, os.environ["CMUX_AGENT"], state, reason=reason, strict=False
+        )
+    except Exception as exc:  # the demo goes on without a registry
+        say(f"(could not record state {state}: {exc})")
+
+
+def read_task() -> str:
+    path = os.environ.get("CMUX_TASK_FILE")
+    if not path or not os.path.exists(path):
+        return ""
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r"^## Your task\n\n(.*?)\n\n## How to report", text, re.S | re.M)
+    return (m.group(1) if m else text).strip()
+
+
+def incoming(timeout: float | None = None) -> tuple[str, str, str, str] | None:
+    """The next message typed into this pane: (id, sender, kind, text)."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    m = HEADER.match(line.rstrip("\n"))
+    if not m:
+        return None
+    mid, sender, kind, text = m.groups()
+    lines = [text] if text else []
+    # A multi-line message arrives as a paste: gather what follows at once.
+    while select.select([sys.stdin], [], [], 0.15)[0]:
+        more = sys.stdin.readline()
+        if not more or HEADER.match(more):
+            break
+        lines.append(more.rstrip("\n"))
+    return mid, sender, kind, "\n".join(lines).strip()
+
+
+def worker() -> int:
+    name = os.environ.get("CMUX_AGENT", "worker")
+    set_state("busy", "reading the task")
+    task = read_task()
+    say(f"I am {name}. My task: {task or '(none)'}")
+    pace()
+    results = []
+    for line in task.splitlines():
+        if line.strip().startswith("RUN:"):
+            cmd = line.split("RUN:", 1)[1].strip()
+            say(f"running: {cmd}")
+            proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+            results.append(f"`{cmd}` exited {proc.returncode}")
+            print(proc.stdout, end="", flush=True)
+    if not results:
+        words = len(task.split())
+        say(f"thinking about it ({words} words) …")
+        pace(2)
+        results.append(f"considered the task ({words} words) and wrote down what I learned")
+    summary = "; ".join(results)
+    tool(
+        "journal",
+        "add",
+        f"{name}: {task.splitlines()[0][:60] if task else 'no task'}",
+        "--body",
+        f"What was done: {summary}\nWhy: it was my task.",
+        "--tags",
+        "demo",
+    )
+    pace()
+    tool("mailbox", "done", f"{name} finished: {summary}")
+    say("reported done; waiting for more mail (Ctrl-C to end)")
+    return listen(name, supervisor=False)
+
+
+def supervisor() -> int:
+    set_state("idle", "ready for a task")
+    say('I am the demo supervisor. Give me a task:  cmux send supervisor "..."')
+    return listen("supervisor", supervisor=True)
+
+
+def listen(name: str, *, supervisor: bool) -> int:
+    waiting: set[str] = set()
+    reports: list[str] = []
+    n = 0
+    while True:
+        try:
+            msg = incoming()
+        except (EOFError, KeyboardInterrupt):
+            return 0
+        if msg is None:
+            continue
+        mid, sender, kind, text = msg
+        say(f"mail {mid[-6:]} from {sender} ({kind}): {text[:120]}")
+        if not supervisor:
+            continue
+        if kind == "done" and sender in waiting:
+            waiting.discard(sender)
+            reports.append(f"{sender}: {text}")
+            if not waiting:
+                set_state("busy", "collecting reports")
+                tool("mailbox", "send", "human", "All done. Reports:\n" + "\n".join(reports))
+                for r in reports:
+                    tool("workers", "kill", r.split(":", 1)[0])
+                tool(
+                    "journal",
+                    "add",
+                    "demo task finished",
+                    "--body",
+                    "\n".join(reports),
+                    "--tags",
+                    "demo",
+                )
+                set_state("idle", "task finished")
+                reports = []
+        elif sender == "human" and kind in ("message", "task"):
+            set_state("busy", "splitting the task")
+            pace()
+            for part in (1, 2):
+                n += 1
+                wname = f"demo-{n}"
+                tool(
+                    "workers",
+                    "spawn",
+                    wname,
+                    "--agent",
+                    "demo",
+                    "--task",
+                    f"Part {part} of 2 of: {text}",
+                )
+                waiting.add(wname)
+            say(f"waiting for {', '.join(sorted(waiting))} to report")
+            set_state("idle", "waiting for reports")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="cmux-demo-agent")
+    p.add_argument("--role", choices=("worker", "supervisor"), default="worker")
+    p.add_argument("task", nargs="?")
+    args = p.parse_args()
+    return supervisor() if args.role == "supervisor" else worker()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""tools/mailbox: an agent's mailbox client (see mailbox/README.md).
+
+    mailbox send TO TEXT        TEXT may be - to read standard input
+    mailbox done TEXT           to your supervisor; marks you done
+    mailbox blocked TEXT        to your supervisor; marks you blocked
+    mailbox status TEXT         a progress note to your supervisor
+    mailbox read [--all] [--json]
+    mailbox ls [--json]
+
+The sender is $CMUX_AGENT (a person without it is `human`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cmux.agenttools import identity, run
+from cmux.errors import EmptyMessage, UnknownAgent
+
+PROG = "mailbox"
+
+
+def _text(value: str) -> str:
+    text = sys.stdin.read() if value == "-" else value
+    if not text.strip():
+        raise EmptyMessage(
+            "the message is empty", 'give the text: mailbox send NAME "text" (or - for stdin)'
+        )
+    return text
+
+
+def _parent(cfg, me: str) -> str:  # type: ignore[no-untyped-def]
+    from cmux.agents import registry
+
+    try:
+        agent = registry.get(cfg.data, me)
+    except UnknownAgent:
+        return "supervisor" if me != "supervisor" else "human"
+    if agent.role == "supervisor":
+        return "human"
+    return agent.parent or "supervisor"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Send and read cmux mail. Your name comes from $CMUX_AGENT.",
+        epilog='Examples:  mailbox send w1 "rebase on main"   |   mailbox done "tests pass, see commit abc123"'
+        "   |   git diff | mailbox send supervisor -",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    s = sub.add_parser("send", help="send TEXT to agent TO (or `human`)")
+    s.add_argument("to")
+    s.add_argument("text", help="the message; - reads standard input")
+    s.add_argument("--subject", default="")
+    s.add_argument("--reply-to", metavar="ID", help="the id of the message this answers")
+    s.add_argument("--json", action="store_true", help="print the stored message as JSON")
+    for kind, what in (
+        ("done", "report your task finished (after the tests pass)"),
+        ("blocked", "report that you cannot go on, and what you need"),
+        ("status", "a progress note"),
+    ):
+        k = sub.add_parser(kind, help=f"{what}; goes to your supervisor")
+        k.add_argument("text", help="the report; - reads standard input")
+        k.add_argument("--json", action="store_true")
+    r = sub.add_parser("read", help="show your new mail (and mark it read)")
+    r.add_argument("--all", action="store_true", help="everything in your mailbox, read or not")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--id", help="only the message with this id")
+    ls = sub.add_parser("ls", help="the agents you can write to, and their mail")
+    ls.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from cmux.config import load_config
+    from cmux.mail import store
+
+    cfg = load_config()
+    me = identity()
+    if args.cmd == "send":
+        msg = store.send(
+            cfg,
+            to=args.to,
+            body=_text(args.text),
+            sender=me,
+            subject=args.subject,
+            reply_to=args.reply_to,
+        )
+        print(msg.to_json() if args.json else f"sent {msg.id} to {msg.to}")
+        return 0
+    if args.cmd in ("done", "blocked", "status"):
+        body = _text(args.text)
+        to = _parent(cfg, me)
+        msg = store.send(cfg, to=to, body=body, sender=me, kind=args.cmd)
+        if me != "human" and args.cmd in ("done", "blocked"):
+            _mark(cfg, me, args.cmd, body)
+        print(msg.to_json() if args.json else f"sent {args.cmd} {msg.id} to {to}")
+        return 0
+    if args.cmd == "read":
+        return _read(cfg, me, everything=args.all, as_json=args.json, only=args.id)
+    if args.cmd == "ls":
+        names = store.recipients(cfg.data)
+        counts = store.counts(cfg.data, names)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {"name": n, **counts[n], "held_reason": store.hold_reason(cfg.data, n)}
+                        for n in names
+                    ]
+                )
+            )
+        else:
+            for n in names:
+                c = counts[n]
+                held = store.hold_reason(cfg.data, n)
+                print(f"{n:<20} {c['pending']} waiting" + (f" (held: {held})" if held else ""))
+        return 0
+    return 2
+
+
+def _mark(cfg, me: str, kind: str, body: str) -> None:  # type: ignore[no-untyped-def]
+    from cmux.agents import registry
+
+    first = body.strip().splitlines()[0][:80]
+    try:
+        registry.transition(cfg.data, me, kind, reason=first, strict=False)
+    except UnknownAgent:
+        return
+    try:
+        from cmux.journal import store as journal
+
+        journal.add_entry(cfg.data, agent=me, title=f"{kind}: {first}", body=body, tags=[kind])
+    except ImportError:
+        pass
+
+
+def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:  # type: ignore[no-untyped-def]
+    from cmux.mail import store
+
+    if everything or only:
+        msgs = store.read_all(cfg.data, me)
+        if only:
+            msgs = [m for m in msgs if m.id == only]
+    else:
+        msgs = []
+        for loaded in store.take(cfg.data, me):
+            store.mark_delivered(loaded.path)
+            msgs.append(loaded.msg)
+    if as_json:
+        print("[" + ",".join(m.to_json() for m in msgs) + "]")
+        return 0
+    if not msgs:
+        print("no new mail" if not everything else "no mail")
+    for m in msgs:
+        print(
+            f"--- {m.id} from {m.sender} kind={m.kind} at {m.ts}"
+            + (f" subject: {m.subject}" if m.subject else "")
+        )
+        print(m.body.rstrip("\n"))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, PROG)

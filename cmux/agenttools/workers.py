@@ -1,0 +1,115 @@
+"""tools/workers: the supervisor's hands (the same as `cmux spawn/kill/status`).
+
+    workers spawn NAME --task TEXT [--worktree] [--agent PROFILE | --command CMD] [--dir DIR]
+    workers kill NAME
+    workers list [--json]
+
+The caller ($CMUX_AGENT) becomes the parent of what it spawns: the new
+worker's done and blocked reports come back to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from cmux.agenttools import identity, run
+from cmux.errors import UsageError
+
+PROG = "workers"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Spawn, list and end worker agents, each in its own tmux window.",
+        epilog='Example:  workers spawn fix-login --worktree --task "make tests/test_login.py pass; '
+        'report with mailbox done"',
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    s = sub.add_parser("spawn", help="start a worker with a task")
+    s.add_argument("name", help="lowercase letters, digits, - and _; starts with a letter")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--task", help="the task ('-' reads standard input)")
+    g.add_argument("--task-file", help="read the task from this file")
+    s.add_argument("--agent", dest="profile", help="claude, demo, shell or a [profiles] entry")
+    s.add_argument("--command", help="run this command instead of a profile")
+    s.add_argument("--dir", dest="cwd", help="working directory (default: the project)")
+    s.add_argument("--worktree", action="store_true", help="own git worktree and branch cmux/NAME")
+    s.add_argument("--json", action="store_true")
+    k = sub.add_parser("kill", help="end a worker (unmerged worktree work is kept)")
+    k.add_argument("name")
+    k.add_argument("--json", action="store_true")
+    ls = sub.add_parser("list", help="every agent with its state")
+    ls.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from cmux.agents import lifecycle, registry
+    from cmux.config import load_config
+
+    cfg = load_config()
+    me = identity()
+    if args.cmd == "spawn":
+        if args.task_file:
+            try:
+                with open(args.task_file, encoding="utf-8") as fh:
+                    task = fh.read()
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read --task-file {args.task_file}: {exc.strerror}"
+                ) from None
+        else:
+            task = sys.stdin.read() if args.task == "-" else args.task
+        agent = lifecycle.spawn(
+            cfg,
+            args.name,
+            task=task,
+            profile=args.profile,
+            command=args.command,
+            cwd=args.cwd,
+            worktree=args.worktree,
+            parent=me if me != "human" else "supervisor",
+        )
+        if args.json:
+            print(json.dumps(agent.to_dict()))
+        else:
+            extra = f" on branch {agent.branch} in {agent.worktree}" if agent.worktree else ""
+            print(
+                f"spawned {agent.name} ({agent.profile}){extra}; it reports back to you with mailbox done"
+            )
+        return 0
+    if args.cmd == "kill":
+        target = registry.get(cfg.data, args.name)
+        if target.role == "supervisor":
+            raise UsageError(
+                "workers kill cannot end the supervisor",
+                "a person can: cmux kill supervisor --force",
+            )
+        r = lifecycle.kill(cfg, args.name, reason=f"killed by {me}")
+        if args.json:
+            print(json.dumps(vars(r)))
+        else:
+            print(
+                f"killed {args.name}"
+                + (f"; kept branch {r.kept_branch} ({r.reason})" if r.kept_branch else "")
+            )
+        return 0
+    lifecycle.reconcile(cfg)
+    agents = registry.list_agents(cfg.data)
+    if args.json:
+        print(json.dumps([a.to_dict() for a in agents]))
+        return 0
+    now = time.time()
+    for a in agents:
+        state = f"exited({a.exit_code})" if a.state == "exited" else a.state
+        print(f"{a.name:<16} {a.role:<10} {state:<12} {int(now - a.created):>6}s  {a.task_summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, PROG)

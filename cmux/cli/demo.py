@@ -1,0 +1,150 @@
+"""`cmux demo`: see cmux work end to end, with no account and no network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from cmux import ui
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to make the demo repository (default: a new temporary folder).",
+)
+@click.option(
+    "--task",
+    default="Write a short note on why tmux is handy for agents.",
+    show_default=True,
+    help="The task the person gives the supervisor.",
+)
+@click.option("--attach", is_flag=True, help="Attach to tmux to watch it live.")
+@click.option("--keep", is_flag=True, help="Leave the session running afterwards.")
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for the result.")
+def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeout: float) -> None:
+    """Run a demo team: a supervisor that splits a task between two workers.
+
+    Makes a throw-away git repository, starts cmux there with the built-in
+    demo agent, sends the supervisor a task, and shows the mail, states and
+    journal entries as the workers report back. Needs no account.
+    """
+    from cmux.agents import lifecycle
+    from cmux.config import load_config
+    from cmux.mail import store
+    from cmux.project import init
+
+    root = (directory or Path(tempfile.mkdtemp(prefix="cmux-demo-"))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / ".git").exists():
+        ui.progress(f"making a git repository in {root}")
+        for argv in (
+            ["git", "init", "-q"],
+            [
+                "git",
+                "-c",
+                "user.name=cmux demo",
+                "-c",
+                "user.email=demo@cmux.invalid",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "demo",
+            ],
+        ):
+            subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    init(root)
+    for key in [k for k in os.environ if k.startswith("CMUX_") and k != "CMUX_DEMO_PACE"]:
+        del os.environ[key]  # the demo is its own project
+    cfg = load_config(root, agent="demo")
+    ui.progress("starting the session (monitor + demo supervisor)")
+    r = lifecycle.start(cfg, profile="demo")
+    ui.out(
+        f"session {r.session} is up in {r.seconds:.2f}s; attach any time: cd {root} && cmux attach"
+    )
+    _wait_state(cfg, "supervisor", "idle", 20)
+    msg = store.send(cfg, to="supervisor", body=task, sender="human")
+    ui.out(f"you → supervisor: {task!r} ({msg.id})")
+    if attach:
+        os.chdir(root)
+        from cmux.cli.session import _attach
+
+        _attach(cfg, "supervisor")
+        return
+    ok = _follow(cfg, timeout)
+    if ok:  # let the supervisor finish tidying up (it ends its workers)
+        _wait_state(cfg, "supervisor", "idle", 10)
+    from cmux.cli.agents import collect_status
+
+    ui.print_renderable(ui.status_table(collect_status(cfg), title="agents"))
+    for m in store.read_all(cfg.data, "human"):
+        ui.out(f"\nmail for you from {m.sender} ({m.kind}):\n{m.body}")
+    if keep:
+        ui.out(f"\nstill running: cd {root} && cmux attach   (cmux stop to end)")
+    else:
+        lifecycle.stop(cfg)
+        ui.out(f"\nstopped; everything it wrote is in {cfg.data.root}")
+    if not ok:
+        raise SystemExit(1)
+
+
+def _wait_state(cfg, name: str, state: str, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    from cmux.agents import registry
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if registry.get(cfg.data, name).state == state:
+                return True
+        except Exception:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _follow(cfg, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    """Print the interesting events until the person gets the final report."""
+    from cmux import events
+
+    offset = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch, offset = events.read(cfg.data, offset=offset)
+        for e in batch:
+            line = _describe(e)
+            if line:
+                ui.out(f"  {e['ts'][11:19]}  {line}")
+            if (
+                e.get("event") == "send"
+                and e.get("agent") == "human"
+                and e.get("sender") == "supervisor"
+            ):
+                return True
+        time.sleep(0.2)
+    ui.err(f"the demo did not finish within {timeout:.0f}s; see `cmux events` and `cmux logs NAME`")
+    return False
+
+
+def _describe(e: dict) -> str | None:  # type: ignore[type-arg]
+    ev, agent = e.get("event"), e.get("agent")
+    if ev == "spawn":
+        return f"spawned {agent} ({e.get('profile')}): {str(e.get('task') or '')[:60]}"
+    if ev == "send":
+        return f"mail {e.get('sender')} → {agent} ({e.get('kind')})"
+    if ev == "deliver":
+        return f"delivered to {agent} by {e.get('via')} in {e.get('ms')} ms"
+    if ev == "state":
+        return f"{agent}: {e.get('from')} → {e.get('to')}" + (
+            f" ({e['reason']})" if e.get("reason") else ""
+        )
+    if ev == "deadletter":
+        return f"DEAD LETTER for {agent}: {e.get('reason')}"
+    return None

@@ -1,0 +1,281 @@
+"""cmux journal: read, search and write the team's journal as a person.
+
+The same commands agents have in tools/journal, signed ``human``, with
+colour. Thin: each command calls cmux.journal and prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from cmux import ui
+from cmux.config import load_config
+from cmux.errors import UsageError
+from cmux.paths import HUMAN, DataRoot
+
+if TYPE_CHECKING:
+    from cmux.journal.index import Hit
+    from cmux.journal.store import Entry
+
+# Snippet highlight marks: control characters never occur in stored text.
+_ON, _OFF = "\x02", "\x03"
+
+
+def _data() -> DataRoot:
+    return load_config().data
+
+
+def _highlight(snippet: str) -> str:
+    from rich.markup import escape
+
+    out = escape(" ".join(snippet.split()))
+    return out.replace(_ON, "[bold yellow]").replace(_OFF, "[/]")
+
+
+@click.group("journal", invoke_without_command=True)
+@click.pass_context
+def journal_group(ctx: click.Context) -> None:
+    """The team's long-term memory: what was done, why, what went wrong.
+
+    Markdown files under journal/YYYY-MM-DD.md in the data root (read them,
+    edit them, commit them), searched through an index that rebuilds
+    itself. journal/MEMORY.md holds the facts every agent is started with.
+    Agents write with tools/journal; cmux records spawns, reports, kills,
+    crashes and rollbacks itself. Without a subcommand: today's entries.
+
+    \b
+    Examples:
+      cmux journal search "flaky test"
+      cmux journal recent --days 3
+      cmux journal add "Switched CI to Python 3.12" --body "Why: ..."
+      cmux journal remember "the tests need TZ=UTC"
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(recent_cmd)
+
+
+@journal_group.command("add")
+@click.argument("title")
+@click.argument("body_arg", metavar="[BODY]", required=False)
+@click.option("--body", "-b", metavar="TEXT", help="The body (markdown); '-' reads stdin.")
+@click.option("--tags", "-t", metavar="A,B", multiple=True, help="Comma-separated tags.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+def add_cmd(
+    title: str, body_arg: str | None, body: str | None, tags: tuple[str, ...], as_json: bool
+) -> None:
+    """Write an entry signed `human` in today's file.
+
+    Suggested body: What was done / Why / Key decisions / Issues encountered.
+
+    \b
+    Examples:
+      cmux journal add "Paused the migration" --tags db --body "Why: ..."
+      git log -5 --oneline | cmux journal add "Where we stand" -
+    """
+    from cmux.journal import store
+
+    if body is not None and body_arg is not None:
+        raise UsageError("give the body once: either --body TEXT or a second argument")
+    text = body if body is not None else (body_arg or "")
+    if text == "-":
+        text = sys.stdin.read()
+    entry = store.add_entry(
+        _data(), agent=HUMAN, title=title, body=text, tags=store.parse_tags(",".join(tags))
+    )
+    if as_json:
+        ui.print_json(entry.to_dict())
+    else:
+        ui.out(f"added {entry.date} {entry.heading}  ({entry.file}:{entry.line})")
+
+
+@journal_group.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--agent", metavar="NAME", help="Only entries written by NAME.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+def search_cmd(query: tuple[str, ...], limit: int, agent: str | None, as_json: bool) -> None:
+    """Full-text search over titles, tags and bodies, best match first.
+
+    Titles count most; words match by stem ('failing' finds 'failed').
+
+    \b
+    Query syntax:
+      flaky test          entries with both words
+      '"flaky test"'      the words in this order
+      deploy*             any word starting with deploy
+      redis OR memcached  either word
+      -- -staging         without this word (`--` first, or the shell's
+                          dash reads as an option)
+      title:router        only in titles (also tags:, body:)
+    """
+    from cmux.journal import index
+
+    text = " ".join(query)
+    if as_json:
+        ui.print_json([h.to_dict() for h in index.search(_data(), text, limit=limit, agent=agent)])
+        return
+    hits = index.search(_data(), text, limit=limit, agent=agent, marks=(_ON, _OFF))
+    if not hits:
+        ui.out(f"no journal entry matches {text!r}")
+        return
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    for h in hits:
+        tags = f"  [dim]\\[{escape(', '.join(h.tags))}][/]" if h.tags else ""
+        console.print(
+            f"[cyan]{h.date} {h.time or '--:--:--'}[/]  [magenta]{escape(h.agent)}[/]  "
+            f"[bold]{escape(h.title)}[/]{tags}"
+        )
+        if h.snippet.strip():
+            console.print("    " + _highlight(h.snippet))
+        console.print(f"    [dim]{escape(h.file)}:{h.line}[/]")
+
+
+@journal_group.command("recent")
+@click.option("--days", "-d", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--agent", metavar="NAME", help="Only entries written by NAME.")
+@click.option("--full", is_flag=True, help="Whole bodies, not the first lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def recent_cmd(
+    days: int = 1, agent: str | None = None, full: bool = False, as_json: bool = False
+) -> None:
+    """The entries of the last N days (today included), oldest first."""
+    from cmux.journal import store
+
+    entries = store.recent(_data(), days=days)
+    if agent:
+        entries = [e for e in entries if e.agent == agent]
+    if as_json:
+        ui.print_json([e.to_dict() for e in entries])
+        return
+    if not entries:
+        when = "today" if days == 1 else f"in the last {days} days"
+        ui.out(f"no journal entries {when}; `cmux journal recent --days 30` looks further back")
+        return
+    _print_entries(entries, full=full)
+
+
+def _print_entries(entries: list[Entry], *, full: bool, lines: int = 6) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    for e in entries:
+        console.print(
+            f"[cyan]{e.date} {e.time or '--:--:--'}[/]  [magenta]{escape(e.agent)}[/]  "
+            f"[bold]{escape(e.title)}[/]"
+        )
+        if e.tags:
+            console.print(f"[dim]tags: {escape(', '.join(e.tags))}[/]")
+        body = e.body.split("\n") if e.body else []
+        if not full and len(body) > lines:
+            more = len(body) - lines
+            body = [*body[:lines], f"… ({more} more lines: cmux journal show {e.date})"]
+        for line in body:
+            console.print("    " + escape(line))
+        console.print()
+
+
+@journal_group.command("show")
+@click.argument("date", default="today")
+@click.option("--json", "as_json", is_flag=True, help="Print the day's entries as JSON.")
+def show_cmd(date: str, as_json: bool) -> None:
+    """Print a day's file: DATE is YYYY-MM-DD, today, yesterday or -N days ago."""
+    from cmux.journal import store
+
+    data = _data()
+    day = store.parse_day(date)
+    path = store.day_file(data, day)
+    try:
+        text = store.read_text(path)
+    except FileNotFoundError:
+        if as_json:
+            ui.print_json([])
+            return
+        days = [p.stem for p in store.daily_files(data)]
+        hint = f"; the latest days with entries: {', '.join(days[-5:])}" if days else ""
+        ui.out(f"no journal entries on {day}{hint}")
+        return
+    if as_json:
+        ui.print_json([e.to_dict() for e in store.parse_text(text, date=day, file=str(path))])
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@journal_group.command("remember")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
+    """Add a one-line fact to MEMORY.md, which every agent is started with.
+
+    Past 4 KB or 60 lines the oldest facts are dropped and written to the
+    journal (tag "memory"), so nothing is lost.
+    """
+    from cmux.journal import store
+
+    r = store.remember(_data(), " ".join(text), agent=HUMAN)
+    if as_json:
+        ui.print_json(r.to_dict())
+        return
+    ui.out(f"remembered: {r.fact}" if r.added else f"already remembered: {r.fact}")
+    if r.dropped:
+        ui.out(
+            f"MEMORY.md was full: dropped the {len(r.dropped)} oldest fact(s), kept in the journal:"
+        )
+        for d in r.dropped:
+            ui.out(f"  - {d}")
+
+
+@journal_group.command("memory")
+@click.option("--json", "as_json", is_flag=True, help="The facts as JSON.")
+def memory_cmd(as_json: bool) -> None:
+    """Print MEMORY.md (edit the file itself to change or remove facts)."""
+    from cmux.journal import store
+
+    data = _data()
+    text = store.memory(data)
+    if as_json:
+        ui.print_json({"file": str(data.memory_file), "facts": store.facts(text), "text": text})
+    elif text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        ui.out('MEMORY.md is empty; add a fact with `cmux journal remember "..."`')
+
+
+@journal_group.command("context")
+@click.option("--budget", type=click.IntRange(min=1), default=12000, show_default=True)
+def context_cmd(budget: int) -> None:
+    """Print what a new supervisor session is started with (MEMORY.md, latest entries)."""
+    from cmux.journal.context import start_context
+
+    sys.stdout.write(start_context(_data(), budget_chars=budget))
+
+
+@journal_group.command("reindex")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def reindex_cmd(as_json: bool) -> None:
+    """Throw the search index away and rebuild it from the files.
+
+    Searches keep the index in step by themselves (a hand edit, a new or a
+    deleted file is picked up); this is for measuring or after a scare.
+    """
+    from cmux.journal import index
+
+    data = _data()
+    stats = index.rebuild(data)
+    if as_json:
+        ui.print_json(stats.to_dict())
+    else:
+        ui.out(
+            f"rebuilt {data.index_db}: {stats.entries_indexed} entries from "
+            f"{stats.files_indexed} files in {stats.seconds:.2f}s"
+        )

@@ -1,0 +1,117 @@
+"""send, inbox, events, router: mail for a person, and the router daemon."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cmux import ui
+from cmux.config import load_config
+
+
+@click.command("send")
+@click.argument("name")
+@click.argument("text")
+@click.option("--subject", default="", help="A short subject line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored message as JSON.")
+def send_cmd(name: str, text: str, subject: str, as_json: bool) -> None:
+    """Send TEXT to agent NAME as `human` ('-' reads TEXT from stdin).
+
+    The router types it into NAME's pane, headed by one line
+    `[cmux mail <id> from human kind=message]`.
+    """
+    from cmux.mail import store
+
+    body = sys.stdin.read() if text == "-" else text
+    msg = store.send(load_config(), to=name, body=body, sender="human", subject=subject)
+    if as_json:
+        ui.out(msg.to_json())
+    else:
+        ui.out(f"sent {msg.id} to {name}")
+
+
+@click.command("inbox")
+@click.option("--all", "everything", is_flag=True, help="Also the messages you have read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
+@click.option("--peek", is_flag=True, help="Show new messages without marking them read.")
+def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
+    """What agents sent to you: reports, questions, alerts.
+
+    New messages are shown and marked read; --all shows the read ones too.
+    """
+    from cmux.mail import store
+
+    cfg = load_config()
+    if everything or peek:
+        msgs = store.read_all(cfg.data, "human")
+        if peek:
+            new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
+            msgs = [m for m in msgs if m.id in new_ids]
+    else:
+        msgs = []
+        for loaded in store.take(cfg.data, "human"):
+            store.mark_delivered(loaded.path)
+            msgs.append(loaded.msg)
+    if as_json:
+        ui.out("[" + ",".join(m.to_json() for m in msgs) + "]")
+        return
+    if not msgs:
+        ui.out("no new messages" + ("" if everything else " (--all shows the read ones)"))
+        return
+    for m in msgs:
+        ui.out(f"── {m.ts}  from {m.sender}  ({m.kind})  {m.id}")
+        ui.out(m.body.rstrip("\n"))
+        ui.out()
+
+
+@click.command("events")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C to stop).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--agent", help="Only events about this agent.")
+@click.option(
+    "-n", "--lines", type=int, default=50, show_default=True, help="How many past events."
+)
+def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> None:
+    """What happened: sends, claims, deliveries, holds, dead letters, states."""
+    from cmux import events
+
+    cfg = load_config()
+
+    def show(e: dict) -> None:  # type: ignore[type-arg]
+        if agent and e.get("agent") != agent:
+            return
+        if as_json:
+            ui.out(json.dumps(e, ensure_ascii=False))
+            return
+        rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("ts", "event", "agent"))
+        ui.out(f"{e.get('ts', '')}  {e.get('event', ''):<12} {e.get('agent') or '-':<14} {rest}")
+
+    batch, offset = events.read(cfg.data)
+    for e in batch[-lines:] if lines else batch:
+        show(e)
+    if follow:
+        for e in events.follow(cfg.data, offset=offset):
+            show(e)
+
+
+@click.command("router")
+def router_cmd() -> None:
+    """Run the mail router in the foreground (`cmux start` runs it for you).
+
+    One router per data root; a second one exits with an error.
+    """
+    import logging
+
+    from cmux.mail.router import run
+
+    cfg = load_config()
+    logging.basicConfig(
+        filename=str(cfg.data.state_dir / "router.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(threadName)s %(levelname)s %(message)s",
+        force=True,
+    )
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    run(cfg)

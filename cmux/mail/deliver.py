@@ -1,0 +1,108 @@
+"""Turning a message into what an agent sees, and typing it into a pane.
+
+The typing rules (DESIGN.md): control characters and escape sequences never
+reach a pane; a single short line is typed with ``send-keys -l``; long or
+multi-line text goes through a uniquely named paste buffer; a body too large
+to type is written to a file and referenced. Enter is pressed separately and
+verified. Every delivery starts with one header line an agent can read:
+
+    [cmux mail <id> from <sender> kind=<kind>]
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmux.fsutil import atomic_write
+from cmux.mail.message import Message
+from cmux.paths import DataRoot
+from cmux.tmux import Tmux
+
+# CSI, OSC (ended by BEL or ST), DCS/SOS/PM/APC strings, and two-byte escapes.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b[@-Z\\-_]"
+    r"|\x1b"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+TYPE_LIMIT = 400  # longer than this is pasted rather than typed
+INLINE_LIMIT = 32 * 1024  # larger than this is delivered by reference to a file
+
+
+def sanitize(text: str) -> str:
+    """What may reach a pane: no escape sequences, no control characters but
+    newline and tab; CR and CRLF become newline."""
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROLS.sub("", text)
+
+
+def header(msg: Message) -> str:
+    subject = f" subject={sanitize(msg.subject)[:80]!r}" if msg.subject else ""
+    return f"[cmux mail {msg.id} from {msg.sender} kind={msg.kind}{subject}]"
+
+
+def large_body_file(data: DataRoot, msg: Message) -> Path:
+    return data.mailbox(msg.to) / "large" / f"{msg.id}.txt"
+
+
+def render(msg: Message, data: DataRoot) -> str:
+    """The text an agent receives for ``msg`` (already sanitized)."""
+    body = sanitize(msg.body).strip("\n")
+    head = header(msg)
+    if len(body.encode()) > INLINE_LIMIT:
+        path = large_body_file(data, msg)
+        if not path.exists():
+            atomic_write(path, msg.body)
+        size = len(msg.body.encode())
+        return f"{head} {size} bytes, too long to type here: read it with `cat {path}`"
+    if "\n" not in body and len(head) + 1 + len(body) <= TYPE_LIMIT:
+        return f"{head} {body}"
+    return f"{head}\n{body}"
+
+
+@dataclass
+class Typed:
+    via: str  # keys | paste
+    enter_retries: int
+
+
+def type_into(tmux: Tmux, pane_id: str, text: str, *, buffer: str, settle: float = 0.0) -> Typed:
+    """Type ``text`` into the pane, press Enter, and verify it was submitted.
+
+    With no settle time the text and Enter go in one tmux call. Verification:
+    if the cursor's line still ends with what we typed, Enter was not taken;
+    press it again (at most twice).
+    """
+    multi = "\n" in text or "\t" in text or len(text) > TYPE_LIMIT
+    via = "paste" if multi else "keys"
+    together = settle <= 0
+    if multi:
+        tmux.paste(pane_id, text, buffer=buffer, enter=together)
+    else:
+        tmux.send_literal(pane_id, text, enter=together)
+    if not together:
+        time.sleep(settle)  # a deliberate pause between text and Enter, not a wait
+        tmux.send_keys(pane_id, "Enter")
+    tail = text.rstrip().rsplit("\n", 1)[-1][-24:].strip()
+    retries = 0
+    if not tail:
+        return Typed(via=via, enter_retries=0)
+    window = max(settle * 3, 0.05)
+    deadline = time.monotonic() + window
+    while tmux.cursor_line(pane_id).rstrip().endswith(tail):
+        if time.monotonic() < deadline:
+            time.sleep(0.01)
+            continue
+        if retries == 2:
+            break
+        retries += 1
+        tmux.send_keys(pane_id, "Enter")
+        deadline = time.monotonic() + window
+    return Typed(via=via, enter_retries=retries)
