@@ -93,7 +93,14 @@ def add_cmd(
 
 @journal_group.command("search")
 @click.argument("query", nargs=-1, required=True)
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="At most N hits.",
+)
 @click.option("--agent", metavar="NAME", help="Only entries written by NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 def search_cmd(query: tuple[str, ...], limit: int, agent: str | None, as_json: bool) -> None:
@@ -141,7 +148,14 @@ def _print_hits(hits: list[Hit]) -> None:
 
 
 @journal_group.command("recent")
-@click.option("--days", "-d", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--days",
+    "-d",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many days back.",
+)
 @click.option("--agent", metavar="NAME", help="Only entries written by NAME.")
 @click.option("--full", is_flag=True, help="Whole bodies, not the first lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
@@ -252,7 +266,13 @@ def memory_cmd(as_json: bool) -> None:
 
 
 @journal_group.command("context")
-@click.option("--budget", type=click.IntRange(min=1), default=12000, show_default=True)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=12000,
+    show_default=True,
+    help="Characters at most.",
+)
 def context_cmd(budget: int) -> None:
     """Print what a new supervisor session is started with (MEMORY.md, latest entries)."""
     from cmux.journal.context import start_context
