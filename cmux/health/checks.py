@@ -98,7 +98,10 @@ def run_command(
         timed_out = False
         try:
             code: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                _kill_group(proc.pid, signal.SIGKILL)  # we are going away: take it along
+                raise
             timed_out = True
             _kill_group(proc.pid, signal.SIGTERM)
             try:
@@ -174,7 +177,7 @@ def run_url_check(check: Check) -> CheckResult:
         detail = (
             f"timed out after {check.timeout:g}s" if timed_out else f"cannot connect: {exc.reason}"
         )
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         timed_out = True
         detail = f"timed out after {check.timeout:g}s"
     except (OSError, ValueError) as exc:

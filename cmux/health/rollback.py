@@ -1,0 +1,604 @@
+"""The git side of the safety net: last-good, rescue branches, stashes, the reset.
+
+Everything here runs the git CLI (no gitpython: its import alone costs more
+than most of these calls). The rules it keeps:
+
+- ``refs/cmux/last-good`` points at the newest HEAD that passed every check.
+- A rollback saves before it changes anything: a branch
+  ``cmux/rescue/<UTC time>`` at the current HEAD, and, when the tree is
+  dirty, a stash with untracked files whose message names that branch. The
+  stash is also pinned by ``refs/cmux/rescue-stash/<id>`` so that no
+  ``git stash drop`` or reflog expiry can lose it. If saving fails, nothing
+  is reset.
+- The reset moves HEAD and the index, then rewrites only the files the undone
+  commits changed. cmux's own files (the data root, an uncommitted
+  cmux.toml) are outside every stash and every write; an ignored file in the
+  way of a file the target tracks is copied to ``state/rescues/<id>/`` first.
+- The automatic target is the nearest commit that passed, never one past it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmux.errors import GitError, NotAGitRepo, UsageError
+from cmux.fsutil import locked, read_json, write_json
+from cmux.paths import DataRoot
+
+log = logging.getLogger(__name__)
+
+LAST_GOOD_REF = "refs/cmux/last-good"
+RESCUE_BRANCH_PREFIX = "cmux/rescue/"
+STASH_REF_PREFIX = "refs/cmux/rescue-stash/"
+CONFIG_FILE = "cmux.toml"
+SEARCH_DEPTH = 5000  # commits walked back from HEAD looking for one that passed
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    when: float = 0.0
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+
+@dataclass
+class Rescue:
+    """What one rollback saved, and how to bring it back."""
+
+    id: str
+    branch: str
+    head: str
+    target: str
+    reason: str = ""
+    auto: bool = False
+    ts: float = 0.0
+    status: str = "saving"  # saving | saved | done | failed
+    stash: str | None = None
+    stash_ref: str | None = None
+    files: list[str] = field(default_factory=list)
+    undone: list[dict[str, str]] = field(default_factory=list)
+    overwritten: list[str] = field(default_factory=list)
+    left_dirty: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rescue:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def commands(self) -> list[tuple[str, str]]:
+        """(what, git command) pairs a person can copy."""
+        out: list[tuple[str, str]] = []
+        if self.undone:
+            out += [
+                (
+                    "see the commits it undid",
+                    f"git log --oneline {self.target[:10]}..{self.branch}",
+                ),
+                ("take them back", f"git merge {self.branch}"),
+            ]
+        if self.stash:
+            out += [
+                ("see the saved work", f"git stash show -p --include-untracked {self.stash[:10]}"),
+                (
+                    "put it back, on the commit it was made on",
+                    f"git switch -c restore-{self.id} {self.branch} && "
+                    f"git stash apply --index {self.stash[:10]}",
+                ),
+            ]
+        elif self.undone:
+            out.append(("return to it exactly", f"git switch -c restore-{self.id} {self.branch}"))
+        out.append(
+            (
+                "forget it once you are sure",
+                f"git branch -D {self.branch}"
+                + (f" && git update-ref -d {self.stash_ref}" if self.stash_ref else ""),
+            )
+        )
+        return out
+
+
+# -- running git ------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C", LANGUAGE="C")
+    env.pop("GIT_INDEX_FILE", None)
+    return env
+
+
+def git(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "core.quotepath=off", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        env=_env(),
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        words = (
+            proc.stderr.decode("utf-8", "replace").strip()
+            or proc.stdout.decode("utf-8", "replace").strip()
+        )
+        raise GitError(f"git {' '.join(args[:3])} failed: {words}")
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def _fields(line: str, n: int) -> list[str]:
+    parts = line.split("\0")
+    return (parts + [""] * n)[:n]
+
+
+def _split_z(text: str) -> list[str]:
+    return [p for p in text.split("\0") if p]
+
+
+# -- the repository ---------------------------------------------------------------
+
+
+class Repo:
+    """The project's git repository, with cmux's own files fenced off."""
+
+    def __init__(self, project_root: Path, data: DataRoot) -> None:
+        self.project_root = Path(project_root).resolve()
+        self.data = data
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=self.project_root,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NotAGitRepo(
+                f"{self.project_root} is not in a git repository",
+                "health rollbacks need git: `git init` and commit once",
+            )
+        self.top = Path(proc.stdout.strip()).resolve()
+
+    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        return git(self.top, *args, check=check, input=input)
+
+    # -- what is cmux's own ----------------------------------------------------------
+
+    def _rel(self, path: Path) -> str | None:
+        try:
+            rel = Path(path).resolve().relative_to(self.top)
+        except ValueError:
+            return None
+        return rel.as_posix()
+
+    def protected(self) -> list[str]:
+        """Paths (relative to the top) that no stash and no reset may touch."""
+        d = self.data
+        out: list[str] = []
+        if self.project_root == d.root or d.root in self.project_root.parents:
+            # The data root shares its folder with the project (this repository
+            # does that): fence off each of its parts instead of the whole.
+            parts = [d.mailbox_dir, d.journal_dir, d.state_dir, d.contexts_dir, d.worktrees_dir]
+        else:
+            parts = [d.root]
+        for p in parts:
+            rel = self._rel(p)
+            if rel and rel != ".":
+                out.append(rel)
+        config = self._rel(self.project_root / CONFIG_FILE)
+        if config and not self.tracked(config):
+            out.append(config)
+        if not out:
+            return out
+        # git refuses a pathspec that names an ignored path, and stash leaves
+        # ignored paths alone anyway: fence off only what git would see.
+        ignored = set(self.git("check-ignore", "--", *out, check=False).splitlines())
+        return [p for p in out if p not in ignored]
+
+    def tracked(self, rel: str) -> bool:
+        return bool(self.git("ls-files", "-z", "--", f":(literal){rel}", check=False).strip())
+
+    def pathspec(self) -> list[str]:
+        return [".", *(f":(exclude,literal){p}" for p in self.protected())]
+
+    def ignore_data_root(self) -> None:
+        """List the data root in .git/info/exclude, so it stays ignored even when
+        a rollback takes away the .gitignore line that `cmux init` wrote."""
+        if self.project_root == self.data.root or self.data.root in self.project_root.parents:
+            return
+        rel = self._rel(self.data.root)
+        if not rel or rel == ".":
+            return
+        path = Path(self.git("rev-parse", "--git-path", "info/exclude").strip())
+        if not path.is_absolute():
+            path = self.top / path
+        entry = f"/{rel}/"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        if entry in text.splitlines():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(("" if not text or text.endswith("\n") else "\n") + f"{entry}\n")
+
+    # -- commits ---------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        out = self.git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip()
+        return out or None
+
+    def resolve(self, ref: str) -> str:
+        if not ref or ref.startswith("-"):
+            raise UsageError(f"{ref!r} is not a commit")
+        out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
+        if not out:
+            raise GitError(f"{ref!r} is not a commit in {self.top}", "see `git log --oneline`")
+        return out
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+            cwd=self.top,
+            capture_output=True,
+            env=_env(),
+            check=False,
+        )
+        return proc.returncode == 0
+
+    def commit(self, sha: str) -> Commit:
+        out = self.git("log", "-1", "--format=%H%x00%s%x00%ct", sha, "--")
+        h, subject, ct = _fields(out.rstrip("\n"), 3)
+        return Commit(h, subject, float(ct or 0))
+
+    def commits_between(self, base: str, tip: str, limit: int = 500) -> list[Commit]:
+        """Commits reachable from ``tip`` and not from ``base``, newest first."""
+        fmt = "--format=%H%x00%s%x00%ct"
+        out = self.git("log", f"--max-count={limit}", fmt, f"{base}..{tip}", "--")
+        commits = []
+        for line in out.splitlines():
+            h, subject, ct = _fields(line, 3)
+            commits.append(Commit(h, subject, float(ct or 0)))
+        return commits
+
+    def last_good(self) -> str | None:
+        out = self.git("rev-parse", "-q", "--verify", f"{LAST_GOOD_REF}^{{commit}}", check=False)
+        return out.strip() or None
+
+    def set_last_good(self, sha: str) -> None:
+        self.git("update-ref", "-m", "cmux: passed every health check", LAST_GOOD_REF, sha)
+
+    def nearest_passed(self, passed: Iterable[str], head: str | None = None) -> str | None:
+        """The first commit that passed, walking back from HEAD (children before
+        parents, so never one that lies behind another that passed)."""
+        good = set(passed)
+        lg = self.last_good()
+        if lg:
+            good.add(lg)
+        head = head or self.head()
+        if not head or not good:
+            return None
+        out = self.git("rev-list", "--topo-order", f"--max-count={SEARCH_DEPTH}", head, check=False)
+        for sha in out.split():
+            if sha in good:
+                return sha
+        return None
+
+    # -- the work tree ---------------------------------------------------------------
+
+    def dirty(self) -> list[str]:
+        """Changed, staged, deleted and untracked paths, outside cmux's own."""
+        spec = self.pathspec()
+        out = self.git("status", "--porcelain", "-z", "-uall", "--no-renames", "--", *spec)
+        return [entry[3:] for entry in _split_z(out)]
+
+    # -- rescues ---------------------------------------------------------------------
+
+    def _branch_exists(self, name: str) -> bool:
+        return bool(
+            self.git("rev-parse", "-q", "--verify", f"refs/heads/{name}", check=False).strip()
+        )
+
+    def new_rescue_id(self, now: float) -> str:
+        base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        rid, n = base, 1
+        while (
+            self._branch_exists(RESCUE_BRANCH_PREFIX + rid) or rescue_file(self.data, rid).exists()
+        ):
+            n += 1
+            rid = f"{base}-{n}"
+        return rid
+
+    def _identity(self) -> list[str]:
+        """Stash makes commits; lend it a name when the user has none set."""
+        have = (
+            self.git("config", "user.email", check=False).strip()
+            and self.git("config", "user.name", check=False).strip()
+        )
+        return [] if have else ["-c", "user.name=cmux", "-c", "user.email=cmux@localhost"]
+
+    def _stash(self, rescue: Rescue) -> None:
+        message = (
+            f"cmux rescue {rescue.id}: uncommitted work at {rescue.head[:10]}, "
+            f"saved before a rollback to {rescue.target[:10]} (branch {rescue.branch})"
+        )
+        before = self.git("rev-parse", "-q", "--verify", "refs/stash", check=False).strip()
+        self.git(
+            *self._identity(),
+            "stash",
+            "push",
+            "--include-untracked",
+            "-m",
+            message,
+            "--",
+            *self.pathspec(),
+        )
+        after = self.git("rev-parse", "-q", "--verify", "refs/stash", check=False).strip()
+        if not after or after == before:
+            return  # the tree became clean in the meantime: nothing to save
+        if rescue.id not in self.git("log", "-1", "--format=%s", after):
+            raise GitError(f"the newest stash {after[:10]} is not the one cmux just made")
+        rescue.stash = after
+        rescue.stash_ref = STASH_REF_PREFIX + rescue.id
+        self.git("update-ref", "-m", message, rescue.stash_ref, after)
+
+    def _move_to(self, old: str, target: str, rescue: Rescue) -> None:
+        """HEAD and index to ``target``; rewrite only the files that differ.
+
+        The tree is clean (everything was just saved), so each file the undone
+        commits touched holds exactly what ``old`` has, safe in the rescue
+        branch. cmux's own paths are outside the pathspec and never written.
+        """
+        spec = self.pathspec()
+        changes = _split_z(
+            self.git("diff", "--name-status", "-z", "--no-renames", old, target, "--", *spec)
+        )
+        gone: list[str] = []
+        write: list[str] = []
+        added: list[str] = []
+        for status, name in zip(changes[0::2], changes[1::2], strict=False):
+            if status.startswith("D"):
+                gone.append(name)
+            else:
+                write.append(name)
+                if status.startswith("A"):
+                    added.append(name)
+        self._keep_ignored(added, rescue)
+        self.git("reset", "-q", target)
+        for rel in gone:
+            path = self.top / rel
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+                _prune_empty_dirs(path.parent, self.top)
+        if write:
+            self.git(
+                "checkout-index",
+                "-f",
+                "-z",
+                "--stdin",
+                input="\0".join(write).encode("utf-8", "surrogateescape"),
+            )
+        self.git("update-index", "-q", "--refresh", check=False)
+
+    def _keep_ignored(self, paths: list[str], rescue: Rescue) -> None:
+        """An ignored file where the target tracks one is copied aside first."""
+        for rel in paths:
+            src = self.top / rel
+            if not (src.is_file() or src.is_symlink()):
+                continue
+            dest = rescue_dir(self.data, rescue.id) / "overwritten" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dest)
+            else:
+                shutil.copy2(src, dest)
+            rescue.overwritten.append(rel)
+
+    def rollback(self, target: str, *, reason: str, auto: bool, now: float | None = None) -> Rescue:
+        """Save everything, then move to ``target``. Raises GitError, having
+        changed nothing, when the work cannot be saved."""
+        with locked(self.data.run_dir / "rollback.lock"):
+            return self._rollback(target, reason=reason, auto=auto, now=now or time.time())
+
+    def _rollback(self, target: str, *, reason: str, auto: bool, now: float) -> Rescue:
+        head = self.head()
+        if head is None:
+            raise GitError(f"{self.top} has no commits: there is nothing to roll back")
+        target = self.resolve(target)
+        rid = self.new_rescue_id(now)
+        rescue = Rescue(
+            id=rid,
+            branch=RESCUE_BRANCH_PREFIX + rid,
+            head=head,
+            target=target,
+            reason=reason,
+            auto=auto,
+            ts=now,
+            undone=[
+                {"sha": c.sha, "subject": c.subject} for c in self.commits_between(target, head)
+            ],
+        )
+        self.ignore_data_root()
+        rescue.files = self.dirty()
+        save_rescue(self.data, rescue)
+        try:
+            self.git("branch", rescue.branch, head)
+        except GitError as exc:
+            rescue.status, rescue.error = "failed", str(exc)
+            save_rescue(self.data, rescue)
+            raise GitError(
+                f"could not create the rescue branch {rescue.branch}: {exc.message}",
+                "nothing was changed; a branch named cmux/rescue would block it",
+            ) from None
+        try:
+            if rescue.files:
+                self._stash(rescue)
+            left = self.dirty()
+            if left:
+                raise GitError(
+                    f"{len(left)} path(s) could not be set aside: {', '.join(left[:5])}",
+                )
+        except GitError as exc:
+            rescue.status, rescue.error = "failed", exc.message
+            save_rescue(self.data, rescue)
+            if not rescue.stash:
+                self.git("branch", "-D", rescue.branch, check=False)
+            raise GitError(
+                f"could not save the uncommitted work, so nothing was rolled back: {exc.message}",
+                "nothing was changed; if a merge or rebase is in progress, finish or abort it",
+            ) from None
+        rescue.status = "saved"
+        save_rescue(self.data, rescue)
+        self._move_to(head, target, rescue)
+        rescue.left_dirty = self.dirty()
+        rescue.status = "done"
+        save_rescue(self.data, rescue)
+        return rescue
+
+
+@dataclass
+class Plan:
+    """What a rollback would do, shown before it is done."""
+
+    head: str
+    target: str
+    undone: list[Commit]
+    dirty: list[str]
+    target_passed: bool
+    passed_undone: list[str]  # commits that passed and would be undone (by hand only)
+    ancestor: bool
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.head == self.target and not self.dirty
+
+
+def plan(repo: Repo, passed: Iterable[str], to: str | None = None, *, force: bool = False) -> Plan:
+    """Check a rollback before doing it: the target must be HEAD or behind it
+    (unless ``force``); without ``to`` it is the nearest commit that passed."""
+    head = repo.head()
+    if head is None:
+        raise GitError(f"{repo.top} has no commits: there is nothing to roll back")
+    good = set(passed)
+    if to is None:
+        target = repo.nearest_passed(good, head)
+        if target is None:
+            raise UsageError(
+                "no commit has passed the health checks yet, so there is no last good one",
+                "name one: `cmux rollback --to REF` (see `git log --oneline`)",
+            )
+    else:
+        target = repo.resolve(to)
+    ancestor = repo.is_ancestor(target, head)
+    if not ancestor and not force:
+        raise UsageError(
+            f"{to or target[:10]} is not HEAD or behind it, so this is not a rollback",
+            "add --force to move there anyway (your work is saved first either way)",
+        )
+    undone = repo.commits_between(target, head)
+    lg = repo.last_good()
+    if lg:
+        good.add(lg)
+    return Plan(
+        head=head,
+        target=target,
+        undone=undone,
+        dirty=repo.dirty(),
+        target_passed=target in good,
+        passed_undone=[c.sha for c in undone if c.sha in good],
+        ancestor=ancestor,
+    )
+
+
+def _prune_empty_dirs(d: Path, top: Path) -> None:
+    while d != top and top in d.parents:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        d = d.parent
+
+
+# -- rescue records (state/rescues/<id>.json) ----------------------------------------
+
+
+def rescues_dir(data: DataRoot) -> Path:
+    return data.state_dir / "rescues"
+
+
+def rescue_file(data: DataRoot, rid: str) -> Path:
+    return rescues_dir(data) / f"{rid}.json"
+
+
+def rescue_dir(data: DataRoot, rid: str) -> Path:
+    return rescues_dir(data) / rid
+
+
+def save_rescue(data: DataRoot, rescue: Rescue) -> None:
+    write_json(rescue_file(data, rescue.id), rescue.to_dict(), durable=True)
+
+
+@dataclass
+class RescueView:
+    rescue: Rescue
+    branch_exists: bool
+    commits_missing: int  # undone commits not (yet) back in HEAD
+
+
+def list_rescues(repo: Repo) -> list[RescueView]:
+    """Every rescue, newest first: the branches in git, with what cmux recorded."""
+    records: dict[str, Rescue] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for p in rescues_dir(repo.data).glob("*.json"):
+            try:
+                r = Rescue.from_dict(read_json(p))
+            except (OSError, ValueError, TypeError):
+                continue
+            if r.status != "failed" or r.stash:
+                records[r.id] = r
+    fmt = "%(refname:strip=2)%00%(objectname)"
+    out = repo.git("for-each-ref", f"--format={fmt}", "refs/heads/" + RESCUE_BRANCH_PREFIX)
+    branches: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sha = _fields(line, 2)
+        rid = name.removeprefix(RESCUE_BRANCH_PREFIX)
+        branches[rid] = sha
+        if rid not in records:
+            records[rid] = Rescue(id=rid, branch=name, head=sha, target="", status="done")
+    head = repo.head()
+    views = []
+    for rid, r in records.items():
+        missing = 0
+        if rid in branches and head:
+            missing = int(
+                repo.git("rev-list", "--count", branches[rid], "--not", head, check=False).strip()
+                or 0
+            )
+        views.append(RescueView(r, rid in branches, missing))
+    views.sort(key=lambda v: (v.rescue.ts, v.rescue.id), reverse=True)
+    return views
+
+
+def find_rescue(repo: Repo, rid: str) -> RescueView:
+    rid = rid.removeprefix(RESCUE_BRANCH_PREFIX)
+    for v in list_rescues(repo):
+        if v.rescue.id == rid:
+            return v
+    raise UsageError(f"no rescue named {rid!r}", "see `cmux rescue list`")
