@@ -1,0 +1,731 @@
+"""The health monitor: run the checks, decide, restart, roll back, tell people.
+
+Two halves. :func:`decide` is pure: given the state, whether this round
+passed, the clock and the policy, it says what to do (wait, restart, roll
+back, or hold because the budget is spent). :class:`HealthMonitor` does it,
+with every collaborator that touches the world (the checks, the restart
+command, git, the mailbox and the clock) passed in, so tests can use fakes
+for any of them.
+
+The state lives in ``state/health.json`` (written atomically under a lock),
+so ``cmux health`` can show it and a restarted daemon carries on where the
+last one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from cmux import events
+from cmux.config import Config
+from cmux.errors import CmuxError, GitError, UnknownRecipient
+from cmux.fsutil import atomic_write, locked, read_json, write_json
+from cmux.health import checks as checks_mod
+from cmux.health.checks import CheckResult, CommandResult
+from cmux.health.config import HealthSettings
+from cmux.health.rollback import Repo, Rescue
+from cmux.paths import HUMAN, SUPERVISOR, DataRoot
+
+log = logging.getLogger(__name__)
+
+HISTORY = 10  # results kept per check
+PASSED_KEPT = 500  # commits remembered as having passed
+ROLLBACKS_KEPT = 100
+ALERT_PREFIX = "health: "
+
+# A SIGTERM during a rollback waits for it to finish (see run_daemon).
+_critical = {"depth": 0, "exit": False}
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    _critical["depth"] += 1
+    try:
+        yield
+    finally:
+        _critical["depth"] -= 1
+    if _critical["depth"] == 0 and _critical["exit"]:
+        raise SystemExit(0)
+
+
+# Actions decide() can return.
+PASS, WAIT, HOLD, RESTART, ROLLBACK, BUDGET = (
+    "pass",
+    "wait",
+    "hold",
+    "restart",
+    "rollback",
+    "budget",
+)
+
+
+# -- state -----------------------------------------------------------------------------
+
+
+@dataclass
+class HealthState:
+    phase: str = "ok"  # ok | failing | restarted | alert
+    consecutive_failures: int = 0
+    last_round: float | None = None
+    head: str | None = None
+    last_good: str | None = None
+    last_good_at: float | None = None
+    passed: list[str] = field(default_factory=list)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    alert: dict[str, Any] | None = None
+    v: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HealthState:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def state_file(data: DataRoot) -> Path:
+    return data.state_dir / "health.json"
+
+
+def load_state(data: DataRoot) -> HealthState:
+    try:
+        return HealthState.from_dict(read_json(state_file(data)))
+    except FileNotFoundError:
+        return HealthState()
+    except (OSError, ValueError, TypeError):
+        log.warning("state/health.json is unreadable; starting afresh")
+        return HealthState()
+
+
+def save_state(data: DataRoot, st: HealthState) -> None:
+    write_json(state_file(data), st.to_dict())
+
+
+@contextlib.contextmanager
+def editing(data: DataRoot) -> Iterator[HealthState]:
+    """Read, change and write the state under a lock (daemon and CLI share it)."""
+    with locked(data.state_dir / ".health.lock"):
+        st = load_state(data)
+        yield st
+        save_state(data, st)
+
+
+def record_results(
+    st: HealthState, results: list[CheckResult], now: float, head: str | None
+) -> None:
+    st.last_round = now
+    st.head = head
+    for r in results:
+        c = st.checks.setdefault(r.name, {"results": [], "consecutive_failures": 0})
+        entry = r.to_dict()
+        entry.pop("output", None)
+        entry["head"] = head
+        c["results"] = [*c.get("results", []), entry][-HISTORY:]
+        c["consecutive_failures"] = 0 if r.ok else c.get("consecutive_failures", 0) + 1
+        if not r.ok:
+            c["last_output"] = r.output[-checks_mod.OUTPUT_TAIL :]
+
+
+def mark_passed(st: HealthState, head: str) -> None:
+    if head in st.passed:
+        st.passed.remove(head)
+    st.passed = [*st.passed, head][-PASSED_KEPT:]
+
+
+# -- decisions (pure) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    threshold: int = 3
+    can_restart: bool = False
+    budget: int = 3
+    window: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, s: HealthSettings) -> Policy:
+        return cls(
+            threshold=s.threshold,
+            can_restart=bool(s.restart),
+            budget=s.rollback_budget,
+            window=s.rollback_window,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    clear_alert: bool = False
+
+
+def rollbacks_in_window(st: HealthState, now: float, window: float) -> int:
+    return sum(
+        1
+        for r in st.rollbacks
+        if r.get("auto") and r.get("counted", True) and now - float(r.get("ts", 0)) < window
+    )
+
+
+def decide(st: HealthState, ok: bool, now: float, policy: Policy) -> Decision:
+    """What to do after a round; updates the counters in ``st``.
+
+    - a pass resets the count (and ends an alert, except a spent budget,
+      which waits for a person: ``cmux health --clear-alert``);
+    - fewer failures than the threshold: wait;
+    - an alert is up: hold (keep checking, change nothing);
+    - the threshold reached: restart once if there is a restart command,
+      then roll back, unless the window's budget is spent.
+    """
+    if ok:
+        st.consecutive_failures = 0
+        st.phase = "ok"
+        clear = st.alert is not None and st.alert.get("kind") != "budget"
+        if clear:
+            st.alert = None
+        return Decision(PASS, clear_alert=clear)
+    st.consecutive_failures += 1
+    if st.consecutive_failures < policy.threshold:
+        if st.phase != "alert":
+            st.phase = "failing"
+        return Decision(WAIT)
+    if st.alert is not None:
+        st.phase = "alert"
+        return Decision(HOLD)
+    if policy.can_restart and st.phase != "restarted":
+        st.phase = "restarted"
+        return Decision(RESTART)
+    if rollbacks_in_window(st, now, policy.window) >= policy.budget:
+        st.phase = "alert"
+        return Decision(BUDGET)
+    return Decision(ROLLBACK)
+
+
+# -- the world -------------------------------------------------------------------------
+
+
+class Notifier(Protocol):
+    def tell(self, to: str, subject: str, body: str) -> None: ...
+    def alert(self, text: str) -> None: ...
+    def clear_alert(self) -> None: ...
+    def journal(self, title: str, body: str, tags: list[str]) -> None: ...
+    def event(self, name: str, **fields: Any) -> None: ...
+
+
+class CmuxNotifier:
+    """Mailbox, alert file, journal and event log of a real project."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def tell(self, to: str, subject: str, body: str) -> None:
+        tell(self.cfg, to, subject, body)
+
+    def alert(self, text: str) -> None:
+        raise_alert(self.cfg, ALERT_PREFIX + text)
+
+    def clear_alert(self) -> None:
+        clear_alert(self.cfg.data, ALERT_PREFIX)
+
+    def journal(self, title: str, body: str, tags: list[str]) -> None:
+        journal(self.cfg, title, body, tags)
+
+    def event(self, name: str, **fields: Any) -> None:
+        events.record(self.cfg.data, name, None, **fields)
+
+
+def tell(cfg: Config, to: str, subject: str, body: str) -> str | None:
+    """Mail ``to`` from cmux, falling back to the human; returns who got it."""
+    from cmux.mail import store
+
+    for rcpt in dict.fromkeys((to, HUMAN)):
+        try:
+            store.send(cfg, to=rcpt, body=body, sender="cmux", kind="notice", subject=subject)
+            return rcpt
+        except UnknownRecipient:
+            continue
+        except CmuxError:
+            log.exception("could not mail %s", rcpt)
+            return None
+    log.warning("nobody to tell: %s", subject)
+    return None
+
+
+def alert_file(data: DataRoot) -> Path:
+    return data.state_dir / "alert"
+
+
+def raise_alert(cfg: Config, text: str) -> None:
+    """The one-line alert `cmux status` and the monitor window show, and a
+    message for the human (`cmux inbox`)."""
+    line = " ".join(text.split())
+    atomic_write(alert_file(cfg.data), line + "\n")
+    events.record(cfg.data, "alert", None, text=line)
+    tell(cfg, HUMAN, "cmux needs you", text)
+
+
+def clear_alert(data: DataRoot, prefix: str | None = None) -> bool:
+    """Remove the alert (only one that starts with ``prefix``, if given)."""
+    path = alert_file(data)
+    try:
+        current = path.read_text()
+    except FileNotFoundError:
+        return False
+    if prefix is not None and not current.startswith(prefix):
+        return False
+    path.unlink(missing_ok=True)
+    events.record(data, "alert-cleared", None, text=current.strip())
+    return True
+
+
+def journal(cfg: Config, title: str, body: str, tags: list[str]) -> None:
+    try:
+        from cmux.journal import store as journal_store
+
+        journal_store.add_entry(cfg.data, agent="cmux", title=title, body=body, tags=tags)
+    except ImportError:
+        log.info("no journal module; not recorded: %s", title)
+    except Exception:
+        log.exception("could not write the journal entry %r", title)
+
+
+@dataclass
+class RoundReport:
+    """What one call of :meth:`HealthMonitor.round` saw and did."""
+
+    ok: bool
+    action: str
+    results: list[CheckResult]
+    head: str | None = None
+    moved_last_good: bool = False
+    rescue: Rescue | None = None
+    verified: bool | None = None
+    alert: str | None = None
+    then: RoundReport | None = None  # the round after a restart
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        data: DataRoot,
+        settings: HealthSettings,
+        *,
+        repo: Repo | None,
+        run_checks: Callable[[], list[CheckResult]],
+        restart: Callable[[], CommandResult] | None,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.data = data
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        if restart is None:
+            self.policy = Policy(
+                threshold=self.policy.threshold,
+                can_restart=False,
+                budget=self.policy.budget,
+                window=self.policy.window,
+            )
+        self.repo = repo
+        self.run_checks = run_checks
+        self.restart = restart
+        self.notify = notifier
+        self.clock = clock
+        self.sleep = sleep
+
+    @classmethod
+    def for_config(cls, cfg: Config, settings: HealthSettings) -> HealthMonitor:
+        try:
+            repo: Repo | None = Repo(cfg.project_root, cfg.data)
+        except GitError:
+            repo = None
+        env = {"CMUX_HOME": str(cfg.data.root), "CMUX_PROJECT": str(cfg.project_root)}
+
+        def run() -> list[CheckResult]:
+            return checks_mod.run_all(settings.checks, cfg.project_root, env)
+
+        restart = None
+        if settings.restart:
+            command = settings.restart
+
+            def restart() -> CommandResult:
+                return checks_mod.run_command(
+                    command,
+                    cwd=cfg.project_root,
+                    timeout=settings.restart_timeout,
+                    env=env,
+                    reap=False,
+                    log=cfg.data.logs_dir / "health-restart.log",
+                )
+
+        return cls(
+            cfg.data,
+            settings,
+            repo=repo,
+            run_checks=run,
+            restart=restart,
+            notifier=CmuxNotifier(cfg),
+        )
+
+    # -- one round -----------------------------------------------------------------
+
+    def head(self) -> str | None:
+        try:
+            return self.repo.head() if self.repo else None
+        except GitError:
+            return None
+
+    def round(self, *, after_restart: bool = False) -> RoundReport:
+        results = self.run_checks()
+        ok = all(r.ok for r in results)
+        head = self.head()
+        now = self.clock()
+        with editing(self.data) as st:
+            was = st.phase
+            record_results(st, results, now, head)
+            decision = decide(st, ok, now, self.policy)
+            moved = self._mark_good(st, head, now) if ok else False
+        report = RoundReport(ok=ok, action=decision.action, results=results, head=head)
+        report.moved_last_good = moved
+        if decision.clear_alert:
+            self.notify.clear_alert()
+        self._log_round(ok, was, results, st)
+        if decision.action == RESTART:
+            self._restart()
+            self.sleep(self.settings.restart_wait)
+            report.then = self.round(after_restart=True)
+        elif decision.action == ROLLBACK:
+            self._roll_back(report)
+        elif decision.action == BUDGET:
+            report.alert = self._budget_alert(now)
+        return report
+
+    def _log_round(self, ok: bool, was: str, results: list[CheckResult], st: HealthState) -> None:
+        if not ok and st.consecutive_failures == 1:
+            failing = {r.name: r.detail for r in results if not r.ok}
+            self.notify.event("health-failing", checks=failing, head=st.head)
+        elif ok and was != "ok":
+            self.notify.event("health-recovered", head=st.head)
+
+    def _mark_good(self, st: HealthState, head: str | None, now: float) -> bool:
+        """A pass of a new HEAD moves refs/cmux/last-good there."""
+        if not head or not self.repo:
+            return False
+        mark_passed(st, head)
+        if st.last_good == head and self.repo.last_good() == head:
+            return False
+        try:
+            self.repo.set_last_good(head)
+        except GitError:
+            log.exception("could not move %s", "refs/cmux/last-good")
+            return False
+        st.last_good, st.last_good_at = head, now
+        self.notify.event("last-good", commit=head)
+        return True
+
+    def _restart(self) -> CommandResult | None:
+        if self.restart is None:
+            return None
+        r = self.restart()
+        entry = {
+            "ts": self.clock(),
+            "code": r.code,
+            "timed_out": r.timed_out,
+            "seconds": round(r.seconds, 3),
+        }
+        with editing(self.data) as st:
+            st.restarts = [*st.restarts, entry][-20:]
+        self.notify.event("health-restart", code=r.code, timed_out=r.timed_out or None)
+        return r
+
+    def _alert(self, kind: str, text: str, now: float) -> str:
+        with editing(self.data) as st:
+            st.alert = {"kind": kind, "text": text, "ts": now}
+            st.phase = "alert"
+        self.notify.alert(text)
+        self.notify.tell(SUPERVISOR, "health: cmux needs the human", text)
+        return text
+
+    def _budget_alert(self, now: float) -> str:
+        s = self.settings
+        if s.rollback_budget == 0:
+            text = (
+                f"the checks failed {s.threshold} times in a row and automatic rollback is off "
+                "(rollback_budget = 0). `cmux health` shows what fails; `cmux rollback` rolls "
+                "back by hand."
+            )
+        else:
+            text = (
+                f"the checks keep failing after {s.rollback_budget} rollbacks within "
+                f"{_span(s.rollback_window)}: no more automatic rollbacks. Fix the cause, then "
+                "`cmux health --clear-alert`. `cmux rescue list` shows what was saved."
+            )
+        return self._alert("budget", text, now)
+
+    # -- rolling back ----------------------------------------------------------------
+
+    def _roll_back(self, report: RoundReport) -> None:
+        now = self.clock()
+        if self.repo is None:
+            report.alert = self._alert(
+                "no-git", "the checks keep failing and the project is not a git repository", now
+            )
+            return
+        st = load_state(self.data)
+        head = self.repo.head()
+        target = self.repo.nearest_passed(st.passed, head)
+        failing = ", ".join(r.name for r in report.results if not r.ok) or "the checks"
+        if head is None or target is None:
+            report.alert = self._alert(
+                "no-target",
+                f"{failing} keep failing and no commit has passed the checks yet, so there is "
+                "nothing safe to roll back to. `cmux health` shows the output.",
+                now,
+            )
+            return
+        try:
+            clean = not self.repo.dirty()
+        except GitError as exc:
+            report.alert = self._alert("save-failed", f"cannot read the work tree: {exc}", now)
+            return
+        if target == head and clean:
+            report.alert = self._alert(
+                "stuck",
+                f"{failing} keep failing at {head[:10]}, which passed before, with nothing "
+                "uncommitted: the cause is outside the code (a service, the machine, data).",
+                now,
+            )
+            return
+        reason = f"{failing} failed {self.policy.threshold} times in a row" + (
+            " and after a restart" if self.policy.can_restart else ""
+        )
+        try:
+            with critical():
+                rescue = self.repo.rollback(target, reason=reason, auto=True, now=now)
+                with editing(self.data) as st:
+                    entry = rollback_entry(rescue, auto=True)
+                    st.rollbacks = [*st.rollbacks, entry][-ROLLBACKS_KEPT:]
+        except GitError as exc:
+            report.alert = self._alert("save-failed", f"could not roll back: {exc.message}", now)
+            return
+        report.rescue = rescue
+        self.notify.event(
+            "rollback",
+            to=target,
+            **{"from": head},
+            rescue=rescue.branch,
+            stash=rescue.stash,
+            undone=len(rescue.undone),
+            auto=True,
+        )
+        self._restart()
+        self.sleep(self.settings.restart_wait)
+        report.verified = self._verify(rescue)
+        if not report.verified:
+            report.alert = self._alert(
+                "stuck",
+                f"rolled back to {target[:10]} (the last good commit) and {failing} still "
+                "fail: the cause is outside the code. The undone work is in "
+                f"{rescue.branch}; `cmux rescue list` shows how to bring it back.",
+                self.clock(),
+            )
+        self._report_rollback(rescue, report.verified, reason)
+
+    def _verify(self, rescue: Rescue) -> bool:
+        results = self.run_checks()
+        ok = all(r.ok for r in results)
+        now = self.clock()
+        head = self.head()
+        with editing(self.data) as st:
+            record_results(st, results, now, head)
+            if ok:
+                st.consecutive_failures, st.phase = 0, "ok"
+                self._mark_good(st, head, now)
+            for r in st.rollbacks:
+                if r.get("rescue") == rescue.id:
+                    r["verified"] = ok
+        self.notify.event("rollback-verified" if ok else "rollback-still-failing", to=rescue.target)
+        return ok
+
+    def _report_rollback(self, rescue: Rescue, verified: bool | None, reason: str) -> None:
+        body = describe_rollback(rescue, verified=verified, reason=reason)
+        short = rescue.target[:10]
+        self.notify.tell(SUPERVISOR, f"health: rolled back to {short}", body)
+        self.notify.journal(f"Rolled back to {short}: {reason}", body, ["rollback", "health"])
+
+    # -- by hand ---------------------------------------------------------------------
+
+    def check_now(self) -> RoundReport:
+        """Run the checks once and record them (a pass moves last-good), but
+        count nothing towards a rollback and act on nothing."""
+        results = self.run_checks()
+        ok = all(r.ok for r in results)
+        head = self.head()
+        now = self.clock()
+        with editing(self.data) as st:
+            record_results(st, results, now, head)
+            moved = self._mark_good(st, head, now) if ok else False
+        return RoundReport(
+            ok=ok, action="checked", results=results, head=head, moved_last_good=moved
+        )
+
+    def manual_rollback(self, target: str, *, restart: bool = True) -> Rescue:
+        """``cmux rollback``: the same saving of work, not counted in the budget."""
+        assert self.repo is not None
+        with critical():
+            rescue = self.repo.rollback(target, reason="rolled back by hand", auto=False)
+            with editing(self.data) as st:
+                st.rollbacks = [*st.rollbacks, rollback_entry(rescue, auto=False)][-ROLLBACKS_KEPT:]
+        self.notify.event(
+            "rollback",
+            to=rescue.target,
+            **{"from": rescue.head},
+            rescue=rescue.branch,
+            stash=rescue.stash,
+            undone=len(rescue.undone),
+            auto=False,
+        )
+        if restart:
+            self._restart()
+        self._report_rollback(rescue, None, "rolled back by hand (`cmux rollback`)")
+        return rescue
+
+    # -- the daemon ------------------------------------------------------------------
+
+    def run_forever(self, stopping: Callable[[], bool]) -> None:
+        while not stopping():
+            started = self.clock()
+            try:
+                self.round()
+            except CmuxError as exc:
+                log.error("health round failed: %s", exc)
+            except Exception:
+                log.exception("health round failed")
+            wait = self.settings.interval - (self.clock() - started)
+            while wait > 0 and not stopping():
+                step = min(wait, 0.5)
+                self.sleep(step)
+                wait -= step
+
+
+def rollback_entry(rescue: Rescue, *, auto: bool) -> dict[str, Any]:
+    return {
+        "ts": rescue.ts,
+        "rescue": rescue.id,
+        "branch": rescue.branch,
+        "from": rescue.head,
+        "to": rescue.target,
+        "stash": rescue.stash,
+        "undone": len(rescue.undone),
+        "auto": auto,
+        "counted": auto,
+        "verified": None,
+    }
+
+
+def describe_rollback(rescue: Rescue, *, verified: bool | None, reason: str) -> str:
+    """The text the supervisor and the journal get: what was undone, where it is."""
+    lines = [
+        f"cmux rolled {rescue.head[:10]} back to {rescue.target[:10]}: {reason}.",
+    ]
+    if verified is not None:
+        lines.append(
+            "The checks pass again." if verified else "The checks STILL FAIL after the rollback."
+        )
+    if rescue.undone:
+        lines.append(f"\nCommits undone ({len(rescue.undone)}), kept on branch {rescue.branch}:")
+        lines += [f"- {c['sha'][:10]} {c['subject']}" for c in rescue.undone[:50]]
+        if len(rescue.undone) > 50:
+            lines.append(f"- … and {len(rescue.undone) - 50} more")
+    else:
+        lines.append(f"\nNo commits were undone; branch {rescue.branch} marks where it was.")
+    if rescue.stash:
+        lines.append(
+            f"\nUncommitted work ({len(rescue.files)} path(s)) is in stash {rescue.stash[:10]} "
+            f'("cmux rescue {rescue.id}", also pinned as {rescue.stash_ref}):'
+        )
+        lines += [f"- {p}" for p in rescue.files[:30]]
+        if len(rescue.files) > 30:
+            lines.append(f"- … and {len(rescue.files) - 30} more")
+    if rescue.overwritten:
+        lines.append(
+            f"\nIgnored files the rollback overwrote were copied to state/rescues/{rescue.id}/: "
+            + ", ".join(rescue.overwritten[:10])
+        )
+    lines.append("\nTo bring it back:")
+    lines += [f"  {what}: {cmd}" for what, cmd in rescue.commands()]
+    lines.append("\nNothing was lost. Find out why the checks failed before redoing the work.")
+    return "\n".join(lines)
+
+
+def _span(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+# -- the daemon entry point --------------------------------------------------------------
+
+
+def pid_file(data: DataRoot) -> Path:
+    return data.run_dir / "health.pid"
+
+
+def daemon_pid(data: DataRoot) -> int | None:
+    """The running health daemon's pid, or None."""
+    try:
+        pid = int(pid_file(data).read_text().split()[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def run_daemon(cfg: Config) -> None:
+    """``cmux health --daemon``: one per data root, until SIGTERM."""
+    from cmux.errors import AlreadyRunning
+    from cmux.health.config import settings as load_settings
+
+    settings = load_settings(cfg)
+    cfg.data.ensure()
+    with locked(cfg.data.run_dir / "health.lock", blocking=False) as got:
+        if not got:
+            raise AlreadyRunning(
+                "a health monitor already runs for this project", "see `cmux health`"
+            )
+        atomic_write(pid_file(cfg.data), f"{os.getpid()}\n")
+        stop = {"now": False}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop["now"] = True
+            if _critical["depth"]:
+                _critical["exit"] = True  # leave once the rollback is complete
+                return
+            raise SystemExit(0)
+
+        old = signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+        events.record(cfg.data, "health-start", None, pid=os.getpid(), checks=len(settings.checks))
+        try:
+            HealthMonitor.for_config(cfg, settings).run_forever(lambda: stop["now"])
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            with contextlib.suppress(OSError):
+                if pid_file(cfg.data).read_text().split()[0] == str(os.getpid()):
+                    pid_file(cfg.data).unlink()
