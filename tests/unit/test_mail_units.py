@@ -1,0 +1,177 @@
+"""Message schema, the typing rules and the Maildir store, without tmux."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cmux.config import load_config
+from cmux.errors import EmptyMessage, MessageTooLarge, StorageError, UnknownRecipient
+from cmux.mail import store
+from cmux.mail.deliver import INLINE_LIMIT, header, render, sanitize
+from cmux.mail.message import MalformedMessage, Message, new_id
+from tests.helpers import make_repo
+
+
+@pytest.fixture
+def cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from cmux.project import init
+
+    root = make_repo(tmp_path / "p")
+    init(root)
+    c = load_config(root)
+    for name in ("supervisor", "w1", "w2"):
+        store.ensure(c.data, name)
+    return c
+
+
+def test_ids_sort_by_creation_and_are_unique() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_message_round_trip_and_schema() -> None:
+    m = Message(to="w1", body="hi ✓", sender="supervisor", kind="task", subject="s")
+    d = json.loads(m.to_json())
+    assert d["v"] == 1 and d["from"] == "supervisor" and d["to"] == "w1" and d["kind"] == "task"
+    assert Message.from_json(m.to_json()) == m
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{",
+        "[]",
+        '{"v": 2, "id": "a", "to": "b", "from": "c", "body": "d"}',
+        '{"v": 1, "id": "a", "to": "b"}',
+        '{"v": 1, "id": "a", "to": "b", "from": "c", "body": "d", "kind": "shout"}',
+        '{"v": 1, "id": "a", "to": "b", "from": "c", "body": "d", "depth": -1}',
+    ],
+)
+def test_malformed_messages_are_named(raw: str) -> None:
+    with pytest.raises(MalformedMessage):
+        Message.from_json(raw)
+
+
+def test_sanitize_strips_escapes_and_controls_but_keeps_text() -> None:
+    assert sanitize("a\x1b[31mb\x1b[0m") == "ab"
+    assert sanitize("t\x1b]0;evil title\x07x") == "tx"
+    assert sanitize("q\x1bPpayload\x1b\\r") == "qr"
+    assert sanitize("bell\x07 null\x00 ctrl-c\x03 del\x7f c1\x9b") == "bell null ctrl-c del c1"
+    assert sanitize("crlf\r\nand\rcr") == "crlf\nand\ncr"
+    assert sanitize("tab\tand\nnewline ✓ $(x) C-c") == "tab\tand\nnewline ✓ $(x) C-c"
+
+
+def test_render_puts_one_header_line_first(tmp_path: Path) -> None:
+    from cmux.paths import DataRoot
+
+    data = DataRoot(tmp_path)
+    one = Message(to="w1", body="short", sender="s")
+    assert render(one, data) == f"{header(one)} short"
+    multi = Message(to="w1", body="a\nb", sender="s", kind="done")
+    assert render(multi, data) == f"[cmux mail {multi.id} from s kind=done]\na\nb"
+    big = Message(to="w1", body="x" * (INLINE_LIMIT + 1), sender="s")
+    text = render(big, data)
+    assert "\n" not in text and "too long to type" in text
+    assert (tmp_path / "mailbox" / "w1" / "large" / f"{big.id}.txt").read_text() == big.body
+
+
+def test_send_is_atomic_and_refuses_bad_input(cfg) -> None:  # type: ignore[no-untyped-def]
+    m = store.send(cfg, to="w1", body="hello", sender="supervisor")
+    box = cfg.data.mailbox("w1")
+    assert [p.name for p in (box / "new").iterdir()] == [f"{m.id}.json"]
+    assert list((box / "tmp").iterdir()) == []
+    with pytest.raises(UnknownRecipient, match="nobody"):
+        store.send(cfg, to="nobody", body="x", sender="w1")
+    with pytest.raises(UnknownRecipient):
+        store.send(cfg, to="../w1", body="x", sender="w1")
+    with pytest.raises(EmptyMessage):
+        store.send(cfg, to="w1", body=" \n\t", sender="w2")
+    with pytest.raises(MessageTooLarge, match="over the limit"):
+        store.send(cfg, to="w1", body="x" * (cfg.max_body_bytes + 1), sender="w2")
+    assert len(list((box / "new").iterdir())) == 1
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
+    cfg, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:  # type: ignore[override]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageError, match="disk is full"):
+        store.send(cfg, to="w1", body="hello", sender="supervisor")
+    monkeypatch.setattr(os, "write", real_write)
+    box = cfg.data.mailbox("w1")
+    assert list((box / "tmp").iterdir()) == [] and list((box / "new").iterdir()) == []
+
+
+def test_claim_has_exactly_one_winner(cfg) -> None:  # type: ignore[no-untyped-def]
+    m = store.send(cfg, to="w1", body="once", sender="supervisor")
+    name = f"{m.id}.json"
+    first = store.claim(cfg.data, "w1", name)
+    second = store.claim(cfg.data, "w1", name)
+    assert first is not None and second is None
+
+
+def test_undelivered_claims_go_back_to_new_on_recovery(cfg) -> None:  # type: ignore[no-untyped-def]
+    m = store.send(cfg, to="w1", body="again", sender="supervisor")
+    [loaded] = store.take(cfg.data, "w1")
+    assert store.pending(cfg.data, "w1") == []
+    assert store.unclaim_all(cfg.data, "w1") == 1
+    [again] = store.take(cfg.data, "w1")
+    assert again.msg.id == m.id  # same id: a duplicate can be recognised
+    store.mark_delivered(again.path)
+    assert store.unclaim_all(cfg.data, "w1") == 0
+
+
+def test_replies_count_depth_and_a_loop_goes_to_deadletter(cfg) -> None:  # type: ignore[no-untyped-def]
+    limit = cfg.depth_limit
+    a, b = "w1", "w2"
+    store.send(cfg, to=b, body="start", sender=a)
+    for hop in range(1, limit + 3):
+        sender, to = (b, a) if hop % 2 else (a, b)
+        for loaded in store.take(cfg.data, sender):
+            store.mark_delivered(loaded.path)
+        m = store.send(cfg, to=to, body=f"re {hop}", sender=sender)
+        assert m.depth == min(hop, limit + 1)
+        if hop > limit:
+            break
+    reasons = list(cfg.data.deadletter.glob("*.reason"))
+    assert len(reasons) == 1
+    assert "past the limit" in json.loads(reasons[0].read_text())["reason"]
+    notice = store.read_all(cfg.data, "supervisor")
+    assert notice and "message loop" in notice[-1].body
+
+
+def test_explicit_reply_to_sets_depth(cfg) -> None:  # type: ignore[no-untyped-def]
+    first = store.send(cfg, to="w1", body="q", sender="human")
+    [loaded] = store.take(cfg.data, "w1")
+    store.mark_delivered(loaded.path)
+    reply = store.send(cfg, to="human", body="a", sender="w1", reply_to=first.id)
+    assert reply.depth == 1 and reply.reply_to == first.id
+
+
+def test_malformed_file_is_moved_to_deadletter_with_reason(cfg) -> None:  # type: ignore[no-untyped-def]
+    (cfg.data.mailbox("w1") / "new" / "bad.json").write_bytes(b"\xff\xfe not json")
+    good = store.send(cfg, to="w1", body="fine", sender="w2")
+    taken = store.take(cfg.data, "w1")
+    assert [t.msg.id for t in taken] == [good.id]
+    assert (cfg.data.deadletter / "bad.json").read_bytes() == b"\xff\xfe not json"
+    assert "malformed" in (cfg.data.deadletter / "bad.json.reason").read_text()
+
+
+def test_holds_are_recorded_and_counted(cfg) -> None:  # type: ignore[no-untyped-def]
+    store.send(cfg, to="w1", body="x", sender="w2")
+    assert store.counts(cfg.data, ["w1"]) == {"w1": {"pending": 1, "held": 0}}
+    assert store.set_hold(cfg.data, "w1", "dialog on screen")
+    assert not store.set_hold(cfg.data, "w1", "dialog on screen")
+    assert store.counts(cfg.data, ["w1"]) == {"w1": {"pending": 1, "held": 1}}
+    store.set_hold(cfg.data, "w1", None)
+    assert store.hold_reason(cfg.data, "w1") is None
