@@ -119,7 +119,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
         ("MAIL", {"justify": "right"}),
         ("LAST EVENT", {"overflow": "ellipsis", "max_width": 48}),
     ):
-        table.add_column(col, **kw)  # type: ignore[arg-type]
+        table.add_column(col, **kw)
     for r in rows:
         state = r["state"]
         shown = (

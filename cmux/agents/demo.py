@@ -40,7 +40,8 @@ def tool(*argv: str) -> str:
     proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     out = (proc.stdout + proc.stderr).strip()
     say(
-        f"$ {' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}  → {out.splitlines()[0] if out else proc.returncode}"
+        f"$ {' '.join(argv[:3])}{' …' if len(argv) > 3 else ''}  → "
+        f"{out.splitlines()[0] if out else proc.returncode}"
     )
     return out
 
@@ -61,7 +62,8 @@ def read_task() -> str:
     path = os.environ.get("CMUX_TASK_FILE")
     if not path or not os.path.exists(path):
         return ""
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
     m = re.search(r"^## Your task\n\n(.*?)\n\n## How to report", text, re.S | re.M)
     return (m.group(1) if m else text).strip()
 

@@ -519,8 +519,8 @@ def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
             pass
     if old.live:
         registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
-    command = None
-    profile = old.profile
+    command: str | None = None
+    profile: str | None = old.profile
     if old.profile == "command":
         command = (
             old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None

@@ -31,7 +31,7 @@ def _text(value: str) -> str:
     return text
 
 
-def _parent(cfg, me: str) -> str:  # type: ignore[no-untyped-def]
+def _parent(cfg, me: str) -> str:
     from cmux.agents import registry
 
     try:
@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Send and read cmux mail. Your name comes from $CMUX_AGENT.",
-        epilog='Examples:  mailbox send w1 "rebase on main"   |   mailbox done "tests pass, see commit abc123"'
+        epilog='Examples:  mailbox send w1 "rebase on main"   |   '
+        'mailbox done "tests pass, see commit abc123"'
         "   |   git diff | mailbox send supervisor -",
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _mark(cfg, me: str, kind: str, body: str) -> None:  # type: ignore[no-untyped-def]
+def _mark(cfg, me: str, kind: str, body: str) -> None:
     from cmux.agents import registry
 
     first = body.strip().splitlines()[0][:80]
@@ -139,7 +140,7 @@ def _mark(cfg, me: str, kind: str, body: str) -> None:  # type: ignore[no-untype
         pass
 
 
-def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:  # type: ignore[no-untyped-def]
+def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:
     from cmux.mail import store
 
     if everything or only:

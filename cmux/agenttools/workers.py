@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Spawn, list and end worker agents, each in its own tmux window.",
-        epilog='Example:  workers spawn fix-login --worktree --task "make tests/test_login.py pass; '
+        epilog="Example:  workers spawn fix-login --worktree --task "
+        '"make tests/test_login.py pass; '
         'report with mailbox done"',
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             extra = f" on branch {agent.branch} in {agent.worktree}" if agent.worktree else ""
             print(
-                f"spawned {agent.name} ({agent.profile}){extra}; it reports back to you with mailbox done"
+                f"spawned {agent.name} ({agent.profile}){extra}; "
+                "it reports back to you with mailbox done"
             )
         return 0
     if args.cmd == "kill":

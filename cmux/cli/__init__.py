@@ -4,6 +4,7 @@ what it needs (an agent's hook or mailbox call must be quick)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys

@@ -30,7 +30,7 @@ def read_task(task: str | None, task_file: Path | None) -> str:
     return task
 
 
-def spawn_options(f):  # type: ignore[no-untyped-def]
+def spawn_options(f):
     for opt in reversed(
         [
             click.argument("name"),
@@ -67,7 +67,7 @@ def spawn_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor"):  # type: ignore[no-untyped-def]
+def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor"):
     from cmux.agents import lifecycle
 
     cfg = load_config()
@@ -91,7 +91,7 @@ def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, pa
 
 @click.command("spawn")
 @spawn_options
-def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):  # type: ignore[no-untyped-def]
+def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):
     """Start a worker NAME in a new window with a task.
 
     Writes contexts/NAME.md (its role, its task, how to report) and starts the
@@ -117,7 +117,8 @@ def do_kill(name: str, force: bool, as_json: bool) -> None:
     if r.kept_branch:
         ui.out(f"kept branch {r.kept_branch} and worktree {r.kept_worktree}: {r.reason}")
         ui.out(
-            f"  merge it with `git merge {r.kept_branch}`, or drop it with `git worktree remove {r.kept_worktree} && git branch -D {r.kept_branch}`"
+            f"  merge it with `git merge {r.kept_branch}`, or drop it with "
+            f"`git worktree remove {r.kept_worktree} && git branch -D {r.kept_branch}`"
         )
     elif r.removed_worktree:
         ui.out(f"removed worktree {r.removed_worktree} (nothing unmerged)")
@@ -132,7 +133,7 @@ def kill_cmd(name: str, force: bool, as_json: bool) -> None:
     do_kill(name, force, as_json)
 
 
-def collect_status(cfg) -> list[dict]:  # type: ignore[no-untyped-def]
+def collect_status(cfg) -> list[dict]:
     from cmux.agents import lifecycle, registry
 
     lifecycle.reconcile(cfg)
@@ -147,7 +148,7 @@ def collect_status(cfg) -> list[dict]:  # type: ignore[no-untyped-def]
     return ui.status_rows(agents, mail)
 
 
-def status_header(cfg) -> str:  # type: ignore[no-untyped-def]
+def status_header(cfg) -> str:
     from cmux.agents import lifecycle
 
     running = lifecycle.is_running(cfg)
@@ -191,7 +192,7 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
     from rich.live import Live
     from rich.text import Text
 
-    def render():  # type: ignore[no-untyped-def]
+    def render():
         return Group(Text(status_header(cfg)), ui.status_table(collect_status(cfg)))
 
     with Live(render(), auto_refresh=False, screen=False) as live:

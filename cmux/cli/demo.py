@@ -96,7 +96,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
         raise SystemExit(1)
 
 
-def _wait_state(cfg, name: str, state: str, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait_state(cfg, name: str, state: str, timeout: float) -> bool:
     from cmux.agents import registry
 
     deadline = time.monotonic() + timeout
@@ -110,7 +110,7 @@ def _wait_state(cfg, name: str, state: str, timeout: float) -> bool:  # type: ig
     return False
 
 
-def _follow(cfg, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def _follow(cfg, timeout: float) -> bool:
     """Print the interesting events until the person gets the final report."""
     from cmux import events
 
@@ -133,7 +133,7 @@ def _follow(cfg, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def _describe(e: dict) -> str | None:  # type: ignore[type-arg]
+def _describe(e: dict) -> str | None:
     ev, agent = e.get("event"), e.get("agent")
     if ev == "spawn":
         return f"spawned {agent} ({e.get('profile')}): {str(e.get('task') or '')[:60]}"

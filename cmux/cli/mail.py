@@ -79,7 +79,7 @@ def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> No
 
     cfg = load_config()
 
-    def show(e: dict) -> None:  # type: ignore[type-arg]
+    def show(e: dict) -> None:
         if agent and e.get("agent") != agent:
             return
         if as_json:

@@ -89,7 +89,7 @@ def stop_cmd(as_json: bool) -> None:
     ui.out(f"stopped {cfg.session_name}" + (f"; ended {', '.join(r.ended)}" if r.ended else ""))
 
 
-def _attach(cfg, name: str | None) -> None:  # type: ignore[no-untyped-def]
+def _attach(cfg, name: str | None) -> None:
     from cmux.agents import lifecycle, registry
     from cmux.tmux import attach_command
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFER = "defer"  # not held: the agent's Stop hook will take the mail
 SETTLE = {"claude": 0.05}
-FULL_SCAN = 30.0  # seconds between safety scans of every mailbox  # pause between text and Enter, per profile
+FULL_SCAN = 30.0  # seconds between safety scans of every mailbox
 
 
 class Router:
@@ -132,7 +132,7 @@ class Router:
             text = self.tmux.capture(pane.pane_id)
         except TmuxError:
             return None
-        return screen.dialog(text)  # type: ignore[no-any-return]
+        return screen.dialog(text)
 
     def deliver_agent(self, name: str) -> None:
         if not store.pending(self.data, name):

@@ -147,7 +147,8 @@ def test_agents_get_their_environment_and_context(project: Project, tmp_path: Pa
         "--task",
         "look around",
     )
-    text = wait_until(lambda: out.exists() and "mailbox" in out.read_text() and out.read_text())
+    wait_until(lambda: out.exists() and "mailbox" in out.read_text())
+    text = out.read_text()
     env = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     assert env["CMUX_AGENT"] == "envy"
     assert env["CMUX_HOME"] == str(project.data.resolve())

@@ -59,7 +59,8 @@ SENDER = textwrap.dedent(
     from cmux.config import load_config
     from cmux.mail import store
     cfg = load_config()
-    me, targets, n, bodies = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), json.loads(sys.argv[4])
+    me, targets = sys.argv[1], sys.argv[2].split(",")
+    n, bodies = int(sys.argv[3]), json.loads(sys.argv[4])
     for i in range(n):
         to = targets[i % len(targets)]
         store.send(cfg, to=to, sender=me, body=f"{me}#{i:04d} " + bodies[i % len(bodies)])
@@ -132,7 +133,7 @@ def test_a_one_megabyte_body_arrives_by_reference_intact(project: Project, tmp_p
     r = project.tool("mailbox", "send", "big", "-", agent="supervisor", input=body)
     assert r.code == 0, r.err
     got = wait_until(lambda: received(rec), what="the big message")
-    mid, sender, _, text = got[0]
+    _, sender, _, text = got[0]
     assert sender == "supervisor"
     path = Path(re.search(r"`cat (\S+)`", text).group(1))  # type: ignore[union-attr]
     assert path.read_text() == body
@@ -181,7 +182,7 @@ def test_router_killed_at_random_moments_loses_nothing(project: Project, tmp_pat
             kills += 1
         except ProcessLookupError:
             pass
-        wait_until(lambda p=pid: router_pid(project) != p, timeout=15, what="router restarted")
+        wait_until(lambda: router_pid(project) != pid, timeout=15, what="router restarted")  # noqa: B023
         if kills >= 8:
             break
     assert sender.wait(timeout=60) == 0
@@ -251,7 +252,8 @@ BOT = textwrap.dedent(
             line, buf = buf.split(b"\\r", 1)
             m = re.match(rb"\\[cmux mail (\\S+) from (\\S+)", line)
             if m and m.group(2) == other.encode():
-                subprocess.run(["mailbox", "send", other, "re: " + line[-20:].decode(errors="replace")])
+                text = "re: " + line[-20:].decode(errors="replace")
+                subprocess.run(["mailbox", "send", other, text])
     """
 )
 
@@ -267,6 +269,7 @@ def test_a_message_loop_stops_at_the_depth_limit(project: Project, tmp_path: Pat
     project.tool("mailbox", "send", "pong", "start the loop", agent="ping")
     dl = project.data / "mailbox" / "deadletter"
     reason = wait_until(lambda: next(dl.glob("*.reason"), None), timeout=30, what="deadletter")
+    assert reason is not None
     assert "depth 5 is past the limit of 4" in json.loads(reason.read_text())["reason"]
     note = wait_until(
         lambda: [

@@ -45,7 +45,8 @@ def test_tmux_missing_from_path_says_how_to_install(monkeypatch: pytest.MonkeyPa
 def test_launch_lines(tmp_path: Path) -> None:
     (tmp_path / "cmux.toml").write_text(
         '[claude]\ncommand = "claude"\npermission_mode = "plan"\n'
-        '[profiles.aider]\ncommand = "aider --yes"\n[profiles.typed]\ncommand = "bot"\ntask = "type"\n'
+        '[profiles.aider]\ncommand = "aider --yes"\n'
+        '[profiles.typed]\ncommand = "bot"\ntask = "type"\n'
     )
     cfg = load_config(tmp_path)
     claude = profiles.build_launch(
