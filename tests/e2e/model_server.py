@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 MODEL = "claude-sonnet-4-5"
-INSTRUCTION = re.compile(r"^\s*(RUN|SAY):\s*(.+?)\s*$", re.MULTILINE)
+# An instruction starts a line, or follows the header of a cmux mail on its line.
+INSTRUCTION = re.compile(r"^\s*(?:\[cmux mail [^\]]*\]\s*)?(RUN|SAY):\s*(.+?)\s*$", re.MULTILINE)
 TOOL_PREFIX = "toolu_cmux"
 
 
@@ -143,11 +144,11 @@ def plan(body: dict[str, Any]) -> Step:
                 texts = []
             elif b.get("type") == "text" and not _is_reminder(str(b.get("text", ""))):
                 texts.append(str(b.get("text", "")))
+        if not texts:
+            continue  # tool results only: the instructions are further back
         instructions = INSTRUCTION.findall("\n".join(texts))
         if not instructions:
-            continue
-        # Tool calls counted so far answered this message's instructions only
-        # if they came after it; a merged message resets the count.
+            return Step("text", text="Noted.")
         if done < len(instructions):
             kind, arg = instructions[done]
             if kind == "SAY":

@@ -1,0 +1,333 @@
+"""What a Claude Code pane shows, read from a captured screen.
+
+Every screen pattern cmux knows lives here, checked against screens captured
+from the real CLI (tests/fixtures/screens/). Hooks are the truth about a
+Claude agent's state; the screen is the fallback: for agents that run no
+hooks, for the dialogs Claude Code shows before any hook runs (onboarding,
+the API-key question, the folder trust dialog, the bypass-permissions
+warning), and for the router, which never types into a pane showing a dialog.
+
+Only the bottom of the screen counts: Claude Code draws its input box and its
+dialogs last, below the conversation, so words from the conversation above
+(a model that writes "Do you want to proceed?") are not mistaken for a dialog.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cmux.config import Config
+    from cmux.tmux import Tmux
+
+
+class Screen(str, Enum):
+    IDLE = "idle"
+    BUSY = "busy"
+    PERMISSION = "permission"  # a tool call waits for a yes or no
+    TRUST = "trust"  # "Is this a project you created or one you trust?"
+    API_KEY = "api-key"  # "Detected a custom API key ... use this API key?"
+    BYPASS_WARNING = "bypass-warning"  # accepting --permission-mode bypassPermissions
+    ONBOARDING = "onboarding"  # first run: theme, login, connectivity check
+    EXITED = "exited"  # the agent's process ended (cmux's wrapper said so)
+    UNKNOWN = "unknown"
+
+
+# Screens that wait for a person's answer; mail is held while one is up.
+DIALOGS = frozenset(
+    {Screen.PERMISSION, Screen.TRUST, Screen.API_KEY, Screen.BYPASS_WARNING, Screen.ONBOARDING}
+)
+DESCRIPTION = {
+    Screen.PERMISSION: "a permission dialog",
+    Screen.TRUST: "the folder trust dialog",
+    Screen.API_KEY: "the API key question",
+    Screen.BYPASS_WARNING: "the bypass-permissions warning",
+    Screen.ONBOARDING: "Claude Code's first-run screens",
+}
+
+BOTTOM_LINES = 30  # dialogs and the input box fit in this many lines
+
+_RULE = re.compile(r"^\s*─{20,}\s*$")
+_PROMPT = re.compile(r"^❯(\s|$)")
+_OPTION = re.compile(r"^\s*(?:❯\s*)?(\d)\.\s+(.+?)\s*$")
+_SPINNER = re.compile(r"^\s*\S\s+[A-Z][\w'-]*(?:\s\w+)*…\s+\(\d+[smh]")
+
+_ONBOARDING = (
+    re.compile(r"Unable to connect to Anthropic services"),
+    re.compile(r"Choose the text style that looks best"),
+    re.compile(r"Select login method"),
+    re.compile(r"Let's get started"),
+    re.compile(r"Security notes:"),
+    re.compile(r"Use Claude Code's terminal setup"),
+    re.compile(r"Paste code here if prompted"),
+)
+_API_KEY = (
+    re.compile(r"Detected a custom API key"),
+    re.compile(r"Do you want to use this API key\?"),
+)
+_TRUST = (
+    re.compile(r"Yes, I trust this folder"),
+    re.compile(r"Do you trust the files in this folder\?"),
+    re.compile(r"Is this a project you created or one you trust"),
+)
+_BYPASS = (
+    re.compile(r"running in Bypass Permissions mode"),
+    re.compile(r"Yes, I accept"),
+)
+_PERMISSION_QUESTION = re.compile(
+    r"Do you want to (?:proceed|make this edit|create|allow|run|delete|overwrite|fetch|use)\b"
+    r"|requires approval|Allow this\b"
+)
+_BUSY_FOOTER = re.compile(r"esc to interrupt", re.IGNORECASE)
+_EXITED = re.compile(r"^\[cmux\] \S+ exited with code (-?\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the screen shows, and the numbered options of a dialog."""
+
+    screen: Screen
+    options: dict[int, str] = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def dialog(self) -> bool:
+        return self.screen in DIALOGS
+
+    def option(self, *labels: str) -> int | None:
+        """The number of the first option whose text starts with one of ``labels``."""
+        for label in labels:
+            for n, text in sorted(self.options.items()):
+                if text == label or text.startswith(label):
+                    return n
+        return None
+
+
+def _lines(text: str) -> list[str]:
+    lines = [ln.rstrip() for ln in text.replace("\r", "").split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _after_last_rule(lines: list[str]) -> list[str]:
+    for i in range(len(lines) - 1, -1, -1):
+        if _RULE.match(lines[i]):
+            return lines[i + 1 :]
+    return lines
+
+
+def _options(lines: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for ln in lines:
+        m = _OPTION.match(ln)
+        if m:
+            out[int(m.group(1))] = m.group(2)
+    return out
+
+
+def _any(patterns: tuple[re.Pattern[str], ...], text: str) -> bool:
+    return any(p.search(text) for p in patterns)
+
+
+def classify(text: str) -> Reading:
+    """Read a captured screen (``capture-pane -p``, no escapes)."""
+    lines = _lines(text)
+    if not lines:
+        return Reading(Screen.UNKNOWN)
+    if _EXITED.match(lines[-1].strip()):
+        return Reading(Screen.EXITED, detail=lines[-1].strip())
+    bottom = lines[-BOTTOM_LINES:]
+    joined = "\n".join(bottom)
+    tail = _after_last_rule(bottom)
+    if _any(_API_KEY, joined):
+        return Reading(Screen.API_KEY, _options(tail or bottom))
+    if _any(_TRUST, joined):
+        return Reading(Screen.TRUST, _options(tail or bottom))
+    if _any(_BYPASS, joined) and _options(tail):
+        return Reading(Screen.BYPASS_WARNING, _options(tail))
+    # A permission dialog replaces the input box: it sits below the last rule.
+    tail_text = "\n".join(tail)
+    tail_options = _options(tail)
+    if _PERMISSION_QUESTION.search(tail_text) and 1 in tail_options:
+        question = next((ln.strip() for ln in tail if _PERMISSION_QUESTION.search(ln)), "")
+        return Reading(Screen.PERMISSION, tail_options, detail=_permission_detail(tail, question))
+    if _any(_ONBOARDING, "\n".join(lines)):
+        return Reading(Screen.ONBOARDING)
+    if any(_BUSY_FOOTER.search(ln) for ln in tail) or any(_SPINNER.match(ln) for ln in bottom):
+        return Reading(Screen.BUSY)
+    if _prompt_box(bottom):
+        return Reading(Screen.IDLE)
+    return Reading(Screen.UNKNOWN)
+
+
+def _permission_detail(tail: list[str], question: str) -> str:
+    """The tool and what it wants to do, as the dialog shows it (first lines)."""
+    body = [ln.strip() for ln in tail if ln.strip()]
+    head = []
+    for ln in body:
+        if ln == question or _OPTION.match(ln):
+            break
+        head.append(ln)
+    return " | ".join(head[:3]) or question
+
+
+def _prompt_box(lines: list[str]) -> bool:
+    """The input box: a `❯` line between two rules, near the bottom."""
+    rules = [i for i, ln in enumerate(lines) if _RULE.match(ln)]
+    if len(rules) < 2:
+        return False
+    upper, lower = rules[-2], rules[-1]
+    return any(_PROMPT.match(ln) for ln in lines[upper + 1 : lower])
+
+
+def dialog(text: str) -> str | None:
+    """What dialog the screen shows, in words (None when there is none)."""
+    reading = classify(text)
+    return DESCRIPTION.get(reading.screen) if reading.dialog else None
+
+
+# The registry state a screen implies, for agents whose hooks do not tell.
+STATE_FOR = {
+    Screen.IDLE: "idle",
+    Screen.BUSY: "busy",
+    Screen.PERMISSION: "waiting",
+    Screen.TRUST: "waiting",
+    Screen.API_KEY: "waiting",
+    Screen.BYPASS_WARNING: "waiting",
+    Screen.ONBOARDING: "waiting",
+}
+
+
+def state_for(text: str) -> str | None:
+    """The agent state a screen shows, or None when it cannot tell."""
+    return STATE_FOR.get(classify(text).screen)
+
+
+# -- answering a dialog ------------------------------------------------------------------
+
+# The option a yes and a no pick in each dialog, by the option's text.
+_YES = {
+    Screen.PERMISSION: ("Yes",),
+    Screen.TRUST: ("Yes, I trust", "Yes"),
+    Screen.API_KEY: ("Yes",),
+    Screen.BYPASS_WARNING: ("Yes, I accept", "Yes"),
+}
+_NO = {
+    Screen.PERMISSION: ("No",),
+    Screen.TRUST: ("No",),
+    Screen.API_KEY: ("No",),
+    Screen.BYPASS_WARNING: ("No",),
+}
+
+
+def answer_key(reading: Reading, yes: bool) -> str | None:
+    """The key that answers the dialog on screen with yes or no (a digit).
+
+    ``Yes`` means the plain yes (never "Yes, and don't ask again"). None when
+    the screen shows no dialog that can be answered this way.
+    """
+    labels = (_YES if yes else _NO).get(reading.screen)
+    if not labels:
+        return None
+    if reading.screen == Screen.PERMISSION and yes:
+        n = next((k for k, v in sorted(reading.options.items()) if v == "Yes"), None)
+    else:
+        n = reading.option(*labels)
+    return str(n) if n is not None else None
+
+
+# -- cmux approve / cmux deny -------------------------------------------------------------
+
+
+@dataclass
+class Answered:
+    name: str
+    screen: Screen
+    key: str
+    detail: str
+    state: str
+
+
+def answer(
+    cfg: Config,
+    name: str,
+    *,
+    yes: bool,
+    tmux: Tmux | None = None,
+    by: str = "human",
+    timeout: float = 5.0,
+) -> Answered:
+    """Answer the dialog in ``name``'s pane with yes or no, through the keyboard.
+
+    The screen is read first: with no dialog on it nothing is typed and the
+    error says what the pane shows. After the key, the dialog must go away
+    within ``timeout`` seconds. A yes to a permission question makes the
+    agent busy (the tool runs); a no ends its turn (Claude Code then waits for
+    input, without a Stop hook), so it becomes idle.
+    """
+    import time
+
+    from cmux import events
+    from cmux.agents import lifecycle, registry
+    from cmux.errors import AgentError
+
+    agent = registry.get(cfg.data, name)
+    verb = "approve" if yes else "deny"
+    if not agent.live or not agent.pane_id:
+        raise AgentError(
+            f"{name} is {agent.state}: there is nothing to {verb}",
+            "`cmux status` shows the agents that are waiting",
+        )
+    tmux = lifecycle.require_running(cfg, tmux)
+    reading = classify(tmux.capture(agent.pane_id))
+    key = answer_key(reading, yes) if reading.dialog else None
+    if key is None:
+        shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")
+        if reading.screen == Screen.ONBOARDING:
+            raise AgentError(
+                f"{name} shows {shows}, which cmux cannot answer",
+                f"answer it in the pane: `cmux attach`, then go to window {name}",
+            )
+        raise AgentError(
+            f"{name} shows no permission dialog to {verb} (its pane shows: {shows})",
+            "`cmux status` shows which agents are waiting; `cmux attach` to look",
+        )
+    tmux.send_keys(agent.pane_id, key)
+    deadline = time.monotonic() + timeout
+    while True:
+        after = classify(tmux.capture(agent.pane_id))
+        if (after.screen, after.options, after.detail) != (
+            reading.screen,
+            reading.options,
+            reading.detail,
+        ):
+            break
+        if time.monotonic() > deadline:
+            raise AgentError(
+                f"{name}: the dialog is still on screen after pressing {key}",
+                f"`cmux attach` and answer it in window {name}",
+            )
+        time.sleep(0.05)
+    new_state = agent.state
+    if reading.screen == Screen.PERMISSION:
+        new_state = registry.transition(
+            cfg.data,
+            name,
+            "busy" if yes else "idle",
+            reason=f"permission {'granted' if yes else 'refused'} by {by}",
+            strict=False,
+        ).state
+    events.record(
+        cfg.data,
+        verb,
+        name,
+        dialog=reading.screen.value,
+        key=key,
+        by=by,
+        detail=reading.detail or None,
+    )
+    return Answered(name, reading.screen, key, reading.detail, new_state)

@@ -1,0 +1,111 @@
+"""Screen reading against screens captured from the real Claude Code CLI
+(2.1.197, tmux 200x50; tests/fixtures/screens/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cmux.agents import screen
+from cmux.agents.screen import Screen
+
+SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "screens"
+
+
+def captured(name: str) -> str:
+    return (SCREENS / f"{name}.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("idle", Screen.IDLE),
+        ("idle_default", Screen.IDLE),
+        ("idle_after_deny", Screen.IDLE),
+        ("busy", Screen.BUSY),
+        ("busy_default", Screen.BUSY),
+        ("busy_tool_running", Screen.BUSY),
+        ("permission", Screen.PERMISSION),
+        ("permission_acceptedits", Screen.PERMISSION),
+        ("trust_dialog", Screen.TRUST),
+        ("api_key", Screen.API_KEY),
+        ("bypass_warning", Screen.BYPASS_WARNING),
+        ("onboarding", Screen.ONBOARDING),
+    ],
+)
+def test_every_captured_screen_is_read_right(name: str, expected: Screen) -> None:
+    assert screen.classify(captured(name)).screen is expected
+
+
+def test_every_fixture_is_covered() -> None:
+    names = {p.stem for p in SCREENS.glob("*.txt")}
+    assert names >= {"idle", "busy", "permission", "trust_dialog", "api_key", "onboarding"}
+
+
+@pytest.mark.parametrize("name", ["permission", "trust_dialog", "api_key", "bypass_warning"])
+def test_dialogs_are_dialogs(name: str) -> None:
+    assert screen.dialog(captured(name))
+    assert screen.state_for(captured(name)) == "waiting"
+
+
+@pytest.mark.parametrize("name", ["idle", "idle_default", "busy", "busy_default"])
+def test_working_screens_are_not_dialogs(name: str) -> None:
+    assert screen.dialog(captured(name)) is None
+
+
+def test_permission_dialog_details_and_answers() -> None:
+    reading = screen.classify(captured("permission_acceptedits"))
+    assert "python3" in reading.detail
+    assert reading.options[1] == "Yes"
+    # yes is the plain yes, never "don't ask again"; no is "No"
+    assert screen.answer_key(reading, True) == "1"
+    assert screen.answer_key(reading, False) == "3"
+
+
+def test_trust_api_key_and_bypass_answers_pick_the_right_option() -> None:
+    trust = screen.classify(captured("trust_dialog"))
+    assert (screen.answer_key(trust, True), screen.answer_key(trust, False)) == ("1", "2")
+    key = screen.classify(captured("api_key"))
+    # The default (highlighted) answer is No: yes must press 1, not Enter.
+    assert (screen.answer_key(key, True), screen.answer_key(key, False)) == ("1", "2")
+    bypass = screen.classify(captured("bypass_warning"))
+    assert (screen.answer_key(bypass, True), screen.answer_key(bypass, False)) == ("2", "1")
+
+
+def test_no_answer_for_screens_without_a_question() -> None:
+    for name in ("idle", "busy", "onboarding"):
+        assert screen.answer_key(screen.classify(captured(name)), True) is None
+
+
+def test_dialog_words_in_the_conversation_do_not_count() -> None:
+    # The model wrote the words of a permission question; the input box below
+    # is what the pane shows now.
+    lines = captured("idle").rstrip("\n").split("\n")
+    rule_at = max(i for i, ln in enumerate(lines) if ln.startswith("────"))
+    box_top = max(i for i, ln in enumerate(lines[:rule_at]) if ln.startswith("────"))
+    fake = ["● Do you want to proceed?", "  ❯ 1. Yes", "    2. No"]
+    text = "\n".join(lines[:box_top] + fake + lines[box_top:])
+    assert screen.classify(text).screen is Screen.IDLE
+
+
+def test_a_prompt_in_the_history_is_not_the_input_box() -> None:
+    # busy_default shows earlier prompts (❯ RUN: ...) above a spinner.
+    assert screen.classify(captured("busy_default")).screen is Screen.BUSY
+
+
+def test_blank_and_unknown_screens() -> None:
+    assert screen.classify("").screen is Screen.UNKNOWN
+    assert screen.classify("$ ls\nREADME.md\n$ ").screen is Screen.UNKNOWN
+    assert screen.state_for("$ ") is None
+
+
+def test_exited_wrapper_line() -> None:
+    text = captured("idle") + "\n[cmux] w1 exited with code 0\n"
+    assert screen.classify(text).screen is Screen.EXITED
+
+
+def test_spinner_without_status_line_is_busy() -> None:
+    assert screen.classify("✻ Thinking… (12s · ↓ 1.6k tokens)\n").screen is Screen.BUSY
+    # The line left after a turn is not a spinner.
+    assert screen.classify("✻ Baked for 3s\n").screen is Screen.UNKNOWN
