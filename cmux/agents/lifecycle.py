@@ -207,6 +207,10 @@ def write_context(cfg: Config, name: str, role: str, task: str, parent: str | No
         f"{report}\n"
         f"Project: {cfg.project_root}\nData root (CMUX_HOME): {cfg.data.root}\n"
     )
+    if role == "supervisor":
+        from cmux.journal.context import start_context
+
+        text += "\n" + start_context(cfg.data)
     atomic_write(path, text)
     return path
 
@@ -315,14 +319,9 @@ def _ensure_mailbox(cfg: Config, name: str) -> None:
 
 
 def _journal(cfg: Config, agent: str, title: str, body: str, tags: list[str]) -> None:
-    try:
-        from cmux.journal import store as journal_store
+    from cmux.journal import note
 
-        journal_store.add_entry(cfg.data, agent="cmux", title=title, body=body, tags=tags)
-    except ImportError:
-        pass
-    except Exception:
-        log.exception("could not write the journal entry %r", title)
+    note(cfg.data, agent="cmux", title=title, body=body, tags=[*tags, agent])
 
 
 @dataclass

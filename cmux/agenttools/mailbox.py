@@ -132,12 +132,9 @@ def _mark(cfg, me: str, kind: str, body: str) -> None:
         registry.transition(cfg.data, me, kind, reason=first, strict=False)
     except UnknownAgent:
         return
-    try:
-        from cmux.journal import store as journal
+    from cmux.journal import note
 
-        journal.add_entry(cfg.data, agent=me, title=f"{kind}: {first}", body=body, tags=[kind])
-    except ImportError:
-        pass
+    note(cfg.data, agent=me, title=f"{kind}: {first}", body=body, tags=[kind])
 
 
 def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:

@@ -337,3 +337,26 @@ def test_monitor_window_restarts_the_router(project: Project) -> None:
         what="a new router",
     )
     os.kill(int(new), 0)  # alive
+
+
+def test_cmux_journals_spawns_reports_kills_and_crashes_and_the_supervisor_starts_with_it(
+    project: Project,
+) -> None:
+    start(project)
+    project.ok("spawn", "w1", "--command", SLEEP, "--task", "polish the parser")
+    project.ok("spawn", "w2", "--command", "exit 3", "--task", "doomed")
+    assert project.tool("mailbox", "done", "parser polished, tests green", agent="w1").code == 0
+    project.ok("kill", "w1")
+    wait_until(lambda: project.status()["w2"]["state"] == "exited")
+    hits = json.loads(project.ok("journal", "search", "parser", "--json").out)
+    titles = " | ".join(h["title"] for h in hits)
+    assert "spawned worker w1" in titles and "done: parser polished" in titles
+    assert "killed w1" in titles
+    crash = json.loads(project.ok("journal", "search", "w2", "--json").out)
+    assert any("without reporting done" in h["title"] for h in crash)
+    # A fresh supervisor is started with what happened before.
+    project.ok("stop")
+    project.ok("start", "--command", SLEEP, "--no-attach")
+    ctx = (project.data / "contexts" / "supervisor.md").read_text()
+    assert "parser polished, tests green" in ctx
+    assert "killed w1" in ctx
