@@ -24,17 +24,18 @@ still 0.
 
 from __future__ import annotations
 
+# Only what every call needs is imported here: json, os, sys, time. The rest
+# (registry, mailbox, config) is imported by the events that change something;
+# a PreToolUse of an agent already busy touches nothing but its registry file.
 import json
 import os
 import sys
 import time
-import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from cmux.paths import HUMAN, SUPERVISOR, DataRoot
+if TYPE_CHECKING:
+    from cmux.paths import DataRoot
 
 EVENTS = (
     "SessionStart",
@@ -54,12 +55,12 @@ LOG_NAME = "hooks.log"
 LOG_MAX_BYTES = 1_000_000
 
 
-@dataclass
 class HookResult:
     """What the hook prints and what it did (the tests read ``actions``)."""
 
-    stdout: str = ""
-    actions: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.stdout = ""
+        self.actions: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,23 +76,61 @@ def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> 
     name = env.get("CMUX_AGENT", "")
     if not home or not name:
         return 0  # not an agent cmux started: nothing to do
-    data = DataRoot(Path(home))
     t0 = time.monotonic()
     try:
-        raw = stdin.read()
-        payload = _parse(raw)
-        result = handle(event, payload, data, name, env)
+        payload = _parse(stdin.read())
+        if unchanged(event, payload, home, name):
+            result = HookResult()
+            result.actions.append("unchanged")
+        else:
+            from pathlib import Path
+
+            from cmux.paths import DataRoot
+
+            result = handle(event, payload, DataRoot(Path(home)), name, env)
         if result.stdout:
             stdout.write(result.stdout)
             stdout.flush()
         if env.get("CMUX_HOOK_DEBUG"):
             ms = (time.monotonic() - t0) * 1000
-            _log(data, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)")
+            _log(home, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)")
     except BaseException as exc:  # never let an exception reach Claude Code
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            return 0
-        _log(data, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            import traceback
+
+            _log(home, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     return 0
+
+
+def agent_file(home: str, name: str) -> str:
+    """The agent's registry file (DataRoot.agent_file, without importing it)."""
+    return os.path.join(home, "state", "agents", f"{name}.json")
+
+
+def unchanged(event: str, payload: dict[str, Any], home: str, name: str) -> bool:
+    """True when this call changes nothing: the common PreToolUse of a busy
+    agent, read straight from its registry file (no lock, no write)."""
+    if event not in ("PreToolUse", "UserPromptSubmit"):
+        return False
+    try:
+        with open(agent_file(home, name), encoding="utf-8") as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(rec, dict):
+        return False
+    sid, transcript = payload.get("session_id"), payload.get("transcript_path")
+    if sid and rec.get("session_id") != sid:
+        return False
+    if transcript and rec.get("transcript") != transcript:
+        return False
+    state = rec.get("state")
+    if event == "PreToolUse":
+        return state == "busy" or state in STICKY
+    if state != "busy":
+        return False
+    _reset_chain(home, name)
+    return True
 
 
 def _parse(raw: str) -> dict[str, Any]:
@@ -101,13 +140,13 @@ def _parse(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _log(data: DataRoot, text: str) -> None:
+def _log(home: str, text: str) -> None:
     try:
-        path = data.state_dir / LOG_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = os.path.join(home, "state", LOG_NAME)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
-            if path.stat().st_size > LOG_MAX_BYTES:
-                os.replace(path, path.with_suffix(".log.1"))
+            if os.path.getsize(path) > LOG_MAX_BYTES:
+                os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -155,6 +194,10 @@ def _record_session(data: DataRoot, name: str, payload: dict[str, Any], result: 
     if changes:
         registry.update(data, name, **changes)
         result.actions.append("session recorded")
+    if "transcript" in changes:
+        from cmux.agents import cost
+
+        cost.remember_transcript(data, name, changes["transcript"])
 
 
 def _move(data: DataRoot, name: str, new: str, reason: str, result: HookResult) -> str:
@@ -179,8 +222,8 @@ def on_session_start(
     # cleared or compacted mid-work keeps its state.
     if _state(data, name) in ("starting", "waiting"):
         _move(data, name, "idle", f"claude session {source}", result)
-    _reset_chain(data, name)
-    if env.get("CMUX_ROLE") == "supervisor" or name == SUPERVISOR:
+    _reset_chain(str(data.root), name)
+    if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor":
         result.stdout = _start_context(data)
         if result.stdout:
             result.actions.append("start context")
@@ -198,7 +241,7 @@ def _start_context(data: DataRoot) -> str:
 def on_user_prompt(
     payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
 ) -> None:
-    _reset_chain(data, name)
+    _reset_chain(str(data.root), name)
     _move(data, name, "busy", "a prompt was submitted", result)
 
 
@@ -236,6 +279,7 @@ def _tell_about_permission(data: DataRoot, name: str, message: str, result: Hook
     from cmux.agents import registry
     from cmux.config import load_config
     from cmux.mail import store
+    from cmux.paths import HUMAN
 
     agent = registry.get(data, name)
     to = agent.parent if agent.role != "supervisor" and agent.parent else HUMAN
@@ -251,20 +295,20 @@ def _tell_about_permission(data: DataRoot, name: str, message: str, result: Hook
         store.send(cfg, to=to, body=body, sender="cmux", kind="notice")
         result.actions.append(f"told {to}")
     except Exception as exc:  # a notice that cannot be sent must not break the hook
-        _log(data, f"Notification {name}: could not tell {to}: {exc}")
+        _log(str(data.root), f"Notification {name}: could not tell {to}: {exc}")
 
 
 def on_stop(
     payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
 ) -> None:
     chained = bool(payload.get("stop_hook_active"))
-    count = _chain_count(data, name) if chained else 0
+    count = _chain_count(str(data.root), name) if chained else 0
     if count < MAX_CHAINED_HANDOVERS and handover(data, name, result):
-        _set_chain(data, name, count + 1)
+        _set_chain(str(data.root), name, count + 1)
         return
     if chained and count >= MAX_CHAINED_HANDOVERS:
         result.actions.append("loop guard: mail left for the router")
-    _reset_chain(data, name)
+    _reset_chain(str(data.root), name)
     if _state(data, name) not in STICKY:
         _move(data, name, "idle", "finished its turn", result)
 
@@ -330,26 +374,28 @@ _HANDLERS = {
 # -- the loop guard's counter -----------------------------------------------------------
 
 
-def _chain_file(data: DataRoot, name: str) -> Path:
-    return data.state_dir / "hooks" / f"{name}.chain"
+def _chain_file(home: str, name: str) -> str:
+    return os.path.join(home, "state", "hooks", f"{name}.chain")
 
 
-def _chain_count(data: DataRoot, name: str) -> int:
+def _chain_count(home: str, name: str) -> int:
     try:
-        return int(_chain_file(data, name).read_text().strip() or 0)
+        with open(_chain_file(home, name), encoding="utf-8") as fh:
+            return int(fh.read().strip() or 0)
     except (OSError, ValueError):
         return 0
 
 
-def _set_chain(data: DataRoot, name: str, n: int) -> None:
-    path = _chain_file(data, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{n}\n")
+def _set_chain(home: str, name: str, n: int) -> None:
+    path = _chain_file(home, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{n}\n")
 
 
-def _reset_chain(data: DataRoot, name: str) -> None:
+def _reset_chain(home: str, name: str) -> None:
     try:
-        _chain_file(data, name).unlink()
+        os.unlink(_chain_file(home, name))
     except FileNotFoundError:
         pass
 

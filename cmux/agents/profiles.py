@@ -120,16 +120,26 @@ def _claude_launch(
     cfg: Config, *, name: str, role: str, task: str, env: dict[str, str], binary: str
 ) -> Launch:
     session_id = str(uuid.uuid4())
+    mode = cfg.claude_permission_mode
     settings = cfg.data.settings_dir / f"{name}.json"
-    atomic_write(settings, json.dumps(claude_settings(), indent=1) + "\n")
+    atomic_write(settings, json.dumps(claude_settings(mode), indent=1) + "\n")
     argv = [*shlex.split(binary)]
     argv += ["--append-system-prompt", role_prompt(role)]
     argv += ["--settings", str(settings), "--session-id", session_id]
-    argv += ["--permission-mode", cfg.claude_permission_mode, *cfg.claude_args]
+    argv += ["--permission-mode", mode, *cfg.claude_args]
     if task:
-        argv.append(task)
+        # A task that starts with "-" must not be read as an option.
+        argv += ["--", task] if task.startswith("-") else [task]
     env = {**env, "CMUX_SESSION_ID": session_id}
+    if mode == "bypassPermissions" and _is_root():
+        # As root Claude Code refuses to bypass permissions outside a sandbox;
+        # whoever set this mode in cmux.toml has said the machine is one.
+        env["IS_SANDBOX"] = "1"
     return Launch(argv=argv, env=env, session_id=session_id)
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 HOOK_EVENTS = (
@@ -141,14 +151,26 @@ HOOK_EVENTS = (
     "SessionEnd",
 )
 
+# cmux's own tools never wait for a permission answer, whatever the mode.
+CMUX_TOOLS = ("mailbox", "journal", "workers")
 
-def claude_settings() -> dict[str, object]:
-    """Claude Code settings carrying cmux's hooks; every hook calls `cmux hook`."""
+
+def claude_settings(permission_mode: str = "acceptEdits") -> dict[str, object]:
+    """Claude Code settings for one agent (a file given with --settings; the
+    user's own settings are never touched): cmux's hooks, every one calling
+    `cmux hook EVENT`; permission for cmux's tools; and, when cmux.toml asks
+    for bypassPermissions, no second question about it in the pane."""
     cmd = shlex.join([sys.executable, "-m", "cmux", "hook"])
     hooks: dict[str, object] = {}
     for event in HOOK_EVENTS:
-        entry: dict[str, object] = {"hooks": [{"type": "command", "command": f"{cmd} {event}"}]}
+        entry: dict[str, object] = {
+            "hooks": [{"type": "command", "command": f"{cmd} {event}", "timeout": 30}]
+        }
         if event == "PreToolUse":
             entry["matcher"] = "*"
         hooks[event] = [entry]
-    return {"hooks": hooks}
+    allow = [f"Bash({tool}:*)" for tool in CMUX_TOOLS]
+    settings: dict[str, object] = {"hooks": hooks, "permissions": {"allow": allow}}
+    if permission_mode == "bypassPermissions":
+        settings["skipDangerousModePermissionPrompt"] = True
+    return settings
