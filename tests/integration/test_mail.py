@@ -369,3 +369,22 @@ def test_idle_router_uses_no_cpu_to_speak_of(project: Project, tmp_path: Path) -
     time.sleep(3)  # measuring idleness over a fixed span is the point here
     used, span = cpu() - before, time.monotonic() - t0
     assert used / span < 0.02, f"router used {used:.3f}s CPU in {span:.1f}s idle"
+
+
+def test_mail_for_a_gone_pane_waits_for_the_next_one(project: Project, tmp_path: Path) -> None:
+    start(project)
+    project.ok("spawn", "phoenix", "--command", "exit 0", "--task", "die at once")
+    wait_until(lambda: project.status()["phoenix"]["state"] == "exited")
+    project.ok("send", "phoenix", "are you there?")
+    wait_until(lambda: project.status()["phoenix"]["held"] == 1, what="held for the gone pane")
+    held = (project.data / "mailbox" / "phoenix" / "held").read_text()
+    assert "exited" in held
+    out = tmp_path / "phoenix.rec"
+    out.touch()
+    project.ok(
+        "spawn", "phoenix", "--command", f"{sys.executable} {RECORDER} {out}", "--task", "again"
+    )
+    got = wait_until(lambda: received(out), what="delivery to the new pane")
+    # (typed before the recorder put its tty in raw mode: cooked mode turned Enter into \n)
+    assert [m[3].strip() for m in got] == ["are you there?"]
+    assert project.status()["phoenix"]["held"] == 0
