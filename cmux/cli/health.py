@@ -97,14 +97,15 @@ def _print_health(h: dict[str, Any]) -> None:
         ui.out('  [[health.checks]]\n  name = "tests"\n  command = "pytest -q -x"\n  timeout = 300')
         ui.out("docs/HEALTH.md describes the rest ([health] interval, threshold, restart, ...)")
         return
-    state = {
-        "ok": "passing",
-        "failing": "failing",
-        "restarted": "failing, restarted",
-        "alert": "failing, waiting for you",
-    }.get(h["phase"], h["phase"])
+    failing_now = any(c["last"] and not c["last"].get("ok") for c in h["checks"])
     if h["last_round"] is None:
         state = "not checked yet"
+    elif h["phase"] == "alert":
+        state = "failing, waiting for you"
+    elif h["phase"] == "restarted":
+        state = "failing, restarted"
+    else:
+        state = "failing" if failing_now else "passing"
     pid = h["daemon_pid"]
     daemon = f"monitor running (pid {pid})" if pid else "monitor not running (`cmux start` runs it)"
     ui.out(f"health: {state} · {len(h['checks'])} check(s) every {h['interval']:g}s · {daemon}")

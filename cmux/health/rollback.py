@@ -286,8 +286,12 @@ class Repo:
         self.git("update-ref", "-m", "cmux: passed every health check", LAST_GOOD_REF, sha)
 
     def nearest_passed(self, passed: Iterable[str], head: str | None = None) -> str | None:
-        """The first commit that passed, walking back from HEAD (children before
-        parents, so never one that lies behind another that passed)."""
+        """The commit to roll back to: one that passed, behind HEAD, and with no
+        other commit that passed between it and HEAD (never past a good one).
+
+        Along HEAD's first-parent line when that holds (how HEAD moved), else
+        the first in topological order (children before parents).
+        """
         good = set(passed)
         lg = self.last_good()
         if lg:
@@ -295,8 +299,14 @@ class Repo:
         head = head or self.head()
         if not head or not good:
             return None
-        out = self.git("rev-list", "--topo-order", f"--max-count={SEARCH_DEPTH}", head, check=False)
-        for sha in out.split():
+        depth = f"--max-count={SEARCH_DEPTH}"
+        mainline = self.git("rev-list", "--first-parent", depth, head, check=False).split()
+        first = next((sha for sha in mainline if sha in good), None)
+        if first is not None:
+            between = self.git("rev-list", "--ancestry-path", f"{first}..{head}", check=False)
+            if not good.intersection(between.split()):
+                return first
+        for sha in self.git("rev-list", "--topo-order", depth, head, check=False).split():
             if sha in good:
                 return sha
         return None
