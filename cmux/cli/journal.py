@@ -6,6 +6,7 @@ colour. Thin: each command calls cmux.journal and prints.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,15 @@ _ON, _OFF = "\x02", "\x03"
 
 def _data() -> DataRoot:
     return load_config().data
+
+
+def _shown_path(path: str) -> str:
+    """Relative to where the person stands when that is shorter, else absolute."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
 
 
 def _highlight(snippet: str) -> str:
@@ -135,7 +145,7 @@ def _print_hits(hits: list[Hit]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     for h in hits:
         tags = f"  [dim]\\[{escape(', '.join(h.tags))}][/]" if h.tags else ""
         console.print(
@@ -144,7 +154,7 @@ def _print_hits(hits: list[Hit]) -> None:
         )
         if h.snippet.strip():
             console.print("    " + _highlight(h.snippet))
-        console.print(f"    [dim]{escape(h.file)}:{h.line}[/]")
+        console.print(f"    [dim]{escape(_shown_path(h.file))}:{h.line}[/]")
 
 
 @journal_group.command("recent")
@@ -182,7 +192,7 @@ def _print_entries(entries: list[Entry], *, full: bool, lines: int = 6) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     for e in entries:
         console.print(
             f"[cyan]{e.date} {e.time or '--:--:--'}[/]  [magenta]{escape(e.agent)}[/]  "

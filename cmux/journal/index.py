@@ -1,13 +1,14 @@
 """The journal's search index: SQLite FTS5 in ``state/index.db``, derived from the files.
 
 The markdown files are the truth; the index only mirrors them. Before every
-search it is brought up to date incrementally: one ``stat`` per daily file is
-compared with what was indexed (size, mtime, inode), and only the files that
-changed are parsed again; a deleted file's entries are dropped. A file
+search it is brought up to date incrementally. One ``stat`` per daily file
+(size, mtime, inode) is hashed and compared with the hash stored at the last
+sync: when nothing changed, nothing is read. Otherwise only the files that
+changed are parsed again, and a deleted file's entries are dropped. A file
 modified within the last couple of seconds is indexed but not trusted, so a
-quick hand edit that keeps the size and lands in the same clock tick is still
-seen on the next search. An index that is missing, corrupt, or of another
-schema version is deleted and rebuilt from the files.
+quick hand edit that keeps the size and lands in the same clock tick is
+still seen by the next search. An index that is missing, corrupt, or of
+another schema version is deleted and rebuilt from the files.
 
 Words match by their stem (porter: "failing" finds "failed"). Ranking is
 FTS5's bm25 with the title weighted above the tags and the tags above the
@@ -18,6 +19,7 @@ is quoted, so ``foo-bar`` or ``c++`` never reach FTS5 as syntax.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -37,7 +39,7 @@ from cmux.paths import DataRoot
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 # bm25 column weights: title, tags, body.
 WEIGHTS = (10.0, 4.0, 1.0)
 # A file changed less than this long ago may change again within the same
@@ -45,9 +47,13 @@ WEIGHTS = (10.0, 4.0, 1.0)
 RACY_NS = 2_000_000_000
 MAX_LIMIT = 1000
 SNIPPET_TOKENS = 16
+# Past this many new entries in one sync, merge FTS5's segments afterwards.
+OPTIMIZE_AFTER = 5000
 # SQLite primary result codes (the sqlite3 module names them only from 3.11).
 _SQLITE_BUSY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 11, 13, 26
 
+# The FTS table reads its text from `entries` (external content); cmux keeps
+# the two in step itself, so a first build can use FTS5's bulk 'rebuild'.
 SCHEMA = f"""
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE files(
@@ -60,26 +66,22 @@ CREATE TABLE entries(
 CREATE INDEX entries_file ON entries(file);
 CREATE VIRTUAL TABLE entries_fts USING fts5(
     title, tags, body, content='entries', content_rowid='id',
-    tokenize='porter unicode61 remove_diacritics 2', prefix='2 3');
-CREATE TRIGGER entries_ai AFTER INSERT ON entries BEGIN
-    INSERT INTO entries_fts(rowid, title, tags, body)
-    VALUES (new.id, new.title, new.tags, new.body);
-END;
-CREATE TRIGGER entries_ad AFTER DELETE ON entries BEGIN
-    INSERT INTO entries_fts(entries_fts, rowid, title, tags, body)
-    VALUES ('delete', old.id, old.title, old.tags, old.body);
-END;
-INSERT INTO entries_fts(entries_fts, rank) VALUES ('rank', 'bm25({", ".join(map(str, WEIGHTS))})');
+    tokenize='porter unicode61 remove_diacritics 2');
 INSERT INTO meta(key, value) VALUES ('schema', '{SCHEMA_VERSION}');
+INSERT INTO meta(key, value) VALUES ('listing', '');
 """
 
-SEARCH_SQL = """
-SELECT e.date, e.time, e.agent, e.title, e.tags, e.file, e.line,
-       snippet(entries_fts, 2, ?, ?, '…', ?), rank
+# Rank first (bm25 over every match, returning only ids), then fetch the
+# columns and build snippets for the few that are shown.
+RANK_SQL = """
+SELECT rowid, bm25(entries_fts, {weights}) AS score FROM entries_fts
+WHERE entries_fts MATCH ?{where} ORDER BY score LIMIT ?
+""".replace("{weights}", ", ".join(map(str, WEIGHTS)))
+SHOW_SQL = """
+SELECT e.id, e.date, e.time, e.agent, e.title, e.tags, e.file, e.line,
+       snippet(entries_fts, 2, ?, ?, '…', ?)
 FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid
-WHERE entries_fts MATCH ?{where}
-ORDER BY rank
-LIMIT ?
+WHERE entries_fts MATCH ? AND entries_fts.rowid IN ({ids})
 """
 
 
@@ -159,8 +161,7 @@ def fts_query(text: str) -> str:
                 col = cm.group("col").lower()
                 column = "tags" if col.startswith("tag") else col
                 word = cm.group("rest")
-            prefix = word.endswith("*")
-            term = _quote(word.rstrip("*"), prefix=prefix)
+            term = _quote(word.rstrip("*"), prefix=word.endswith("*"))
         if not term:
             continue
         if column:
@@ -198,40 +199,35 @@ def _quote(text: str, *, prefix: bool = False) -> str:
 # -- the database --------------------------------------------------------------------
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path) -> tuple[sqlite3.Connection, str]:
+    """Open the index (creating it when new); returns it and the stored listing hash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
-        row = None
+        meta: dict[str, str] = {}
         with suppress(sqlite3.OperationalError):
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
             _create(conn)
-        elif row[0] != SCHEMA_VERSION:
-            raise _Corrupt(f"schema {row[0]}, want {SCHEMA_VERSION}")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise _Corrupt(f"schema {meta.get('schema')}, want {SCHEMA_VERSION}")
     except BaseException:
         conn.close()
         raise
-    return conn
+    return conn, meta.get("listing", "")
 
 
 def _create(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if exists:  # another process created it while we waited
-            conn.execute("COMMIT")
-            if conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() is None:
-                raise _Corrupt("meta table without a schema version")
-            return
-        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise _Corrupt("tables of something else")
-        for stmt in _statements(SCHEMA):
-            conn.execute(stmt)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "meta" not in names:  # else another process created it while we waited
+            if names:
+                raise _Corrupt("the file holds tables of something else")
+            for stmt in _statements(SCHEMA):
+                conn.execute(stmt)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -262,7 +258,7 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
 def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(exc)
-    if code == _SQLITE_FULL or "full" in text:
+    if code == _SQLITE_FULL or "disk is full" in text:
         return StorageError(
             f"the disk is full: cannot update the search index {path}",
             "free some space; the journal files themselves are intact",
@@ -272,7 +268,10 @@ def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
             f"the search index {path} stayed locked for 30 seconds",
             "another cmux process is rebuilding it; try again in a moment",
         )
-    return StorageError(f"cannot use the search index {path}: {text}", "run `cmux journal reindex`")
+    return StorageError(
+        f"cannot use the search index {path}: {text}",
+        "`cmux journal reindex` rebuilds it from the journal files",
+    )
 
 
 def _discard(data: DataRoot) -> None:
@@ -287,8 +286,8 @@ def _use(data: DataRoot, fn: Callable[[sqlite3.Connection], T]) -> tuple[T, Sync
     for attempt in (1, 2):
         conn: sqlite3.Connection | None = None
         try:
-            conn = _connect(data.index_db)
-            stats = _sync(conn, data)
+            conn, listing = _connect(data.index_db)
+            stats = _sync(conn, data, listing)
             stats.rebuilt = rebuilt
             return fn(conn), stats
         except (_Corrupt, sqlite3.DatabaseError) as exc:
@@ -314,9 +313,12 @@ def _use(data: DataRoot, fn: Callable[[sqlite3.Connection], T]) -> tuple[T, Sync
 
 # -- keeping it in step with the files -------------------------------------------------
 
+Listing = dict[str, tuple[int, int, int]]
 
-def _on_disk(data: DataRoot) -> dict[str, tuple[int, int, int]]:
-    out: dict[str, tuple[int, int, int]] = {}
+
+def _on_disk(data: DataRoot) -> Listing:
+    """Size, mtime and inode of every daily file: stat only, nothing read."""
+    out: Listing = {}
     try:
         with os.scandir(data.journal_dir) as it:
             for e in it:
@@ -331,64 +333,92 @@ def _on_disk(data: DataRoot) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def _known(conn: sqlite3.Connection) -> dict[str, tuple[int, int, int]]:
+def _digest(listing: Listing) -> str:
+    text = "\n".join(f"{n} {s} {m} {i}" for n, (s, m, i) in sorted(listing.items()))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _known(conn: sqlite3.Connection) -> Listing:
     return {
         name: (size, mtime, ino)
         for name, size, mtime, ino in conn.execute("SELECT name, size, mtime_ns, ino FROM files")
     }
 
 
-def _sync(conn: sqlite3.Connection, data: DataRoot) -> SyncStats:
+def _sync(conn: sqlite3.Connection, data: DataRoot, listing: str) -> SyncStats:
     started = time.perf_counter()
     stats = SyncStats()
     disk = _on_disk(data)
-    if _known(conn) == disk:  # the common case: nothing changed, nothing read
+    if _digest(disk) == listing:  # the common case: nothing changed, nothing read
         return stats
     conn.execute("BEGIN IMMEDIATE")
     try:
-        known = _known(conn)  # again: another process may have done the work
-        for name in known.keys() - disk.keys():
-            conn.execute("DELETE FROM entries WHERE file = ?", (name,))
-            conn.execute("DELETE FROM files WHERE name = ?", (name,))
+        known = _known(conn)  # read under the write lock: another process may have synced
+        first_build = not known
+        for name in sorted(known.keys() - disk.keys()):
+            _drop(conn, name)
             stats.files_dropped += 1
         now = time.time_ns()
         for name, sig in sorted(disk.items()):
             if known.get(name) == sig:
                 continue
-            conn.execute("DELETE FROM entries WHERE file = ?", (name,))
+            if name in known:
+                _drop(conn, name)
             try:
                 entries = store.parse_file(data.journal_dir / name)
             except FileNotFoundError:
-                conn.execute("DELETE FROM files WHERE name = ?", (name,))
+                disk.pop(name)
                 continue
-            conn.executemany(
-                "INSERT INTO entries(file, date, time, agent, line, title, tags, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (name, e.date, e.time, e.agent, e.line, e.title, ", ".join(e.tags), e.body)
-                    for e in entries
-                ],
-            )
+            _insert(conn, name, entries, fts=not first_build)
             size, mtime, ino = sig
             if now - mtime < RACY_NS:
-                mtime = -1  # look again next time
+                disk[name] = sig = (size, -1, ino)  # look again next time
             conn.execute(
                 "INSERT OR REPLACE INTO files(name, size, mtime_ns, ino) VALUES (?, ?, ?, ?)",
-                (name, size, mtime, ino),
+                (name, *sig),
             )
             stats.files_indexed += 1
             stats.entries_indexed += len(entries)
+        if first_build:
+            conn.execute("INSERT INTO entries_fts(entries_fts) VALUES ('rebuild')")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'listing'", (_digest(disk),))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    if stats.entries_indexed > 5000:  # a big (re)build: merge FTS5's segments
+    if stats.entries_indexed > OPTIMIZE_AFTER:
         conn.execute("INSERT INTO entries_fts(entries_fts) VALUES ('optimize')")
     stats.seconds = time.perf_counter() - started
-    if stats.files_indexed or stats.files_dropped:
-        log.debug("journal index: %s", stats)
+    log.debug("journal index: %s", stats)
     return stats
+
+
+def _drop(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute(
+        "INSERT INTO entries_fts(entries_fts, rowid, title, tags, body)"
+        " SELECT 'delete', id, title, tags, body FROM entries WHERE file = ?",
+        (name,),
+    )
+    conn.execute("DELETE FROM entries WHERE file = ?", (name,))
+    conn.execute("DELETE FROM files WHERE name = ?", (name,))
+
+
+def _insert(conn: sqlite3.Connection, name: str, entries: list[store.Entry], *, fts: bool) -> None:
+    conn.executemany(
+        "INSERT INTO entries(file, date, time, agent, line, title, tags, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (name, e.date, e.time, e.agent, e.line, e.title, ", ".join(e.tags), e.body)
+            for e in entries
+        ],
+    )
+    if fts:
+        conn.execute(
+            "INSERT INTO entries_fts(rowid, title, tags, body)"
+            " SELECT id, title, tags, body FROM entries WHERE file = ?",
+            (name,),
+        )
 
 
 def sync(data: DataRoot) -> SyncStats:
@@ -405,9 +435,7 @@ def rebuild(data: DataRoot) -> SyncStats:
 
 def count(data: DataRoot) -> int:
     """How many entries the (synced) index holds."""
-    return _use(data, lambda conn: int(conn.execute("SELECT count(*) FROM entries").fetchone()[0]))[
-        0
-    ]
+    return _use(data, lambda c: int(c.execute("SELECT count(*) FROM entries").fetchone()[0]))[0]
 
 
 # -- searching ---------------------------------------------------------------------------
@@ -431,13 +459,18 @@ def search(
     match = fts_query(query)
     where, extra = "", []
     if agent:
-        where, extra = " AND e.agent = ?", [agent]
-    sql = SEARCH_SQL.format(where=where)
-    params = [marks[0], marks[1], SNIPPET_TOKENS, match, *extra, min(limit, MAX_LIMIT)]
+        where = " AND rowid IN (SELECT id FROM entries WHERE agent = ?)"
+        extra = [agent]
+    rank_sql = RANK_SQL.replace("{where}", where)
 
-    def run(conn: sqlite3.Connection) -> list[Any]:
+    def run(conn: sqlite3.Connection) -> list[Hit]:
         try:
-            return conn.execute(sql, params).fetchall()
+            ranked = conn.execute(rank_sql, [match, *extra, min(limit, MAX_LIMIT)]).fetchall()
+            if not ranked:
+                return []
+            ids = [rowid for rowid, _score in ranked]
+            show = SHOW_SQL.replace("{ids}", ", ".join("?" * len(ids)))
+            rows = conn.execute(show, [marks[0], marks[1], SNIPPET_TOKENS, match, *ids])
         except sqlite3.OperationalError as exc:
             if "fts5" in str(exc) or "syntax" in str(exc):
                 raise UsageError(
@@ -445,19 +478,24 @@ def search(
                     'use plain words, "a phrase", prefix*, OR, -word',
                 ) from exc
             raise
+        by_id = {r[0]: r for r in rows}
+        folder = str(data.journal_dir)
+        hits = []
+        for rowid, score in ranked:
+            _id, date, tm, who, title, tags, file, line, snip = by_id[rowid]
+            hits.append(
+                Hit(
+                    date=date,
+                    time=tm,
+                    agent=who,
+                    title=title,
+                    tags=[t for t in tags.split(", ") if t],
+                    snippet=snip,
+                    score=-score,
+                    file=os.path.join(folder, file),
+                    line=line,
+                )
+            )
+        return hits
 
-    rows, _stats = _use(data, run)
-    return [
-        Hit(
-            date=date,
-            time=tm,
-            agent=who,
-            title=title,
-            tags=[t for t in tags.split(", ") if t],
-            snippet=snip,
-            score=-rank,
-            file=str(data.journal_dir / file),
-            line=line,
-        )
-        for date, tm, who, title, tags, file, line, snip, rank in rows
-    ]
+    return _use(data, run)[0]

@@ -211,7 +211,7 @@ def parse_text(text: str, *, date: str, file: str = "") -> list[Entry]:
             entries.append(_entry(head, block, date, file, head_line + 1))
 
     for i in range(start, len(lines)):
-        m = HEADING.match(lines[i])
+        m = HEADING.match(lines[i]) if lines[i].startswith("##") else None
         if m:
             flush()
             head, head_line, block = m, i, []
