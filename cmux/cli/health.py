@@ -190,8 +190,17 @@ def health_cmd(as_json: bool, check_now: bool, clear_alert: bool, daemon: bool) 
     """
     cfg = load_config()
     if daemon:
+        import logging
+
         from cmux.health.monitor import run_daemon
 
+        cfg.data.ensure()
+        logging.basicConfig(
+            filename=str(cfg.data.state_dir / "health.log"),
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+            force=True,
+        )
         run_daemon(cfg)
         return
     if clear_alert:
@@ -266,8 +275,8 @@ def rollback_cmd(ref: str | None, force: bool, yes: bool, no_restart: bool, as_j
 
     Before anything changes, cmux makes a branch cmux/rescue/<time> at HEAD
     and, if there is uncommitted work (staged, unstaged or untracked), a
-    stash that names that branch. cmux's own files (the data root, an
-    uncommitted cmux.toml) are never touched. Then HEAD goes back, the
+    stash that names that branch. cmux's own files (the data root; cmux.toml
+    and .gitignore while uncommitted) are never touched. Then HEAD goes back, the
     [health] restart command runs, and the supervisor is told.
 
     `cmux rescue list` shows what was saved and the git commands that bring

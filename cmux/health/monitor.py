@@ -270,6 +270,11 @@ def raise_alert(cfg: Config, text: str) -> None:
     """The one-line alert `cmux status` and the monitor window show, and a
     message for the human (`cmux inbox`)."""
     line = " ".join(text.split())
+    try:
+        if alert_file(cfg.data).read_text().strip() == line:
+            return  # already up, already told
+    except FileNotFoundError:
+        pass
     atomic_write(alert_file(cfg.data), line + "\n")
     events.record(cfg.data, "alert", None, text=line)
     tell(cfg, HUMAN, "cmux needs you", text)
@@ -699,11 +704,15 @@ def daemon_pid(data: DataRoot) -> int | None:
 
 def run_daemon(cfg: Config) -> None:
     """``cmux health --daemon``: one per data root, until SIGTERM."""
-    from cmux.errors import AlreadyRunning
+    from cmux.errors import AlreadyRunning, ConfigError
     from cmux.health.config import settings as load_settings
 
-    settings = load_settings(cfg)
     cfg.data.ensure()
+    try:
+        settings = load_settings(cfg)
+    except ConfigError as exc:
+        raise_alert(cfg, f"{ALERT_PREFIX}the health monitor cannot start: {exc.message}")
+        raise
     with locked(cfg.data.run_dir / "health.lock", blocking=False) as got:
         if not got:
             raise AlreadyRunning(

@@ -11,8 +11,8 @@ than most of these calls). The rules it keeps:
   ``git stash drop`` or reflog expiry can lose it. If saving fails, nothing
   is reset.
 - The reset moves HEAD and the index, then rewrites only the files the undone
-  commits changed. cmux's own files (the data root, an uncommitted
-  cmux.toml) are outside every stash and every write; an ignored file in the
+  commits changed. cmux's own files (the data root, and cmux.toml and
+  .gitignore while uncommitted) are outside every stash and every write; an ignored file in the
   way of a file the target tracks is copied to ``state/rescues/<id>/`` first.
 - The automatic target is the nearest commit that passed, never one past it.
 """
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 LAST_GOOD_REF = "refs/cmux/last-good"
 RESCUE_BRANCH_PREFIX = "cmux/rescue/"
 STASH_REF_PREFIX = "refs/cmux/rescue-stash/"
-CONFIG_FILE = "cmux.toml"
+SETUP_FILES = ("cmux.toml", ".gitignore")
 SEARCH_DEPTH = 5000  # commits walked back from HEAD looking for one that passed
 
 
@@ -201,9 +201,11 @@ class Repo:
             rel = self._rel(p)
             if rel and rel != ".":
                 out.append(rel)
-        config = self._rel(self.project_root / CONFIG_FILE)
-        if config and not self.tracked(config):
-            out.append(config)
+        # cmux's setup files, while uncommitted, stay where `cmux init` put them.
+        for name in SETUP_FILES:
+            rel = self._rel(self.project_root / name)
+            if rel and not self.tracked(rel):
+                out.append(rel)
         if not out:
             return out
         # git refuses a pathspec that names an ignored path, and stash leaves
