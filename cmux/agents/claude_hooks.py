@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cmux.config import Config
     from cmux.paths import DataRoot
 
 EVENTS = (
@@ -272,10 +273,16 @@ def on_notification(
     before = _state(data, name)
     if _move(data, name, "waiting", message, result) != "waiting" or before == "waiting":
         return
-    _tell_about_permission(data, name, message, result)
+    try:
+        to = tell_waiting(data, name, f"is waiting for permission: {message}")
+        result.actions.append(f"told {to}")
+    except Exception as exc:  # a notice that cannot be sent must not break the hook
+        _log(str(data.root), f"Notification {name}: could not tell anyone: {exc}")
 
 
-def _tell_about_permission(data: DataRoot, name: str, message: str, result: HookResult) -> None:
+def tell_waiting(data: DataRoot, name: str, what: str, cfg: Config | None = None) -> str:
+    """Tell whoever answers for ``name`` (its parent; the person for the
+    supervisor) that it waits, and how to answer. Returns who was told."""
     from cmux.agents import registry
     from cmux.config import load_config
     from cmux.mail import store
@@ -286,16 +293,11 @@ def _tell_about_permission(data: DataRoot, name: str, message: str, result: Hook
     if to != HUMAN and not store.known(data, to):
         to = HUMAN
     body = (
-        f"{name} is waiting for permission: {message}. "
-        f"Answer with `cmux approve {name}` or `cmux deny {name}` "
+        f"{name} {what}. Answer with `cmux approve {name}` or `cmux deny {name}` "
         f"(`cmux attach` shows the question)."
     )
-    try:
-        cfg = load_config()
-        store.send(cfg, to=to, body=body, sender="cmux", kind="notice")
-        result.actions.append(f"told {to}")
-    except Exception as exc:  # a notice that cannot be sent must not break the hook
-        _log(str(data.root), f"Notification {name}: could not tell {to}: {exc}")
+    store.send(cfg or load_config(), to=to, body=body, sender="cmux", kind="notice")
+    return to
 
 
 def on_stop(

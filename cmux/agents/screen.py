@@ -20,6 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cmux.agents.registry import Agent
     from cmux.config import Config
     from cmux.tmux import Tmux
 
@@ -331,3 +332,113 @@ def answer(
         detail=reading.detail or None,
     )
     return Answered(name, reading.screen, key, reading.detail, new_state)
+
+
+# -- the fallback: states from the screen, once a monitor tick -------------------------------
+
+HOOKED = frozenset({"claude"})  # profiles whose hooks report their state
+NOT_SCREEN_READ = frozenset({"demo", "shell", "command"})  # report themselves or never ask
+
+
+@dataclass
+class Change:
+    name: str
+    screen: Screen
+    old: str
+    new: str
+    told: str | None = None
+    pressed: str | None = None
+
+
+def needs_a_look(agent: Agent) -> bool:
+    """Whose screen is worth a capture this tick.
+
+    Claude agents while starting (dialogs come before any hook runs), busy
+    (a permission dialog shows here seconds before its Notification hook)
+    and waiting (answered in the pane itself, with no hook to say so);
+    agents of other profiles (no hooks) whenever they are live.
+    """
+    if not agent.live or not agent.pane_id or agent.profile in NOT_SCREEN_READ:
+        return False
+    if agent.profile in HOOKED:
+        return agent.state in ("starting", "busy", "waiting")
+    return agent.state not in ("done", "blocked")
+
+
+def observe(
+    cfg: Config, tmux: Tmux, agent: Agent, text: str, *, trust: bool = False
+) -> Change | None:
+    """Bring ``agent``'s state in line with its screen ``text``; None if unchanged.
+
+    A dialog makes it ``waiting`` and its parent (the person, for the
+    supervisor) is told how to answer, once. With ``trust`` (``[claude]
+    trust = true``) the folder trust dialog is answered yes instead. A
+    hook-less agent's idle and busy come from the screen too; a Claude
+    agent's only when it was waiting and the dialog went away.
+    """
+    from cmux import events
+    from cmux.agents import claude_hooks, registry
+
+    reading = classify(text)
+    if reading.screen == Screen.TRUST and trust and agent.profile in HOOKED:
+        key = answer_key(reading, True)
+        if key and agent.pane_id:
+            tmux.send_keys(agent.pane_id, key)
+            events.record(cfg.data, "approve", agent.name, dialog="trust", key=key, by="cmux")
+            return Change(agent.name, reading.screen, agent.state, agent.state, pressed=key)
+    if reading.dialog:
+        if agent.state == "waiting":
+            return None
+        what = DESCRIPTION[reading.screen]
+        reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")
+        moved = registry.transition(cfg.data, agent.name, "waiting", reason=reason, strict=False)
+        if moved.state != "waiting":
+            return None
+        told = None
+        try:
+            question = (
+                f"is waiting for permission: {reading.detail or what}"
+                if reading.screen == Screen.PERMISSION
+                else f"shows {what} and cannot go on until it is answered"
+            )
+            told = claude_hooks.tell_waiting(cfg.data, agent.name, question, cfg)
+        except Exception:  # telling is best effort; the state is what matters
+            pass
+        return Change(agent.name, reading.screen, agent.state, "waiting", told=told)
+    new = STATE_FOR.get(reading.screen)
+    if new is None or new == agent.state:
+        return None
+    if agent.profile in HOOKED and agent.state != "waiting":
+        return None  # hooks tell busy and idle exactly
+    if agent.state in ("done", "blocked"):
+        return None
+    moved = registry.transition(
+        cfg.data, agent.name, new, reason=f"screen shows {reading.screen.value}", strict=False
+    )
+    if moved.state == agent.state:
+        return None
+    return Change(agent.name, reading.screen, agent.state, moved.state)
+
+
+def watch(cfg: Config, tmux: Tmux, agents: list[Agent] | None = None) -> list[Change]:
+    """One look at every screen that needs one (see ``needs_a_look``); for the
+    monitor's tick. Costs nothing when no agent needs a look."""
+    from cmux.agents import registry
+    from cmux.errors import TmuxError
+
+    pool = agents if agents is not None else registry.list_agents(cfg.data)
+    todo = [a for a in pool if needs_a_look(a)]
+    if not todo:
+        return []
+    trust = bool(cfg.section("claude").get("trust", False))
+    changes = []
+    for agent in todo:
+        assert agent.pane_id
+        try:
+            text = tmux.capture(agent.pane_id)
+        except TmuxError:
+            continue
+        change = observe(cfg, tmux, agent, text, trust=trust)
+        if change:
+            changes.append(change)
+    return changes

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from cmux.agents import screen
+from cmux.agents.registry import Agent
 from cmux.agents.screen import Screen
+from cmux.config import Config
 
 SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "screens"
 
@@ -109,3 +112,114 @@ def test_spinner_without_status_line_is_busy() -> None:
     assert screen.classify("✻ Thinking… (12s · ↓ 1.6k tokens)\n").screen is Screen.BUSY
     # The line left after a turn is not a spinner.
     assert screen.classify("✻ Baked for 3s\n").screen is Screen.UNKNOWN
+
+
+# -- the fallback watcher -------------------------------------------------------------------
+
+
+class FakeTmux:
+    """Screens by pane id; records the keys pressed."""
+
+    def __init__(self, screens: dict[str, str]) -> None:  # used where a Tmux goes
+        self.screens = screens
+        self.keys: list[tuple[str, tuple[str, ...]]] = []
+        self.captures = 0
+
+    def capture(self, pane_id: str, **_: object) -> str:
+        self.captures += 1
+        return self.screens[pane_id]
+
+    def send_keys(self, pane_id: str, *keys: str) -> None:
+        self.keys.append((pane_id, keys))
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    from cmux.config import load_config
+    from cmux.mail import store
+    from cmux.project import init
+    from tests.helpers import make_repo
+
+    root = make_repo(tmp_path / "p")
+    init(root)
+    c = load_config(root)
+    c.data.ensure()
+    monkeypatch.setenv("CMUX_HOME", str(c.data.root))
+    for name in ("supervisor", "human"):
+        store.ensure(c.data, name)
+    return c
+
+
+def agent(cfg: Config, name: str, state: str, profile: str = "claude", pane: str = "%1") -> Agent:
+    from cmux.agents import registry
+    from cmux.mail import store
+
+    a = Agent(name=name, profile=profile, state=state, pane_id=pane)
+    registry.save(cfg.data, a)
+    store.ensure(cfg.data, name)
+    return a
+
+
+def test_watch_sees_a_permission_dialog_before_the_hook_and_tells_once(cfg: Config) -> None:
+    from cmux.agents import registry
+    from cmux.mail import store
+
+    agent(cfg, "w1", "busy")
+    tmux: Any = FakeTmux({"%1": captured("permission")})
+    [change] = screen.watch(cfg, tmux)
+    assert (change.old, change.new, change.told) == ("busy", "waiting", "supervisor")
+    rec = registry.get(cfg.data, "w1")
+    assert rec.state == "waiting" and "touch" in rec.last_event
+    [note] = store.read_all(cfg.data, "supervisor")
+    assert "cmux approve w1" in note.body
+    assert screen.watch(cfg, tmux) == []
+    assert len(store.read_all(cfg.data, "supervisor")) == 1
+
+
+def test_watch_notices_a_dialog_answered_in_the_pane(cfg: Config) -> None:
+    from cmux.agents import registry
+
+    agent(cfg, "w1", "waiting")
+    [change] = screen.watch(cfg, cast(Any, FakeTmux({"%1": captured("idle_after_deny")})))
+    assert change.new == "idle" and registry.get(cfg.data, "w1").state == "idle"
+
+
+def test_watch_leaves_hooked_agents_idle_and_busy_to_the_hooks(cfg: Config) -> None:
+    agent(cfg, "w1", "busy")
+    agent(cfg, "w2", "idle", pane="%2")
+    tmux: Any = FakeTmux({"%1": captured("idle"), "%2": captured("busy")})
+    assert screen.watch(cfg, tmux) == []
+    assert tmux.captures == 1  # an idle Claude agent's screen is not even read
+
+
+def test_hookless_agents_get_their_state_from_the_screen(cfg: Config) -> None:
+    agent(cfg, "w1", "idle", profile="myclaude")
+    tmux: Any = FakeTmux({"%1": captured("busy")})
+    [change] = screen.watch(cfg, tmux)
+    assert (change.old, change.new) == ("idle", "busy")
+    tmux.screens["%1"] = captured("idle")
+    assert screen.watch(cfg, tmux)[0].new == "idle"
+
+
+def test_a_starting_agent_at_the_trust_dialog_waits_or_is_trusted(cfg: Config) -> None:
+    from cmux.agents import registry
+
+    agent(cfg, "w1", "starting")
+    tmux: Any = FakeTmux({"%1": captured("trust_dialog")})
+    [change] = screen.watch(cfg, tmux)
+    assert change.new == "waiting" and tmux.keys == []
+    registry.transition(cfg.data, "w1", "idle")
+    registry.transition(cfg.data, "w1", "killed")
+    agent(cfg, "w2", "starting", pane="%2")
+    tmux.screens["%2"] = captured("trust_dialog")
+    (cfg.project_root / "cmux.toml").write_text(
+        (cfg.project_root / "cmux.toml")
+        .read_text()
+        .replace("[claude]\n", "[claude]\ntrust = true\n")
+    )
+    from cmux.config import load_config
+
+    trusting = load_config(cfg.project_root)
+    [change] = screen.watch(trusting, tmux)
+    assert change.pressed == "1" and tmux.keys == [("%2", ("1",))]
+    assert registry.get(cfg.data, "w2").state == "starting"
