@@ -39,7 +39,7 @@ from cmux.paths import DataRoot
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # bm25 column weights: title, tags, body.
 WEIGHTS = (10.0, 4.0, 1.0)
 # A file changed less than this long ago may change again within the same
@@ -64,6 +64,7 @@ CREATE TABLE entries(
     agent TEXT NOT NULL, line INTEGER NOT NULL, title TEXT NOT NULL, tags TEXT NOT NULL,
     body TEXT NOT NULL);
 CREATE INDEX entries_file ON entries(file);
+CREATE INDEX entries_agent ON entries(agent);
 CREATE VIRTUAL TABLE entries_fts USING fts5(
     title, tags, body, content='entries', content_rowid='id',
     tokenize='porter unicode61 remove_diacritics 2');
