@@ -234,3 +234,61 @@ def test_a_killed_supervisor_comes_back_with_its_memory(team: Team) -> None:
     assert "What cmux remembers" in text
     states = team.states_of("supervisor")
     assert states[states.index("exited") :][:3] == ["exited", "starting", "idle"], states
+
+
+def _monitor_watches_screens() -> bool:
+    import inspect
+
+    import cmux.monitor
+
+    return "screen.watch" in inspect.getsource(cmux.monitor)
+
+
+def _first_run(team: Team) -> None:
+    """A HOME where the project was never trusted nor the API key approved, a
+    supervisor that is not Claude (it would rewrite ~/.claude.json), and a
+    Claude worker spawned into it."""
+    from tests.e2e.conftest import claude_home
+
+    team.project.ok("start", "--no-attach", "--command", "sleep 600")
+    home = Path(team.project.env["HOME"])
+    claude_home(home, team.project.root / "elsewhere", api_key="sk-ant-another-key-0000000000000")
+    team.project.ok("spawn", "w1", "--agent", "claude", "--task", "RUN: mailbox done 'past it'")
+
+
+def _dialog_on_screen(team: Team) -> str:
+    from cmux.agents import screen
+
+    reading = screen.classify(team.screen("w1"))
+    return reading.screen.value if reading.dialog else ""
+
+
+@pytest.mark.timeout(120)
+def test_first_run_questions_are_answered_with_cmux_approve(team: Team) -> None:
+    """The trust dialog and the API-key question show before any hook runs;
+    `cmux approve` reads the screen and answers each; then the hooks take over."""
+    _first_run(team)
+    answered = []
+    for _ in range(2):
+        shown = wait_until(lambda: _dialog_on_screen(team), timeout=60, what="a dialog")
+        r = team.project.ok("approve", "w1", "--json").json()
+        assert r["dialog"] == shown
+        answered.append(shown)
+        wait_until(lambda s=shown: _dialog_on_screen(team) != s, timeout=10)  # type: ignore[misc]
+    assert answered == ["trust", "api-key"]
+    team.wait_state("w1", "done", timeout=60)
+    assert team.states_of("w1")[-3:] == ["idle", "busy", "done"]
+
+
+@pytest.mark.timeout(120)
+def test_a_dialog_before_the_hooks_shows_waiting_in_status(team: Team) -> None:
+    if not _monitor_watches_screens():
+        pytest.skip("needs cmux/monitor.py to call cmux.agents.screen.watch each tick")
+    _first_run(team)
+    waiting = team.wait_state("w1", "waiting", timeout=60)
+    assert "trust" in waiting["last_event"]
+    team.project.ok("approve", "w1")
+    team.wait_state("w1", "waiting", timeout=60)  # the API key question comes next
+    wait_until(lambda: _dialog_on_screen(team) == "api-key", timeout=30)
+    team.project.ok("approve", "w1")
+    team.wait_state("w1", "done", timeout=60)
