@@ -108,6 +108,16 @@ def agent_file(home: str, name: str) -> str:
     return os.path.join(home, "state", "agents", f"{name}.json")
 
 
+def mail_waiting(home: str, name: str) -> bool:
+    """Anything in the agent's mailbox new/ (store.pending, without importing it)."""
+    try:
+        return any(
+            not n.startswith(".") for n in os.listdir(os.path.join(home, "mailbox", name, "new"))
+        )
+    except OSError:
+        return False
+
+
 def unchanged(event: str, payload: dict[str, Any], home: str, name: str) -> bool:
     """True when this call changes nothing: the common PreToolUse of a busy
     agent, read straight from its registry file (no lock, no write)."""
@@ -317,11 +327,11 @@ def on_stop(
 
 def handover(data: DataRoot, name: str, result: HookResult) -> bool:
     """Claim waiting mail and answer with it as the agent's next input."""
+    if not mail_waiting(str(data.root), name):
+        return False  # the common case, without importing the mailbox
     from cmux import events
     from cmux.mail import store
 
-    if not store.pending(data, name):
-        return False
     taken = store.take(data, name, limit=MAX_HANDOVER_MESSAGES)
     if not taken:
         return False

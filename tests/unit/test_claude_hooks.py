@@ -382,3 +382,11 @@ def test_hook_latency_is_reported(cfg: Config) -> None:
 
 def _events(cfg: Config) -> list[dict[str, Any]]:
     return [json.loads(x) for x in cfg.data.events_file.read_text().splitlines() if x.strip()]
+
+
+def test_the_quick_mail_check_looks_where_the_store_writes(cfg: Config) -> None:
+    home = str(cfg.data.root)
+    assert not claude_hooks.mail_waiting(home, "w1")
+    store.send(cfg, to="w1", body="x", sender="human")
+    assert claude_hooks.mail_waiting(home, "w1") and store.pending(cfg.data, "w1")
+    assert not claude_hooks.mail_waiting(home, "nobody")
