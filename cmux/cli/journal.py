@@ -209,7 +209,7 @@ def _print_entries(entries: list[Entry], *, full: bool, lines: int = 6) -> None:
         console.print()
 
 
-@journal_group.command("show")
+@journal_group.command("show", short_help="Print a day's file.")
 @click.argument("date", default="today")
 @click.option("--json", "as_json", is_flag=True, help="Print the day's entries as JSON.")
 def show_cmd(date: str, as_json: bool) -> None:
@@ -235,7 +235,7 @@ def show_cmd(date: str, as_json: bool) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@journal_group.command("remember")
+@journal_group.command("remember", short_help="Add a fact to MEMORY.md for every agent.")
 @click.argument("text", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
@@ -259,7 +259,7 @@ def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
             ui.out(f"  - {d}")
 
 
-@journal_group.command("memory")
+@journal_group.command("memory", short_help="Print MEMORY.md.")
 @click.option("--json", "as_json", is_flag=True, help="The facts as JSON.")
 def memory_cmd(as_json: bool) -> None:
     """Print MEMORY.md (edit the file itself to change or remove facts)."""
@@ -275,7 +275,7 @@ def memory_cmd(as_json: bool) -> None:
         ui.out('MEMORY.md is empty; add a fact with `cmux journal remember "..."`')
 
 
-@journal_group.command("context")
+@journal_group.command("context", short_help="Print what a new supervisor session is told.")
 @click.option(
     "--budget",
     type=click.IntRange(min=1),

@@ -53,7 +53,7 @@ _SEP = r"(?:[ \t]*[·|][ \t]*|[ \t]+[-–—][ \t]+)"
 FULL_HEADING = re.compile(rf"^{_TIME}{_SEP}(?P<agent>[^\s·|]+){_SEP}(?P<title>.*)$")
 TIME_HEADING = re.compile(rf"^{_TIME}(?:{_SEP}|[ \t]+|$)(?P<title>.*)$")
 TAGS_LINE = re.compile(r"^tags:[ \t]*(?P<tags>.*)$", re.IGNORECASE)
-FILE_HEADER = re.compile(r"^# .*\d{4}-\d{2}-\d{2}")
+FILE_HEADER = re.compile(r"^# \d{4}-\d{2}-\d{2}[ \t]*$")
 FENCE = re.compile(r"^[ ]{0,3}(```|~~~)")
 
 # Escape sequences (CSI, OSC, and two-byte ESC forms), then any other control
@@ -196,7 +196,7 @@ def parse_day(value: str, *, today: Date | None = None) -> str:
 
 def parse_text(text: str, *, date: str, file: str = "") -> list[Entry]:
     """Every entry in the text of a daily file, hand-written ones included."""
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n")
     entries: list[Entry] = []
     start = 1 if lines and FILE_HEADER.match(lines[0]) else 0
     head: re.Match[str] | None = None

@@ -270,3 +270,13 @@ def test_memory_whose_own_prose_is_over_budget_refuses_rather_than_loses_it(
         store.remember(data, "one more", agent="w1")
     assert "over its budget" in info.value.message
     assert data.memory_file.read_text() == prose
+
+
+def test_windows_line_ends_a_bom_and_a_first_line_title_are_read_well() -> None:
+    text = "\ufeff# 2026-03-14\r\n\r\n## 10:00:00 · w1 · from windows\r\nbody\r\n"
+    (e,) = store.parse_text(text, date="2026-03-14")
+    assert (e.agent, e.title, e.body) == ("w1", "from windows", "body")
+    # Only cmux's own "# YYYY-MM-DD" line is a file header; any other first line is kept.
+    (kept,) = store.parse_text("# Notes from the 2026-03-14 retro\nwe agreed\n", date="2026-03-14")
+    assert kept.title == "Notes from the 2026-03-14 retro"
+    assert kept.body == "# Notes from the 2026-03-14 retro\nwe agreed"
