@@ -8,14 +8,23 @@ typed errors (TmuxNotRunning, TmuxTargetMissing, TmuxError).
 We drive the tmux binary directly rather than through libtmux's object model:
 importing libtmux costs ~140 ms, more than the whole budget of
 ``tools/mailbox send``. The tests use libtmux as an independent observer.
+
+Each command is normally one ``tmux`` process (a fork and exec, ~2-3 ms of
+CPU). A daemon that talks to tmux all day (the router) opens a ``Control``
+channel instead: one persistent control-mode client (``tmux -C``) through
+which a command costs a line written and a block read (~0.1 ms). If the
+channel is lost, commands fall back to a process each.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import shlex
 import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -89,22 +98,221 @@ def _classify(args: Sequence[str], stderr: str) -> TmuxError:
     return TmuxError(what, stderr=stderr)
 
 
+def _client_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("TMUX", None)  # never let an outer tmux choose the server
+    return env
+
+
+def quote(arg: str) -> str:
+    """``arg`` as one word of a tmux command line (what control mode reads).
+
+    A bare ``;`` stays the command separator. Single quotes keep everything
+    literal (``$``, ``~``, ``#{``, ``;``, ``\\``); a line break, tab or other
+    control character cannot travel in a line, so such an argument goes in
+    double quotes with escapes, and ``$`` and ``\\`` escaped.
+    """
+    if arg == ";":
+        return arg
+    if not any(c < " " or c == "\x7f" for c in arg):
+        return "'" + arg.replace("'", "'\\''") + "'"
+    out = ['"']
+    for c in arg:
+        if c in '\\"$':
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif c < " " or c == "\x7f":
+            out.append(f"\\{ord(c):03o}")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+class ControlLost(TmuxError):
+    """The control-mode client is gone (the server or session ended)."""
+
+
+class Control:
+    """One persistent control-mode client (``tmux -C attach``) on a session.
+
+    Attached with ``ignore-size`` (it never changes a window's size) and
+    ``no-output`` (tmux does not stream the panes' output to it). A command
+    line written to it is answered, in order, by one ``%begin``/``%end`` (or
+    ``%error``) block per command; notifications between blocks are skipped.
+    One command line at a time, under a lock: threads share the channel.
+    """
+
+    def __init__(self, base: Sequence[str], session: str, *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [*base, "-C", "attach-session", "-f", "ignore-size,no-output", "-t", f"={session}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_client_env(),
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in = self.proc.stdin
+        self._fd = self.proc.stdout.fileno()
+        self._buf = b""
+        try:
+            with self.lock:
+                ok, text = self._block()  # the answer to the attach itself
+        except ControlLost:
+            self.close()
+            raise
+        if not ok:
+            self.close()
+            raise ControlLost(f"tmux control client: {text.strip()}")
+
+    def _line(self, deadline: float) -> bytes:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                raise ControlLost("tmux did not answer the control client in time")
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise ControlLost("the tmux control client ended")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def _block(self) -> tuple[bool, str]:
+        """Read up to and including the next command block: (ok, its text)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            line = self._line(deadline)
+            if line.startswith(b"%begin "):
+                tag = line.split(b" ")[1:3]
+                break
+            if line.startswith(b"%exit"):
+                raise ControlLost("the tmux control client was told to exit")
+        body: list[bytes] = []
+        while True:
+            line = self._line(deadline)
+            if line.startswith((b"%end ", b"%error ")) and line.split(b" ")[1:3] == tag:
+                text = b"".join(x + b"\n" for x in body).decode(errors="replace")
+                return line.startswith(b"%end"), text
+            body.append(line)
+
+    def run(self, args: Sequence[str]) -> tuple[bool, str]:
+        """Run a command list; (False, error) at the first command that fails."""
+        line = " ".join(quote(a) for a in args) + "\n"
+        count = 1 + sum(1 for a in args if a == ";")
+        with self.lock:
+            try:
+                self._in.write(line.encode())
+                self._in.flush()
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                raise ControlLost(f"the tmux control client is gone: {exc}") from exc
+            out: list[str] = []
+            for _ in range(count):
+                ok, text = self._block()
+                if not ok:
+                    return False, text
+                out.append(text)
+            return True, "".join(out)
+
+    def close(self) -> None:
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 class Tmux:
     """A handle on one private tmux server."""
+
+    RETRY_CONTROL = 5.0  # seconds before a lost control channel is opened again
 
     def __init__(self, socket_name: str, *, binary: str = "tmux") -> None:
         self.socket_name = socket_name
         self.binary = binary
+        self._control: Control | None = None
+        self._control_session: str | None = None
+        self._control_retry = 0.0
+        self._control_lock = threading.Lock()
 
     @property
     def base(self) -> list[str]:
         return [self.binary, "-L", self.socket_name]
 
+    # -- the control channel -------------------------------------------------
+
+    def open_control(self, session: str) -> bool:
+        """Send commands through one persistent control-mode client attached
+        to ``session`` from now on (False: not possible now; tried again
+        later, and commands run as processes meanwhile)."""
+        self._control_session = session
+        return self._get_control() is not None
+
+    def close_control(self) -> None:
+        with self._control_lock:
+            ctl, self._control, self._control_session = self._control, None, None
+        if ctl is not None:
+            ctl.close()
+
+    @property
+    def control_open(self) -> bool:
+        return self._control is not None
+
+    def _get_control(self) -> Control | None:
+        if self._control is not None or self._control_session is None:
+            return self._control
+        with self._control_lock:
+            now = time.monotonic()
+            if self._control is None and self._control_session and now >= self._control_retry:
+                try:
+                    self._control = Control(self.base, self._control_session)
+                    log.info("tmux control client attached to %s", self._control_session)
+                except (ControlLost, OSError) as exc:
+                    log.info("no tmux control client (%s); one process per command", exc)
+                    self._control_retry = now + self.RETRY_CONTROL
+            return self._control
+
+    def _lost(self, ctl: Control, exc: Exception) -> None:
+        log.info("tmux control client lost (%s); one process per command", exc)
+        with self._control_lock:
+            if self._control is ctl:
+                self._control = None
+                self._control_retry = time.monotonic() + self.RETRY_CONTROL
+        ctl.close()
+
+    def _via_control(self, args: Sequence[str]) -> tuple[bool, str] | None:
+        ctl = self._get_control()
+        if ctl is None:
+            return None
+        try:
+            return ctl.run(args)
+        except ControlLost as exc:
+            self._lost(ctl, exc)
+            return None
+
+    # -- commands ------------------------------------------------------------
+
     def cmd(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         """Run one tmux command on this server and return its stdout."""
         log.debug("tmux %s", " ".join(args))
-        env = dict(os.environ)
-        env.pop("TMUX", None)  # never let an outer tmux choose the server
+        if input is None and self._control_session is not None:
+            answer = self._via_control(args)
+            if answer is not None:
+                ok, text = answer
+                if not ok and check:
+                    raise _classify(args, text)
+                return text if ok else ""
+        env = _client_env()
         try:
             proc = subprocess.run(
                 [*self.base, *args],
@@ -206,7 +414,8 @@ class Tmux:
         except (TmuxTargetMissing, TmuxNotRunning):
             return None
         line = out.strip("\n")
-        return _parse_pane(line) if line else None
+        # tmux answers a pane it cannot find with empty fields, not an error.
+        return _parse_pane(line) if line.split(_SEP, 1)[0] else None
 
     def capture(self, pane_id: str, *, history: bool = False, escapes: bool = False) -> str:
         args = ["capture-pane", "-p", "-J", "-t", pane_id]
@@ -244,11 +453,18 @@ class Tmux:
     def paste(self, pane_id: str, text: str, *, buffer: str, enter: bool = False) -> None:
         """Paste ``text`` through a uniquely named buffer, bracketed if the
         program asked for it, and delete the buffer; one tmux call."""
-        args = ["load-buffer", "-b", buffer, "-", ";"]
-        args += ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane_id]
+        args = ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane_id]
         if enter:
             args += [";", "send-keys", "-t", pane_id, "Enter"]
-        self.cmd(*args, input=text.encode())
+        if self._control_session is not None:
+            # Through the control channel the text travels in the command line.
+            answer = self._via_control(["set-buffer", "-b", buffer, "--", text, ";", *args])
+            if answer is not None:
+                ok, err = answer
+                if not ok:
+                    raise _classify(["set-buffer", "-b", buffer], err)
+                return
+        self.cmd("load-buffer", "-b", buffer, "-", ";", *args, input=text.encode())
 
     def cursor_line(self, pane_id: str) -> str:
         """The text on the line where the pane's cursor is."""

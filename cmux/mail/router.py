@@ -1,10 +1,15 @@
 """The router daemon: delivers each message into its recipient's pane.
 
-Event-driven: watchfiles (inotify) wakes it when a file lands in a mailbox's
-new/ or an agent's registry record changes; every wake-up rescans the
-mailboxes concerned, and start-up scans them all, so a missed event costs
-nothing. Held mail is rechecked twice a second while anything is held;
-otherwise the router sleeps in the kernel and costs no CPU.
+Event-driven: inotify wakes it when a file lands in a mailbox's new/ or an
+agent's registry record changes; every wake-up rescans the mailboxes
+concerned, and start-up scans them all (and again every 30 s), so a missed
+event costs nothing. Held mail is rechecked twice a second while anything is
+held; otherwise the router sleeps in the kernel and costs no CPU. (Where
+inotify is missing, watchfiles stands in; it polls its queue every few ms.)
+
+It types through one persistent tmux control-mode client (``Tmux.open_control``),
+not a tmux process per command: a delivery costs two tmux round trips of
+~0.1 ms instead of three forks of ~3 ms.
 
 One router per data root (an flock that dies with its holder, so a killed
 router never leaves a stale lock). One pane at a time, each under its own
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import struct
 import threading
 import time
 from collections.abc import Iterable
@@ -36,8 +43,10 @@ from cmux.tmux import Pane, Tmux
 log = logging.getLogger(__name__)
 
 DEFER = "defer"  # not held: the agent's Stop hook will take the mail
-SETTLE = {"claude": 0.05}
+SETTLE = {"claude": 0.05}  # pause between text and Enter, per profile
 FULL_SCAN = 30.0  # seconds between safety scans of every mailbox
+HELD_RECHECK = 0.5  # seconds between looks at held mail while any is held
+COALESCE = 0.001  # after a wake-up, gather what else lands within this time
 
 
 class Router:
@@ -51,6 +60,16 @@ class Router:
         self._dirty: set[str] = set()
         self.held: set[str] = set()
         self.stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    def stop(self) -> None:
+        """Ask the loop to end (safe from a signal handler)."""
+        self.stopping.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
 
     # -- scheduling ------------------------------------------------------------
 
@@ -228,11 +247,100 @@ class Router:
         return {n for n in names if n not in (HUMAN, DEADLETTER)}
 
     def run(self) -> None:
-        import watchfiles
-
         self.data.agents_dir.mkdir(parents=True, exist_ok=True)
         self.data.mailbox_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        try:
+            watch: Inotify | None = Inotify()
+        except OSError as exc:
+            log.info("no inotify (%s); watching with watchfiles", exc)
+            watch = None
+        self.tmux.open_control(self.cfg.session_name)
+        try:
+            if watch is None:
+                self._run_watchfiles()
+            else:
+                self._run_inotify(watch)
+        finally:
+            self.pool.shutdown(wait=True)
+            self.tmux.close_control()
+            if watch is not None:
+                watch.close()
+
+    # -- inotify ---------------------------------------------------------------
+
+    def _watch_boxes(self, watch: Inotify) -> set[str]:
+        """Watch every mailbox's new/ (and the box, for a new/ made later);
+        returns the boxes that were not watched before."""
+        added = set()
+        for name in self.boxes_present():
+            box = self.data.mailbox(name)
+            watch.add(str(box), DIR_EVENTS)
+            if watch.add(str(box / "new"), FILE_EVENTS):
+                added.add(name)
+        return added
+
+    def boxes_present(self) -> list[str]:
+        try:
+            return [
+                e.name
+                for e in os.scandir(self.data.mailbox_dir)
+                if e.is_dir() and e.name not in (HUMAN, DEADLETTER)
+            ]
+        except FileNotFoundError:
+            return []
+
+    def _run_inotify(self, watch: Inotify) -> None:
+        mroot = str(self.data.mailbox_dir)
+        aroot = str(self.data.agents_dir)
+        watch.add(mroot, DIR_EVENTS)
+        watch.add(aroot, FILE_EVENTS)
+        self._watch_boxes(watch)
+        self.scan_all()
+        last_full = time.monotonic()
+        poller = select.poll()
+        poller.register(watch.fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            wait = max(0.0, last_full + FULL_SCAN - now)
+            if self.held_names():
+                wait = min(wait, HELD_RECHECK)
+            ready = poller.poll(wait * 1000)
+            if self.stopping.is_set():
+                break
+            names: set[str] = set()
+            rescan = False
+            if ready:
+                time.sleep(COALESCE)  # a burst of sends wakes us once, not per file
+                for folder, mask, fname in watch.read():
+                    if mask & IN_Q_OVERFLOW:
+                        rescan = True
+                    elif folder == aroot:
+                        if fname.endswith(".json") and not fname.startswith("."):
+                            names.add(fname[:-5])
+                    elif folder == mroot:
+                        rescan = True  # a new mailbox
+                    elif os.path.dirname(folder) == mroot:
+                        rescan = True  # a new/ inside a mailbox
+                    else:
+                        names.add(os.path.basename(os.path.dirname(folder)))
+                if rescan:
+                    names |= self._watch_boxes(watch)
+            now = time.monotonic()
+            if now - last_full >= FULL_SCAN:
+                self._watch_boxes(watch)
+                self.scan_all()
+                last_full = now
+                continue
+            # A registry change may release held mail, so held boxes too.
+            self.schedule((names - {HUMAN, DEADLETTER}) | self.held_names())
+
+    # -- watchfiles, where there is no inotify -----------------------------------
+
+    def _run_watchfiles(self) -> None:
+        import watchfiles
+
         self.scan_all()
         last_full = time.monotonic()
         for changes in watchfiles.watch(
@@ -257,7 +365,78 @@ class Router:
                 self.schedule(self.names_from_changes(changes) | self.held_names())
             else:
                 self.schedule(self.held_names())
-        self.pool.shutdown(wait=True)
+
+
+# inotify(7), through ctypes: the router blocks in the kernel until a file
+# lands, instead of waking every few milliseconds to look.
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+FILE_EVENTS = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE
+DIR_EVENTS = IN_CREATE | IN_MOVED_TO
+_EVENT = struct.Struct("iIII")
+
+
+class Inotify:
+    """An inotify instance: watched directories and the events in them."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(libc, "inotify_init1"):
+            raise OSError("inotify is not available on this system")
+        self._add = libc.inotify_add_watch
+        self._get_errno = ctypes.get_errno
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd: int = fd
+        self.paths: dict[int, str] = {}
+        self.watched: dict[str, int] = {}
+
+    def add(self, path: str, mask: int) -> bool:
+        """Watch ``path`` (a directory); True if it is newly watched."""
+        if path in self.watched:
+            return False
+        wd = self._add(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            log.debug("cannot watch %s: errno %s", path, self._get_errno())
+            return False
+        self.paths[wd] = path
+        self.watched[path] = wd
+        return True
+
+    def read(self) -> list[tuple[str, int, str]]:
+        """Every event queued now: (directory, mask, file name)."""
+        out: list[tuple[str, int, str]] = []
+        while True:
+            try:
+                buf = os.read(self.fd, 256 * 1024)
+            except BlockingIOError:
+                return out
+            pos = 0
+            while pos + _EVENT.size <= len(buf):
+                wd, mask, _cookie, size = _EVENT.unpack_from(buf, pos)
+                pos += _EVENT.size
+                name = os.fsdecode(buf[pos : pos + size].rstrip(b"\0"))
+                pos += size
+                if mask & IN_Q_OVERFLOW:
+                    out.append(("", mask, ""))
+                    continue
+                folder = self.paths.get(wd)
+                if mask & IN_IGNORED:
+                    if folder is not None:
+                        del self.paths[wd]
+                        self.watched.pop(folder, None)
+                    continue
+                if folder is not None:
+                    out.append((folder, mask, name))
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def notify(cfg: Config, text: str) -> None:
@@ -285,7 +464,7 @@ def run(cfg: Config) -> None:
             raise SessionError(f"a router is already running for {cfg.data.root} (pid {pid})")
         atomic_write(cfg.data.run_dir / "router.pid", f"{os.getpid()}\n")
         router = Router(cfg, tmux_for(cfg))
-        signal.signal(signal.SIGTERM, lambda *_: router.stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: router.stop())
         events.record(cfg.data, "router-start", pid=os.getpid())
         try:
             router.run()
