@@ -393,6 +393,7 @@ class HealthMonitor:
             return None
 
     def round(self, *, after_restart: bool = False) -> RoundReport:
+        checked = self.head()
         results = self.run_checks()
         ok = all(r.ok for r in results)
         head = self.head()
@@ -401,7 +402,8 @@ class HealthMonitor:
             was = st.phase
             record_results(st, results, now, head)
             decision = decide(st, ok, now, self.policy)
-            moved = self._mark_good(st, head, now) if ok else False
+            # A commit made while the checks ran was not what they checked.
+            moved = self._mark_good(st, head, now) if ok and head == checked else False
         report = RoundReport(ok=ok, action=decision.action, results=results, head=head)
         report.moved_last_good = moved
         if decision.clear_alert:
@@ -575,13 +577,14 @@ class HealthMonitor:
     def check_now(self) -> RoundReport:
         """Run the checks once and record them (a pass moves last-good), but
         count nothing towards a rollback and act on nothing."""
+        checked = self.head()
         results = self.run_checks()
         ok = all(r.ok for r in results)
         head = self.head()
         now = self.clock()
         with editing(self.data) as st:
             record_results(st, results, now, head)
-            moved = self._mark_good(st, head, now) if ok else False
+            moved = self._mark_good(st, head, now) if ok and head == checked else False
         return RoundReport(
             ok=ok, action="checked", results=results, head=head, moved_last_good=moved
         )

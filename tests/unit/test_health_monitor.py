@@ -149,6 +149,23 @@ def test_a_pass_of_a_new_head_moves_last_good(world: World) -> None:
     assert hm.load_state(world.data).last_good == c1
 
 
+def test_a_commit_made_while_the_checks_ran_is_not_marked_good(world: World) -> None:
+    mon = world.monitor()
+    assert mon.round().ok
+    before = world.head()
+    inner = mon.run_checks
+
+    def checks_during_which_an_agent_commits() -> list[Any]:
+        results = inner()
+        world.commit("sneaked in", BROKEN="x")
+        return results
+
+    mon.run_checks = checks_during_which_an_agent_commits
+    report = mon.round()
+    assert report.ok and not report.moved_last_good
+    assert world.repo.last_good() == before
+
+
 def test_a_failing_commit_is_rolled_back_after_the_threshold(world: World) -> None:
     mon = world.monitor()
     good = world.commit("good", **{"app.py": "v1\n"})
