@@ -1,0 +1,1 @@
+"""Benchmarks: `bench/run` runs them all (see docs/PERFORMANCE.md)."""
