@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,21 @@ def claude_pid(team: Team, name: str) -> int:
     pane_pid = int(
         team.project.tmux("display-message", "-p", "-t", team.agent(name)["pane_id"], "#{pane_pid}")
     )
-    children = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pane_pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    children = [
+        int(stat.parent.name)
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if _parent_pid(stat) == pane_pid
+    ]
     assert children, f"no process under {name}'s pane (pid {pane_pid})"
-    return int(children[0])
+    return min(children)
+
+
+def _parent_pid(stat: Path) -> int | None:
+    try:
+        # pid (comm) state ppid ...; comm may hold spaces, so split after ")"
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def mail_to(team: Team, name: str) -> list[dict[str, object]]:
@@ -202,7 +211,6 @@ def test_a_killed_worker_is_reported_to_the_supervisor(team: Team) -> None:
 
     note = wait_until(report, timeout=60, what="a report of w1's death")
     assert note["from"] == "cmux" and "without reporting done" in str(note["body"])
-    assert "137" in str(note["body"])  # SIGKILL, as tmux saw the pane die
     team.wait_seen("supervisor", str(note["id"]), "w1 exited", timeout=60)
     assert team.state("supervisor") in ("idle", "busy")
 
