@@ -140,6 +140,12 @@ class Project:
             ["tmux", "-L", sock, *args], env=self.env, capture_output=True, text=True, check=True
         ).stdout
 
+    def server(self) -> Any:
+        """An independent view of our tmux server through libtmux."""
+        import libtmux
+
+        return libtmux.Server(socket_name=self.socket())
+
     def socket(self) -> str:
         import hashlib
 

@@ -20,7 +20,9 @@ def start(project: Project) -> None:
 
 
 def windows(project: Project) -> list[str]:
-    return project.tmux("list-windows", "-a", "-F", "#{window_name}").split()
+    """Window names, read through libtmux: a second opinion on cmux's gateway."""
+    server = project.server()
+    return [w.window_name for s in server.sessions for w in s.windows]
 
 
 def test_init_writes_config_and_ignores_data_root(project: Project) -> None:
