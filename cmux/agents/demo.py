@@ -68,9 +68,16 @@ def read_task() -> str:
     return (m.group(1) if m else text).strip()
 
 
-def incoming(timeout: float | None = None) -> tuple[str, str, str, str] | None:
+_pushed_back: list[str] = []
+
+
+def _next_line() -> str:
+    return _pushed_back.pop() if _pushed_back else sys.stdin.readline()
+
+
+def incoming() -> tuple[str, str, str, str] | None:
     """The next message typed into this pane: (id, sender, kind, text)."""
-    line = sys.stdin.readline()
+    line = _next_line()
     if not line:
         raise EOFError
     m = HEADER.match(line.rstrip("\n"))
@@ -78,10 +85,14 @@ def incoming(timeout: float | None = None) -> tuple[str, str, str, str] | None:
         return None
     mid, sender, kind, text = m.groups()
     lines = [text] if text else []
-    # A multi-line message arrives as a paste: gather what follows at once.
+    # A multi-line message arrives as a paste: gather what follows at once,
+    # up to the next message's header line (kept for the next call).
     while select.select([sys.stdin], [], [], 0.15)[0]:
         more = sys.stdin.readline()
-        if not more or HEADER.match(more):
+        if not more:
+            break
+        if HEADER.match(more):
+            _pushed_back.append(more)
             break
         lines.append(more.rstrip("\n"))
     return mid, sender, kind, "\n".join(lines).strip()

@@ -35,7 +35,9 @@ _ALLOWED: dict[str, frozenset[str]] = {
 }
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-RESERVED = frozenset({HUMAN, DEADLETTER, "monitor", "all", "cmux", "router", "tmp", "new", "cur"})
+RESERVED = frozenset(
+    {HUMAN, DEADLETTER, "monitor", "all", "cmux", "router", "rescue", "tmp", "new", "cur"}
+)
 
 
 def validate_name(name: str, *, allow_supervisor: bool = False) -> str:
