@@ -4,7 +4,8 @@ Starts a session (supervisor: ``sleep``), spawns 20 recorder agents, lets it
 settle, then reads utime+stime (and that of reaped children: the tmux
 clients a daemon forks) from /proc/<pid>/stat for every daemon with a pid
 file under state/run/ (the monitor, the router, the health monitor when
-configured) at the start and the end of the span. Reports each as % of one
+configured) and every process they started that still runs (the router's
+tmux control client) at the start and the end of the span. Reports each as % of one
 core, and the tmux server's share for reference (it is not cmux's daemon,
 but cmux's polling would show there). Wake-ups: voluntary context switches
 per second.
@@ -15,6 +16,7 @@ per second.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,14 +25,27 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    command_name,
     context_switches,
     cpu_seconds,
+    descendants,
     report,
     row,
     sandbox,
     spawn_recorders,
     wait_until,
 )
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def label(pid: int) -> str:
+    argv = command_name(pid).split()
+    if argv and argv[0].endswith("tmux") and "-C" in argv:
+        return "its tmux control client"
+    return " ".join([os.path.basename(argv[0]), *argv[1:3]]) if argv else "?"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         spawn_recorders(proj, [f"a{i:02d}" for i in range(args.agents)])
         time.sleep(3)  # let the start-up work (first scans, first status draw) pass
         run_dir = proj.data / "state" / "run"
-        pids = {
-            f.stem: pid
-            for f in sorted(run_dir.glob("*.pid"))
-            if (pid := proj.daemon_pid(f.stem)) is not None
-        }
-        pids["tmux server"] = int(proj.tmux("display-message", "-p", "#{pid}").strip())
+        pids: dict[str, int] = {}
+        for f in sorted(run_dir.glob("*.pid")):
+            pid = proj.daemon_pid(f.stem)
+            if pid is not None:
+                pids[f.stem] = pid
+        for pid in list(pids.values()):  # and what they started that still runs
+            for kid in descendants(pid):
+                names = {v: k for k, v in pids.items()}
+                if kid not in names:
+                    pids[f"{names.get(parent_of(kid), '?')}: {label(kid)}"] = kid
+        server = int(proj.tmux("display-message", "-p", "#{pid}").strip())
+        pids["tmux server (not cmux's)"] = server
         before = {n: (cpu_seconds(pid), context_switches(pid)) for n, pid in pids.items()}
         t0 = time.monotonic()
         time.sleep(span)  # measuring idleness over a fixed span is the point here
@@ -67,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "percent_of_core": round(cpu / elapsed * 100, 3),
             "wakeups_per_s": round((after[name][1] - before[name][1]) / elapsed, 1),
         }
-    daemons = [n for n in per if n != "tmux server"]
+    daemons = [n for n in per if not n.startswith("tmux server")]
     total = sum(per[n]["percent_of_core"] for n in daemons)
     summary: list[dict[str, Any]] = [
         row(

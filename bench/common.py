@@ -144,6 +144,34 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children ...)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
 def context_switches(pid: int) -> int:
     """Voluntary context switches: roughly, how often the process woke up."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -282,6 +310,8 @@ def sandbox(extra_env: dict[str, str] | None = None) -> Iterator[Sandbox]:
         GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
         GIT_CONFIG_NOSYSTEM="1",
         LANG=os.environ.get("LANG") or "C.UTF-8",
+        # Measure this checkout's cmux, whatever the virtualenv has installed.
+        PYTHONPATH=str(REPO),
         **(extra_env or {}),
     )
     saved = dict(os.environ)
