@@ -442,28 +442,44 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["metric"],
+        _fmt(r["median"]),
+        _fmt(r["p99"]),
+        r["unit"],
+        _fmt(r["n"]),
+        r["baseline"] or "",
+        r["goal"] or "",
+        {True: "yes", False: "NO", None: ""}[r["met"]],
+    ]
+
+
+HEAD = ["metric", "median", "p99", "unit", "n", "baseline", "goal", "met"]
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of summary rows."""
-    head = ["metric", "median", "p99", "unit", "n", "baseline", "goal", "met"]
-    body = [
-        [
-            r["metric"],
-            _fmt(r["median"]),
-            _fmt(r["p99"]),
-            r["unit"],
-            _fmt(r["n"]),
-            r["baseline"] or "",
-            r["goal"] or "",
-            {True: "yes", False: "NO", None: ""}[r["met"]],
-        ]
-        for r in rows
-    ]
+    body = [_cells(r) for r in rows]
     widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(HEAD)
     ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEAD, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The same table in Markdown (for docs/PERFORMANCE.md), with the notes."""
+    head = [*HEAD, "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [*_cells(r), r.get("note") or ""]
+        cells[0] = (
+            cells[0].replace("  ", "&nbsp;&nbsp;", 1) if cells[0].startswith("  ") else cells[0]
+        )
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import BENCH, PY, RESULTS, loadavg, machine, row, table
+from bench.common import BENCH, PY, RESULTS, loadavg, machine, markdown, row, table
 
 # name -> what it measures; run in this order.
 BENCHES = {
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "summary.md").write_text(markdown(rows) + "\n")
     m = started
     print(
         f"\n=== summary{' (quick)' if args.quick else ''}: {m['date']}, {m['cpu']}, "
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start {m['load']}, at end {loadavg()}; {total:.0f} s in all\n")
     print(table(rows))
     print("\nbaseline: the same measure of the simpler way (docs/PERFORMANCE.md says which)")
-    print(f"wrote {RESULTS.relative_to(BENCH.parent)}/summary.json")
+    print(f"wrote {RESULTS.relative_to(BENCH.parent)}/summary.json and summary.md")
     # A missed goal is a finding, not a failure; a benchmark that broke is.
     return 1 if any(info.get("exit", 0) != 0 for info in runs.values()) else 0
 
