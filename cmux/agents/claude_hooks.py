@@ -302,10 +302,11 @@ def tell_waiting(data: DataRoot, name: str, what: str, cfg: Config | None = None
     to = agent.parent if agent.role != "supervisor" and agent.parent else HUMAN
     if to != HUMAN and not store.known(data, to):
         to = HUMAN
-    body = (
-        f"{name} {what}. Answer with `cmux approve {name}` or `cmux deny {name}` "
-        f"(`cmux attach` shows the question)."
-    )
+    how = f"`cmux approve {name}` or `cmux deny {name}`"
+    if to != HUMAN:
+        # An agent's PATH has tools/ but not necessarily `cmux`.
+        how += f' (from your pane: `"$CMUX_PYTHON" -m cmux approve {name}`)'
+    body = f"{name} {what}. Answer with {how}; `cmux attach` shows the question."
     store.send(cfg or load_config(), to=to, body=body, sender="cmux", kind="notice")
     return to
 
