@@ -35,6 +35,32 @@ def claude_pid(team: Team, name: str) -> int:
     return min(children)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (to end what a killed agent leaves behind)."""
+    parents = {int(st.parent.name): _parent_pid(st) for st in Path("/proc").glob("[0-9]*/stat")}
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def kill_agent_process(team: Team, name: str) -> None:
+    """SIGKILL the agent's Claude Code process, as a crash would, and end the
+    tool processes it leaves orphaned (the test's own, by pid)."""
+    pid = claude_pid(team, name)
+    orphans = descendants(pid)
+    os.kill(pid, signal.SIGKILL)
+    for child in orphans:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _parent_pid(stat: Path) -> int | None:
     try:
         # pid (comm) state ppid ...; comm may hold spaces, so split after ")"
@@ -200,9 +226,9 @@ def test_permission_prompt_is_waiting_and_cmux_approve_and_deny_answer_it(team: 
 @pytest.mark.timeout(150)
 def test_a_killed_worker_is_reported_to_the_supervisor(team: Team) -> None:
     started(team)
-    team.project.ok("spawn", "w1", "--agent", "claude", "--task", "RUN: sleep 300")
+    team.project.ok("spawn", "w1", "--agent", "claude", "--task", "RUN: sleep 120")
     team.wait_state("w1", "busy")
-    os.kill(claude_pid(team, "w1"), signal.SIGKILL)
+    kill_agent_process(team, "w1")
     team.wait_state("w1", "exited", timeout=30)
 
     # The watchdog tells the supervisor; the router puts it in its conversation.
@@ -223,7 +249,7 @@ def test_a_killed_supervisor_comes_back_with_its_memory(team: Team) -> None:
     assert r.code == 0, r.err
     first = team.session("supervisor")
     assert fact not in team.model.texts(first)
-    os.kill(claude_pid(team, "supervisor"), signal.SIGKILL)
+    kill_agent_process(team, "supervisor")
 
     def back() -> dict[str, object]:
         a = team.project.status()["supervisor"]
