@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from cmux import events
 from cmux.config import Config
@@ -92,6 +93,15 @@ def _watchdog_tick() -> Callable[[Config, float], None] | None:
     return tick
 
 
+def _screen_watch() -> Callable[[Config, Any], object] | None:
+    """The screen-reading fallback (dialogs before hooks, hook-less agents)."""
+    try:
+        from cmux.agents.screen import watch
+    except ImportError:
+        return None
+    return watch
+
+
 def run(cfg: Config) -> None:
     """The monitor's main loop (until SIGTERM/SIGHUP or the session ends)."""
     from cmux.agents import lifecycle
@@ -113,6 +123,8 @@ def run(cfg: Config) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     watchdog = _watchdog_tick()
+    screens = _screen_watch()
+    tmux = lifecycle.tmux_for(cfg)
     view = StatusView(cfg)
     last_reconcile = 0.0
     try:
@@ -125,6 +137,11 @@ def run(cfg: Config) -> None:
                 except Exception:
                     log.exception("reconcile failed")
                 last_reconcile = now
+            if screens is not None:
+                try:
+                    screens(cfg, tmux)
+                except Exception:
+                    log.exception("reading the screens failed")
             if watchdog is not None:
                 try:
                     watchdog(cfg, now)

@@ -70,6 +70,15 @@ def age(seconds: float) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
+def short_count(n: int) -> str:
+    """12345 -> '12.3k'."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.2f}M"
+
+
 def state_text(agent: Agent) -> str:
     if agent.state == "exited":
         code = agent.exit_code
@@ -117,6 +126,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
         ("TASK", {"overflow": "ellipsis", "max_width": 48}),
         ("AGE", {"justify": "right"}),
         ("MAIL", {"justify": "right"}),
+        ("TOKENS", {"justify": "right"}),
         ("LAST EVENT", {"overflow": "ellipsis", "max_width": 48}),
     ):
         table.add_column(col, **kw)
@@ -134,6 +144,8 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
             if r.get("held"):
                 mail += f", {r['held']} held"
         last = r["last_event"] + (f" [{r['note']}]" if r.get("note") else "")
+        total = (r.get("tokens") or {}).get("total", 0)
+        tokens = short_count(total) if total else ""
         table.add_row(
             r["name"],
             r["role"],
@@ -141,6 +153,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
             r["task"],
             age(r["age_seconds"]),
             mail,
+            tokens,
             last,
         )
     return table

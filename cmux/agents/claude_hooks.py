@@ -211,10 +211,17 @@ def _record_session(data: DataRoot, name: str, payload: dict[str, Any], result: 
         cost.remember_transcript(data, name, changes["transcript"])
 
 
-def _move(data: DataRoot, name: str, new: str, reason: str, result: HookResult) -> str:
+def _move(
+    data: DataRoot,
+    name: str,
+    new: str,
+    reason: str,
+    result: HookResult,
+    only_from: tuple[str, ...] | None = None,
+) -> str:
     from cmux.agents import registry
 
-    agent = registry.transition(data, name, new, reason=reason, strict=False)
+    agent = registry.transition(data, name, new, reason=reason, strict=False, only_from=only_from)
     result.actions.append(f"-> {agent.state}")
     return agent.state
 
@@ -231,8 +238,7 @@ def on_session_start(
     source = str(payload.get("source") or "startup")
     # A session that starts (or resumes) is ready for input; one that was
     # cleared or compacted mid-work keeps its state.
-    if _state(data, name) in ("starting", "waiting"):
-        _move(data, name, "idle", f"claude session {source}", result)
+    _move(data, name, "idle", f"claude session {source}", result, only_from=("starting", "waiting"))
     _reset_chain(str(data.root), name)
     if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor":
         result.stdout = _start_context(data)
@@ -305,7 +311,7 @@ def tell_waiting(data: DataRoot, name: str, what: str, cfg: Config | None = None
     how = f"`cmux approve {name}` or `cmux deny {name}`"
     if to != HUMAN:
         # An agent's PATH has tools/ but not necessarily `cmux`.
-        how += f' (from your pane: `"$CMUX_PYTHON" -m cmux approve {name}`)'
+        how = f"`workers approve {name}` or `workers deny {name}`"
     body = f"{name} {what}. Answer with {how}; `cmux attach` shows the question."
     store.send(cfg or load_config(), to=to, body=body, sender="cmux", kind="notice")
     return to

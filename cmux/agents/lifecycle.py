@@ -455,8 +455,13 @@ def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
 def pane_died(cfg: Config, pane_id: str, status: int | None) -> Agent | None:
     """Called by tmux's pane-died hook: the agent in that pane has exited."""
     for agent in registry.list_agents(cfg.data):
-        if agent.pane_id == pane_id and agent.live:
+        if agent.pane_id != pane_id:
+            continue
+        if agent.live:
             return _mark_exited(cfg, agent, status, "its process exited")
+        if agent.state == "exited" and agent.exit_code is None and status is not None:
+            # Marked exited earlier (a SessionEnd hook, a reconcile): add the code.
+            return registry.update(cfg.data, agent.name, exit_code=status)
     return None
 
 
@@ -497,7 +502,9 @@ def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
         pane = panes.get(agent.pane_id or "")
         if pane is None:
             changed.append(_mark_exited(cfg, agent, None, "its pane is gone"))
-        elif pane.dead:
+        elif pane.dead and pane.dead_status is not None:
+            # (dead without a status: tmux has not reaped it yet; the
+            # pane-died hook brings the code in a moment)
             changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
     return changed
 

@@ -152,6 +152,7 @@ def transition(
     *,
     reason: str = "",
     strict: bool = True,
+    only_from: frozenset[str] | set[str] | tuple[str, ...] | None = None,
     **changes: Any,
 ) -> Agent:
     """Move ``name`` to state ``new``; the only way a state changes.
@@ -159,6 +160,7 @@ def transition(
     A move the machine forbids raises InvalidTransition (or, with
     ``strict=False``, is ignored and the agent returned unchanged). Moving to
     the state an agent is already in changes nothing and logs nothing.
+    With ``only_from``, the move happens only from one of those states.
     """
     if new not in STATES:
         raise InvalidTransition(f"unknown state {new!r}")
@@ -167,6 +169,8 @@ def transition(
         old = agent.state
         if old == new and not changes:
             return agent
+        if only_from is not None and old not in only_from and old != new:
+            return agent  # checked under the lock: no check-then-act race
         if old != new and new not in _ALLOWED[old]:
             if strict:
                 raise InvalidTransition(f"{name}: cannot go from {old} to {new}")

@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kill", help="end a worker (unmerged worktree work is kept)")
     k.add_argument("name")
     k.add_argument("--json", action="store_true")
+    for verb, what in (("approve", "say yes to"), ("deny", "say no to")):
+        a = sub.add_parser(verb, help=f"{what} the permission prompt or dialog NAME waits on")
+        a.add_argument("name")
     ls = sub.add_parser("list", help="every agent with its state")
     ls.add_argument("--json", action="store_true")
     return p
@@ -100,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"killed {args.name}"
                 + (f"; kept branch {r.kept_branch} ({r.reason})" if r.kept_branch else "")
             )
+        return 0
+    if args.cmd in ("approve", "deny"):
+        from cmux.agents import screen
+
+        answered = screen.answer(cfg, args.name, yes=args.cmd == "approve", by=me)
+        print(f"{args.cmd}d {args.name}: {answered.detail}; now {answered.state}")
         return 0
     lifecycle.reconcile(cfg)
     agents = registry.list_agents(cfg.data)

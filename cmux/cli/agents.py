@@ -145,7 +145,14 @@ def collect_status(cfg) -> list[dict]:
         mail = store.counts(cfg.data, [a.name for a in agents])
     except ImportError:
         pass
-    return ui.status_rows(agents, mail)
+    rows = ui.status_rows(agents, mail)
+    if any(a.transcript for a in agents):
+        from cmux.agents import cost
+
+        tokens = cost.usage(cfg.data, agents)
+        for row in rows:
+            row["tokens"] = tokens[row["name"]].to_dict()
+    return rows
 
 
 def status_header(cfg) -> str:

@@ -149,7 +149,7 @@ def test_permission_notification_means_waiting_and_the_parent_is_told(cfg: Confi
     assert state(cfg) == "waiting"
     [msg] = store.read_all(cfg.data, "supervisor")
     assert msg.sender == "cmux" and msg.kind == "notice"
-    assert "cmux approve w1" in msg.body and "cmux deny w1" in msg.body
+    assert "workers approve w1" in msg.body and "workers deny w1" in msg.body
     # the same question notified twice is told once
     hook(cfg, "Notification", **note)
     assert len(store.read_all(cfg.data, "supervisor")) == 1

@@ -171,7 +171,7 @@ def test_watch_sees_a_permission_dialog_before_the_hook_and_tells_once(cfg: Conf
     rec = registry.get(cfg.data, "w1")
     assert rec.state == "waiting" and "touch" in rec.last_event
     [note] = store.read_all(cfg.data, "supervisor")
-    assert "cmux approve w1" in note.body
+    assert "workers approve w1" in note.body
     assert screen.watch(cfg, tmux) == []
     assert len(store.read_all(cfg.data, "supervisor")) == 1
 
