@@ -362,3 +362,17 @@ def test_cmux_journals_spawns_reports_kills_and_crashes_and_the_supervisor_start
     ctx = (project.data / "contexts" / "supervisor.md").read_text()
     assert "parser polished, tests green" in ctx
     assert "killed w1" in ctx
+
+
+def test_approve_without_a_dialog_is_refused_and_types_nothing(project: Project) -> None:
+    start(project)
+    project.ok("spawn", "w1", "--command", "cat", "--task", "x")
+    for run in (
+        project.tool("workers", "approve", "w1", agent="supervisor"),
+        project.cmux("approve", "w1"),
+    ):
+        assert run.code != 0
+        assert "dialog" in run.err
+        assert "Traceback" not in run.err
+    pane = project.status()["w1"]["pane_id"]
+    assert project.tmux("capture-pane", "-p", "-t", pane).strip() == ""
