@@ -70,15 +70,6 @@ def age(seconds: float) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
-def short_count(n: int) -> str:
-    """12345 -> '12.3k'."""
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n / 1_000_000:.2f}M"
-
-
 def state_text(agent: Agent) -> str:
     if agent.state == "exited":
         code = agent.exit_code
@@ -118,6 +109,8 @@ def status_rows(
 def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     from rich.table import Table
 
+    from cmux.agents.cost import short
+
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
     for col, kw in (
         ("AGENT", {"style": "bold"}),
@@ -145,7 +138,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
                 mail += f", {r['held']} held"
         last = r["last_event"] + (f" [{r['note']}]" if r.get("note") else "")
         total = (r.get("tokens") or {}).get("total", 0)
-        tokens = short_count(total) if total else ""
+        tokens = short(total) if total else ""
         table.add_row(
             r["name"],
             r["role"],

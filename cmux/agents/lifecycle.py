@@ -190,6 +190,22 @@ def _stop_daemons(cfg: Config) -> None:
 # -- spawn / kill -----------------------------------------------------------------
 
 
+def read_task(task: str | None, task_file: str | Path | None) -> str:
+    """The task text from --task TEXT or --task-file FILE ('-' is stdin)."""
+    if task is not None and task_file is not None:
+        raise UsageError("give either --task or --task-file, not both")
+    if task_file is not None:
+        if str(task_file) == "-":
+            return sys.stdin.read()
+        try:
+            return Path(task_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --task-file {task_file}: {exc.strerror}") from None
+    if task is None:
+        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
+    return sys.stdin.read() if task == "-" else task
+
+
 def write_context(cfg: Config, name: str, role: str, task: str, parent: str | None) -> Path:
     path = cfg.data.context_file(name)
     report = (
@@ -341,13 +357,7 @@ def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed")
             "the supervisor is not killed without --force",
             f"`cmux kill {name} --force` if you mean it; `cmux stop` ends everything",
         )
-    tmux = tmux_for(cfg)
-    _save_log(cfg, tmux, agent)
-    if agent.pane_id:
-        try:
-            tmux.kill_window_of(agent.pane_id)
-        except TmuxError:
-            pass  # already gone
+    _close_window(cfg, tmux_for(cfg), agent)
     if agent.state != "killed":
         registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
     result = KillResult(name=name)
@@ -362,6 +372,16 @@ def _kill_body(agent: Agent, result: KillResult) -> str:
     if result.kept_branch:
         lines.append(f"Kept branch {result.kept_branch} at {result.kept_worktree}: {result.reason}")
     return "\n".join(lines)
+
+
+def _close_window(cfg: Config, tmux: Tmux, agent: Agent) -> None:
+    """Save what the pane showed, then close its window (if still there)."""
+    _save_log(cfg, tmux, agent)
+    if agent.pane_id:
+        try:
+            tmux.kill_window_of(agent.pane_id)
+        except TmuxError:
+            pass  # already gone
 
 
 def _save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
@@ -517,12 +537,7 @@ def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
     """
     old = registry.get(cfg.data, name)
     tmux = require_running(cfg)
-    _save_log(cfg, tmux, old)
-    if old.pane_id:
-        try:
-            tmux.kill_window_of(old.pane_id)
-        except TmuxError:
-            pass
+    _close_window(cfg, tmux, old)
     if old.live:
         registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
     command: str | None = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from cmux.agents import claude_hooks
 from cmux.config import Config, Profile
 from cmux.errors import UsageError
 from cmux.fsutil import atomic_write
@@ -142,14 +143,7 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-HOOK_EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "Stop",
-    "Notification",
-    "SessionEnd",
-)
+HOOK_EVENTS = claude_hooks.EVENTS
 
 # cmux's own tools never wait for a permission answer, whatever the mode.
 CMUX_TOOLS = ("mailbox", "journal", "workers")

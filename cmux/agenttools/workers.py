@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from cmux.agenttools import identity, run
@@ -59,20 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config()
     me = identity()
     if args.cmd == "spawn":
-        if args.task_file:
-            try:
-                with open(args.task_file, encoding="utf-8") as fh:
-                    task = fh.read()
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot read --task-file {args.task_file}: {exc.strerror}"
-                ) from None
-        else:
-            task = sys.stdin.read() if args.task == "-" else args.task
         agent = lifecycle.spawn(
             cfg,
             args.name,
-            task=task,
+            task=lifecycle.read_task(args.task, args.task_file),
             profile=args.profile,
             command=args.command,
             cwd=args.cwd,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -11,23 +10,6 @@ import click
 from cmux import ui
 from cmux.config import load_config
 from cmux.errors import UsageError
-
-
-def read_task(task: str | None, task_file: Path | None) -> str:
-    if task is not None and task_file is not None:
-        raise UsageError("give either --task or --task-file, not both")
-    if task_file is not None:
-        if str(task_file) == "-":
-            return sys.stdin.read()
-        try:
-            return task_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read --task-file {task_file}: {exc.strerror}") from None
-    if task is None:
-        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
-    if task == "-":
-        return sys.stdin.read()
-    return task
 
 
 def spawn_options(f):
@@ -71,7 +53,7 @@ def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, pa
     from cmux.agents import lifecycle
 
     cfg = load_config()
-    text = read_task(task, task_file)
+    text = lifecycle.read_task(task, task_file)
     agent = lifecycle.spawn(
         cfg,
         name,
