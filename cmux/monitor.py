@@ -4,7 +4,9 @@ The monitor starts each daemon (the router; the health monitor when
 [health] is configured) as a child process and starts it again within
 seconds if it dies, with back-off when it keeps dying. Between those checks
 it runs the watchdogs and redraws the status when something changed. It
-never polls faster than once a second, so idle it costs next to nothing.
+never polls faster than once a second, so idle it costs next to nothing:
+the registry is read again only when a record in it changed (one directory
+listing per tick tells), and shared by everything the tick runs.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
 from cmux import events
+from cmux.agents import registry
+from cmux.agents.registry import Agent
 from cmux.config import Config
 from cmux.fsutil import atomic_write
+from cmux.tmux import Tmux
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,41 @@ def _watchdog_tick() -> Callable[[Config, float], None] | None:
     return tick
 
 
-def _screen_watch() -> Callable[[Config, Any], object] | None:
+class AgentList:
+    """The registry, read again only when one of its records changed.
+
+    Every change to a record replaces its file (a write beside it and a
+    rename), so the names, inode numbers and mtimes of state/agents/*.json
+    (one directory listing and a stat each) tell whether anything did.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.sig: tuple[tuple[str, int, int], ...] | None = None
+        self.agents: list[Agent] = []
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            with os.scandir(self.cfg.data.agents_dir) as it:
+                return tuple(
+                    sorted(
+                        (e.name, e.inode(), e.stat().st_mtime_ns)
+                        for e in it
+                        if e.name.endswith(".json") and not e.name.startswith(".")
+                    )
+                )
+        except FileNotFoundError:
+            return ()
+
+    def get(self) -> list[Agent]:
+        sig = self.signature()
+        if sig != self.sig:
+            self.agents = registry.list_agents(self.cfg.data)
+            self.sig = sig
+        return self.agents
+
+
+def _screen_watch() -> Callable[[Config, Tmux, list[Agent]], object] | None:
     """The screen-reading fallback (dialogs before hooks, hook-less agents)."""
     try:
         from cmux.agents.screen import watch
@@ -125,7 +163,8 @@ def run(cfg: Config) -> None:
     watchdog = _watchdog_tick()
     screens = _screen_watch()
     tmux = lifecycle.tmux_for(cfg)
-    view = StatusView(cfg)
+    agents = AgentList(cfg)
+    view = StatusView(cfg, agents)
     last_reconcile = 0.0
     try:
         while not stopping:
@@ -139,7 +178,7 @@ def run(cfg: Config) -> None:
                 last_reconcile = now
             if screens is not None:
                 try:
-                    screens(cfg, tmux)
+                    screens(cfg, tmux, agents.get())
                 except Exception:
                     log.exception("reading the screens failed")
             if watchdog is not None:
@@ -165,8 +204,9 @@ def run(cfg: Config) -> None:
 class StatusView:
     """Redraws the status table when the registry or the mail changed."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, agents: AgentList | None = None) -> None:
         self.cfg = cfg
+        self.agents = agents or AgentList(cfg)
         self.sig: tuple[object, ...] = ()
         self.drawn = 0.0
         self.tty = sys.stdout.isatty()
@@ -179,10 +219,8 @@ class StatusView:
                 parts.append(p.stat().st_mtime_ns)
             except FileNotFoundError:
                 parts.append(0)
-        try:
-            parts.extend(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(d.agents_dir)))
-        except FileNotFoundError:
-            pass
+        self.agents.get()  # the registry as of now: its signature, read if it changed
+        parts.append(self.agents.sig)
         return tuple(parts)
 
     def refresh(self, now: float) -> None:
