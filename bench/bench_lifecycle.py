@@ -19,10 +19,13 @@ agent itself uses.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,15 +71,16 @@ def start_once(proj: Project) -> tuple[float, float]:
     return returned if returned is not None else ready, ready
 
 
-def spawn_cmd(proj: Project, name: str, via_tool: bool) -> subprocess.Popen[str]:
-    if via_tool:
+def spawn_cmd(proj: Project, name: str, mode: str) -> subprocess.Popen[str]:
+    if mode == "tool":
         argv = [str(REPO / "tools" / "workers"), "spawn", name]
         env = proj.agent_env("supervisor")
     else:
         argv = [sys.executable, "-m", "cmux", "spawn", name]
         env = proj.env
+    agent = ["--command", "sleep 900"] if mode == "sleep" else ["--agent", "demo"]
     return subprocess.Popen(
-        [*argv, "--agent", "demo", "--task", TASK],
+        [*argv, *agent, "--task", TASK],
         cwd=proj.root,
         env=env,
         stdout=subprocess.PIPE,
@@ -86,12 +90,15 @@ def spawn_cmd(proj: Project, name: str, via_tool: bool) -> subprocess.Popen[str]
 
 
 def spawn_round(proj: Project, names: list[str], mode: str) -> dict[str, Any]:
-    """Spawn ``names``: one after another (mode cli or tool), or all at once
-    (mode parallel); wall time per call, in all, and until all are running."""
+    """Spawn ``names``: one after another (mode cli, tool or sleep), or all
+    at once (mode parallel); wall time per call, in all, and until all are
+    running; CPU of the spawn commands, and of the whole machine meanwhile."""
     per: list[float] = []
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = busy_cpu()
     t0 = time.perf_counter()
     if mode == "parallel":
-        procs = [spawn_cmd(proj, n, via_tool=False) for n in names]
+        procs = [spawn_cmd(proj, n, mode) for n in names]
         for proc in procs:
             _, err = proc.communicate(timeout=120)
             if proc.returncode != 0:
@@ -100,7 +107,7 @@ def spawn_round(proj: Project, names: list[str], mode: str) -> dict[str, Any]:
     else:
         for name in names:
             t = time.perf_counter()
-            proc = spawn_cmd(proj, name, via_tool=mode == "tool")
+            proc = spawn_cmd(proj, name, mode)
             _, err = proc.communicate(timeout=120)
             per.append((time.perf_counter() - t) * 1000)
             if proc.returncode != 0:
@@ -113,7 +120,22 @@ def spawn_round(proj: Project, names: list[str], mode: str) -> dict[str, Any]:
         what="workers running",
     )
     running = (time.perf_counter() - t0) * 1000
-    return {"per_spawn_ms": per, "total_ms": round(total, 1), "running_ms": round(running, 1)}
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) * 1000
+    return {
+        "per_spawn_ms": per,
+        "total_ms": round(total, 1),
+        "running_ms": round(running, 1),
+        "spawn_cpu_ms": round(cpu, 1),
+        "machine_busy_cpu_ms": round((busy_cpu() - busy0) * 1000, 1),
+    }
+
+
+def busy_cpu() -> float:
+    """Seconds of CPU the whole machine spent not idle (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     rounds = 1 if args.quick else 2
-    modes = ("cli", "tool", "parallel")
+    modes = ("cli", "tool", "parallel", "sleep")
     details: dict[str, Any] = {}
     returned: list[float] = []
     ready: list[float] = []
@@ -154,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             "total_ms": summarize([g["total_ms"] for g in got], digits=1),
             "running_ms": summarize([g["running_ms"] for g in got], digits=1),
             "per_spawn_ms": summarize([x for g in got for x in g["per_spawn_ms"]], digits=1),
+            "spawn_cpu_ms": median([g["spawn_cpu_ms"] for g in got]),
+            "machine_busy_cpu_ms": median([g["machine_busy_cpu_ms"] for g in got]),
         }
     s = details["start"]["ready_ms"]
     n = args.workers
@@ -171,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         ("cli", f"{n} x cmux spawn (demo), one after another"),
         ("tool", f"{n} x tools/workers spawn (demo), one after another"),
         ("parallel", f"{n} x cmux spawn (demo), all at once"),
+        ("sleep", f"{n} x cmux spawn --command 'sleep', one after another"),
     ):
         d = details[f"spawn_{mode}"]
         summary.append(
@@ -181,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 n=len(d["rounds"]),
                 goal="< 3000",
                 met=d["total_ms"]["median"] < 3000,
-                note=f"all {n} running after {d['running_ms']['median']:.0f} ms",
+                note=f"all {n} running after {d['running_ms']['median']:.0f} ms; CPU: "
+                f"spawn commands {d['spawn_cpu_ms']:.0f} ms, "
+                f"whole machine {d['machine_busy_cpu_ms']:.0f} ms",
             )
         )
         if mode != "parallel":
