@@ -11,9 +11,8 @@ import hashlib
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cmux.errors import ConfigError, NotInitialized
 from cmux.paths import DataRoot
@@ -73,8 +72,9 @@ max_body_bytes = 8388608
 """
 
 
-@dataclass(frozen=True)
-class Profile:
+# NamedTuple, not dataclass: importing dataclasses pulls in inspect (~15 ms),
+# and every tools/ call and hook is a new process that reads the config.
+class Profile(NamedTuple):
     """How to start an agent: a command line and how its task reaches it."""
 
     name: str
@@ -83,8 +83,7 @@ class Profile:
     builtin: bool = False
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     project_root: Path
     data: DataRoot
     agent: str = "claude"
@@ -93,8 +92,8 @@ class Config:
     claude_args: tuple[str, ...] = ()
     depth_limit: int = 8
     max_body_bytes: int = 8 * 1024 * 1024
-    profiles: dict[str, Profile] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, Profile] = {}  # noqa: RUF012 (immutable by convention)
+    raw: dict[str, Any] = {}  # noqa: RUF012
 
     @property
     def socket_name(self) -> str:

@@ -6,7 +6,6 @@ CMUX_HOME so that a worker in a worktree writes to the same mailbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 HUMAN = "human"
@@ -14,12 +13,26 @@ SUPERVISOR = "supervisor"
 DEADLETTER = "deadletter"
 
 
-@dataclass(frozen=True)
 class DataRoot:
+    """The data root, always absolute. (A plain class: see config.Profile.)"""
+
+    __slots__ = ("root",)
     root: Path
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).resolve())
+    def __init__(self, root: Path | str) -> None:
+        object.__setattr__(self, "root", Path(root).resolve())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("DataRoot is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataRoot) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"DataRoot({str(self.root)!r})"
 
     # mailbox
     @property

@@ -7,7 +7,6 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cmux.events import now_iso
@@ -33,23 +32,60 @@ class MalformedMessage(ValueError):
     pass
 
 
-@dataclass
 class Message:
-    to: str
-    body: str
-    sender: str
-    kind: str = "message"
-    subject: str = ""
-    depth: int = 0
-    reply_to: str | None = None
-    id: str = field(default_factory=new_id)
-    ts: str = field(default_factory=now_iso)
-    v: int = 1
+    """One message (schema v1). A plain class: see config.Profile."""
+
+    __slots__ = ("body", "depth", "id", "kind", "reply_to", "sender", "subject", "to", "ts", "v")
+
+    def __init__(
+        self,
+        to: str,
+        body: str,
+        sender: str,
+        kind: str = "message",
+        subject: str = "",
+        depth: int = 0,
+        reply_to: str | None = None,
+        id: str | None = None,
+        ts: str | None = None,
+        v: int = 1,
+    ) -> None:
+        self.to = to
+        self.body = body
+        self.sender = sender
+        self.kind = kind
+        self.subject = subject
+        self.depth = depth
+        self.reply_to = reply_to
+        self.id = id or new_id()
+        self.ts = ts or now_iso()
+        self.v = v
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object as stored (``sender`` is written as ``from``)."""
+        return {
+            "v": self.v,
+            "id": self.id,
+            "ts": self.ts,
+            "from": self.sender,
+            "to": self.to,
+            "kind": self.kind,
+            "subject": self.subject,
+            "body": self.body,
+            "depth": self.depth,
+            "reply_to": self.reply_to,
+        }
 
     def to_json(self) -> str:
-        d = asdict(self)
-        d["from"] = d.pop("sender")
-        return json.dumps(d, ensure_ascii=False)
+        return json.dumps(self.as_dict(), ensure_ascii=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and other.as_dict() == self.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Message(id={self.id!r}, from={self.sender!r}, to={self.to!r}, kind={self.kind!r})"
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Message:

@@ -22,8 +22,8 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cmux import events
 from cmux.config import Config
@@ -265,8 +265,7 @@ def mark_delivered(path: Path) -> Path:
     return dest
 
 
-@dataclass
-class Loaded:
+class Loaded(NamedTuple):
     path: Path
     msg: Message
 
