@@ -327,8 +327,30 @@ def sandbox(extra_env: dict[str, str] | None = None) -> Iterator[Sandbox]:
             subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True)
         os.environ.clear()
         os.environ.update(saved)
+        _wait_for_stragglers(base)
         shutil.rmtree(sockdir, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for_stragglers(base: Path, timeout: float = 5.0) -> None:
+    """Let processes still working in ``base`` (daemons writing their last
+    event, pane-died hooks) end before it is removed."""
+    mark = str(base)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/cwd").startswith(mark):
+                    busy = True
+                    break
+            except OSError:
+                continue
+        if not busy:
+            return
+        time.sleep(0.1)
 
 
 # -- recorder panes ------------------------------------------------------------------
