@@ -329,6 +329,8 @@ class Router:
                     names |= self._watch_boxes(watch)
             now = time.monotonic()
             if now - last_full >= FULL_SCAN:
+                watch.add(mroot, DIR_EVENTS)  # (again, if the folders were replaced)
+                watch.add(aroot, FILE_EVENTS)
                 self._watch_boxes(watch)
                 self.scan_all()
                 last_full = now
