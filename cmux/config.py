@@ -7,7 +7,6 @@ Config. Nothing else reads cmux.toml or the CMUX_* variables.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -16,11 +15,6 @@ from typing import Any, NamedTuple
 
 from cmux.errors import ConfigError, NotInitialized
 from cmux.paths import DataRoot
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_NAME = "cmux.toml"
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
@@ -101,6 +95,8 @@ class Config(NamedTuple):
         env = os.environ.get("CMUX_TMUX_SOCKET")
         if env:
             return env
+        import hashlib  # only here: most processes never need the socket name
+
         digest = hashlib.sha1(str(self.data.root).encode()).hexdigest()[:10]
         return f"cmux-{digest}"
 
@@ -126,7 +122,11 @@ def find_project_root(start: Path | None = None) -> Path | None:
     return None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _parse_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -134,6 +134,36 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file and try again") from exc
     except FileNotFoundError:
         return {}
+
+
+def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
+    """cmux.toml as a dict; with ``cache``, kept as JSON keyed by the file's
+    stat, because parsing TOML (tomllib compiles its regexes at import)
+    costs every agent's tools/ call and hook ~11 ms."""
+    import json
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    key = [st.st_mtime_ns, st.st_size, st.st_ino]
+    if cache is not None:
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                cached = json.load(fh)
+            if cached.get("key") == key and isinstance(cached.get("raw"), dict):
+                return dict(cached["raw"])
+        except (OSError, ValueError, AttributeError):
+            pass
+    raw = _parse_toml(path)
+    if cache is not None:
+        from cmux.fsutil import atomic_write
+
+        try:
+            atomic_write(cache, json.dumps({"key": key, "raw": raw}))
+        except Exception:  # TOML dates are not JSON, a full disk: parse next time
+            pass
+    return raw
 
 
 def _int(value: Any, name: str) -> int:
@@ -161,7 +191,7 @@ def load_config(start: Path | None = None, *, agent: str | None = None) -> Confi
             project = Path(marker.read_text().strip())
         else:
             project = find_project_root() or data_root.parent
-        raw = _read_toml(project / CONFIG_NAME)
+        raw = _read_toml(project / CONFIG_NAME, data_root / "state" / "config-cache.json")
     else:
         project = find_project_root(start)
         if project is None:

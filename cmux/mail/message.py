@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
 from typing import Any
@@ -25,7 +24,7 @@ def new_id() -> str:
     with _lock:
         ns = max(time.time_ns(), _last_ns + 1)
         _last_ns = ns
-    return f"{ns:016x}-{os.getpid():x}-{secrets.token_hex(3)}"
+    return f"{ns:016x}-{os.getpid():x}-{os.urandom(3).hex()}"
 
 
 class MalformedMessage(ValueError):
