@@ -44,6 +44,7 @@ _PANE_FIELDS = (
     "pane_current_command",
     "pane_width",
     "pane_height",
+    "pane_dead_signal",
 )
 _SEP = "\x1f"
 
@@ -61,6 +62,9 @@ class Pane:
     current_command: str
     width: int
     height: int
+    # Set instead of dead_status when the process was killed by a signal
+    # (tmux leaves pane_dead_status empty then).
+    dead_signal: int | None = None
 
 
 def _parse_pane(line: str) -> Pane:
@@ -85,6 +89,7 @@ def _parse_pane(line: str) -> Pane:
         current_command=f[8],
         width=num(f[9]) or 0,
         height=num(f[10]) or 0,
+        dead_signal=num(f[11]),
     )
 
 
