@@ -45,6 +45,7 @@ _PANE_FIELDS = (
     "pane_width",
     "pane_height",
     "pane_dead_signal",
+    "pane_dead_time",
 )
 _SEP = "\x1f"
 
@@ -65,6 +66,7 @@ class Pane:
     # Set instead of dead_status when the process was killed by a signal
     # (tmux leaves pane_dead_status empty then).
     dead_signal: int | None = None
+    dead_time: int | None = None  # when it died (epoch seconds)
 
 
 def _parse_pane(line: str) -> Pane:
@@ -90,6 +92,7 @@ def _parse_pane(line: str) -> Pane:
         width=num(f[9]) or 0,
         height=num(f[10]) or 0,
         dead_signal=num(f[11]),
+        dead_time=num(f[12]),
     )
 
 

@@ -37,6 +37,7 @@ from cmux.tmux import Tmux
 log = logging.getLogger(__name__)
 
 MONITOR = "monitor"
+DEAD_GRACE = 2.0  # seconds a dead pane without an exit status is left to the hook
 
 
 def tmux_for(cfg: Config) -> Tmux:
@@ -522,9 +523,16 @@ def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
         pane = panes.get(agent.pane_id or "")
         if pane is None:
             changed.append(_mark_exited(cfg, agent, None, "its pane is gone"))
-        elif pane.dead and pane.dead_status is not None:
-            # (dead without a status: tmux has not reaped it yet; the
-            # pane-died hook brings the code in a moment)
+        elif pane.dead and pane.dead_signal is not None:
+            code = 128 + pane.dead_signal
+            changed.append(_mark_exited(cfg, agent, code, "a signal ended its process"))
+        elif pane.dead and pane.dead_status is None:
+            # Dead without a status: just now, tmux may not have reaped it yet
+            # (the pane-died hook brings the code in a moment); a while ago,
+            # its code is not to be had, but its death must not be missed.
+            if time.time() - (pane.dead_time or 0) > DEAD_GRACE:
+                changed.append(_mark_exited(cfg, agent, None, "its process ended"))
+        elif pane.dead:
             changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
     return changed
 

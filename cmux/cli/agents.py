@@ -230,6 +230,10 @@ def pane_died_cmd(pane_id: str, status: str) -> None:
 
     cfg = load_config()
     code = int(status) if status.strip().lstrip("-").isdigit() else None
+    if code is None:  # killed by a signal: tmux keeps that apart
+        pane = lifecycle.tmux_for(cfg).pane(pane_id)
+        if pane is not None and pane.dead_signal is not None:
+            code = 128 + pane.dead_signal
     agent = lifecycle.pane_died(cfg, pane_id, code)
     if agent is None:
         tmux = Tmux(cfg.socket_name)
