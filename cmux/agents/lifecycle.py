@@ -109,6 +109,8 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
     cfg.data.ensure()
     registry.write_marker(cfg.data, str(cfg.project_root))
     prof = None if command else profiles.resolve(cfg, profile)
+    if prof is not None:
+        profiles.require_binary(prof)
     tmux = tmux_for(cfg)
     with locked(cfg.data.run_dir / "start.lock"):
         if tmux.has_session(cfg.session_name):
@@ -251,6 +253,8 @@ def spawn(
     if profile and command:
         raise UsageError("give either --agent or --command, not both")
     prof = _profile if (_profile or command) else profiles.resolve(cfg, profile)
+    if prof is not None:
+        profiles.require_binary(prof)
     tmux = require_running(cfg, tmux)
     if role == "worker" and not task.strip():
         raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")

@@ -78,6 +78,25 @@ def resolve(cfg: Config, name: str | None) -> Profile:
     raise UsageError(f"unknown agent profile {name!r}", f"use one of: {known}")
 
 
+def require_binary(profile: Profile) -> None:
+    """Refuse, before any window exists, a profile whose program is missing."""
+    import shutil
+
+    exe = shlex.split(profile.command)[0] if profile.command else ""
+    if exe and shutil.which(exe):
+        return
+    if profile.name == "claude":
+        raise UsageError(
+            f"Claude Code is not installed ({exe!r} is not on PATH)",
+            "install it (`npm install -g @anthropic-ai/claude-code`) or set [claude] command "
+            "in cmux.toml; `--agent demo` runs without an account",
+        )
+    raise UsageError(
+        f"the program of profile {profile.name!r} was not found: {exe!r}",
+        f"install it, or fix [profiles.{profile.name}] command in cmux.toml",
+    )
+
+
 def agent_env(cfg: Config, name: str, role: str) -> dict[str, str]:
     """The environment cmux gives every agent."""
     tools = str(tools_dir())

@@ -175,7 +175,11 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
         return
     if not watch:
         ui.out(status_header(cfg))
-        ui.print_renderable(ui.status_table(collect_status(cfg)))
+        rows = collect_status(cfg)
+        if not rows:
+            ui.out("no agents yet: `cmux start` starts the supervisor")
+            return
+        ui.print_renderable(ui.status_table(rows))
         return
     from rich.console import Group
     from rich.live import Live

@@ -376,3 +376,22 @@ def test_approve_without_a_dialog_is_refused_and_types_nothing(project: Project)
         assert "Traceback" not in run.err
     pane = project.status()["w1"]["pane_id"]
     assert project.tmux("capture-pane", "-p", "-t", pane).strip() == ""
+
+
+def test_a_missing_agent_program_is_refused_before_anything_starts(project: Project) -> None:
+    cfg = project.root / "cmux.toml"
+    cfg.write_text(
+        cfg.read_text().replace('command = "claude"', 'command = "claude-not-installed"')
+    )
+    r = project.cmux("start", "--no-attach")
+    assert r.code == 2
+    assert "Claude Code is not installed" in r.err and "--agent demo" in r.err
+    assert project.cmux("status", "--json").json() == []
+    ours = subprocess.run(
+        ["tmux", "-L", project.socket(), "list-sessions"], env=project.env, capture_output=True
+    )
+    assert ours.returncode != 0  # no session was left behind
+    start(project)
+    r = project.cmux("spawn", "w1", "--agent", "claude", "--task", "x")
+    assert r.code == 2 and "not installed" in r.err
+    assert "w1" not in windows(project)
