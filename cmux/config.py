@@ -114,6 +114,13 @@ def session_name_for(project_root: Path) -> str:
     return f"cmux-{base}"[:40]
 
 
+def write_project_marker(data: DataRoot, project_root: Path) -> None:
+    """state/project: how an agent with only CMUX_HOME finds its project."""
+    from cmux.fsutil import atomic_write
+
+    atomic_write(data.state_dir / PROJECT_MARKER, f"{project_root}\n")
+
+
 def find_project_root(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):

@@ -6,9 +6,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmux.config import CONFIG_NAME, DEFAULT_TOML, load_config
+from cmux.config import CONFIG_NAME, DEFAULT_TOML, load_config, write_project_marker
 from cmux.errors import NotAGitRepo, UsageError
 from cmux.fsutil import atomic_write
+from cmux.mail import store
+from cmux.paths import HUMAN
 
 
 @dataclass
@@ -47,9 +49,8 @@ def init(directory: Path | None = None) -> InitResult:
         atomic_write(cfg_file, DEFAULT_TOML)
     cfg = load_config(project)
     cfg.data.ensure()
-    for sub in ("tmp", "new", "cur"):
-        (cfg.data.mailbox("human") / sub).mkdir(parents=True, exist_ok=True)
-    (cfg.data.state_dir / "project").write_text(str(cfg.project_root) + "\n")
+    store.ensure(cfg.data, HUMAN)
+    write_project_marker(cfg.data, cfg.project_root)
     updated = _ignore_data_root(top, cfg.data.root)
     return InitResult(project, cfg_file, cfg.data.root, created, updated)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from cmux import events
 from cmux.agents import profiles, registry
 from cmux.agents.registry import Agent
-from cmux.config import Config
+from cmux.config import Config, write_project_marker
 from cmux.errors import (
     AgentError,
     AlreadyRunning,
@@ -31,6 +31,7 @@ from cmux.errors import (
     UsageError,
 )
 from cmux.fsutil import atomic_write, locked
+from cmux.mail import store
 from cmux.paths import SUPERVISOR
 from cmux.tmux import Tmux
 
@@ -107,7 +108,7 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
     """
     t0 = time.monotonic()
     cfg.data.ensure()
-    registry.write_marker(cfg.data, str(cfg.project_root))
+    write_project_marker(cfg.data, cfg.project_root)
     prof = None if command else profiles.resolve(cfg, profile)
     if prof is not None:
         profiles.require_binary(prof)
@@ -297,7 +298,7 @@ def spawn(
             else 1,
         )
         registry.save(cfg.data, agent, event=None)
-        _ensure_mailbox(cfg, name)  # after the registry: a mailbox means a known agent
+        store.ensure(cfg.data, name)  # after the registry: a mailbox means a known agent
         try:
             pane = tmux.new_window(
                 cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
@@ -326,17 +327,9 @@ def spawn(
 
 def _queue_typed_task(cfg: Config, name: str, task: str) -> None:
     try:
-        from cmux.mail import store
-
         store.send(cfg, to=name, body=task, sender="cmux", kind="task")
     except Exception:  # the mailbox is an optional door for typed tasks
         log.exception("could not queue the task for %s", name)
-
-
-def _ensure_mailbox(cfg: Config, name: str) -> None:
-    box = cfg.data.mailbox(name)
-    for sub in ("tmp", "new", "cur"):
-        (box / sub).mkdir(parents=True, exist_ok=True)
 
 
 def _journal(cfg: Config, agent: str, title: str, body: str, tags: list[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cmux import events
 from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
-from cmux.fsutil import atomic_write, locked, read_json, write_json
+from cmux.fsutil import locked, read_json, write_json
 from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR, DataRoot
 
 STATES = ("starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed")
@@ -191,7 +191,3 @@ def remove(data: DataRoot, name: str) -> None:
     """Forget an agent entirely (used when a name is re-spawned)."""
     with locked(data.agent_lock(name)):
         data.agent_file(name).unlink(missing_ok=True)
-
-
-def write_marker(data: DataRoot, text: str) -> None:
-    atomic_write(data.state_dir / "project", text + "\n")

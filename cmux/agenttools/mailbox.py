@@ -169,10 +169,7 @@ def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) ->
         if only:
             msgs = [m for m in msgs if m.id == only]
     else:
-        msgs = []
-        for loaded in store.take(cfg.data, me):
-            store.mark_delivered(loaded.path)
-            msgs.append(loaded.msg)
+        msgs = store.receive(cfg.data, me)
     if as_json:
         print("[" + ",".join(m.to_json() for m in msgs) + "]")
         return 0

@@ -50,10 +50,7 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
             new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
             msgs = [m for m in msgs if m.id in new_ids]
     else:
-        msgs = []
-        for loaded in store.take(cfg.data, "human"):
-            store.mark_delivered(loaded.path)
-            msgs.append(loaded.msg)
+        msgs = store.receive(cfg.data, "human")
     if as_json:
         ui.out("[" + ",".join(m.to_json() for m in msgs) + "]")
         return

@@ -392,18 +392,22 @@ class HealthMonitor:
         except GitError:
             return None
 
-    def round(self, *, after_restart: bool = False) -> RoundReport:
-        checked = self.head()
+    def _checked(self) -> tuple[list[CheckResult], bool, str | None, bool]:
+        """Run the checks: (results, all passed, HEAD now, HEAD unchanged while
+        they ran). A commit made while the checks ran was not what they checked."""
+        before = self.head()
         results = self.run_checks()
-        ok = all(r.ok for r in results)
         head = self.head()
+        return results, all(r.ok for r in results), head, head == before
+
+    def round(self, *, after_restart: bool = False) -> RoundReport:
+        results, ok, head, steady = self._checked()
         now = self.clock()
         with editing(self.data) as st:
             was = st.phase
             record_results(st, results, now, head)
             decision = decide(st, ok, now, self.policy)
-            # A commit made while the checks ran was not what they checked.
-            moved = self._mark_good(st, head, now) if ok and head == checked else False
+            moved = self._mark_good(st, head, now) if ok and steady else False
         report = RoundReport(ok=ok, action=decision.action, results=results, head=head)
         report.moved_last_good = moved
         if decision.clear_alert:
@@ -577,14 +581,11 @@ class HealthMonitor:
     def check_now(self) -> RoundReport:
         """Run the checks once and record them (a pass moves last-good), but
         count nothing towards a rollback and act on nothing."""
-        checked = self.head()
-        results = self.run_checks()
-        ok = all(r.ok for r in results)
-        head = self.head()
+        results, ok, head, steady = self._checked()
         now = self.clock()
         with editing(self.data) as st:
             record_results(st, results, now, head)
-            moved = self._mark_good(st, head, now) if ok and head == checked else False
+            moved = self._mark_good(st, head, now) if ok and steady else False
         return RoundReport(
             ok=ok, action="checked", results=results, head=head, moved_last_good=moved
         )

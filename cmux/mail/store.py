@@ -301,6 +301,15 @@ def take(data: DataRoot, agent: str, *, limit: int | None = None) -> list[Loaded
     return out
 
 
+def receive(data: DataRoot, agent: str) -> list[Message]:
+    """Take what is new for ``agent`` and mark it read: ``mailbox read``, ``cmux inbox``."""
+    out = []
+    for loaded in take(data, agent):
+        mark_delivered(loaded.path)
+        out.append(loaded.msg)
+    return out
+
+
 def unclaim_all(data: DataRoot, agent: str) -> int:
     """Put claimed-but-undelivered mail back into new/ (a router starting up
     after a crash): it is delivered again, with the same id."""
