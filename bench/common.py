@@ -233,7 +233,11 @@ class Project:
             "PYTHONPATH": str(REPO),
         }
         if agent:
+            from cmux.identity import issue
+            from cmux.paths import DataRoot
+
             env["CMUX_AGENT"] = agent
+            env["CMUX_AGENT_TOKEN"] = issue(DataRoot(self.data), agent)  # as a spawn gives it
         return env
 
     def config(self) -> Any:

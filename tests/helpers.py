@@ -102,7 +102,9 @@ class Project:
         agent: str | None = None,
         input: str | None = None,
         timeout: float = 30,
+        extra_env: dict[str, str] | None = None,
     ) -> Run:
+        """Run tools/TOOL as ``agent`` would: with its name and its real token."""
         env = dict(self.env)
         env.update(
             {
@@ -111,8 +113,10 @@ class Project:
                 "CMUX_PYTHON": sys.executable,
             }
         )
-        if agent:
+        if agent and agent != "human":  # the person is a process without CMUX_AGENT
             env["CMUX_AGENT"] = agent
+            env["CMUX_AGENT_TOKEN"] = self.agent_token(agent)
+        env.update(extra_env or {})
         proc = subprocess.run(
             [str(REPO / "tools" / tool), *args],
             cwd=self.root,
@@ -123,6 +127,24 @@ class Project:
             timeout=timeout,
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def agent_token(self, name: str) -> str:
+        """The token cmux gave ``name``, read the way its pane has it: from the
+        environment of the pane's process. An agent with no live pane (made by
+        hand in a test, or gone) gets a new token, as a spawn would give it."""
+        try:
+            rec = json.loads((self.data / "state" / "agents" / f"{name}.json").read_text())
+            pid = self.tmux("display-message", "-p", "-t", rec["pane_id"], "#{pane_pid}").strip()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, KeyError, TypeError, subprocess.CalledProcessError):
+            environ = []
+        for var in environ:
+            if var.startswith(b"CMUX_AGENT_TOKEN="):
+                return var.split(b"=", 1)[1].decode()
+        from cmux.identity import issue
+        from cmux.paths import DataRoot
+
+        return issue(DataRoot(self.data), name)
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {a["name"]: a for a in self.ok("status", "--json").json()}

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cmux import identity
 from cmux.agents import claude_hooks
 from cmux.config import Config, Profile
 from cmux.errors import UsageError
@@ -98,10 +99,12 @@ def require_binary(profile: Profile) -> None:
 
 
 def agent_env(cfg: Config, name: str, role: str) -> dict[str, str]:
-    """The environment cmux gives every agent."""
+    """The environment cmux gives every agent; a new identity token each time
+    (cmux/identity.py: only its hash is stored)."""
     tools = str(tools_dir())
     return {
         "CMUX_AGENT": name,
+        "CMUX_AGENT_TOKEN": identity.issue(cfg.data, name),
         "CMUX_ROLE": role,
         "CMUX_HOME": str(cfg.data.root),
         "CMUX_PROJECT": str(cfg.project_root),
@@ -145,7 +148,7 @@ def _claude_launch(
     session_id = str(uuid.uuid4())
     mode = cfg.claude_permission_mode
     settings = cfg.data.settings_dir / f"{name}.json"
-    atomic_write(settings, json.dumps(claude_settings(mode), indent=1) + "\n")
+    atomic_write(settings, json.dumps(claude_settings(mode, role), indent=1) + "\n")
     argv = [*shlex.split(binary)]
     argv += ["--append-system-prompt", role_prompt(role)]
     argv += ["--settings", str(settings), "--session-id", session_id]
@@ -167,15 +170,25 @@ def _is_root() -> bool:
 
 HOOK_EVENTS = claude_hooks.EVENTS
 
-# cmux's own tools never wait for a permission answer, whatever the mode.
-CMUX_TOOLS = ("mailbox", "journal", "workers")
+# What each role's Claude Code may run without a prompt: cmux's tools, no
+# broader than what each tool lets that role do (the tools check the caller's
+# role themselves, cmux/agenttools/workers.py). Claude Code matches a rule
+# against every part of a compound command: `mailbox send x "$(cmd)"`, `...;
+# cmd`, a redirection or an `X=y` prefix still asks (docs/CLAUDE.md).
+ALLOW: dict[str, tuple[str, ...]] = {
+    "supervisor": ("Bash(mailbox:*)", "Bash(journal:*)", "Bash(workers:*)"),
+    "worker": ("Bash(mailbox:*)", "Bash(journal:*)", "Bash(workers list:*)"),
+}
 
 
-def claude_settings(permission_mode: str = "acceptEdits") -> dict[str, object]:
+def claude_settings(
+    permission_mode: str = "acceptEdits", role: str = "worker"
+) -> dict[str, object]:
     """Claude Code settings for one agent (a file given with --settings; the
     user's own settings are never touched): cmux's hooks, every one calling
-    `cmux hook EVENT`; permission for cmux's tools; and, when cmux.toml asks
-    for bypassPermissions, no second question about it in the pane."""
+    `cmux hook EVENT`; permission for cmux's tools as ``role`` may use them
+    (an unknown role gets a worker's); and, when cmux.toml asks for
+    bypassPermissions, no second question about it in the pane."""
     cmd = shlex.join([sys.executable, "-m", "cmux", "hook"])
     hooks: dict[str, object] = {}
     for event in HOOK_EVENTS:
@@ -185,7 +198,7 @@ def claude_settings(permission_mode: str = "acceptEdits") -> dict[str, object]:
         if event == "PreToolUse":
             entry["matcher"] = "*"
         hooks[event] = [entry]
-    allow = [f"Bash({tool}:*)" for tool in CMUX_TOOLS]
+    allow = list(ALLOW.get(role, ALLOW["worker"]))
     settings: dict[str, object] = {"hooks": hooks, "permissions": {"allow": allow}}
     if permission_mode == "bypassPermissions":
         settings["skipDangerousModePermissionPrompt"] = True

@@ -10,7 +10,6 @@ never guesses.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 from cmux import events
 from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
 from cmux.fsutil import locked, read_json, write_json
-from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR, DataRoot
+from cmux.identity import NAME_RE, RESERVED
+from cmux.paths import SUPERVISOR, DataRoot
 
 STATES = ("starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed")
 LIVE = frozenset({"starting", "idle", "busy", "waiting", "done", "blocked"})
@@ -33,11 +33,6 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "exited": frozenset({"starting", "killed"}),
     "killed": frozenset({"starting"}),
 }
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-RESERVED = frozenset(
-    {HUMAN, DEADLETTER, "monitor", "all", "cmux", "router", "rescue", "tmp", "new", "cur"}
-)
 
 
 def validate_name(name: str, *, allow_supervisor: bool = False) -> str:

@@ -2,20 +2,25 @@
 
 They use argparse, not click or rich, to start quickly: an agent may call
 them many times a minute. Identity comes from the environment cmux gives
-every agent (CMUX_AGENT, CMUX_HOME); a person without it is `human`.
+every agent (CMUX_AGENT with its CMUX_AGENT_TOKEN, CMUX_HOME), checked by
+cmux/identity.py; a person without it is `human`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from cmux.errors import CmuxError
 
 
-def identity() -> str:
-    return os.environ.get("CMUX_AGENT") or "human"
+def identity(cfg: Any) -> str:
+    """The caller's verified name (``human`` for a person); an agent name
+    without its token raises IdentityError with what to do."""
+    from cmux import identity as ident
+
+    return ident.caller(cfg)
 
 
 def run(fn: Callable[[], int | None], prog: str) -> None:

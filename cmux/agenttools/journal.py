@@ -2,7 +2,8 @@
 
 argparse, plain text, light imports: agents call this many times a minute.
 The data root comes from CMUX_HOME (set for every agent) or the nearest
-cmux.toml; the author is CMUX_AGENT, or ``human`` for a person.
+cmux.toml; the author is CMUX_AGENT (checked against its CMUX_AGENT_TOKEN),
+or ``human`` for a person.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import argparse
 import json
 import sys
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmux.agenttools import identity, run
 from cmux.errors import UsageError
 from cmux.paths import DataRoot
+
+if TYPE_CHECKING:
+    from cmux.config import Config
 
 PROG = "journal"
 
@@ -41,10 +45,14 @@ examples:
 """
 
 
-def _data() -> DataRoot:
+def _cfg() -> Config:
     from cmux.config import load_config
 
-    return load_config().data
+    return load_config()
+
+
+def _data() -> DataRoot:
+    return _cfg().data
 
 
 def _dump(obj: Any) -> None:
@@ -63,8 +71,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
     tags = store.parse_tags(",".join(args.tags)) if args.tags else []
+    cfg = _cfg()
     entry = store.add_entry(
-        _data(), agent=identity(), title=args.title, body=_body(args), tags=tags
+        cfg.data, agent=identity(cfg), title=args.title, body=_body(args), tags=tags
     )
     if args.json:
         _dump(entry.to_dict())
@@ -149,7 +158,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_remember(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
-    r = store.remember(_data(), " ".join(args.text), agent=identity())
+    cfg = _cfg()
+    r = store.remember(cfg.data, " ".join(args.text), agent=identity(cfg))
     if args.json:
         _dump(r.to_dict())
         return 0

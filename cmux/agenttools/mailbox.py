@@ -7,7 +7,8 @@
     mailbox read [--all] [--json]
     mailbox ls [--json]
 
-The sender is $CMUX_AGENT (a person without it is `human`).
+The sender is $CMUX_AGENT, proven by $CMUX_AGENT_TOKEN (a person without
+them is `human`); see cmux/identity.py.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     from cmux.mail import store
 
     cfg = load_config()
-    me = identity()
+    # Verified (cmux/identity.py): an agent sends, reports and reads only as itself.
+    me = identity(cfg) if args.cmd != "ls" else ""
     if args.cmd == "send":
         msg = store.send(
             cfg,

@@ -1,11 +1,21 @@
 """tools/workers: the supervisor's hands (the same as `cmux spawn/kill/status`).
 
-    workers spawn NAME --task TEXT [--worktree] [--agent PROFILE | --command CMD] [--dir DIR]
-    workers kill NAME
+    workers spawn NAME --task TEXT [--worktree] [--agent PROFILE] [--dir DIR]
+    workers kill NAME ; workers approve NAME ; workers deny NAME
     workers list [--json]
 
-The caller ($CMUX_AGENT) becomes the parent of what it spawns: the new
-worker's done and blocked reports come back to it.
+The caller ($CMUX_AGENT, verified by its token) becomes the parent of what it
+spawns: the new worker's done and blocked reports come back to it.
+
+What each caller may do is ``decide``'s answer, checked here whatever Claude
+Code's allow rules say (docs/CLAUDE.md, "Who may do what"):
+
+- a person (no CMUX_AGENT): everything, as with `cmux spawn/kill/approve`;
+- the supervisor: spawn a worker with a profile and a task, inside the
+  project; end, approve or deny its own workers; list. Not ``--command`` (a
+  command line run unprompted) nor the ``shell`` profile (a shell runs its mail
+  as commands): either would let an agent run any command without a prompt;
+- a worker: list only. It asks its supervisor for anything else.
 """
 
 from __future__ import annotations
@@ -13,9 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 from cmux.agenttools import identity, run
-from cmux.errors import UsageError
+from cmux.errors import UnknownAgent, UsageError
+from cmux.paths import HUMAN, SUPERVISOR
 
 PROG = "workers"
 
@@ -35,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--task", help="the task ('-' reads standard input)")
     g.add_argument("--task-file", help="read the task from this file")
     s.add_argument("--agent", dest="profile", help="claude, demo, shell or a [profiles] entry")
-    s.add_argument("--command", help="run this command instead of a profile")
+    s.add_argument("--command", help="run this command instead of a profile (a person only)")
     s.add_argument("--dir", dest="cwd", help="working directory (default: the project)")
     s.add_argument("--worktree", action="store_true", help="own git worktree and branch cmux/NAME")
     s.add_argument("--json", action="store_true")
@@ -50,13 +63,107 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def decide(
+    caller: str,
+    role: str,
+    cmd: str,
+    *,
+    command: bool = False,
+    shell: bool = False,
+    outside: str | None = None,
+    target: str | None = None,
+    target_parent: str | None = None,
+) -> tuple[str, str] | None:
+    """Why ``caller`` (of ``role``) may not ``workers cmd``, as (message, hint);
+    None when it may. Pure: the facts are looked up by the caller of this."""
+    if caller == HUMAN:
+        return None
+    if role != SUPERVISOR:
+        if cmd == "list":
+            return None
+        return (
+            f"a worker cannot `workers {cmd}`: only the supervisor spawns, ends and "
+            "answers for workers",
+            'ask your supervisor: mailbox send supervisor "..."',
+        )
+    if cmd == "spawn":
+        if command:
+            return (
+                "an agent cannot spawn with --command: it would run any command line "
+                "without a permission prompt",
+                "spawn with a profile (--agent claude) and a task; a person can run "
+                "`cmux spawn NAME --command CMD`",
+            )
+        if shell:
+            return (
+                "an agent cannot spawn a shell agent: a shell runs the mail it gets as "
+                "commands, without a permission prompt",
+                "spawn with --agent claude (or another profile from cmux.toml)",
+            )
+        if outside:
+            return (
+                f"{outside} is outside the project: an agent spawns workers only inside it",
+                "give a --dir or --task-file under the project directory",
+            )
+    if cmd in ("kill", "approve", "deny") and target_parent != caller:
+        return (
+            f"{target} is not a worker of {caller}: an agent can {cmd} only its own workers",
+            f"a person can: cmux {cmd} {target}",
+        )
+    return None
+
+
+def _role(cfg: Any, me: str) -> str:
+    from cmux.agents import registry
+
+    if me == HUMAN:
+        return HUMAN
+    try:
+        return registry.get(cfg.data, me).role
+    except UnknownAgent:
+        return "worker"  # an agent cmux has no record of gets the least
+
+
+def _outside(cfg: Any, *paths: str | None) -> str | None:
+    root = cfg.project_root.resolve()
+    for p in paths:
+        if p and p != "-" and not Path(p).resolve().is_relative_to(root):
+            return p
+    return None
+
+
+def _check(cfg: Any, me: str, args: argparse.Namespace) -> None:
+    from cmux.agents import profiles, registry
+    from cmux.identity import NotAllowed
+
+    if me == HUMAN:
+        return
+    facts: dict[str, Any] = {}
+    if args.cmd == "spawn":
+        facts["command"] = args.command is not None
+        if args.command is None:
+            prof = profiles.resolve(cfg, args.profile)
+            facts["shell"] = prof.name == "shell" and prof.builtin
+        facts["outside"] = _outside(cfg, args.cwd, args.task_file)
+    elif args.cmd in ("kill", "approve", "deny"):
+        facts["target"] = args.name
+        try:
+            facts["target_parent"] = registry.get(cfg.data, args.name).parent
+        except UnknownAgent:
+            facts["target_parent"] = None
+    refused = decide(me, _role(cfg, me), args.cmd, **facts)
+    if refused:
+        raise NotAllowed(*refused)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from cmux.agents import lifecycle, registry
     from cmux.config import load_config
 
     cfg = load_config()
-    me = identity()
+    me = identity(cfg)
+    _check(cfg, me, args)
     if args.cmd == "spawn":
         agent = lifecycle.spawn(
             cfg,

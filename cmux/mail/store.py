@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from cmux import events
+from cmux import events, identity
 from cmux.config import Config
 from cmux.errors import EmptyMessage, MessageTooLarge, StorageError, UnknownRecipient
 from cmux.fsutil import atomic_write, fsync_dir
@@ -150,6 +150,7 @@ def send(
     oversized body, or a full disk. Past the depth limit the message goes to
     deadletter (and the supervisor is told) instead of the recipient."""
     data = cfg.data
+    identity.check_sender(cfg, sender)  # an agent signs only as itself (cmux/identity.py)
     if kind not in KINDS:
         raise EmptyMessage(f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
     if not known(data, to):
@@ -184,7 +185,17 @@ def send(
         _notify_loop(cfg, msg)
         return msg
     deliver_to_new(data, msg)
-    events.record(data, "send", to, id=msg.id, sender=sender, kind=kind, bytes=size, depth=depth)
+    events.record(
+        data,
+        "send",
+        to,
+        id=msg.id,
+        sender=sender,
+        kind=kind,
+        bytes=size,
+        depth=depth,
+        **identity.origin(),
+    )
     return msg
 
 

@@ -164,16 +164,19 @@ def test_agents_get_their_environment_and_context(project: Project, tmp_path: Pa
 
 
 def test_tools_workers_spawns_lists_and_kills_for_the_supervisor(project: Project) -> None:
+    with (project.root / "cmux.toml").open("a") as fh:
+        fh.write(f'\n[profiles.sleeper]\ncommand = "{SLEEP}"\ntask = "none"\n')
     start(project)
     r = project.tool(
-        "workers", "spawn", "helper", "--command", SLEEP, "--task", "help", agent="supervisor"
+        "workers", "spawn", "helper", "--agent", "sleeper", "--task", "help", agent="supervisor"
     )
     assert r.code == 0, r.err
     listed = json.loads(project.tool("workers", "list", "--json", agent="supervisor").out)
     helper = next(a for a in listed if a["name"] == "helper")
     assert helper["parent"] == "supervisor" and helper["state"] == "idle"
     r = project.tool("workers", "kill", "supervisor", agent="helper")
-    assert r.code == 2 and "cannot end the supervisor" in r.err
+    assert r.code == 1 and "a worker cannot `workers kill`" in r.err
+    assert project.status()["supervisor"]["state"] != "killed"
     assert project.tool("workers", "kill", "helper", agent="supervisor").code == 0
     assert project.status()["helper"]["state"] == "killed"
 
