@@ -106,9 +106,6 @@ def check_name(name: str) -> str | None:
     return None
 
 
-_verified: dict[tuple[str, str, str], str] = {}
-
-
 def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
     """The verified name of the calling process: ``human`` or an agent.
 
@@ -118,9 +115,6 @@ def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
     data: DataRoot = cfg.data
     name = env.get(NAME_ENV, "")
     token = env.get(TOKEN_ENV, "")
-    key = (str(data.root), name, token)
-    if key in _verified:
-        return _verified[key]
     if not name:
         if token:
             raise _refuse(
@@ -130,7 +124,6 @@ def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
                 f"send as yourself: keep {NAME_ENV} as cmux set it",
             )
         _not_in_an_agents_pane(cfg, env)
-        _verified[key] = HUMAN
         return HUMAN
     why = check_name(name)
     if why:
@@ -163,7 +156,6 @@ def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
             f"{TOKEN_ENV} is not the token of agent {name}: refusing to act as {name}",
             f"an agent acts only as itself; {name}'s token changes when it is spawned again",
         )
-    _verified[key] = name
     return name
 
 
