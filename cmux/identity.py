@@ -21,13 +21,13 @@ or unset every variable (``env -i``) and pass for the person. The boundary
 against a hostile program of the same user is the operating system (another
 user, a container), not cmux. mailbox/README.md says the same to clients.
 
-Imported on the send path: only ``os`` and ``hashlib``, and the registry only
-when a process claims to be the person from inside tmux.
+Imported on the send path: only ``os``, ``re`` and the built-in sha256 (not
+hashlib, whose OpenSSL costs ~4 ms), and the registry only when a process
+claims to be the person from inside tmux.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -56,7 +56,18 @@ def token_file(data: DataRoot, name: str) -> Path:
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    try:  # the built-in module: hashlib loads OpenSSL's _hashlib, ~4 ms of every send
+        from _sha256 import sha256
+    except ImportError:  # pragma: no cover (a Python built without it)
+        from hashlib import sha256
+    return str(sha256(token.encode()).hexdigest())
+
+
+def _same(a: str, b: str) -> bool:
+    # hmac.compare_digest (constant time), without importing hmac and hashlib.
+    from _operator import _compare_digest
+
+    return bool(_compare_digest(a, b))
 
 
 def issue(data: DataRoot, name: str) -> str:
@@ -147,9 +158,7 @@ def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
         expected = ""
     except OSError as exc:
         raise IdentityError(f"cannot read the token of {name}: {exc.strerror}") from None
-    import hmac
-
-    if not expected or not hmac.compare_digest(_digest(token), expected):
+    if not expected or not _same(_digest(token), expected):
         raise _refuse(
             data,
             name,
