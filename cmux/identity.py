@@ -187,6 +187,19 @@ def _not_in_an_agents_pane(cfg: Any, env: Mapping[str, str]) -> None:
             )
 
 
+def require_person(cfg: Any, what: str) -> None:
+    """Refuse ``what`` (the person's own verbs: their inbox, their journal
+    signature) to a process that is an agent."""
+    me = caller(cfg)
+    if me != HUMAN:
+        raise _refuse(
+            cfg.data,
+            HUMAN,
+            f"agent {me} cannot {what}: that is the person's",
+            f"use your own tools as {me}: mailbox read, journal add",
+        )
+
+
 def check_sender(cfg: Any, sender: str) -> None:
     """Refuse to store mail signed ``sender`` unless the caller may sign so.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cmux import ui
+from cmux import identity, ui
 from cmux.config import load_config
 from cmux.errors import UsageError
 from cmux.paths import HUMAN, DataRoot
@@ -92,6 +92,7 @@ def add_cmd(
     text = body if body is not None else (body_arg or "")
     if text == "-":
         text = sys.stdin.read()
+    identity.require_person(load_config(), "sign the journal as human")
     entry = store.add_entry(
         _data(), agent=HUMAN, title=title, body=text, tags=store.parse_tags(",".join(tags))
     )
@@ -246,6 +247,7 @@ def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
     """
     from cmux.journal import store
 
+    identity.require_person(load_config(), "sign the journal as human")
     r = store.remember(_data(), " ".join(text), agent=HUMAN)
     if as_json:
         ui.print_json(r.to_dict())

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cmux import ui
+from cmux import identity, ui
 from cmux.config import load_config
 
 
@@ -44,6 +44,7 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
     from cmux.mail import store
 
     cfg = load_config()
+    identity.require_person(cfg, "read the person's inbox")
     if everything or peek:
         msgs = store.read_all(cfg.data, "human")
         if peek:
