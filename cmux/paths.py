@@ -6,6 +6,7 @@ CMUX_HOME so that a worker in a worktree writes to the same mailbox.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 HUMAN = "human"
@@ -109,6 +110,12 @@ class DataRoot:
         return self.worktrees_dir / name
 
     def ensure(self) -> None:
+        """Create the layout; the root is 0700 (made so if it was not: an
+        older data root, or one made by hand), so no other user reads any
+        of it, whatever the modes below."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.stat(self.root).st_mode & 0o077:
+            os.chmod(self.root, 0o700)
         for d in (
             self.mailbox(HUMAN),
             self.deadletter,
@@ -118,4 +125,4 @@ class DataRoot:
             self.logs_dir,
             self.contexts_dir,
         ):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)

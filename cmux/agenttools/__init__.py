@@ -20,6 +20,9 @@ def identity() -> str:
 
 def run(fn: Callable[[], int | None], prog: str) -> None:
     """Call ``fn`` and turn cmux errors into a message and an exit code."""
+    from cmux.fsutil import private_umask
+
+    private_umask()
     try:
         rc = fn()
     except CmuxError as exc:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cmux.fsutil import user_umask
 from cmux.health.config import Check
 
 OUTPUT_TAIL = 2000  # characters of a command's output kept with its result
@@ -92,6 +93,7 @@ def run_command(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=user_umask(),  # the person's command, the person's umask
             )
         except OSError as exc:
             return CommandResult(None, f"cannot run: {exc}", time.monotonic() - t0, False)
