@@ -6,12 +6,7 @@ content or the new, never a torn mix. A full disk becomes a StorageError that
 says so, and leaves the old file as it was.
 
 The data root is private to its owner: what is written here is 0600 (and a
-directory 0700), and every cmux process runs under umask 077
-(``private_umask``), so whatever else it creates there (the search index, the
-daemons' logs) is the owner's alone too. What cmux starts to act on the
-project (the tmux server and so the agents, git, health checks) gets the
-person's own umask back (``user_umask``), so project files keep their usual
-modes.
+directory 0700), whatever the umask (see cmux/umask.py for the rest).
 """
 
 from __future__ import annotations
@@ -26,30 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from cmux.errors import StorageError
+from cmux.umask import user_umask
 
 PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
-_UMASK_ENV = "CMUX_USER_UMASK"  # the umask of the person, kept for children
-
-
-def private_umask() -> None:
-    """Make what this process creates its owner's alone (umask 077).
-
-    Called first thing by every entry point (the cmux command, the hook,
-    tools/*, the daemons). The person's own umask is kept in the environment
-    for ``user_umask``, once: a cmux started by cmux inherits the first one.
-    """
-    old = os.umask(0o077)
-    os.environ.setdefault(_UMASK_ENV, f"{old:03o}")
-
-
-def user_umask() -> int:
-    """The person's umask, for a child that works on the project (-1, which
-    subprocess reads as "leave it", when cmux never changed it)."""
-    try:
-        return int(os.environ.get(_UMASK_ENV, ""), 8)
-    except ValueError:
-        return -1
 
 
 def project_mode(path: Path) -> int:

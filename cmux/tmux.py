@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cmux.errors import TmuxError, TmuxNotRunning, TmuxTargetMissing
-from cmux.fsutil import user_umask
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 

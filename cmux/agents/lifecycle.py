@@ -30,11 +30,12 @@ from cmux.errors import (
     TmuxError,
     UsageError,
 )
-from cmux.fsutil import atomic_write, locked, user_umask
+from cmux.fsutil import atomic_write, locked
 from cmux.mail import store
 from cmux.paths import SUPERVISOR
 from cmux.text import sanitize
 from cmux.tmux import Tmux, format_literal
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 

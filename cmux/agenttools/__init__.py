@@ -20,7 +20,7 @@ def identity() -> str:
 
 def run(fn: Callable[[], int | None], prog: str) -> None:
     """Call ``fn`` and turn cmux errors into a message and an exit code."""
-    from cmux.fsutil import private_umask
+    from cmux.umask import private_umask
 
     private_umask()
     try:

@@ -96,7 +96,7 @@ def cli(verbose: int) -> None:
 
 def main() -> None:
     from cmux import ui
-    from cmux.fsutil import private_umask
+    from cmux.umask import private_umask
 
     private_umask()
 

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cmux.fsutil import user_umask
 from cmux.health.config import Check
+from cmux.umask import user_umask
 
 OUTPUT_TAIL = 2000  # characters of a command's output kept with its result
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a timed-out group

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from cmux.errors import GitError, NotAGitRepo, UsageError
-from cmux.fsutil import locked, read_json, user_umask, write_json
+from cmux.fsutil import locked, read_json, write_json
 from cmux.paths import DataRoot
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 

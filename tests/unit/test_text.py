@@ -54,7 +54,7 @@ def test_cmux_mail_to_a_shell_agent_is_all_comments_other_mail_as_it_is(tmp_path
 def test_private_umask_keeps_the_persons_for_children(tmp_path: Path) -> None:
     code = (
         "import os, subprocess\n"
-        "from cmux.fsutil import private_umask, user_umask\n"
+        "from cmux.umask import private_umask, user_umask\n"
         "private_umask()\n"
         "open('mine', 'w').close()\n"
         "subprocess.run(['touch', 'theirs'], umask=user_umask(), check=True)\n"
