@@ -114,8 +114,18 @@ class DataRoot:
         older data root, or one made by hand), so no other user reads any
         of it, whatever the modes below."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.stat(self.root).st_mode & 0o077:
-            os.chmod(self.root, 0o700)
+        mode = os.stat(self.root).st_mode & 0o777
+        if mode & 0o077:
+            try:
+                os.chmod(self.root, 0o700)
+            except OSError as exc:
+                from cmux.errors import StorageError
+
+                raise StorageError(
+                    f"the data root {self.root} is open to other users ({mode:o}) and cannot "
+                    f"be made private: {exc.strerror}",
+                    f"make it yours and private: `chmod 700 {self.root}` as its owner",
+                ) from None
         for d in (
             self.mailbox(HUMAN),
             self.deadletter,

@@ -80,3 +80,22 @@ def test_ensure_makes_the_root_private(tmp_path: Path, mode: int) -> None:
     DataRoot(root).ensure()
     assert root.stat().st_mode & 0o777 == 0o700
     assert (root / "mailbox" / "human").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_data_root_that_cannot_be_made_private_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cmux.errors import StorageError
+
+    root = tmp_path / "data"
+    root.mkdir()
+    os.chmod(root, 0o755)
+
+    def refuse(path: object, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    with pytest.raises(StorageError) as err:
+        DataRoot(root).ensure()
+    assert "open to other users (755)" in err.value.message
+    assert err.value.hint and "chmod 700" in err.value.hint
