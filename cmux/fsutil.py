@@ -4,6 +4,9 @@ Every write that a crash could leave half done goes through here: a file is
 written beside its target and renamed over it, so a reader sees the old
 content or the new, never a torn mix. A full disk becomes a StorageError that
 says so, and leaves the old file as it was.
+
+The data root is private to its owner: what is written here is 0600 (and a
+directory 0700), whatever the umask (see cmux/umask.py for the rest).
 """
 
 from __future__ import annotations
@@ -18,6 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from cmux.errors import StorageError
+from cmux.umask import user_umask
+
+PRIVATE_FILE = 0o600
+
+
+def project_mode(path: Path) -> int:
+    """The mode for a file of the project (cmux.toml, .gitignore), not of the
+    data root: the one it has, or what the person's umask gives a new file."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mask = user_umask()
+        return 0o666 & ~(0o022 if mask < 0 else mask)
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:
@@ -39,9 +55,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write(
-    path: Path, data: str | bytes, *, durable: bool = False, mode: int = 0o644
+    path: Path, data: str | bytes, *, durable: bool = False, mode: int = PRIVATE_FILE
 ) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a partial file."""
+    """Replace ``path`` with ``data`` so that readers never see a partial file
+    (private to its owner unless ``mode`` says otherwise)."""
     raw = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     # (not tempfile.mkstemp: importing tempfile costs every tools/ call ~4 ms)
@@ -83,10 +100,10 @@ def append_line(path: Path, line: str) -> None:
     """
     raw = (line.rstrip("\n") + "\n").encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
     try:
         if len(raw) > 4096:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -108,7 +125,7 @@ def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     process, so a killed holder never leaves a stale lock behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)

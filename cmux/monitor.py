@@ -230,20 +230,19 @@ class StatusView:
         if sig == self.sig and now - self.drawn < 30:
             return
         self.sig, self.drawn = sig, now
-        from rich.console import Console
-
         from cmux import ui
         from cmux.cli.agents import collect_status, status_header
 
-        console = Console()
+        console = ui.console()
         console.clear()
         header = status_header(self.cfg)
         human = header.count("for you")
-        console.print(header, style="bold" if not human else "bold yellow", markup=False)
+        console.print(header, style="bold" if not human else "bold yellow")
         console.print(ui.status_table(collect_status(self.cfg)))
         console.print(
-            "[dim]this window runs cmux's daemons; leave it open. "
-            "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.[/]"
+            "this window runs cmux's daemons; leave it open. "
+            "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.",
+            style="dim",
         )
         if human:
             sys.stdout.write("\a")

@@ -6,6 +6,7 @@ CMUX_HOME so that a worker in a worktree writes to the same mailbox.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 HUMAN = "human"
@@ -109,6 +110,22 @@ class DataRoot:
         return self.worktrees_dir / name
 
     def ensure(self) -> None:
+        """Create the layout; the root is 0700 (made so if it was not: an
+        older data root, or one made by hand), so no other user reads any
+        of it, whatever the modes below."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = os.stat(self.root).st_mode & 0o777
+        if mode & 0o077:
+            try:
+                os.chmod(self.root, 0o700)
+            except OSError as exc:
+                from cmux.errors import StorageError
+
+                raise StorageError(
+                    f"the data root {self.root} is open to other users ({mode:o}) and cannot "
+                    f"be made private: {exc.strerror}",
+                    f"make it yours and private: `chmod 700 {self.root}` as its owner",
+                ) from None
         for d in (
             self.mailbox(HUMAN),
             self.deadletter,
@@ -118,4 +135,4 @@ class DataRoot:
             self.logs_dir,
             self.contexts_dir,
         ):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cmux.config import CONFIG_NAME, DEFAULT_TOML, load_config, write_project_marker
 from cmux.errors import NotAGitRepo, UsageError
-from cmux.fsutil import atomic_write
+from cmux.fsutil import atomic_write, project_mode
 from cmux.mail import store
 from cmux.paths import HUMAN
 
@@ -46,7 +46,7 @@ def init(directory: Path | None = None) -> InitResult:
     cfg_file = project / CONFIG_NAME
     created = not cfg_file.exists()
     if created:
-        atomic_write(cfg_file, DEFAULT_TOML)
+        atomic_write(cfg_file, DEFAULT_TOML, mode=project_mode(cfg_file))
     cfg = load_config(project)
     cfg.data.ensure()
     store.ensure(cfg.data, HUMAN)
@@ -70,5 +70,9 @@ def _ignore_data_root(top: Path, data_root: Path) -> bool:
     if {entry, entry.lstrip("/"), entry.rstrip("/"), entry.strip("/")} & lines:
         return False
     sep = "" if not text or text.endswith("\n") else "\n"
-    atomic_write(gi, f"{text}{sep}# cmux data root (mailboxes, journal, state)\n{entry}\n")
+    atomic_write(
+        gi,
+        f"{text}{sep}# cmux data root (mailboxes, journal, state)\n{entry}\n",
+        mode=project_mode(gi),
+    )
     return True

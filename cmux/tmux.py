@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cmux.errors import TmuxError, TmuxNotRunning, TmuxTargetMissing
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,20 @@ def _client_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("TMUX", None)  # never let an outer tmux choose the server
     return env
+
+
+def format_literal(text: str) -> str:
+    """``text`` where tmux expands a format, read back as exactly ``text``.
+
+    tmux runs ``#(command)`` and expands ``#{...}``, ``#S`` and the like in
+    every argument it reads as a format: new-session's ``-s``, ``-n`` and
+    ``-c``, new-window's ``-n`` and ``-c``, run-shell's command (so a hook's
+    too), status-left/right. ``##`` is a literal ``#`` there, so doubling
+    every ``#`` makes a path or a name inert. Every such argument cmux builds
+    from a name or path goes through here; the formats cmux means
+    (``#{pane_id}``) are added around it, never inside.
+    """
+    return text.replace("#", "##")
 
 
 def quote(arg: str) -> str:
@@ -328,6 +343,9 @@ class Tmux:
                 capture_output=True,
                 env=env,
                 check=False,
+                # The first call starts the server, and the agents inherit
+                # its umask: the person's, not cmux's private one.
+                umask=user_umask(),
             )
         except FileNotFoundError as exc:
             raise TmuxError(
@@ -371,7 +389,8 @@ class Tmux:
         ``then``: commands run in the same tmux call, right after the session
         exists (server options must be set on a live server).
         """
-        args = ["new-session", "-d", "-s", name, "-n", window, "-c", cwd]
+        args = ["new-session", "-d", "-s", format_literal(name), "-n", format_literal(window)]
+        args += ["-c", format_literal(cwd)]
         args += ["-x", str(width), "-y", str(height), "-P", "-F", "#{pane_id}"]
         args += _env_args(env)
         args.append(shlex.join(command))
@@ -389,7 +408,8 @@ class Tmux:
         env: Mapping[str, str] | None = None,
     ) -> str:
         """Create a window at the end of the session; returns its pane id."""
-        args = ["new-window", "-d", "-t", f"={session}:", "-n", name, "-c", cwd]
+        args = ["new-window", "-d", "-t", f"={session}:", "-n", format_literal(name)]
+        args += ["-c", format_literal(cwd)]
         args += ["-P", "-F", "#{pane_id}"]
         args += _env_args(env)
         args.append(shlex.join(command))

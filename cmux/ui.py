@@ -2,6 +2,13 @@
 
 rich is imported only where a table or live view is drawn, so quick commands
 stay quick.
+
+Invariant: nothing stored (a mail body, a journal file, a task, a name, a
+check's output) reaches the terminal as anything but text. ``out``, ``write``,
+``err`` and every rich ``console()`` pass text through ``cmux.text.sanitize``
+(no escape sequences, no control characters), and the console reads no
+markup or emoji codes in strings: cmux's own styling is given as ``style=``
+or ``Text``. JSON is printed exact (``print_json``, ``out_json``).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cmux.errors import CmuxError
+from cmux.text import json_text, one_line, sanitize
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
     from cmux.agents.registry import Agent
@@ -32,31 +41,72 @@ STATE_STYLE = {
 
 
 def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """One line (or several) on stdout, made safe for a terminal."""
+    sys.stdout.write(sanitize(text) + "\n")
+    sys.stdout.flush()
+
+
+def write(text: str) -> None:
+    """Text as it is (a journal file), made safe for a terminal."""
+    sys.stdout.write(sanitize(text))
     sys.stdout.flush()
 
 
 def err(text: str) -> None:
-    sys.stderr.write(f"cmux: {text}\n")
+    sys.stderr.write(f"cmux: {sanitize(text)}\n")
     sys.stderr.flush()
 
 
+def warn(text: str) -> None:
+    err(f"warning: {text}")
+
+
 def error(exc: CmuxError) -> None:
-    sys.stderr.write(f"cmux: error: {exc.message}\n")
+    sys.stderr.write(f"cmux: error: {sanitize(exc.message)}\n")
     if exc.hint:
-        sys.stderr.write(f"  hint: {exc.hint}\n")
+        sys.stderr.write(f"  hint: {sanitize(exc.hint)}\n")
     sys.stderr.flush()
 
 
 def progress(text: str) -> None:
     """A step of something slow, on stderr so --json output stays clean."""
-    sys.stderr.write(f"… {text}\n")
+    sys.stderr.write(f"… {sanitize(text)}\n")
     sys.stderr.flush()
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    out_json(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def out_json(text: str) -> None:
+    """A JSON document on stdout, exact: the values read back are the stored
+    ones, and no raw control character reaches the terminal (text.json_text)."""
+    sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()
+
+
+def console(**kwargs: Any) -> Console:
+    """A rich Console for anything that may show stored text: every string
+    it renders (a table cell, a printed line) is sanitized first and read
+    with no markup and no emoji codes, so ``[bold]`` or ``:smile:`` in a
+    task or a title is shown as typed. Style with ``style=`` or ``Text``."""
+    from rich.console import Console
+    from rich.text import Text
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **kw: Any) -> Text:
+            return super().render_str(sanitize(text), **kw)
+
+    kwargs.setdefault("markup", False)
+    kwargs.setdefault("emoji", False)
+    return SafeConsole(**kwargs)
+
+
+def styled(text: str, style: str = "") -> Any:
+    """A rich Text of stored ``text`` on one line, safe, with cmux's ``style``."""
+    from rich.text import Text
+
+    return Text(one_line(text), style=style)
 
 
 def age(seconds: float) -> str:
@@ -124,7 +174,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
     ):
         table.add_column(col, **kw)
     for r in rows:
-        state = r["state"]
+        state = str(r["state"])
         shown = (
             f"exited({r['exit_code'] if r['exit_code'] is not None else '?'})"
             if state == "exited"
@@ -140,19 +190,17 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
         total = (r.get("tokens") or {}).get("total", 0)
         tokens = short(total) if total else ""
         table.add_row(
-            r["name"],
-            r["role"],
-            f"[{style}]{shown}[/]",
-            r["task"],
+            styled(r["name"]),
+            styled(r["role"]),
+            styled(shown, style),
+            styled(r["task"] or ""),
             age(r["age_seconds"]),
             mail,
             tokens,
-            last,
+            styled(last),
         )
     return table
 
 
 def print_renderable(obj: Any) -> None:
-    from rich.console import Console
-
-    Console().print(obj)
+    console().print(obj)

@@ -33,7 +33,9 @@ from cmux.errors import (
 from cmux.fsutil import atomic_write, locked
 from cmux.mail import store
 from cmux.paths import SUPERVISOR
-from cmux.tmux import Tmux
+from cmux.text import sanitize
+from cmux.tmux import Tmux, format_literal
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +78,18 @@ def session_options(cfg: Config) -> list[tuple[str, ...]]:
     """Server-wide settings of our private server, set with the session.
 
     Panes stay when their process exits (so the exit code can be read), and
-    tmux tells cmux at once through the pane-died hook.
+    tmux tells cmux at once through the pane-died hook. Both the status line
+    and run-shell expand formats: every path and name in them is a
+    format_literal, so a project in ``proj-#(cmd)`` runs nothing.
     """
-    hook = shlex.join(cmux_argv("_pane-died")) + " '#{pane_id}' '#{pane_dead_status}'"
     env_prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in base_env(cfg).items())
+    run = format_literal(f"{env_prefix} {shlex.join(cmux_argv('_pane-died'))}")
+    hook = f"{run} '#{{pane_id}}' '#{{pane_dead_status}}'"
     return [
         ("set-option", "-wg", "remain-on-exit", "on"),
         ("set-option", "-g", "history-limit", "50000"),
-        ("set-option", "-g", "status-right", f"cmux · {cfg.project_root.name}"),
-        ("set-hook", "-g", "pane-died", f"run-shell -b {shlex.quote(env_prefix + ' ' + hook)}"),
+        ("set-option", "-g", "status-right", f"cmux · {format_literal(cfg.project_root.name)}"),
+        ("set-hook", "-g", "pane-died", f"run-shell -b {shlex.quote(hook)}"),
     ]
 
 
@@ -231,7 +236,7 @@ def write_context(cfg: Config, name: str, role: str, task: str, parent: str | No
         from cmux.journal.context import start_context
 
         text += "\n" + start_context(cfg.data)
-    atomic_write(path, text)
+    atomic_write(path, sanitize(text))  # the task is anyone's text; this file is printed
     return path
 
 
@@ -396,7 +401,9 @@ def _save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, umask=user_umask()
+    )
     if check and proc.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

@@ -74,7 +74,12 @@ def resolve(cfg: Config, name: str | None) -> Profile:
     if name == "demo":
         return Profile("demo", shlex.join([sys.executable, "-m", "cmux.agents.demo"]), "none", True)
     if name == "shell":
-        return Profile("shell", os.environ.get("SHELL") or "bash", "none", builtin=True)
+        shell = os.environ.get("SHELL") or "bash"
+        if os.path.basename(shell) == "zsh":
+            # cmux's notices reach a shell as `#` comments (deliver.render):
+            # zsh reads them as comments only with this option.
+            shell = shlex.join([shell, "-o", "interactivecomments"])
+        return Profile("shell", shell, "none", builtin=True)
     known = ", ".join([*BUILTIN, *sorted(cfg.profiles)])
     raise UsageError(f"unknown agent profile {name!r}", f"use one of: {known}")
 

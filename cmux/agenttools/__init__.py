@@ -25,6 +25,9 @@ def identity(cfg: Any) -> str:
 
 def run(fn: Callable[[], int | None], prog: str) -> None:
     """Call ``fn`` and turn cmux errors into a message and an exit code."""
+    from cmux.umask import private_umask
+
+    private_umask()
     try:
         rc = fn()
     except CmuxError as exc:

@@ -3,7 +3,8 @@
 argparse, plain text, light imports: agents call this many times a minute.
 The data root comes from CMUX_HOME (set for every agent) or the nearest
 cmux.toml; the author is CMUX_AGENT (checked against its CMUX_AGENT_TOKEN),
-or ``human`` for a person.
+or ``human`` for a person. Whatever the journal holds is printed through
+``_say`` (sanitized), JSON through ``_dump``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cmux.agenttools import identity, run
 from cmux.errors import UsageError
 from cmux.paths import DataRoot
+from cmux.text import json_text, one_line, sanitize
 
 if TYPE_CHECKING:
     from cmux.config import Config
@@ -56,7 +58,12 @@ def _data() -> DataRoot:
 
 
 def _dump(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(json.dumps(obj, indent=2, ensure_ascii=False)) + "\n")
+
+
+def _say(text: str, end: str = "\n") -> None:
+    """Print stored text, safe for the terminal it lands in."""
+    sys.stdout.write(sanitize(text) + end)
 
 
 def _body(args: argparse.Namespace) -> str:
@@ -78,7 +85,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.json:
         _dump(entry.to_dict())
     else:
-        print(f"added {entry.date} {entry.heading}  ({entry.file}:{entry.line})")
+        _say(f"added {entry.date} {one_line(entry.heading)}  ({entry.file}:{entry.line})")
     return 0
 
 
@@ -95,11 +102,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     for h in hits:
         tags = f"  [{', '.join(h.tags)}]" if h.tags else ""
-        print(f"{h.date} {h.time or '--:--:--'}  {h.agent}  {h.title}{tags}")
+        _say(one_line(f"{h.date} {h.time or '--:--:--'}  {h.agent}  {h.title}{tags}"))
         snippet = " ".join(h.snippet.split())
         if snippet:
-            print(f"    {snippet}")
-        print(f"    {h.file}:{h.line}")
+            _say(f"    {one_line(snippet)}")
+        _say(one_line(f"    {h.file}:{h.line}"))
     return 0
 
 
@@ -117,7 +124,7 @@ def cmd_recent(args: argparse.Namespace) -> int:
         print(f"no journal entries {days}; `journal recent --days 30` looks further back")
         return 0
     for e in entries:
-        print(_brief(e, full=args.full))
+        _say(_brief(e, full=args.full))
     return 0
 
 
@@ -151,7 +158,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _dump([e.to_dict() for e in store.parse_text(text, date=day, file=str(path))])
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        _say(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 
@@ -163,14 +170,14 @@ def cmd_remember(args: argparse.Namespace) -> int:
     if args.json:
         _dump(r.to_dict())
         return 0
-    print(f"remembered: {r.fact}" if r.added else f"already remembered: {r.fact}")
+    _say(f"remembered: {r.fact}" if r.added else f"already remembered: {r.fact}")
     if r.dropped:
         print(
             f"MEMORY.md was full: dropped the {len(r.dropped)} oldest fact(s), "
             "kept in the journal (tag memory):"
         )
         for d in r.dropped:
-            print(f"  - {d}")
+            _say(f"  - {one_line(d)}")
     return 0
 
 
@@ -182,7 +189,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     if args.json:
         _dump({"file": str(data.memory_file), "facts": store.facts(text), "text": text})
     elif text:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        _say(text, end="" if text.endswith("\n") else "\n")
     else:
         print('MEMORY.md is empty; add a fact with `journal remember "..."`')
     return 0
@@ -191,7 +198,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 def cmd_context(args: argparse.Namespace) -> int:
     from cmux.journal.context import start_context
 
-    sys.stdout.write(start_context(_data(), budget_chars=args.budget))
+    _say(start_context(_data(), budget_chars=args.budget), end="")
     return 0
 
 

@@ -142,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         else:
+            from cmux.text import one_line
+
             for n in names:
                 c = counts[n]
                 held = store.hold_reason(cfg.data, n)
-                print(f"{n:<20} {c['pending']} waiting" + (f" (held: {held})" if held else ""))
+                line = f"{n:<20} {c['pending']} waiting" + (f" (held: {held})" if held else "")
+                print(one_line(line))
         return 0
     return 2
 
@@ -164,7 +167,10 @@ def _mark(cfg, me: str, kind: str, body: str) -> None:
 
 
 def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:
+    """Print the mail: bodies and fields are stored text, so sanitized (and
+    each header field kept on its line); --json is exact."""
     from cmux.mail import store
+    from cmux.text import json_text, one_line, sanitize
 
     if everything or only:
         msgs = store.read_all(cfg.data, me)
@@ -173,16 +179,14 @@ def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) ->
     else:
         msgs = store.receive(cfg.data, me)
     if as_json:
-        print("[" + ",".join(m.to_json() for m in msgs) + "]")
+        print(json_text("[" + ",".join(m.to_json() for m in msgs) + "]"))
         return 0
     if not msgs:
         print("no new mail" if not everything else "no mail")
     for m in msgs:
-        print(
-            f"--- {m.id} from {m.sender} kind={m.kind} at {m.ts}"
-            + (f" subject: {m.subject}" if m.subject else "")
-        )
-        print(m.body.rstrip("\n"))
+        head = f"--- {m.id} from {m.sender} kind={m.kind} at {m.ts}"
+        print(one_line(head + (f" subject: {m.subject}" if m.subject else "")))
+        print(sanitize(m.body.rstrip("\n")))
     return 0
 
 

@@ -211,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps([a.to_dict() for a in agents]))
         return 0
+    from cmux.text import one_line
+
     now = time.time()
     for a in agents:
         state = f"exited({a.exit_code})" if a.state == "exited" else a.state
-        print(f"{a.name:<16} {a.role:<10} {state:<12} {int(now - a.created):>6}s  {a.task_summary}")
+        age = f"{int(now - a.created):>6}s"
+        print(one_line(f"{a.name:<16} {a.role:<10} {state:<12} {age}  {a.task_summary}"))
     return 0
 
 

@@ -96,6 +96,9 @@ def cli(verbose: int) -> None:
 
 def main() -> None:
     from cmux import ui
+    from cmux.umask import private_umask
+
+    private_umask()
 
     try:
         rv = cli.main(prog_name="cmux", standalone_mode=False)

@@ -10,6 +10,7 @@ import click
 from cmux import ui
 from cmux.config import load_config
 from cmux.errors import UsageError
+from cmux.text import one_line
 
 
 def spawn_options(f):
@@ -64,11 +65,24 @@ def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, pa
         worktree=worktree,
         parent=parent,
     )
+    warn_if_shell(agent)
     if as_json:
         ui.print_json(agent.to_dict())
         return
     where = f" in worktree {agent.worktree} (branch {agent.branch})" if agent.worktree else ""
     ui.out(f"spawned {agent.name} ({agent.profile}) in pane {agent.pane_id}{where}")
+
+
+def warn_if_shell(agent) -> None:
+    """Say, at spawn, that a shell-type agent runs the mail typed into it."""
+    from cmux.mail.deliver import SHELL_PROFILES
+
+    if agent.profile in SHELL_PROFILES:
+        ui.warn(
+            f"{agent.name} runs a {agent.profile}, not a model: its shell executes the mail "
+            f"typed into it (`cmux send {agent.name} ...`, mail from agents); cmux's own "
+            "notices arrive as # comments"
+        )
 
 
 @click.command("spawn")
@@ -153,7 +167,7 @@ def status_header(cfg) -> str:
         pass
     alerts = cfg.data.state_dir / "alert"
     if alerts.is_file():
-        extra.append("ALERT: " + alerts.read_text().strip().splitlines()[0])
+        extra.append("ALERT: " + one_line((alerts.read_text().strip().splitlines() or [""])[0]))
     return title + "".join(f"\n{e}" for e in extra)
 
 
@@ -188,7 +202,7 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
     def render():
         return Group(Text(status_header(cfg)), ui.status_table(collect_status(cfg)))
 
-    with Live(render(), auto_refresh=False, screen=False) as live:
+    with Live(render(), console=ui.console(), auto_refresh=False, screen=False) as live:
         while True:
             time.sleep(interval)
             live.update(render(), refresh=True)

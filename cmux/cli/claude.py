@@ -109,8 +109,8 @@ def cost_cmd(as_json: bool) -> None:
         table.add_column(col, justify="right")
     for a in agents:
         t = per[a.name]
-        table.add_row(a.name, *_cells(t))
-    table.add_row("[bold]total[/]", *_cells(total))
+        table.add_row(ui.styled(a.name), *_cells(t))
+    table.add_row(ui.styled("total", "bold"), *_cells(total))
     ui.print_renderable(table)
 
 

@@ -1,12 +1,15 @@
 """cmux journal: read, search and write the team's journal as a person.
 
 The same commands agents have in tools/journal, signed ``human``, with
-colour. Thin: each command calls cmux.journal and prints.
+colour. Thin: each command calls cmux.journal and prints. The journal is
+stored text anyone may have written: it is printed through ui (sanitized, and
+never read as rich markup), never raw.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,8 +19,11 @@ from cmux import identity, ui
 from cmux.config import load_config
 from cmux.errors import UsageError
 from cmux.paths import HUMAN, DataRoot
+from cmux.text import one_line
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from cmux.journal.index import Hit
     from cmux.journal.store import Entry
 
@@ -38,11 +44,18 @@ def _shown_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _highlight(snippet: str) -> str:
-    from rich.markup import escape
+def _highlight(snippet: str) -> Text:
+    """The snippet as rich Text, the matches (between the marks) in bold."""
+    from rich.text import Text
 
-    out = escape(" ".join(snippet.split()))
-    return out.replace(_ON, "[bold yellow]").replace(_OFF, "[/]")
+    out = Text("    ")
+    bold = False
+    for piece in re.split(f"([{_ON}{_OFF}])", " ".join(snippet.split())):
+        if piece in (_ON, _OFF):
+            bold = piece == _ON
+        elif piece:
+            out.append(one_line(piece), style="bold yellow" if bold else "")
+    return out
 
 
 @click.group("journal", invoke_without_command=True)
@@ -142,20 +155,28 @@ def search_cmd(query: tuple[str, ...], limit: int, agent: str | None, as_json: b
     _print_hits(hits)
 
 
-def _print_hits(hits: list[Hit]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+def _heading(date: str, time: str, agent: str, title: str) -> Text:
+    from rich.text import Text
 
-    console = Console(highlight=False, soft_wrap=True)
+    return Text.assemble(
+        (one_line(f"{date} {time or '--:--:--'}"), "cyan"),
+        "  ",
+        (one_line(agent), "magenta"),
+        "  ",
+        (one_line(title), "bold"),
+    )
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    console = ui.console(highlight=False, soft_wrap=True)
     for h in hits:
-        tags = f"  [dim]\\[{escape(', '.join(h.tags))}][/]" if h.tags else ""
-        console.print(
-            f"[cyan]{h.date} {h.time or '--:--:--'}[/]  [magenta]{escape(h.agent)}[/]  "
-            f"[bold]{escape(h.title)}[/]{tags}"
-        )
+        line = _heading(h.date, h.time, h.agent, h.title)
+        if h.tags:
+            line.append(one_line(f"  [{', '.join(h.tags)}]"), style="dim")
+        console.print(line)
         if h.snippet.strip():
-            console.print("    " + _highlight(h.snippet))
-        console.print(f"    [dim]{escape(_shown_path(h.file))}:{h.line}[/]")
+            console.print(_highlight(h.snippet))
+        console.print(f"    {_shown_path(h.file)}:{h.line}", style="dim")
 
 
 @journal_group.command("recent")
@@ -190,23 +211,17 @@ def recent_cmd(
 
 
 def _print_entries(entries: list[Entry], *, full: bool, lines: int = 6) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = Console(highlight=False, soft_wrap=True)
+    console = ui.console(highlight=False, soft_wrap=True)
     for e in entries:
-        console.print(
-            f"[cyan]{e.date} {e.time or '--:--:--'}[/]  [magenta]{escape(e.agent)}[/]  "
-            f"[bold]{escape(e.title)}[/]"
-        )
+        console.print(_heading(e.date, e.time, e.agent, e.title))
         if e.tags:
-            console.print(f"[dim]tags: {escape(', '.join(e.tags))}[/]")
+            console.print(f"tags: {', '.join(e.tags)}", style="dim")
         body = e.body.split("\n") if e.body else []
         if not full and len(body) > lines:
             more = len(body) - lines
             body = [*body[:lines], f"… ({more} more lines: cmux journal show {e.date})"]
         for line in body:
-            console.print("    " + escape(line))
+            console.print("    " + line)
         console.print()
 
 
@@ -233,7 +248,7 @@ def show_cmd(date: str, as_json: bool) -> None:
     if as_json:
         ui.print_json([e.to_dict() for e in store.parse_text(text, date=day, file=str(path))])
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        ui.write(text if text.endswith("\n") else text + "\n")
 
 
 @journal_group.command("remember", short_help="Add a fact to MEMORY.md for every agent.")
@@ -272,7 +287,7 @@ def memory_cmd(as_json: bool) -> None:
     if as_json:
         ui.print_json({"file": str(data.memory_file), "facts": store.facts(text), "text": text})
     elif text:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        ui.write(text if text.endswith("\n") else text + "\n")
     else:
         ui.out('MEMORY.md is empty; add a fact with `cmux journal remember "..."`')
 
@@ -289,7 +304,7 @@ def context_cmd(budget: int) -> None:
     """Print what a new supervisor session is started with (MEMORY.md, latest entries)."""
     from cmux.journal.context import start_context
 
-    sys.stdout.write(start_context(_data(), budget_chars=budget))
+    ui.write(start_context(_data(), budget_chars=budget))
 
 
 @journal_group.command("reindex")

@@ -9,6 +9,7 @@ import click
 
 from cmux import identity, ui
 from cmux.config import load_config
+from cmux.text import one_line
 
 
 @click.command("send")
@@ -27,7 +28,7 @@ def send_cmd(name: str, text: str, subject: str, as_json: bool) -> None:
     body = sys.stdin.read() if text == "-" else text
     msg = store.send(load_config(), to=name, body=body, sender="human", subject=subject)
     if as_json:
-        ui.out(msg.to_json())
+        ui.out_json(msg.to_json())
     else:
         ui.out(f"sent {msg.id} to {name}")
 
@@ -53,13 +54,13 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
     else:
         msgs = store.receive(cfg.data, "human")
     if as_json:
-        ui.out("[" + ",".join(m.to_json() for m in msgs) + "]")
+        ui.out_json("[" + ",".join(m.to_json() for m in msgs) + "]")
         return
     if not msgs:
         ui.out("no new messages" + ("" if everything else " (--all shows the read ones)"))
         return
-    for m in msgs:
-        ui.out(f"── {m.ts}  from {m.sender}  ({m.kind})  {m.id}")
+    for m in msgs:  # ui.out makes stored text safe; a field stays on its line
+        ui.out(one_line(f"── {m.ts}  from {m.sender}  ({m.kind})  {m.id}"))
         ui.out(m.body.rstrip("\n"))
         ui.out()
 
@@ -81,10 +82,11 @@ def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> No
         if agent and e.get("agent") != agent:
             return
         if as_json:
-            ui.out(json.dumps(e, ensure_ascii=False))
+            ui.out_json(json.dumps(e, ensure_ascii=False))
             return
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("ts", "event", "agent"))
-        ui.out(f"{e.get('ts', '')}  {e.get('event', ''):<12} {e.get('agent') or '-':<14} {rest}")
+        head = f"{e.get('ts', '')}  {e.get('event', ''):<12} {e.get('agent') or '-':<14} {rest}"
+        ui.out(one_line(head))  # one event, one line
 
     batch, offset = events.read(cfg.data)
     for e in batch[-lines:] if lines else batch:

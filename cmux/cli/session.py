@@ -62,6 +62,10 @@ def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None
     ui.out(
         f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows monitor, supervisor"
     )
+    from cmux.agents import registry
+    from cmux.cli.agents import warn_if_shell
+
+    warn_if_shell(registry.get(cfg.data, "supervisor"))
     if no_attach:
         ui.out('attach with `cmux attach`; give it work with `cmux send supervisor "..."`')
         return
@@ -108,8 +112,11 @@ def _attach(cfg, name: str | None) -> None:
         import shlex
         import subprocess
 
+        from cmux.tmux import format_literal
+
+        name = format_literal(cfg.session_name)
         subprocess.run(
-            ["tmux", "new-window", "-n", cfg.session_name, "env -u TMUX " + shlex.join(argv)],
+            ["tmux", "new-window", "-n", name, "env -u TMUX " + shlex.join(argv)],
             check=False,
         )
         return

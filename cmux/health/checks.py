@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cmux.health.config import Check
+from cmux.umask import user_umask
 
 OUTPUT_TAIL = 2000  # characters of a command's output kept with its result
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a timed-out group
@@ -92,6 +93,7 @@ def run_command(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=user_umask(),  # the person's command, the person's umask
             )
         except OSError as exc:
             return CommandResult(None, f"cannot run: {exc}", time.monotonic() - t0, False)

@@ -33,6 +33,7 @@ from typing import Any
 from cmux.errors import GitError, NotAGitRepo, UsageError
 from cmux.fsutil import locked, read_json, write_json
 from cmux.paths import DataRoot
+from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def git(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -
         capture_output=True,
         env=_env(),
         check=False,
+        umask=user_umask(),  # it rewrites project files: the person's modes
     )
     if check and proc.returncode != 0:
         words = (

@@ -4,7 +4,9 @@ The supervisor's context file and Claude Code's SessionStart hook print
 ``start_context``; it fits in ``budget_chars`` whatever the journal holds. The
 facts of MEMORY.md come first (at most half the budget), then the most recent
 entries, newest first, each clipped so one long entry cannot crowd out the
-rest, and a line on how to find what did not fit.
+rest, and a line on how to find what did not fit. The journal is text
+anyone may have written: what comes out is sanitized (no escape sequences,
+no control characters), since it is printed to a pane or a terminal.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 
 from cmux.journal import store
 from cmux.paths import DataRoot
+from cmux.text import sanitize
 
 # Entries older than this many daily files are not looked at.
 MAX_FILES = 30
@@ -47,7 +50,7 @@ def start_context(data: DataRoot, *, budget_chars: int = 12000) -> str:
         parts.append(FOOTER)
     if not facts and not entries:
         parts.append("\n" + EMPTY)
-    text = "".join(parts)
+    text = sanitize("".join(parts))  # only ever shorter: the budget still holds
     return text if len(text) <= budget_chars else text[: max(0, budget_chars - 1)] + "…"
 
 

@@ -373,7 +373,7 @@ def _append(path: Path, block: str, *, header: str) -> int:
     back to its old size.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     except OSError as exc:
         raise _disk_error(path, exc) from exc
     try:

@@ -11,7 +11,6 @@ verified. Every delivery starts with one header line an agent can read:
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,28 +18,11 @@ from pathlib import Path
 from cmux.fsutil import atomic_write
 from cmux.mail.message import Message
 from cmux.paths import DataRoot
+from cmux.text import sanitize
 from cmux.tmux import Tmux
-
-# CSI, OSC (ended by BEL or ST), DCS/SOS/PM/APC strings, and two-byte escapes.
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
-    r"|\x1b[@-Z\\-_]"
-    r"|\x1b"
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 TYPE_LIMIT = 400  # longer than this is pasted rather than typed
 INLINE_LIMIT = 32 * 1024  # larger than this is delivered by reference to a file
-
-
-def sanitize(text: str) -> str:
-    """What may reach a pane: no escape sequences, no control characters but
-    newline and tab; CR and CRLF become newline."""
-    text = _ESCAPES.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROLS.sub("", text)
 
 
 def header(msg: Message) -> str:
@@ -52,8 +34,26 @@ def large_body_file(data: DataRoot, msg: Message) -> Path:
     return data.mailbox(msg.to) / "large" / f"{msg.id}.txt"
 
 
-def render(msg: Message, data: DataRoot) -> str:
-    """The text an agent receives for ``msg`` (already sanitized)."""
+# Profiles whose pane runs a shell or any program, with no model reading it:
+# what is typed there is executed.
+SHELL_PROFILES = ("shell", "command")
+
+
+def render(msg: Message, data: DataRoot, profile: str | None = None) -> str:
+    """The text an agent with ``profile`` receives for ``msg`` (sanitized).
+
+    Invariant: into a shell-type agent, cmux's own mail (notices, alerts)
+    arrives with every line a shell comment (``# ``), so no line of it is a
+    command the shell runs. Mail from a person or an agent is typed as it is
+    (a shell agent executes its mail: README, mailbox/README.md).
+    """
+    text = _render(msg, data)
+    if profile in SHELL_PROFILES and msg.sender == "cmux":
+        return "\n".join(f"# {line}" for line in text.split("\n"))
+    return text
+
+
+def _render(msg: Message, data: DataRoot) -> str:
     body = sanitize(msg.body).strip("\n")
     head = header(msg)
     if len(body.encode()) > INLINE_LIMIT:

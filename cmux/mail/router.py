@@ -178,7 +178,7 @@ class Router:
                 return
 
     def type_message(self, agent: Agent, pane: Pane, path: Path, msg: Message) -> bool:
-        text = render(msg, self.data)
+        text = render(msg, self.data, agent.profile)
         t0 = time.monotonic()
         try:
             typed = type_into(

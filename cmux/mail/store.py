@@ -83,7 +83,7 @@ def deliver_to_new(data: DataRoot, msg: Message) -> Path:
     dest = b / "new" / f"{msg.id}{SUFFIX}"
     raw = msg.to_json().encode()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(raw)
             while view:
