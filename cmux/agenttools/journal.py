@@ -15,6 +15,7 @@ from typing import Any
 
 from cmux.agenttools import identity, run
 from cmux.errors import UsageError
+from cmux.inputs import arg_text, text_or_stdin
 from cmux.paths import DataRoot
 
 PROG = "journal"
@@ -56,16 +57,16 @@ def _body(args: argparse.Namespace) -> str:
     if len(given) > 1:
         raise UsageError("give the body once: either --body TEXT or a second argument")
     body = given[0] if given else ""
-    return sys.stdin.read() if body == "-" else body
+    return text_or_stdin(body, "the body")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
-    tags = store.parse_tags(",".join(args.tags)) if args.tags else []
-    entry = store.add_entry(
-        _data(), agent=identity(), title=args.title, body=_body(args), tags=tags
-    )
+    title = arg_text(args.title, "the title")
+    body = _body(args)
+    tags = store.parse_tags(arg_text(",".join(args.tags), "the tags")) if args.tags else []
+    entry = store.add_entry(_data(), agent=identity(), title=title, body=body, tags=tags)
     if args.json:
         _dump(entry.to_dict())
     else:
@@ -149,7 +150,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_remember(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
-    r = store.remember(_data(), " ".join(args.text), agent=identity())
+    r = store.remember(_data(), arg_text(" ".join(args.text), "the fact"), agent=identity())
     if args.json:
         _dump(r.to_dict())
         return 0
