@@ -281,22 +281,21 @@ HEALTH = Table(
 
 PROFILE = Table({"command": Text(), "task": Text(("arg", "type", "none"))}, required=("command",))
 
+CMUX = Table({"data_root": Text(), "agent": Text()})
+CLAUDE = Table(
+    {
+        "command": Text(),
+        "permission_mode": Text(PERMISSION_MODES),
+        "args": strings,
+        "trust": flag,
+    }
+)
+MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})
+
 SECTIONS: dict[str, Validator] = {
-    "cmux": Table({"data_root": Text(), "agent": Text()}),
-    "claude": Table(
-        {
-            "command": Text(),
-            "permission_mode": Text(PERMISSION_MODES),
-            "args": strings,
-            "trust": flag,
-        }
-    ),
-    "mail": Table(
-        {
-            "depth_limit": Number(int, 1, 1000),
-            "max_body_bytes": Number(int, 1, 1 << 30),
-        }
-    ),
+    "cmux": CMUX,
+    "claude": CLAUDE,
+    "mail": MAIL,
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,
 }
@@ -333,30 +332,28 @@ def _validate(raw: dict[str, Any]) -> None:
 
 # -- CMUX_* overrides -----------------------------------------------------------
 
-ENV: dict[str, tuple[str, str]] = {
-    "CMUX_DEPTH_LIMIT": ("mail", "depth_limit"),
-    "CMUX_MAX_BODY": ("mail", "max_body_bytes"),
-    "CMUX_PERMISSION_MODE": ("claude", "permission_mode"),
-    "CMUX_CLAUDE": ("claude", "command"),
-    "CMUX_AGENT_PROFILE": ("cmux", "agent"),
+ENV: dict[str, tuple[str, Table]] = {
+    "CMUX_DEPTH_LIMIT": ("[mail] depth_limit", MAIL),
+    "CMUX_MAX_BODY": ("[mail] max_body_bytes", MAIL),
+    "CMUX_PERMISSION_MODE": ("[claude] permission_mode", CLAUDE),
+    "CMUX_CLAUDE": ("[claude] command", CLAUDE),
+    "CMUX_AGENT_PROFILE": ("[cmux] agent", CMUX),
 }
 
 
 def check_env(name: str, text: str) -> Any:
     """The value of an overriding variable, checked as its key in the file is."""
-    section, key = ENV[name]
-    check = SECTIONS[section].keys[key]  # type: ignore[attr-defined]
+    key, table = ENV[name]
+    check = table.keys[key.split()[-1]]
+    hint = f"it overrides {key}; fix or unset it"
     value: Any = text
     if isinstance(check, Number):
         try:
             value = int(text.strip()) if check.kind is int else float(text)
         except ValueError:
-            raise ConfigError(
-                f"{name} must be {check.allowed}, not {text!r}",
-                f"it overrides [{section}] {key}; fix or unset it",
-            ) from None
+            raise ConfigError(f"{name} must be {check.allowed}, not {text!r}", hint) from None
     try:
         check(value, name)
     except ConfigError as exc:
-        raise ConfigError(exc.message, f"it overrides [{section}] {key}; fix or unset it") from None
+        raise ConfigError(exc.message, hint) from None
     return value

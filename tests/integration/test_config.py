@@ -164,3 +164,10 @@ def test_the_default_file_and_every_example_in_the_docs_pass(
     assert blocks >= 3
     write(project, full)
     assert project.ok("status").code == 0
+
+
+def test_the_schema_knows_the_builtin_profiles() -> None:
+    from cmux.agents.profiles import BUILTIN
+    from cmux.settings_schema import BUILTIN_PROFILES
+
+    assert BUILTIN_PROFILES == BUILTIN
