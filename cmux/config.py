@@ -17,6 +17,9 @@ from cmux.errors import ConfigError, NotInitialized
 from cmux.paths import DataRoot
 
 CONFIG_NAME = "cmux.toml"
+# Bump whenever cmux.settings_schema changes: a file cached as valid under an
+# older schema is then parsed and checked again.
+SCHEMA_VERSION = 1
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -136,24 +139,40 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         import tomli as tomllib
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file and try again") from exc
+            data = fh.read()
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        from cmux.inputs import where_bad
+
+        raise ConfigError(
+            f"{path} is not valid UTF-8: {where_bad(data, exc)}",
+            "TOML files are UTF-8 text; fix or re-save the file",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        hint = "fix the file and try again"
+        raise ConfigError(f"{path} is not valid TOML: {exc}", hint) from None
 
 
 def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
-    """cmux.toml as a dict; with ``cache``, kept as JSON keyed by the file's
-    stat, because parsing TOML (tomllib compiles its regexes at import)
-    costs every agent's tools/ call and hook ~11 ms."""
+    """cmux.toml as a dict, checked against cmux.settings_schema (ConfigError
+    names the key, the value and what is allowed).
+
+    With ``cache``, a file that passed is kept as JSON keyed by its stat and
+    the schema's version, because parsing TOML (tomllib compiles its regexes
+    at import) and importing the schema cost every agent's tools/ call and
+    hook ~12 ms. Only a file that passed is ever cached."""
     import json
 
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return {}
-    key = [st.st_mtime_ns, st.st_size, st.st_ino]
+    key = [st.st_mtime_ns, st.st_size, st.st_ino, SCHEMA_VERSION]
     if cache is not None:
         try:
             with open(cache, encoding="utf-8") as fh:
@@ -163,6 +182,9 @@ def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
         except (OSError, ValueError, AttributeError):
             pass
     raw = _parse_toml(path)
+    from cmux.settings_schema import validate
+
+    validate(raw, str(path))
     if cache is not None:
         from cmux.fsutil import atomic_write
 
@@ -173,11 +195,14 @@ def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
     return raw
 
 
-def _int(value: Any, name: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+def _env(name: str) -> Any:
+    """A CMUX_* override, checked as the key it overrides; None when unset."""
+    text = os.environ.get(name)
+    if not text:
+        return None
+    from cmux.settings_schema import check_env
+
+    return check_env(name, text)
 
 
 def load_config(start: Path | None = None, *, agent: str | None = None) -> Config:
@@ -208,40 +233,29 @@ def load_config(start: Path | None = None, *, agent: str | None = None) -> Confi
                 "run `cmux init` in the project's git repository first",
             )
         raw = _read_toml(project / CONFIG_NAME)
-        section = raw.get("cmux", {})
-        data_root = project / str(section.get("data_root", ".cmux"))
+        data_root = project / raw.get("cmux", {}).get("data_root", ".cmux")
     return _build(project, data_root, raw, agent=agent)
 
 
 def _build(project: Path, data_root: Path, raw: dict[str, Any], *, agent: str | None) -> Config:
+    """Settings from a file that passed the schema, under the CMUX_* overrides."""
     cm = raw.get("cmux", {})
     cl = raw.get("claude", {})
     mail = raw.get("mail", {})
-    env = os.environ
-    claude_args = cl.get("args", [])
-    if not isinstance(claude_args, list):
-        raise ConfigError("[claude] args must be a list of strings")
-    profiles: dict[str, Profile] = {}
-    for name, spec in (raw.get("profiles") or {}).items():
-        if not isinstance(spec, dict) or not spec.get("command"):
-            raise ConfigError(f"[profiles.{name}] needs a command")
-        task = str(spec.get("task", "arg"))
-        if task not in ("arg", "type", "none"):
-            raise ConfigError(f"[profiles.{name}] task must be arg, type or none, not {task!r}")
-        profiles[name] = Profile(name=name, command=str(spec["command"]), task=task)
+    profiles = {
+        name: Profile(name=name, command=spec["command"], task=spec.get("task", "arg"))
+        for name, spec in raw.get("profiles", {}).items()
+    }
     return Config(
         project_root=project.resolve(),
         data=DataRoot(data_root),
-        agent=agent or env.get("CMUX_AGENT_PROFILE") or str(cm.get("agent", "claude")),
-        claude_command=env.get("CMUX_CLAUDE") or str(cl.get("command", "claude")),
-        claude_permission_mode=env.get("CMUX_PERMISSION_MODE")
-        or str(cl.get("permission_mode", "acceptEdits")),
-        claude_args=tuple(str(a) for a in claude_args),
-        depth_limit=_int(env.get("CMUX_DEPTH_LIMIT") or mail.get("depth_limit", 8), "depth_limit"),
-        max_body_bytes=_int(
-            env.get("CMUX_MAX_BODY") or mail.get("max_body_bytes", 8 * 1024 * 1024),
-            "max_body_bytes",
-        ),
+        agent=agent or _env("CMUX_AGENT_PROFILE") or cm.get("agent", "claude"),
+        claude_command=_env("CMUX_CLAUDE") or cl.get("command", "claude"),
+        claude_permission_mode=_env("CMUX_PERMISSION_MODE")
+        or cl.get("permission_mode", "acceptEdits"),
+        claude_args=tuple(cl.get("args", ())),
+        depth_limit=int(_env("CMUX_DEPTH_LIMIT") or mail.get("depth_limit", 8)),
+        max_body_bytes=int(_env("CMUX_MAX_BODY") or mail.get("max_body_bytes", 8 * 1024 * 1024)),
         profiles=profiles,
         raw=raw,
     )

@@ -203,16 +203,15 @@ def read_task(task: str | None, task_file: str | Path | None) -> str:
     """The task text from --task TEXT or --task-file FILE ('-' is stdin)."""
     if task is not None and task_file is not None:
         raise UsageError("give either --task or --task-file, not both")
+    from cmux.inputs import file_text, stdin_text, text_or_stdin
+
     if task_file is not None:
         if str(task_file) == "-":
-            return sys.stdin.read()
-        try:
-            return Path(task_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read --task-file {task_file}: {exc.strerror}") from None
+            return stdin_text("the task (--task-file -)")
+        return file_text(task_file, "--task-file")
     if task is None:
         raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
-    return sys.stdin.read() if task == "-" else task
+    return text_or_stdin(task, "the task")
 
 
 def write_context(cfg: Config, name: str, role: str, task: str, parent: str | None) -> Path:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmux.agenttools import identity, run
 from cmux.errors import UsageError
+from cmux.inputs import arg_text, text_or_stdin
 from cmux.paths import DataRoot
 from cmux.text import json_text, one_line, sanitize
 
@@ -71,17 +72,17 @@ def _body(args: argparse.Namespace) -> str:
     if len(given) > 1:
         raise UsageError("give the body once: either --body TEXT or a second argument")
     body = given[0] if given else ""
-    return sys.stdin.read() if body == "-" else body
+    return text_or_stdin(body, "the body")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
-    tags = store.parse_tags(",".join(args.tags)) if args.tags else []
     cfg = _cfg()
-    entry = store.add_entry(
-        cfg.data, agent=identity(cfg), title=args.title, body=_body(args), tags=tags
-    )
+    title = arg_text(args.title, "the title")
+    body = _body(args)
+    tags = store.parse_tags(arg_text(",".join(args.tags), "the tags")) if args.tags else []
+    entry = store.add_entry(cfg.data, agent=identity(cfg), title=title, body=body, tags=tags)
     if args.json:
         _dump(entry.to_dict())
     else:
@@ -166,7 +167,7 @@ def cmd_remember(args: argparse.Namespace) -> int:
     from cmux.journal import store
 
     cfg = _cfg()
-    r = store.remember(cfg.data, " ".join(args.text), agent=identity(cfg))
+    r = store.remember(cfg.data, arg_text(" ".join(args.text), "the fact"), agent=identity(cfg))
     if args.json:
         _dump(r.to_dict())
         return 0

@@ -29,7 +29,9 @@ PROG = "mailbox"
 
 
 def _text(value: str) -> str:
-    text = sys.stdin.read() if value == "-" else value
+    from cmux.inputs import text_or_stdin
+
+    text = text_or_stdin(value, "the message")
     if not text.strip():
         raise EmptyMessage(
             "the message is empty", 'give the text: mailbox send NAME "text" (or - for stdin)'

@@ -102,13 +102,13 @@ def add_cmd(
 
     if body is not None and body_arg is not None:
         raise UsageError("give the body once: either --body TEXT or a second argument")
-    text = body if body is not None else (body_arg or "")
-    if text == "-":
-        text = sys.stdin.read()
+    from cmux.inputs import arg_text, text_or_stdin
+
+    text = text_or_stdin(body if body is not None else (body_arg or ""), "the body")
+    title = arg_text(title, "the title")
+    tag_list = store.parse_tags(arg_text(",".join(tags), "the tags"))
     identity.require_person(load_config(), "sign the journal as human")
-    entry = store.add_entry(
-        _data(), agent=HUMAN, title=title, body=text, tags=store.parse_tags(",".join(tags))
-    )
+    entry = store.add_entry(_data(), agent=HUMAN, title=title, body=text, tags=tag_list)
     if as_json:
         ui.print_json(entry.to_dict())
     else:
@@ -260,10 +260,11 @@ def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
     Past 4 KB or 60 lines the oldest facts are dropped and written to the
     journal (tag "memory"), so nothing is lost.
     """
+    from cmux.inputs import arg_text
     from cmux.journal import store
 
     identity.require_person(load_config(), "sign the journal as human")
-    r = store.remember(_data(), " ".join(text), agent=HUMAN)
+    r = store.remember(_data(), arg_text(" ".join(text), "the fact"), agent=HUMAN)
     if as_json:
         ui.print_json(r.to_dict())
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -23,9 +22,11 @@ def send_cmd(name: str, text: str, subject: str, as_json: bool) -> None:
     The router types it into NAME's pane, headed by one line
     `[cmux mail <id> from human kind=message]`.
     """
+    from cmux.inputs import arg_text, text_or_stdin
     from cmux.mail import store
 
-    body = sys.stdin.read() if text == "-" else text
+    body = text_or_stdin(text, "the message")
+    subject = arg_text(subject, "the subject")
     msg = store.send(load_config(), to=name, body=body, sender="human", subject=subject)
     if as_json:
         ui.out_json(msg.to_json())

@@ -1,20 +1,27 @@
 """Running one check: a command with a timeout, or a URL that must answer 2xx.
 
+Every check has one deadline, its timeout, for the whole of it: whatever
+the command or the server does, the check returns within the timeout plus
+a grace of a second or two (KILL_GRACE, CUT_GRACE).
+
 A command runs in its own process group with its output in a temporary file
 (never a pipe a stray grandchild could hold open), so on timeout the whole
 group is ended, first politely and then with SIGKILL, and the check returns
-promptly. A URL is fetched directly (no proxy), and anything but a 2xx answer
-within the timeout is a failure.
+promptly. A URL is fetched directly (no proxy) in a thread of its own; at the
+deadline its connections are cut, so a server that trickles a byte at a time
+cannot stretch it. Anything but a complete 2xx answer in time is a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +35,7 @@ from cmux.umask import user_umask
 
 OUTPUT_TAIL = 2000  # characters of a command's output kept with its result
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a timed-out group
+CUT_GRACE = 0.5  # seconds a URL fetch is given to end after its connections are cut
 
 
 @dataclass
@@ -111,7 +119,8 @@ def run_command(
             except subprocess.TimeoutExpired:
                 pass
             _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=KILL_GRACE)  # bounded too: the check has a deadline
             code = None
         else:
             if reap:  # the leader is gone; end anything it left in its group
@@ -157,16 +166,59 @@ def run_command_check(check: Check, cwd: Path, env: Mapping[str, str] | None = N
     )
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _Cutter:
+    """The connections of one URL fetch, so that they can be cut at its deadline.
+
+    urllib's timeout bounds each socket read, not the fetch: a server that
+    sends a byte every second keeps it going for ever. Every connection the
+    fetch opens (redirects open more) is noted here, and :meth:`cut` shuts
+    their sockets down, which ends any read in progress at once."""
+
+    def __init__(self) -> None:
+        self.conns: list[http.client.HTTPConnection] = []
+        self.cut_off = False
+
+    def factory(self, base: type[http.client.HTTPConnection]) -> Any:
+        def make(host: str, **kw: Any) -> http.client.HTTPConnection:
+            conn = base(host, **kw)
+            self.conns.append(conn)
+            if self.cut_off:
+                self.cut()
+            return conn
+
+        return make
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for conn in list(self.conns):
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
-def run_url_check(check: Check) -> CheckResult:
-    assert check.url is not None
-    ts = time.time()
-    t0 = time.monotonic()
+def _opener(cutter: _Cutter) -> urllib.request.OpenerDirector:
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(cutter.factory(http.client.HTTPConnection), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(
+                cutter.factory(http.client.HTTPSConnection),
+                req,
+                context=getattr(self, "_context", None),
+            )
+
+    # No proxy: a check asks the address it names.
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), Http, Https)
+
+
+def _fetch(url: str, timeout: float, cutter: _Cutter) -> tuple[bool, int | None, bool, str]:
+    """(ok, HTTP code, timed out, detail) of one GET."""
     ok, code, timed_out = False, None, False
     try:
-        with _OPENER.open(check.url, timeout=check.timeout) as resp:
+        with _opener(cutter).open(url, timeout=timeout) as resp:
             code = resp.status
             resp.read(65536)
         ok = 200 <= (code or 0) < 300
@@ -176,14 +228,39 @@ def run_url_check(check: Check) -> CheckResult:
         detail = f"HTTP {exc.code} {exc.reason}"
     except urllib.error.URLError as exc:
         timed_out = isinstance(exc.reason, (socket.timeout, TimeoutError))
-        detail = (
-            f"timed out after {check.timeout:g}s" if timed_out else f"cannot connect: {exc.reason}"
-        )
+        detail = f"timed out after {timeout:g}s" if timed_out else f"cannot connect: {exc.reason}"
     except TimeoutError:
         timed_out = True
-        detail = f"timed out after {check.timeout:g}s"
-    except (OSError, ValueError) as exc:
+        detail = f"timed out after {timeout:g}s"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         detail = f"failed: {exc}"
+    return ok, code, timed_out, detail
+
+
+def run_url_check(check: Check) -> CheckResult:
+    """GET the URL; whatever the server does, the answer comes within the
+    check's timeout (plus a moment): the whole fetch runs against one
+    deadline, and at the deadline its connections are cut."""
+    assert check.url is not None
+    ts = time.time()
+    t0 = time.monotonic()
+    cutter = _Cutter()
+    box: list[tuple[bool, int | None, bool, str]] = []
+    worker = threading.Thread(
+        target=lambda: box.append(_fetch(check.url or "", check.timeout, cutter)),
+        name=f"check-{check.name}",
+        daemon=True,  # a fetch stuck where no cut reaches (a name lookup) never blocks exit
+    )
+    worker.start()
+    worker.join(check.timeout)
+    if worker.is_alive():
+        cutter.cut()
+        worker.join(CUT_GRACE)
+    if cutter.cut_off or not box:  # a fetch that had to be cut failed, whatever it read
+        ok, code, timed_out = False, None, True
+        detail = f"timed out after {check.timeout:g}s (no complete answer in time)"
+    else:
+        ok, code, timed_out, detail = box[0]
     return CheckResult(
         name=check.name,
         ok=ok,

@@ -10,6 +10,10 @@ than most of these calls). The rules it keeps:
   stash is also pinned by ``refs/cmux/rescue-stash/<id>`` so that no
   ``git stash drop`` or reflog expiry can lose it. If saving fails, nothing
   is reset.
+- A refusal changes nothing, or says exactly what it did: work a stash
+  cannot take (inside a submodule, an untracked repository in the tree) is
+  refused before anything is written; should a stash still leave something
+  behind, it is applied again and dropped, or the error names the stash.
 - The reset moves HEAD and the index, then rewrites only the files the undone
   commits changed. cmux's own files (the data root, and cmux.toml and
   .gitignore while uncommitted) are outside every stash and every write; an ignored file in the
@@ -323,6 +327,26 @@ class Repo:
         out = self.git("status", "--porcelain", "-z", "-uall", "--no-renames", "--", *spec)
         return [entry[3:] for entry in _split_z(out)]
 
+    def unsaveable(self) -> list[tuple[str, str]]:
+        """Dirty paths a stash cannot set aside (see :func:`unsaveable`)."""
+        spec = self.pathspec()
+        out = self.git("status", "--porcelain=v2", "-z", "-uall", "--no-renames", "--", *spec)
+        return unsaveable(out)
+
+    def refuse_unsaveable(self) -> None:
+        """Raise, having changed nothing, when a stash could not save everything."""
+        blocked = self.unsaveable()
+        if not blocked:
+            return
+        listed = "; ".join(f"{path} ({why})" for path, why in blocked[:5])
+        more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+        raise GitError(
+            f"cannot roll back: git stash cannot save the work inside {listed}{more}; "
+            "nothing was changed",
+            "commit or stash that work inside the submodule or repository itself "
+            "(or undo it), then roll back again",
+        )
+
     # -- rescues ---------------------------------------------------------------------
 
     def _branch_exists(self, name: str) -> bool:
@@ -353,25 +377,60 @@ class Repo:
             f"cmux rescue {rescue.id}: uncommitted work at {rescue.head[:10]}, "
             f"saved before a rollback to {rescue.target[:10]} (branch {rescue.branch})"
         )
-        before = self.git("rev-parse", "-q", "--verify", "refs/stash", check=False).strip()
-        self.git(
-            *self._identity(),
-            "stash",
-            "push",
-            "--include-untracked",
-            "-m",
-            message,
-            "--",
-            *self.pathspec(),
+        try:
+            self.git(
+                *self._identity(),
+                "stash",
+                "push",
+                "--include-untracked",
+                "-m",
+                message,
+                "--",
+                *self.pathspec(),
+            )
+        finally:
+            # Found by its message, not as the newest stash: refs/stash is shared
+            # by every worktree of the repository, so another one may stash at
+            # the same moment. Recorded and pinned at once, even when the push
+            # failed half-way: from here on every way out must say where the
+            # work went (see _saving_failed).
+            ours = self._find_stash(rescue.id)
+            if ours:
+                rescue.stash = ours
+                rescue.stash_ref = STASH_REF_PREFIX + rescue.id
+                self.git("update-ref", "-m", message, rescue.stash_ref, ours)
+
+    def _find_stash(self, rid: str) -> str | None:
+        out = self.git("stash", "list", "--format=%H%x00%s", check=False)
+        for line in out.splitlines():
+            sha, subject = _fields(line, 2)
+            if subject.startswith("On ") and f": cmux rescue {rid}: " in subject:
+                return sha
+        return None
+
+    def _undo_stash(self, rescue: Rescue) -> bool:
+        """Put the stash just made back into the work tree and forget it.
+
+        True when the work tree and index are as they were (the stash is then
+        dropped and unpinned); False when it could not be applied, and it stays
+        where ``rescue.stash`` and ``rescue.stash_ref`` say."""
+        assert rescue.stash is not None
+        proc = subprocess.run(
+            ["git", "stash", "apply", "--index", "-q", rescue.stash],
+            cwd=self.top,
+            capture_output=True,
+            env=_env(),
+            check=False,
         )
-        after = self.git("rev-parse", "-q", "--verify", "refs/stash", check=False).strip()
-        if not after or after == before:
-            return  # the tree became clean in the meantime: nothing to save
-        if rescue.id not in self.git("log", "-1", "--format=%s", after):
-            raise GitError(f"the newest stash {after[:10]} is not the one cmux just made")
-        rescue.stash = after
-        rescue.stash_ref = STASH_REF_PREFIX + rescue.id
-        self.git("update-ref", "-m", message, rescue.stash_ref, after)
+        if proc.returncode != 0:
+            return False
+        entries = self.git("stash", "list", "--format=%H", check=False).split()
+        if rescue.stash in entries:
+            self.git("stash", "drop", "-q", f"stash@{{{entries.index(rescue.stash)}}}", check=False)
+        if rescue.stash_ref:
+            self.git("update-ref", "-d", rescue.stash_ref, check=False)
+        rescue.stash = rescue.stash_ref = None
+        return True
 
     def _move_to(self, old: str, target: str, rescue: Rescue) -> None:
         """HEAD and index to ``target``; rewrite only the files that differ.
@@ -449,8 +508,9 @@ class Repo:
                 {"sha": c.sha, "subject": c.subject} for c in self.commits_between(target, head)
             ],
         )
-        self.ignore_data_root()
         rescue.files = self.dirty()
+        if rescue.files:
+            self.refuse_unsaveable()  # before anything is written
         save_rescue(self.data, rescue)
         try:
             self.git("branch", rescue.branch, head)
@@ -470,21 +530,50 @@ class Repo:
                     f"{len(left)} path(s) could not be set aside: {', '.join(left[:5])}",
                 )
         except GitError as exc:
-            rescue.status, rescue.error = "failed", exc.message
-            save_rescue(self.data, rescue)
-            if not rescue.stash:
-                self.git("branch", "-D", rescue.branch, check=False)
-            raise GitError(
-                f"could not save the uncommitted work, so nothing was rolled back: {exc.message}",
-                "nothing was changed; if a merge or rebase is in progress, finish or abort it",
-            ) from None
+            raise self._saving_failed(rescue, exc) from None
         rescue.status = "saved"
         save_rescue(self.data, rescue)
-        self._move_to(head, target, rescue)
+        try:
+            self.ignore_data_root()
+            self._move_to(head, target, rescue)
+        except (GitError, OSError) as exc:
+            words = exc.message if isinstance(exc, GitError) else str(exc)
+            rescue.status, rescue.error = "failed", words
+            save_rescue(self.data, rescue)
+            stash = f", uncommitted work in stash {rescue.stash[:10]}" if rescue.stash else ""
+            raise GitError(
+                f"everything was saved (commits on {rescue.branch}{stash}), then moving to "
+                f"{target[:10]} failed half-way: {words}; HEAD is now "
+                f"{(self.head() or '?')[:10]}",
+                f"`cmux rescue show {rescue.id}` shows how to get back to where you were",
+            ) from None
         rescue.left_dirty = self.dirty()
         rescue.status = "done"
         save_rescue(self.data, rescue)
         return rescue
+
+    def _saving_failed(self, rescue: Rescue, exc: GitError) -> GitError:
+        """The error to raise when saving failed, having undone what saving did,
+        or, where that is not possible, saying exactly what it did."""
+        what = f"could not save the uncommitted work, so nothing was rolled back: {exc.message}"
+        hint = "if a merge or rebase is in progress, finish or abort it"
+        rescue.status, rescue.error = "failed", exc.message
+        kept = rescue.stash is not None and not self._undo_stash(rescue)
+        save_rescue(self.data, rescue)
+        if not kept:
+            self.git("branch", "-D", rescue.branch, check=False)
+            return GitError(what, f"nothing was changed; {hint}")
+        assert rescue.stash is not None
+        still = set(self.dirty())
+        moved = [f for f in rescue.files if f not in still]
+        files = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+        return GitError(
+            f"{what}. Your uncommitted work ({files}) was moved out of the work tree "
+            f"into stash {rescue.stash[:10]} (pinned as {rescue.stash_ref}, made at "
+            f"{rescue.head[:10]}, branch {rescue.branch}) and could not be put back",
+            f"bring it back: git switch -c restore-{rescue.id} {rescue.branch} && "
+            f"git stash apply --index {rescue.stash[:10]}",
+        )
 
 
 @dataclass
@@ -526,6 +615,9 @@ def plan(repo: Repo, passed: Iterable[str], to: str | None = None, *, force: boo
             f"{to or target[:10]} is not HEAD or behind it, so this is not a rollback",
             "add --force to move there anyway (your work is saved first either way)",
         )
+    dirty = repo.dirty()
+    if dirty:
+        repo.refuse_unsaveable()
     undone = repo.commits_between(target, head)
     lg = repo.last_good()
     if lg:
@@ -534,11 +626,53 @@ def plan(repo: Repo, passed: Iterable[str], to: str | None = None, *, force: boo
         head=head,
         target=target,
         undone=undone,
-        dirty=repo.dirty(),
+        dirty=dirty,
         target_passed=target in good,
         passed_undone=[c.sha for c in undone if c.sha in good],
         ancestor=ancestor,
     )
+
+
+def unsaveable(status_v2: str) -> list[tuple[str, str]]:
+    """From ``git status --porcelain=v2 -z -uall``: the dirty paths that
+    ``git stash push --include-untracked`` cannot set aside, with why.
+
+    A stash saves the superproject only: changes inside a submodule (its
+    files, its untracked files, or a checked-out commit other than the one
+    recorded) stay in the work tree, and so does an untracked repository
+    inside the tree (git lists it as ``dir/`` even with -uall).
+    """
+    out: list[tuple[str, str]] = []
+    fields = status_v2.split("\0")
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if entry.startswith(("1 ", "u ")):
+            parts = entry.split(" ", 10 if entry[0] == "u" else 8)
+            sub, path = parts[2], parts[-1]
+            if sub.startswith("S") and sub != "S...":
+                why = [
+                    w
+                    for flag, w in zip(
+                        sub[1:],
+                        (
+                            "a commit other than the one recorded",
+                            "modified content",
+                            "untracked content",
+                        ),
+                        strict=False,
+                    )
+                    if flag != "."
+                ]
+                out.append((path, "submodule: " + ", ".join(why)))
+            elif sub.startswith("S"):
+                out.append((path, "submodule: a staged change"))
+        elif entry.startswith("2 "):
+            i += 1  # a rename's original path follows
+        elif entry.startswith("? ") and entry.endswith("/"):
+            out.append((entry[2:], "a git repository inside the work tree"))
+    return out
 
 
 def _prune_empty_dirs(d: Path, top: Path) -> None:

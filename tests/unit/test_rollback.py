@@ -326,3 +326,102 @@ def test_not_a_git_repository(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(NotAGitRepo):
         rb.Repo(tmp_path / "plain", DataRoot(tmp_path / "plain" / ".cmux"))
+
+
+def _submodule(root: Path, tmp_path: Path) -> Path:
+    lib = make_repo(tmp_path / "lib")
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(root, "commit", "-q", "-m", "lib")
+    return root / "lib"
+
+
+def test_unsaveable_names_submodules_and_nested_repositories(repo: rb.Repo, tmp_path: Path) -> None:
+    root = repo.top
+    lib = _submodule(root, tmp_path)
+    commit(root, "two", {"f": "2\n"})
+    assert repo.unsaveable() == []  # a clean submodule is no obstacle
+    (root / "f").write_text("dirty\n")
+    assert repo.unsaveable() == []  # nor is a dirty file a stash can take
+    (lib / "README.md").write_text("changed\n")
+    (lib / "extra").write_text("new\n")
+    make_repo(root / "deps" / "tool")
+    assert repo.unsaveable() == [
+        ("lib", "submodule: modified content, untracked content"),
+        ("deps/tool/", "a git repository inside the work tree"),
+    ]
+
+
+def test_when_saving_fails_after_the_stash_the_work_is_put_back(
+    repo: rb.Repo, tmp_path: Path
+) -> None:
+    """The last line of defence: should the check before saving miss something
+    a stash leaves behind, the stash is applied again and dropped, so
+    "nothing was changed" stays true."""
+    root = repo.top
+    lib = _submodule(root, tmp_path)
+    base = commit(root, "two", {"f": "2\n"})
+    head = commit(root, "three", {"f": "3\n"})
+    (root / "f").write_text("dirty\n")
+    (root / "new.txt").write_text("untracked\n")
+    git(root, "add", "new.txt")
+    (root / "loose.txt").write_text("untracked too\n")
+    (lib / "README.md").write_text("changed in the submodule\n")
+    before = snapshot(root)
+    index = git(root, "ls-files", "-s")
+    repo.refuse_unsaveable = lambda: None  # type: ignore[method-assign]
+
+    with pytest.raises(GitError) as info:
+        repo.rollback(base, reason="test", auto=True)
+
+    assert "nothing was changed" in str(info.value) and "could not be set aside: lib" in str(
+        info.value
+    )
+    assert repo.head() == head
+    assert snapshot(root) == before
+    assert git(root, "ls-files", "-s") == index
+    assert git(root, "stash", "list") == ""
+    assert not git(root, "for-each-ref", "refs/cmux/rescue-stash/").strip()
+    assert not git(root, "branch", "--list", "cmux/rescue/*").strip()
+
+
+def test_when_the_work_cannot_be_put_back_the_error_says_where_it_is(
+    repo: rb.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repo.top
+    lib = _submodule(root, tmp_path)
+    base = commit(root, "two", {"f": "2\n"})
+    (root / "f").write_text("dirty\n")
+    (lib / "README.md").write_text("changed in the submodule\n")
+    repo.refuse_unsaveable = lambda: None  # type: ignore[method-assign]
+    monkeypatch.setattr(rb.Repo, "_undo_stash", lambda self, rescue: False)
+
+    with pytest.raises(GitError) as info:
+        repo.rollback(base, reason="test", auto=True)
+
+    text = str(info.value)
+    stash = git(root, "rev-parse", "refs/stash").strip()
+    assert "nothing was changed" not in text
+    assert f"into stash {stash[:10]}" in text and "refs/cmux/rescue-stash/" in text
+    assert f"git stash apply --index {stash[:10]}" in text and "work (f) was moved" in text
+    assert git(root, "branch", "--list", "cmux/rescue/*").strip()  # kept: the stash names it
+
+
+def test_a_reset_that_fails_after_saving_says_what_was_saved(
+    repo: rb.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repo.top
+    base = commit(root, "two", {"f": "2\n"})
+    commit(root, "three", {"f": "3\n"})
+    (root / "f").write_text("dirty\n")
+
+    def broken(self: rb.Repo, old: str, target: str, rescue: rb.Rescue) -> None:
+        raise GitError("git reset failed: disk on fire")
+
+    monkeypatch.setattr(rb.Repo, "_move_to", broken)
+    with pytest.raises(GitError) as info:
+        repo.rollback(base, reason="test", auto=True)
+    text = str(info.value)
+    stash = git(root, "rev-parse", "refs/stash").strip()
+    assert "everything was saved" in text and f"stash {stash[:10]}" in text
+    assert "disk on fire" in text and "cmux rescue show" in text
+    assert "nothing was changed" not in text

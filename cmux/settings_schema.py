@@ -1,0 +1,359 @@
+"""The one schema of cmux.toml: every section, every key, its type and range.
+
+:func:`validate` checks a parsed file as a whole; :func:`check_env` checks
+the value of a ``CMUX_*`` variable that overrides a key. Both raise
+ConfigError naming the key, the value and what is allowed, so a typo or an
+``inf`` is never silently ignored and never switches the safety net off.
+
+Invariants:
+
+- Every section and every key cmux reads is listed here, and nothing else is
+  accepted: an unknown section or key is an error ("did you mean ...?").
+- Numbers are finite and within their range; booleans are not numbers; a
+  table is never accepted where a value belongs, nor the reverse.
+- Validation only checks: the values are used as TOML gave them (the readers
+  in cmux.config and cmux.health.config convert int/float and fill defaults).
+
+Imported only when cmux.toml is parsed: cmux.config caches a file that
+passed (keyed by its stat and ``config.SCHEMA_VERSION``, to bump whenever
+this schema changes), so an agent's ``tools/mailbox send`` does not pay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from cmux.errors import ConfigError
+
+BUILTIN_PROFILES = ("claude", "demo", "shell")  # as in cmux.agents.profiles
+PERMISSION_MODES = ("default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan")
+DAY = 86400.0
+
+
+def show(value: Any) -> str:
+    """A value as a person wrote it in TOML (a table is "a table")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list):
+        text = "[" + ", ".join(show(v) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
+        return text if len(text) <= 60 else text[:57] + "..."
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _wrong(where: str, value: Any, allowed: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"{where} must be {allowed}, not {show(value)}", hint)
+
+
+# -- values ---------------------------------------------------------------------
+# A validator is called with (value, where) and raises ConfigError, or returns.
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:g}"
+
+
+class Number:
+    """A finite number (``kind`` int: a whole one) from ``lo`` to ``hi``."""
+
+    def __init__(self, kind: type, lo: float, hi: float, unit: str = "") -> None:
+        self.kind, self.lo, self.hi, self.unit = kind, lo, hi, unit
+
+    @property
+    def allowed(self) -> str:
+        what = "a whole number" if self.kind is int else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{what}{unit} from {_num(self.lo)} to {_num(self.hi)}"
+
+    def __call__(self, value: Any, where: str) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and self.lo <= value <= self.hi
+        if ok and self.kind is int:
+            ok = value == int(value)
+        if not ok:
+            raise _wrong(where, value, self.allowed)
+
+
+class Text:
+    """A string that is not blank; with ``choices``, one of them."""
+
+    def __init__(self, choices: tuple[str, ...] = ()) -> None:
+        self.choices = choices
+
+    @property
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(f'"{c}"' for c in self.choices)
+        return "a non-empty string"
+
+    def __call__(self, value: Any, where: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise _wrong(where, value, self.allowed)
+        if self.choices and value not in self.choices:
+            raise _wrong(where, value, self.allowed, _near(value, self.choices))
+
+
+def flag(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise _wrong(where, value, "true or false")
+
+
+def strings(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong(where, value, 'a list of strings, e.g. ["--verbose"]')
+
+
+def command(value: Any, where: str) -> None:
+    if isinstance(value, str) and value.strip():
+        return
+    if isinstance(value, list) and value and all(isinstance(a, str) and a for a in value):
+        return
+    raise _wrong(where, value, 'a command line, or a list of strings such as ["pytest", "-q"]')
+
+
+def url(value: Any, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _wrong(
+            where,
+            value,
+            "an http:// or https:// address",
+            'for example: url = "http://127.0.0.1:8000/health"',
+        )
+
+
+Validator = Callable[[Any, str], None]
+
+
+# -- tables ---------------------------------------------------------------------
+
+
+def _closest(word: str, known: tuple[str, ...]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _near(word: str, known: tuple[str, ...]) -> str | None:
+    close = _closest(word, known)
+    return f"did you mean {close!r}?" if close else None
+
+
+class Table:
+    """A TOML table with these keys (each a validator) and nothing else;
+    ``rule`` checks what involves more than one key."""
+
+    def __init__(
+        self,
+        keys: dict[str, Validator],
+        required: tuple[str, ...] = (),
+        rule: Callable[[dict[str, Any], str], None] | None = None,
+        doc: str = "README.md",
+    ) -> None:
+        self.keys, self.required, self.rule, self.doc = keys, required, rule, doc
+
+    def __call__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, not {show(value)}")
+        for key in value:
+            if key not in self.keys:
+                near = _near(key, tuple(self.keys))
+                raise ConfigError(
+                    f"{where} has an unknown key: {key}",
+                    (near + " " if near else "")
+                    + f"the keys of {where}: {', '.join(self.keys)} (see {self.doc})",
+                )
+        for key in self.required:
+            if key not in value:
+                raise ConfigError(f"{where} needs a {key}")
+        for key, check in self.keys.items():
+            if key in value:
+                check(value[key], f"{where} {key}")
+        if self.rule is not None:
+            self.rule(value, where)
+
+
+class Named:
+    """``[NAME.*]``: any number of tables, each checked by ``table``."""
+
+    def __init__(self, section: str, table: Table) -> None:
+        self.section, self.table = section, table
+
+    def __call__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"[{self.section}] must hold tables such as [{self.section}.NAME], "
+                f"not {show(value)}"
+            )
+        for name, spec in value.items():
+            if not isinstance(spec, dict):
+                raise ConfigError(f"[{self.section}.{name}] must be a table, not {show(spec)}")
+            self.table(spec, f"[{self.section}.{name}]")
+
+
+# -- [health] -------------------------------------------------------------------
+
+
+def _seconds(lo: float, hi: float = DAY) -> Number:
+    return Number(float, lo, hi, "of seconds")
+
+
+def _one_of_command_or_url(spec: dict[str, Any], where: str) -> None:
+    if ("command" in spec) == ("url" in spec):
+        raise ConfigError(
+            f"{where} needs exactly one of command or url",
+            'command = "pytest -q -x", or url = "http://127.0.0.1:8000/health"',
+        )
+
+
+CHECK = Table(
+    {"name": Text(), "command": command, "url": url, "timeout": _seconds(0.01)},
+    rule=_one_of_command_or_url,
+    doc="docs/HEALTH.md",
+)
+
+
+def check_name(i: int, spec: dict[str, Any]) -> str:
+    """A check's name: its own, or check1, check2 ... by position."""
+    name = spec.get("name")
+    return name.strip() if isinstance(name, str) and name.strip() else f"check{i + 1}"
+
+
+def checks(value: Any, where: str) -> None:
+    """``[[health.checks]]``: a list of tables (one ``[health.checks]`` table
+    also counts as a list of one), each with its own name."""
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{where} must be a list of tables, not {show(value)}",
+            "write each one as [[health.checks]]",
+        )
+    seen: set[str] = set()
+    for i, spec in enumerate(value):
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"[[health.checks]] #{i + 1} must be a table with a command or a url, "
+                f"not {show(spec)}"
+            )
+        name = check_name(i, spec)
+        CHECK(
+            spec, f"[[health.checks]] {name!r}" if "name" in spec else f"[[health.checks]] #{i + 1}"
+        )
+        if name in seen:
+            raise ConfigError(
+                f"[[health.checks]] {name!r}: two checks have the same name",
+                "give each check its own name",
+            )
+        seen.add(name)
+
+
+HEALTH = Table(
+    {
+        "interval": _seconds(0.05),
+        "threshold": Number(int, 1, 1000),
+        "restart": Text(),
+        "restart_timeout": _seconds(0.05),
+        "restart_wait": _seconds(0),
+        "rollback_budget": Number(int, 0, 1000),
+        "rollback_window": _seconds(1, 366 * DAY),
+        "idle_nudge": _seconds(0, 366 * DAY),
+        "worker_time_limit": _seconds(0, 366 * DAY),
+        "worker_grace": _seconds(0),
+        "supervisor_restarts": Number(int, 0, 1000),
+        "supervisor_restart_window": _seconds(1, 366 * DAY),
+        "checks": checks,
+    },
+    doc="docs/HEALTH.md",
+)
+
+
+# -- the file -------------------------------------------------------------------
+
+PROFILE = Table({"command": Text(), "task": Text(("arg", "type", "none"))}, required=("command",))
+
+CMUX = Table({"data_root": Text(), "agent": Text()})
+CLAUDE = Table(
+    {
+        "command": Text(),
+        "permission_mode": Text(PERMISSION_MODES),
+        "args": strings,
+        "trust": flag,
+    }
+)
+MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})
+
+SECTIONS: dict[str, Validator] = {
+    "cmux": CMUX,
+    "claude": CLAUDE,
+    "mail": MAIL,
+    "profiles": Named("profiles", PROFILE),
+    "health": HEALTH,
+}
+
+
+def validate(raw: dict[str, Any], source: str = "cmux.toml") -> None:
+    """Check a whole parsed cmux.toml; raise ConfigError at the first mistake."""
+    try:
+        _validate(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+
+
+def _validate(raw: dict[str, Any]) -> None:
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            near = _closest(name, tuple(SECTIONS))
+            listed = ", ".join(f"[{s}]" for s in SECTIONS).replace("[profiles]", "[profiles.NAME]")
+            raise ConfigError(
+                f"[{name}] is not a section cmux knows"
+                + ("" if isinstance(value, dict) else f" (nor a key outside one: {name} = ...)"),
+                (f"did you mean [{near}]? " if near else "") + f"the sections: {listed}",
+            )
+        SECTIONS[name](value, f"[{name}]")
+    agent = raw.get("cmux", {}).get("agent")
+    known = (*BUILTIN_PROFILES, *raw.get("profiles", {}))
+    if agent is not None and agent not in known:
+        near = _near(agent, known)
+        raise ConfigError(
+            f"[cmux] agent = {show(agent)} is not a profile",
+            (near + " " if near else "") + f"the profiles: {', '.join(known)}",
+        )
+
+
+# -- CMUX_* overrides -----------------------------------------------------------
+
+ENV: dict[str, tuple[str, Table]] = {
+    "CMUX_DEPTH_LIMIT": ("[mail] depth_limit", MAIL),
+    "CMUX_MAX_BODY": ("[mail] max_body_bytes", MAIL),
+    "CMUX_PERMISSION_MODE": ("[claude] permission_mode", CLAUDE),
+    "CMUX_CLAUDE": ("[claude] command", CLAUDE),
+    "CMUX_AGENT_PROFILE": ("[cmux] agent", CMUX),
+}
+
+
+def check_env(name: str, text: str) -> Any:
+    """The value of an overriding variable, checked as its key in the file is."""
+    key, table = ENV[name]
+    check = table.keys[key.split()[-1]]
+    hint = f"it overrides {key}; fix or unset it"
+    value: Any = text
+    if isinstance(check, Number):
+        try:
+            value = int(text.strip()) if check.kind is int else float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be {check.allowed}, not {text!r}", hint) from None
+    try:
+        check(value, name)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint) from None
+    return value
