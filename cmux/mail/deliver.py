@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmux.fsutil import atomic_write
-from cmux.mail.message import Message
+from cmux.mail.message import Message, check_paths
 from cmux.paths import DataRoot
 from cmux.tmux import Tmux
 
@@ -43,12 +43,28 @@ def sanitize(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
+_NOT_IN_HEADER = re.compile(r"[\s\[\]]")
+
+
+def token(text: str, limit: int = 128) -> str:
+    """One header word: sanitized, and no whitespace or brackets, so that no
+    field can end the header early or start a second line. (Loading already
+    refuses such ids and names; this holds even if a message skips that.)"""
+    return _NOT_IN_HEADER.sub("_", sanitize(text))[:limit] or "_"
+
+
 def header(msg: Message) -> str:
+    """The one line that heads a delivery; every field in it is sanitized."""
     subject = f" subject={sanitize(msg.subject)[:80]!r}" if msg.subject else ""
-    return f"[cmux mail {msg.id} from {msg.sender} kind={msg.kind}{subject}]"
+    who = token(msg.sender, 32)
+    return f"[cmux mail {token(msg.id)} from {who} kind={token(msg.kind, 16)}{subject}]"
 
 
 def large_body_file(data: DataRoot, msg: Message) -> Path:
+    """Where a body too large to type is written. The path is built from the
+    message's ``to`` and ``id`` only after both are checked against the schema,
+    so no field can point it outside the recipient's mailbox."""
+    check_paths(msg)
     return data.mailbox(msg.to) / "large" / f"{msg.id}.txt"
 
 

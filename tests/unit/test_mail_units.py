@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cmux.config import load_config
-from cmux.errors import EmptyMessage, MessageTooLarge, StorageError, UnknownRecipient
+from cmux.errors import EmptyMessage, MessageLoop, MessageTooLarge, StorageError, UnknownRecipient
 from cmux.mail import store
 from cmux.mail.deliver import INLINE_LIMIT, header, render, sanitize
 from cmux.mail.message import MalformedMessage, Message, new_id
@@ -139,10 +139,13 @@ def test_replies_count_depth_and_a_loop_goes_to_deadletter(cfg) -> None:
         sender, to = (b, a) if hop % 2 else (a, b)
         for loaded in store.take(cfg.data, sender):
             store.mark_delivered(loaded.path)
-        m = store.send(cfg, to=to, body=f"re {hop}", sender=sender)
-        assert m.depth == min(hop, limit + 1)
         if hop > limit:
+            # The sender is told at once that this one was not delivered.
+            with pytest.raises(MessageLoop, match=f"depth {hop} is past the limit"):
+                store.send(cfg, to=to, body=f"re {hop}", sender=sender)
             break
+        m = store.send(cfg, to=to, body=f"re {hop}", sender=sender)
+        assert m.depth == hop
     reasons = list(cfg.data.deadletter.glob("*.reason"))
     assert len(reasons) == 1
     assert "past the limit" in json.loads(reasons[0].read_text())["reason"]
