@@ -212,6 +212,9 @@ class Router:
             store.requeue(self.data, agent.name, path)
             self._hold(agent.name, f"typing failed: {exc.message}")
             return False
+        except (ValueError, UnicodeError) as exc:
+            store.quarantine(self.data, agent.name, path, f"cannot be typed: {exc}")
+            return True
         except BaseException:
             store.requeue(self.data, agent.name, path)
             raise

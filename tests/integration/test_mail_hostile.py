@@ -55,7 +55,7 @@ def bodies(rec: Path) -> list[str]:
 def reason(project: Project, fname: str, timeout: float = 10) -> dict[str, Any]:
     path = dead(project) / f"{fname}.reason"
     wait_until(path.exists, timeout=timeout, what=f"{fname} in deadletter")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads(path.read_text())
 
 
 def leftovers(project: Project, name: str) -> list[str]:
