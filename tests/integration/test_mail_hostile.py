@@ -54,7 +54,12 @@ def bodies(rec: Path) -> list[str]:
 
 def reason(project: Project, fname: str, timeout: float = 10) -> dict[str, Any]:
     path = dead(project) / f"{fname}.reason"
-    wait_until(path.exists, timeout=timeout, what=f"{fname} in deadletter")
+    # (the reason is written first, then the entry is moved beside it)
+    wait_until(
+        lambda: path.exists() and os.path.lexists(dead(project) / fname),
+        timeout=timeout,
+        what=f"{fname} in deadletter",
+    )
     return json.loads(path.read_text())
 
 
@@ -64,6 +69,12 @@ def leftovers(project: Project, name: str) -> list[str]:
     return sorted(os.listdir(b / "new")) + sorted(
         n for n in os.listdir(b / "cur") if not n.endswith(":2,S")
     )
+
+
+def settled(project: Project, name: str) -> None:
+    """Wait until the box holds nothing but delivered mail (a delivery is
+    marked just after its text reaches the pane)."""
+    wait_until(lambda: leftovers(project, name) == [], what=f"nothing left in {name}'s new/, cur/")
 
 
 # -- entries that are not message files ------------------------------------------------
@@ -82,7 +93,7 @@ def test_a_fifo_in_new_neither_freezes_the_router_nor_blocks_the_box(
     why = reason(project, fifo)
     assert "FIFO" in why["reason"] and why["to"] == "r1"
     assert stat.S_ISFIFO(os.lstat(dead(project) / fifo).st_mode)  # kept as it was
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
     project.ok("send", "r1", "third")  # the router is not stuck on it
     wait_until(lambda: bodies(rec)[-1:] == ["third"], what="a later message")
 
@@ -104,7 +115,7 @@ def test_a_symlink_is_not_followed_and_its_target_is_untouched(
     assert b"SECRET" not in rec.read_bytes()
     assert outside.read_text() == content
     assert os.readlink(dead(project) / f"{mid}.json") == str(outside)  # the link itself, kept
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
 
 
 def test_a_directory_entry_goes_to_deadletter_whole(project: Project, tmp_path: Path) -> None:
@@ -117,7 +128,7 @@ def test_a_directory_entry_goes_to_deadletter_whole(project: Project, tmp_path: 
     wait_until(lambda: bodies(rec) == ["after the directory"], what="the message")
     assert "directory" in reason(project, name)["reason"]
     assert (dead(project) / name / "inside").read_text() == "kept"
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
 
 
 def test_invalid_utf8_and_a_lone_surrogate_do_not_hold_back_the_batch(
@@ -139,7 +150,7 @@ def test_invalid_utf8_and_a_lone_surrogate_do_not_hold_back_the_batch(
     assert "malformed" in reason(project, bad_utf8)["reason"]
     assert "surrogate" in reason(project, f"{surrogate}.json")["reason"]
     assert (dead(project) / bad_utf8).read_bytes() == b'{"v": 1, "body": "\xff\xfe"}'
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
 
 
 # -- fields that try to leave the data root or forge a header ----------------------------
@@ -160,7 +171,7 @@ def test_ids_and_recipients_with_dotdot_never_name_a_path(project: Project, tmp_
     assert not Path(os.path.normpath(large / "../../../../escape-id.txt")).exists()
     assert not (project.data / "mailbox" / "../../evil").exists()
     assert bodies(rec) == ["after the traversals"]
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
 
 
 def test_a_sender_or_id_cannot_forge_a_header_or_reach_the_pane_raw(
@@ -202,9 +213,11 @@ def test_router_restart_over_bad_entries_in_cur_delivers_the_rest_and_keeps_ever
     os.mkfifo(cur / fifo)
     (cur / folder).mkdir()
     drop(project, "r1", "junk.json", b"junk claimed into cur", "cur")
-    # Bad entries of the same name elsewhere: in r1's new/ and r2's new/.
-    drop(project, "r1", "junk.json", b"junk in r1 new")
+    # Bad entries of the same name elsewhere: in r2's new/ and r1's new/.
     drop(project, "r2", "junk.json", b"junk in r2 new")
+    wait_until(lambda: (dead(project) / "junk.json").exists(), what="r2's junk dead-lettered")
+    settled(project, "r2")
+    drop(project, "r1", "junk.json", b"junk in r1 new")  # cannot be claimed over cur/'s
     pid = router_pid(project)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: router_pid(project) != pid, timeout=20, what="router restarted")
@@ -222,8 +235,8 @@ def test_router_restart_over_bad_entries_in_cur_delivers_the_rest_and_keeps_ever
     assert len(list(dead(project).glob("junk.json*.reason"))) == 3
     assert "FIFO" in reason(project, fifo)["reason"]
     assert "directory" in reason(project, folder)["reason"]
-    wait_until(lambda: leftovers(project, "r1") == [], what="nothing left in r1's new/ or cur/")
-    assert leftovers(project, "r2") == []
+    settled(project, "r1")
+    settled(project, "r2")
 
 
 # -- person's readers ----------------------------------------------------------------------
@@ -243,7 +256,7 @@ def test_inbox_and_mailbox_read_skip_a_fifo_and_show_the_rest(project: Project) 
     assert read.code == 0, read.err
     assert [m["body"] for m in read.json()] == ["second"]
     assert len(list(dead(project).glob("*.reason"))) == 2
-    assert leftovers(project, "human") == []
+    settled(project, "human")
 
 
 # -- a reply loop --------------------------------------------------------------------------
@@ -359,7 +372,7 @@ def test_a_full_disk_never_says_not_sent_for_a_stored_message_and_claims_are_ret
     assert r.code == 0 and r.out.startswith("sent "), r.err
     wait_until(lambda: bodies(rec)[-1:] == ["while the log is full"], what="delivery, log full")
     filler.unlink()
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
     # The mailbox's disk is full: nothing is stored, and the sender hears so.
     filler = fill(project.data / "mailbox")
     r = project.tool("mailbox", "send", "r1", "while the mailbox is full", agent="supervisor")
@@ -371,7 +384,7 @@ def test_a_full_disk_never_says_not_sent_for_a_stored_message_and_claims_are_ret
     assert r.code == 0, r.err
     wait_until(lambda: bodies(rec)[-1:] == ["space is back"], what="delivery after space returns")
     assert bodies(rec) == ["before", "while the log is full", "space is back"]
-    assert leftovers(project, "r1") == []
+    settled(project, "r1")
 
 
 @pytest.mark.timeout(90)
@@ -390,4 +403,4 @@ def test_mail_claimed_while_the_disk_is_full_is_delivered_not_left_in_cur(
     wait_until(lambda: not os.listdir(box(project, "r1") / "new"), what="the claim")
     filler.unlink()
     wait_until(lambda: bodies(rec)[-1:] == ["claimed while the disk is full"], what="the delivery")
-    wait_until(lambda: leftovers(project, "r1") == [], what="nothing left in cur/")
+    settled(project, "r1")
