@@ -298,7 +298,10 @@ def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) ->
     one name (from new/ and cur/, or from two boxes) get ``name``, ``name.1``,
     ... so none overwrites another."""
     dl = data.deadletter
-    dl.mkdir(parents=True, exist_ok=True)
+    try:
+        dl.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _storage(dl, exc) from exc
     text = json.dumps({"reason": reason, "to": original_to, "ts": events.now_iso()}) + "\n"
     base = name.lstrip(".") or "entry"
     for i in range(10_000):
@@ -485,10 +488,14 @@ def claim(data: DataRoot, agent: str, name: str) -> Path | None:
         return None
     if how == "unlinkable":
         try:
-            reason = _not_regular(os.lstat(src).st_mode) or "cannot be claimed"
-        except FileNotFoundError:
+            reason = _not_regular(os.lstat(src).st_mode)
+            if reason is None and not os.path.lexists(dst):
+                os.rename(src, dst)  # a file system without hard links: rename, as Maildir may
+                return dst
+        except OSError:
             return None
-        quarantine(data, agent, src, reason)
+        if reason:
+            quarantine(data, agent, src, reason)
         return None
     return dst if how == "moved" else None
 
@@ -518,7 +525,10 @@ def requeue(data: DataRoot, agent: str, path: Path) -> bool:
         if how == "taken" and os.path.samestat(st, os.lstat(dst)):
             os.unlink(path)  # a claim cut short between its link and its unlink
             return True
-    except FileNotFoundError:
+        if how == "unlinkable" and stat.S_ISREG(st.st_mode) and not os.path.lexists(dst):
+            os.rename(path, dst)  # a file system without hard links
+            return True
+    except OSError:
         return False
     reason = _not_regular(st.st_mode) or f"a second entry named {path.name!r} waits in new/"
     return quarantine(data, agent, path, reason) is not None
