@@ -20,6 +20,8 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 # files (<id>.json, large/<id>.txt), so no '/', no ':' (the Maildir flags), no
 # control characters, and it cannot start with '.' nor hold '..'.
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# The time of sending, RFC 3339 (printed as it is by `mailbox read`, `cmux inbox`).
+TS_RE = re.compile(r"^[0-9A-Za-z:.+ -]{0,64}\Z")
 _lock = threading.Lock()
 _last_ns = 0
 
@@ -151,6 +153,8 @@ class Message:
         subject, ts = d.get("subject") or "", d.get("ts") or ""
         if not isinstance(subject, str) or not isinstance(ts, str):
             raise MalformedMessage("subject and ts must be strings")
+        if not TS_RE.match(ts):
+            raise MalformedMessage(f"ts {ts[:80]!r} is not an RFC 3339 time")
         _utf8("body", d["body"])
         _utf8("subject", subject)
         _utf8("ts", ts)

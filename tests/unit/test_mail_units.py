@@ -210,6 +210,7 @@ def test_the_header_is_one_clean_line_whatever_the_fields_hold(cfg) -> None:
         ("body", "\udc80", "invalid surrogate"),
         ("reply_to", "../x", "reply_to"),
         ("depth", True, "depth"),
+        ("ts", "2026\x1b]52;c;eA==\x07", "RFC 3339"),
     ],
 )
 def test_the_schema_is_checked_on_load(field: str, value: object, words: str) -> None:
