@@ -106,6 +106,16 @@ class MessageTooLarge(MailError):
     """The body is over the size limit and cannot be stored."""
 
 
+class InvalidSender(MailError, UsageError):
+    """The sender's name (``$CMUX_AGENT``) or a ``reply_to`` id breaks the schema."""
+
+    exit_code = 2
+
+
+class MessageLoop(MailError):
+    """A reply past ``[mail] depth_limit``: it went to deadletter, not to its recipient."""
+
+
 class StorageError(CmuxError):
     """The disk refused a write (full, read-only, permissions)."""
 

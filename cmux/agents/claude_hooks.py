@@ -333,20 +333,35 @@ def on_stop(
 
 
 def handover(data: DataRoot, name: str, result: HookResult) -> bool:
-    """Claim waiting mail and answer with it as the agent's next input."""
+    """Claim waiting mail and answer with it as the agent's next input.
+
+    One message at a time through the store (bad entries go to deadletter on
+    the way); a message that cannot be rendered goes back to new/ for the
+    router, so nothing claimed here is left behind in cur/.
+    """
     if not mail_waiting(str(data.root), name):
         return False  # the common case, without importing the mailbox
-    from cmux import events
     from cmux.mail import store
 
-    taken = store.take(data, name, limit=MAX_HANDOVER_MESSAGES)
+    texts, taken = [], []
+    for loaded in store.take(data, name, limit=MAX_HANDOVER_MESSAGES):
+        try:
+            texts.append(render(data, loaded.msg))
+        except Exception as exc:
+            _log(str(data.root), f"Stop {name}: {loaded.msg.id} left for the router: {exc}")
+            store.requeue(data, name, loaded.path)
+            continue
+        taken.append(loaded)
     if not taken:
         return False
-    text = "\n\n".join(render(data, loaded.msg) for loaded in taken)
+    text = "\n\n".join(texts)
     result.stdout = json.dumps({"decision": "block", "reason": text}, ensure_ascii=False) + "\n"
     for loaded in taken:
-        store.mark_delivered(loaded.path)
-        events.record(
+        try:
+            store.mark_delivered(loaded.path)
+        except FileNotFoundError:
+            pass  # put back by a router meanwhile: delivered again (at least once)
+        store.note(
             data,
             "deliver",
             name,
@@ -365,7 +380,7 @@ def render(data: DataRoot, msg: Any) -> str:
     try:
         from cmux.mail.deliver import render as router_render
     except ImportError:
-        return f"[cmux mail {msg.id} from {msg.sender} kind={msg.kind}]\n{msg.body}"
+        raise RuntimeError("cmux.mail.deliver is missing: cannot render mail") from None
     text: str = router_render(msg, data)
     return text
 

@@ -1,6 +1,6 @@
 """Turning a message into what an agent sees, and typing it into a pane.
 
-The typing rules (DESIGN.md): control characters and escape sequences never
+The typing rules: control characters and escape sequences never
 reach a pane; a single short line is typed with ``send-keys -l``; long or
 multi-line text goes through a uniquely named paste buffer; a body too large
 to type is written to a file and referenced. Enter is pressed separately and
@@ -11,12 +11,13 @@ verified. Every delivery starts with one header line an agent can read:
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cmux.fsutil import atomic_write
-from cmux.mail.message import Message
+from cmux.mail.message import Message, check_paths
 from cmux.paths import DataRoot
 from cmux.text import sanitize
 from cmux.tmux import Tmux
@@ -25,12 +26,28 @@ TYPE_LIMIT = 400  # longer than this is pasted rather than typed
 INLINE_LIMIT = 32 * 1024  # larger than this is delivered by reference to a file
 
 
+_NOT_IN_HEADER = re.compile(r"[\s\[\]]")
+
+
+def token(text: str, limit: int = 128) -> str:
+    """One header word: sanitized, and no whitespace or brackets, so that no
+    field can end the header early or start a second line. (Loading already
+    refuses such ids and names; this holds even if a message skips that.)"""
+    return _NOT_IN_HEADER.sub("_", sanitize(text))[:limit] or "_"
+
+
 def header(msg: Message) -> str:
+    """The one line that heads a delivery; every field in it is sanitized."""
     subject = f" subject={sanitize(msg.subject)[:80]!r}" if msg.subject else ""
-    return f"[cmux mail {msg.id} from {msg.sender} kind={msg.kind}{subject}]"
+    who = token(msg.sender, 32)
+    return f"[cmux mail {token(msg.id)} from {who} kind={token(msg.kind, 16)}{subject}]"
 
 
 def large_body_file(data: DataRoot, msg: Message) -> Path:
+    """Where a body too large to type is written. The path is built from the
+    message's ``to`` and ``id`` only after both are checked against the schema,
+    so no field can point it outside the recipient's mailbox."""
+    check_paths(msg)
     return data.mailbox(msg.to) / "large" / f"{msg.id}.txt"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -11,6 +12,16 @@ from typing import Any
 from cmux.events import now_iso
 
 KINDS = ("message", "task", "done", "blocked", "status", "notice")
+# Agent names (the same rule as cmux.agents.registry.NAME_RE, which this module
+# does not import: it pulls in dataclasses, too slow for the send path). `human`,
+# `cmux` and `supervisor` match it too.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
+# Message ids: what new_id() makes, or any id of a safe charset. An id names
+# files (<id>.json, large/<id>.txt), so no '/', no ':' (the Maildir flags), no
+# control characters, and it cannot start with '.' nor hold '..'.
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# The time of sending, RFC 3339 (printed as it is by `mailbox read`, `cmux inbox`).
+TS_RE = re.compile(r"^[0-9A-Za-z:.+ -]{0,64}\Z")
 _lock = threading.Lock()
 _last_ns = 0
 
@@ -28,7 +39,33 @@ def new_id() -> str:
 
 
 class MalformedMessage(ValueError):
-    pass
+    """A message file that breaks the schema (mailbox/README.md); the text says how."""
+
+
+def valid_name(name: object) -> bool:
+    """True for a name that may stand in ``from`` or ``to`` (and name a mailbox)."""
+    return isinstance(name, str) and NAME_RE.match(name) is not None
+
+
+def valid_id(msg_id: object) -> bool:
+    """True for an id that may name a file: ID_RE, and no '..' anywhere."""
+    return isinstance(msg_id, str) and ID_RE.match(msg_id) is not None and ".." not in msg_id
+
+
+def check_paths(msg: Message) -> None:
+    """Raise MalformedMessage unless ``to`` and ``id`` may name files: call
+    before building any path from a message."""
+    if not valid_name(msg.to) or not valid_id(msg.id):
+        raise MalformedMessage(f"message {msg.id[:80]!r} to {msg.to[:40]!r}: invalid id or name")
+
+
+def _utf8(key: str, value: str) -> None:
+    """A JSON string may hold a lone surrogate (\\ud800) that no UTF-8 file,
+    pane or terminal can carry: refuse it on load."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage(f"field {key!r} holds an invalid surrogate") from None
 
 
 class Message:
@@ -99,20 +136,36 @@ class Message:
         for key in ("id", "to", "from", "body"):
             if not isinstance(d.get(key), str):
                 raise MalformedMessage(f"field {key!r} missing or not a string")
+        if not valid_id(d["id"]):
+            raise MalformedMessage(f"id {d['id'][:80]!r} is not a valid message id")
+        for key in ("to", "from"):
+            if not valid_name(d[key]):
+                raise MalformedMessage(f"{key!r} {d[key][:80]!r} is not a valid agent name")
         kind = d.get("kind", "message")
         if kind not in KINDS:
             raise MalformedMessage(f"unknown kind {kind!r}")
         depth = d.get("depth", 0)
-        if not isinstance(depth, int) or depth < 0:
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
             raise MalformedMessage("depth must be a whole number >= 0")
+        reply_to = d.get("reply_to")
+        if reply_to is not None and not valid_id(reply_to):
+            raise MalformedMessage("reply_to must be null or a valid message id")
+        subject, ts = d.get("subject") or "", d.get("ts") or ""
+        if not isinstance(subject, str) or not isinstance(ts, str):
+            raise MalformedMessage("subject and ts must be strings")
+        if not TS_RE.match(ts):
+            raise MalformedMessage(f"ts {ts[:80]!r} is not an RFC 3339 time")
+        _utf8("body", d["body"])
+        _utf8("subject", subject)
+        _utf8("ts", ts)
         return cls(
             to=d["to"],
             body=d["body"],
             sender=d["from"],
             kind=kind,
-            subject=str(d.get("subject") or ""),
+            subject=subject,
             depth=depth,
-            reply_to=d.get("reply_to"),
+            reply_to=reply_to,
             id=d["id"],
-            ts=str(d.get("ts") or ""),
+            ts=ts,
         )

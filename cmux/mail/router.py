@@ -58,6 +58,7 @@ class Router:
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._dirty: set[str] = set()
+        self._requeue: set[str] = set()  # boxes whose stale claims to put back
         self.held: set[str] = set()
         self.stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -88,6 +89,12 @@ class Router:
     def _work(self, name: str) -> None:
         while True:
             try:
+                with self._lock:
+                    stale = name in self._requeue
+                    self._requeue.discard(name)
+                if stale:
+                    # In this box's own worker, so never one of our claims in flight.
+                    store.unclaim_all(self.data, name, older_than=store.STALE_CLAIM)
                 self.deliver_agent(name)
             except Exception:
                 log.exception("delivering to %s failed", name)
@@ -173,12 +180,24 @@ class Router:
             return
         self._release(name)
         assert pane is not None
-        for loaded in store.take(self.data, name):
+        for loaded in store.claim_each(self.data, name):
             if not self.type_message(agent, pane, loaded.path, loaded.msg):
                 return
 
     def type_message(self, agent: Agent, pane: Pane, path: Path, msg: Message) -> bool:
-        text = render(msg, self.data, agent.profile)
+        """Type one claimed message; True when delivered. On any failure the
+        message leaves cur/ at once: back to new/ (to retry) or, if it is
+        the message itself that cannot be rendered, to deadletter."""
+        try:
+            text = render(msg, self.data, agent.profile)
+        except (ValueError, UnicodeError) as exc:
+            store.quarantine(self.data, agent.name, path, f"cannot be rendered: {exc}")
+            return True
+        except (CmuxError, OSError) as exc:
+            # e.g. a full disk while writing a large body's file: retry later.
+            store.requeue(self.data, agent.name, path)
+            self._hold(agent.name, f"delivery failed: {getattr(exc, 'message', exc)}")
+            return False
         t0 = time.monotonic()
         try:
             typed = type_into(
@@ -190,11 +209,20 @@ class Router:
             )
         except TmuxError as exc:
             # The pane went away under us: put the message back, hold the rest.
-            os.rename(path, path.parent.parent / "new" / path.name)
+            store.requeue(self.data, agent.name, path)
             self._hold(agent.name, f"typing failed: {exc.message}")
             return False
-        store.mark_delivered(path)
-        events.record(
+        except (ValueError, UnicodeError) as exc:
+            store.quarantine(self.data, agent.name, path, f"cannot be typed: {exc}")
+            return True
+        except BaseException:
+            store.requeue(self.data, agent.name, path)
+            raise
+        try:
+            store.mark_delivered(path)
+        except OSError:
+            pass  # still in cur/ unmarked: delivered again later (at least once)
+        store.note(
             self.data,
             "deliver",
             agent.name,
@@ -210,11 +238,8 @@ class Router:
     def deadletter_box(self, name: str, reason: str) -> None:
         for fname in store.pending(self.data, name):
             path = store.claim(self.data, name, fname)
-            if path is None:
+            if path is None or store.quarantine(self.data, name, path, reason) is None:
                 continue
-            raw = path.read_bytes()
-            store.deadletter(self.data, fname, raw, reason, original_to=name)
-            path.unlink(missing_ok=True)
             notify(
                 self.cfg,
                 f"Message {fname} could not be delivered: {reason}. "
@@ -229,7 +254,12 @@ class Router:
             store.unclaim_all(self.data, name)
 
     def scan_all(self) -> None:
-        self.schedule(self.boxes())
+        """Every box, and in each put back claims that nobody finished."""
+        names = self.boxes()
+        with self._lock:
+            self._requeue.update(names)
+        self.schedule(names)
+        store.unclaim_all(self.data, HUMAN, older_than=store.STALE_CLAIM)
 
     def names_from_changes(self, changes: Iterable[tuple[object, str]]) -> set[str]:
         names: set[str] = set()

@@ -390,3 +390,27 @@ def test_the_quick_mail_check_looks_where_the_store_writes(cfg: Config) -> None:
     store.send(cfg, to="w1", body="x", sender="human")
     assert claude_hooks.mail_waiting(home, "w1") and store.pending(cfg.data, "w1")
     assert not claude_hooks.mail_waiting(home, "nobody")
+
+
+def test_stop_hands_over_good_mail_past_a_fifo_a_directory_and_a_symlink(
+    cfg: Config, tmp_path: Path
+) -> None:
+    from cmux.mail.message import new_id
+
+    set_state(cfg, "busy")
+    new = cfg.data.mailbox("w1") / "new"
+    fifo, folder, link = (f"{new_id()}.json" for _ in range(3))
+    os.mkfifo(new / fifo)
+    (new / folder).mkdir()
+    (tmp_path / "target").write_text("not mail")
+    os.symlink(tmp_path / "target", new / link)
+    msg = store.send(cfg, to="w1", body="the real one", sender="supervisor")
+    proc = _run_hook(cfg, "Stop", payload("Stop"))
+    out, err = proc.communicate(json.dumps(payload("Stop", stop_hook_active=False)), timeout=30)
+    assert proc.returncode == 0, err
+    reason = json.loads(out)["reason"]
+    assert reason == f"[cmux mail {msg.id} from supervisor kind=message] the real one"
+    dl = cfg.data.deadletter
+    assert {p.name for p in dl.glob("*.reason")} == {f"{n}.reason" for n in (fifo, folder, link)}
+    assert store.pending(cfg.data, "w1") == [] and store.claimed(cfg.data, "w1") == []
+    assert (tmp_path / "target").read_text() == "not mail"
