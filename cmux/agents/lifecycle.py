@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmux import events
+from cmux import events, pidfile
 from cmux.agents import profiles, registry
 from cmux.agents.registry import Agent
 from cmux.config import Config, write_project_marker
@@ -179,16 +179,14 @@ def stop(cfg: Config) -> StopResult:
 
 
 def _stop_daemons(cfg: Config) -> None:
-    """Daemons die with their pane; pid files catch one that was detached."""
-    import signal
+    """Daemons die with their pane; pid files catch one that was detached.
 
-    for pidfile in cfg.data.run_dir.glob("*.pid"):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
-            pass
-        pidfile.unlink(missing_ok=True)
+    Only a process that is verifiably the one that wrote the file is
+    signalled (its pid and start time, see cmux/pidfile.py): a pid file left
+    by a crashed daemon whose pid another program now has is just removed.
+    """
+    for path in sorted(cfg.data.run_dir.glob("*.pid")):
+        pidfile.stop(path)
 
 
 # -- spawn / kill -----------------------------------------------------------------
