@@ -50,6 +50,15 @@ def cmux_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "cmux", *args]
 
 
+def monitor_argv(delay: float = 0.0) -> list[str]:
+    """The monitor pane's command: the keeper, which runs the monitor and
+    starts it again whenever it dies (see cmux/keeper.py)."""
+    keeper = [sys.executable, "-m", "cmux.keeper"]
+    if delay:
+        keeper += ["--delay", f"{delay:g}"]
+    return [*keeper, "--", *cmux_argv("monitor")]
+
+
 def base_env(cfg: Config) -> dict[str, str]:
     return {
         "CMUX_HOME": str(cfg.data.root),
@@ -122,7 +131,7 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
         monitor_pane = tmux.new_session(
             cfg.session_name,
             MONITOR,
-            cmux_argv("monitor"),
+            monitor_argv(),
             cwd=str(cfg.project_root),
             env=base_env(cfg),
             then=session_options(cfg),
