@@ -59,6 +59,11 @@ def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None
 
     cfg = load_config(agent=profile)
     r = lifecycle.start(cfg, profile=profile, command=command)
+    if r.left_by_dead_server:
+        ui.out(
+            "the tmux server of the last session had ended; marked exited: "
+            + ", ".join(r.left_by_dead_server)
+        )
     ui.out(
         f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows monitor, supervisor"
     )

@@ -127,8 +127,8 @@ class Router:
             return f"{name} has {agent.state}"
         if agent.state == "starting":
             return f"{name} is starting"
-        if pane is None or pane.dead:
-            return f"{name}'s pane is not there"
+        if pane is None or pane.dead or not registry.on_server(agent, pane.server):
+            return f"{name}'s pane is not there"  # (that pane id, on another server)
         if pane.in_mode:
             return f"{name}'s pane is in copy mode"
         if agent.state == "waiting":
