@@ -111,7 +111,11 @@ def test_each_daemon_comes_back_after_being_killed_again_and_again(
     wait_until(lambda: pid_of(run_dir(project) / "router.pid"), what="a router")
     project.ok("send", "echo", f"after {KILLS} kills")
     pane = project.status()["echo"]["pane_id"]
-    wait_until(lambda: f"after {KILLS} kills" in screen(project, pane), what="delivery")
+    try:
+        wait_until(lambda: f"after {KILLS} kills" in screen(project, pane), what="delivery")
+    except AssertionError:
+        print([e for e in project.events() if e.get("agent") == "echo"])
+        raise
     wait_until(lambda: len(daemons_of(project, "router")) == 1, what="exactly one router")
     wait_until(lambda: len(daemons_of(project, "health")) == 1, what="exactly one health daemon")
 
