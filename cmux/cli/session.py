@@ -101,7 +101,8 @@ def _attach(cfg, name: str | None) -> None:
     tmux = lifecycle.require_running(cfg)
     if name:
         agent = registry.get(cfg.data, name)
-        if agent.pane_id:
+        if registry.on_server(agent, tmux.server_id()):  # (else its id is another's pane)
+            assert agent.pane_id
             tmux.select_window(agent.pane_id)
     inside = os.environ.get("TMUX", "")
     if inside and Path(inside.split(",")[0]).name == cfg.socket_name:
