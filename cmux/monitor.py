@@ -1,18 +1,23 @@
 """The `monitor` window: cmux's daemons, kept alive, and a live status.
 
 The monitor starts each daemon (the router; the health monitor when
-[health] is configured) as a child process and starts it again within
-seconds if it dies, with back-off when it keeps dying. Between those checks
-it runs the watchdogs and redraws the status when something changed. It
-never polls faster than once a second, so idle it costs next to nothing:
-the registry is read again only when a record in it changed (one directory
-listing per tick tells), and shared by everything the tick runs.
+[health] is configured) as a child process and starts it again as soon as it
+dies (SIGCHLD wakes the loop), with back-off only when it keeps failing by
+itself (keeper.failed). Its daemons die with it (PR_SET_PDEATHSIG on Linux),
+and a new monitor first ends, by their verified pid files, any an old one
+left. The monitor itself is the child of cmux.keeper, which starts it again.
+Between those checks it runs the watchdogs and redraws the status when
+something changed. It never polls faster than once a second, so idle it
+costs next to nothing: the registry is read again only when a record in it
+changed (one directory listing per tick tells), and shared by everything the
+tick runs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from cmux import events
+from cmux import events, pidfile
 from cmux.agents import registry
 from cmux.agents.registry import Agent
 from cmux.config import Config
-from cmux.fsutil import atomic_write
+from cmux.keeper import failed, restart_delay
 from cmux.tmux import Tmux
 
 log = logging.getLogger(__name__)
@@ -45,19 +50,42 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, now: float) -> None:
-        log_path = os.devnull
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
-            stdout=open(log_path, "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),
         )
-        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
 
-    def backoff(self) -> float:
-        """0 s for the first restarts in a minute, then doubling up to 30 s."""
-        n = len(self.restarts)
-        return 0.0 if n < 3 else min(30.0, 0.5 * 2 ** (n - 3))
+    def died(self, code: int | None, now: float) -> None:
+        """Note an end; ``restarts`` keeps the failures of the last minute."""
+        if failed(code):
+            self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+
+    def backoff(self, now: float) -> float:
+        return restart_delay(self.restarts, now)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function that makes the child get SIGTERM when the monitor
+    dies (Linux's PR_SET_PDEATHSIG), so no daemon outlives it unsupervised."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the monitor died before that took effect
+            os._exit(0)
+
+    return preexec
 
 
 def daemons_for(cfg: Config) -> list[Daemon]:
@@ -79,7 +107,8 @@ def supervise(cfg: Config, daemons: list[Daemon], now: float) -> list[str]:
             code = d.proc.returncode
             events.record(cfg.data, "daemon-died", daemon=d.name, code=code)
             d.proc = None
-            d.next_start = now + d.backoff()
+            d.died(code, now)
+            d.next_start = now + d.backoff(now)
         if now >= d.next_start:
             d.start(now)
             events.record(
@@ -140,8 +169,21 @@ def _screen_watch() -> Callable[[Config, Tmux, list[Agent]], object] | None:
     return watch
 
 
+DAEMON_PIDS = ("router.pid", "health.pid")  # in state/run/, written by the daemons
+
+
+def end_leftovers(cfg: Config) -> list[str]:
+    """End daemons an earlier monitor left running (verified by their pid
+    files: never a process that merely got the same pid)."""
+    return [n for n in DAEMON_PIDS if pidfile.stop(cfg.data.run_dir / n)]
+
+
 def run(cfg: Config) -> None:
-    """The monitor's main loop (until SIGTERM/SIGHUP or the session ends)."""
+    """The monitor's main loop (until SIGTERM/SIGHUP or the session ends).
+
+    A SIGTERM ends the loop cleanly (the daemons first); the keeper, whose
+    child the monitor is, starts it again: `cmux stop` is the way to stop.
+    """
     from cmux.agents import lifecycle
 
     logging.basicConfig(
@@ -150,9 +192,12 @@ def run(cfg: Config) -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         force=True,
     )
-    atomic_write(cfg.data.run_dir / "monitor.pid", f"{os.getpid()}\n")
-    daemons = daemons_for(cfg)
+    pid_path = cfg.data.run_dir / "monitor.pid"
+    pidfile.write(pid_path)
     stopping = False
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -160,6 +205,13 @@ def run(cfg: Config) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    # A daemon's death (or a stop signal) wakes the loop at once.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    left = end_leftovers(cfg)
+    if left:
+        log.info("ended daemons an earlier monitor left: %s", ", ".join(left))
+    daemons = daemons_for(cfg)
     watchdog = _watchdog_tick()
     screens = _screen_watch()
     tmux = lifecycle.tmux_for(cfg)
@@ -187,8 +239,9 @@ def run(cfg: Config) -> None:
                 except Exception:
                     log.exception("watchdog failed")
             view.refresh(now)
-            time.sleep(TICK)
+            _wait(wake_r, daemons, lambda: stopping, now + TICK)
     finally:
+        signal.set_wakeup_fd(-1)
         for d in daemons:
             if d.alive() and d.proc:
                 d.proc.terminate()
@@ -198,7 +251,27 @@ def run(cfg: Config) -> None:
                     d.proc.wait(timeout=3)
                 except subprocess.TimeoutExpired:
                     d.proc.kill()
-        (cfg.data.run_dir / "monitor.pid").unlink(missing_ok=True)
+        pidfile.remove(pid_path)
+
+
+def _wait(wake_r: int, daemons: list[Daemon], stopping: Callable[[], bool], until: float) -> None:
+    """Sleep until ``until``, a daemon's death or a stop signal, whichever is first.
+
+    Every signal writes a byte to ``wake_r`` (signal.set_wakeup_fd); the SIGCHLDs
+    of this tick's own tmux calls are drained first and ignored, so the loop
+    never spins on them.
+    """
+    while True:
+        try:
+            while os.read(wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        left = until - time.time()
+        died = any(d.proc is not None and d.proc.poll() is not None for d in daemons)
+        if stopping() or left <= 0 or died:
+            return
+        select.select([wake_r], [], [], left)
 
 
 class StatusView:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cmux.errors import TmuxError, TmuxNotRunning, TmuxTargetMissing
 from cmux.umask import user_umask
@@ -47,8 +48,13 @@ _PANE_FIELDS = (
     "pane_height",
     "pane_dead_signal",
     "pane_dead_time",
+    "pid",  # the server's: with start_time, which server this pane lives on
+    "start_time",
 )
 _SEP = "\x1f"
+# A server's identity: its pid and start time. Pane ids (%0, %1 ...) restart
+# on every new server, so a pane id means something only together with this.
+SERVER_ID = "#{pid}:#{start_time}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,14 @@ class Pane:
     # (tmux leaves pane_dead_status empty then).
     dead_signal: int | None = None
     dead_time: int | None = None  # when it died (epoch seconds)
+    server: str = ""  # the identity of the server it lives on (SERVER_ID)
+
+
+class NewPane(NamedTuple):
+    """A pane just made, and the identity of the server that made it."""
+
+    pane_id: str
+    server: str
 
 
 def _parse_pane(line: str) -> Pane:
@@ -94,6 +108,7 @@ def _parse_pane(line: str) -> Pane:
         height=num(f[10]) or 0,
         dead_signal=num(f[11]),
         dead_time=num(f[12]),
+        server=f"{f[13]}:{f[14]}" if f[13] else "",
     )
 
 
@@ -365,6 +380,37 @@ class Tmux:
             return False
         return True
 
+    def server_id(self) -> str | None:
+        """The identity of the running server (SERVER_ID), or None if none runs."""
+        try:
+            out = self.cmd("display-message", "-p", SERVER_ID).strip()
+        except TmuxError:
+            return None
+        pid, _, started = out.partition(":")
+        return out if pid.isdigit() and started.isdigit() else None
+
+    def reap(self, server: str) -> None:
+        """Make the server ``server`` collect its dead children now.
+
+        tmux below 3.5 can miss a SIGCHLD (libutempter swaps the handler while a
+        pane is spawned): the dead process stays a zombie, the pane shows dead
+        without an exit status and the pane-died hook never fires. A SIGCHLD
+        sent again is harmless (tmux reaps with WNOHANG) and brings both.
+        """
+        import signal
+
+        try:
+            pid = int(server.partition(":")[0])
+        except ValueError:
+            return
+        live = self.server_id()
+        if live != server:
+            return  # not that server any more: never signal a reused pid
+        try:
+            os.kill(pid, signal.SIGCHLD)
+        except OSError:
+            pass
+
     def has_session(self, name: str) -> bool:
         try:
             self.cmd("has-session", "-t", f"={name}")
@@ -383,20 +429,20 @@ class Tmux:
         width: int = 200,
         height: int = 50,
         then: Sequence[Sequence[str]] = (),
-    ) -> str:
-        """Create a detached session; returns the pane id of its first window.
+    ) -> NewPane:
+        """Create a detached session; returns the pane of its first window.
 
         ``then``: commands run in the same tmux call, right after the session
         exists (server options must be set on a live server).
         """
         args = ["new-session", "-d", "-s", format_literal(name), "-n", format_literal(window)]
         args += ["-c", format_literal(cwd)]
-        args += ["-x", str(width), "-y", str(height), "-P", "-F", "#{pane_id}"]
+        args += ["-x", str(width), "-y", str(height), "-P", "-F", _NEW_PANE]
         args += _env_args(env)
         args.append(shlex.join(command))
         for extra in then:
             args += [";", *extra]
-        return self.cmd(*args).strip().splitlines()[0]
+        return _new_pane(self.cmd(*args).strip().splitlines()[0])
 
     def new_window(
         self,
@@ -406,14 +452,14 @@ class Tmux:
         *,
         cwd: str,
         env: Mapping[str, str] | None = None,
-    ) -> str:
-        """Create a window at the end of the session; returns its pane id."""
+    ) -> NewPane:
+        """Create a window at the end of the session; returns its pane."""
         args = ["new-window", "-d", "-t", f"={session}:", "-n", format_literal(name)]
         args += ["-c", format_literal(cwd)]
-        args += ["-P", "-F", "#{pane_id}"]
+        args += ["-P", "-F", _NEW_PANE]
         args += _env_args(env)
         args.append(shlex.join(command))
-        return self.cmd(*args).strip()
+        return _new_pane(self.cmd(*args).strip())
 
     def kill_server(self) -> None:
         try:
@@ -528,14 +574,26 @@ class Tmux:
         pane_id: str,
         command: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        kill: bool = True,
     ) -> None:
-        args = ["respawn-pane", "-k", "-t", pane_id, *_env_args(env)]
+        """Start the pane's command again; with ``kill=False`` only if the pane
+        is dead (tmux refuses a live one: of two menders, one wins)."""
+        args = ["respawn-pane", *(["-k"] if kill else []), "-t", pane_id, *_env_args(env)]
         if command:
             args.append(shlex.join(command))
         self.cmd(*args)
 
     def select_window(self, pane_id: str) -> None:
         self.cmd("select-window", "-t", pane_id)
+
+
+_NEW_PANE = "#{pane_id} " + SERVER_ID
+
+
+def _new_pane(line: str) -> NewPane:
+    pane_id, _, server = line.partition(" ")
+    return NewPane(pane_id, server)
 
 
 def _env_args(env: Mapping[str, str] | None) -> list[str]:

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmux import events
+from cmux import events, pidfile
 from cmux.agents import profiles, registry
-from cmux.agents.registry import Agent
+from cmux.agents.registry import LIVE, Agent
 from cmux.config import Config, write_project_marker
 from cmux.errors import (
     AgentError,
@@ -34,13 +34,14 @@ from cmux.fsutil import atomic_write, locked
 from cmux.mail import store
 from cmux.paths import SUPERVISOR
 from cmux.text import sanitize
-from cmux.tmux import Tmux, format_literal
+from cmux.tmux import Pane, Tmux, format_literal
 from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
 MONITOR = "monitor"
-DEAD_GRACE = 2.0  # seconds a dead pane without an exit status is left to the hook
+DEAD_GRACE = 2.0  # seconds to wait for the exit status of a pane that just died
+SERVER_ENDED = "the tmux server ended"
 
 
 def tmux_for(cfg: Config) -> Tmux:
@@ -50,6 +51,15 @@ def tmux_for(cfg: Config) -> Tmux:
 def cmux_argv(*args: str) -> list[str]:
     """How to run cmux itself from inside tmux (same interpreter, no PATH guess)."""
     return [sys.executable, "-m", "cmux", *args]
+
+
+def monitor_argv(delay: float = 0.0) -> list[str]:
+    """The monitor pane's command: the keeper, which runs the monitor and
+    starts it again whenever it dies (see cmux/keeper.py)."""
+    keeper = [sys.executable, "-m", "cmux.keeper"]
+    if delay:
+        keeper += ["--delay", f"{delay:g}"]
+    return [*keeper, "--", *cmux_argv("monitor")]
 
 
 def base_env(cfg: Config) -> dict[str, str]:
@@ -84,7 +94,8 @@ def session_options(cfg: Config) -> list[tuple[str, ...]]:
     """
     env_prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in base_env(cfg).items())
     run = format_literal(f"{env_prefix} {shlex.join(cmux_argv('_pane-died'))}")
-    hook = f"{run} '#{{pane_id}}' '#{{pane_dead_status}}'"
+    # The server's identity goes with the pane id: pane ids restart on a new server.
+    hook = f"{run} '#{{pane_id}}' '#{{pane_dead_status}}' '#{{pid}}:#{{start_time}}'"
     return [
         ("set-option", "-wg", "remain-on-exit", "on"),
         ("set-option", "-g", "history-limit", "50000"),
@@ -103,13 +114,17 @@ class StartResult:
     monitor_pane: str
     supervisor_pane: str
     seconds: float
+    # Agents a dead tmux server had left marked live, now marked exited.
+    left_by_dead_server: list[str] = field(default_factory=list)
 
 
 def start(cfg: Config, *, profile: str | None = None, command: str | None = None) -> StartResult:
     """Create the session: a monitor window and the supervisor's window.
 
     A second start while the session runs raises AlreadyRunning and creates
-    nothing; concurrent starts are serialised by a lock.
+    nothing; concurrent starts are serialised by a lock. The registry is
+    reconciled first: agents of a tmux server that has ended are marked
+    exited, so a start after a crash just works.
     """
     t0 = time.monotonic()
     cfg.data.ensure()
@@ -124,15 +139,23 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
                 f"cmux is already running for {cfg.project_root} (session {cfg.session_name})",
                 "attach with `cmux attach`, or end it with `cmux stop` first",
             )
-        monitor_pane = tmux.new_session(
+        left = [a.name for a in reconcile(cfg, tmux) if a.state == "exited"]
+        # (Resuming what `left` names, rather than starting afresh, goes here.)
+        monitor = tmux.new_session(
             cfg.session_name,
             MONITOR,
-            cmux_argv("monitor"),
+            monitor_argv(),
             cwd=str(cfg.project_root),
             env=base_env(cfg),
             then=session_options(cfg),
         )
-        events.record(cfg.data, "session-start", session=cfg.session_name, socket=cfg.socket_name)
+        events.record(
+            cfg.data,
+            "session-start",
+            session=cfg.session_name,
+            socket=cfg.socket_name,
+            server=monitor.server,
+        )
         try:
             sup = spawn(
                 cfg,
@@ -151,9 +174,10 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
     return StartResult(
         session=cfg.session_name,
         socket=cfg.socket_name,
-        monitor_pane=monitor_pane,
+        monitor_pane=monitor.pane_id,
         supervisor_pane=sup.pane_id,
         seconds=time.monotonic() - t0,
+        left_by_dead_server=left,
     )
 
 
@@ -170,8 +194,9 @@ def stop(cfg: Config) -> StopResult:
     """
     tmux = tmux_for(cfg)
     result = StopResult(was_running=tmux.has_session(cfg.session_name))
+    server = tmux.server_id() if result.was_running else None
     for agent in registry.list_agents(cfg.data):
-        if result.was_running and agent.state != "killed":
+        if agent.state != "killed" and registry.on_server(agent, server):
             _save_log(cfg, tmux, agent)
         if agent.live:
             registry.transition(cfg.data, agent.name, "killed", reason="cmux stop", strict=False)
@@ -184,16 +209,14 @@ def stop(cfg: Config) -> StopResult:
 
 
 def _stop_daemons(cfg: Config) -> None:
-    """Daemons die with their pane; pid files catch one that was detached."""
-    import signal
+    """Daemons die with their pane; pid files catch one that was detached.
 
-    for pidfile in cfg.data.run_dir.glob("*.pid"):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
-            pass
-        pidfile.unlink(missing_ok=True)
+    Only a process that is verifiably the one that wrote the file is
+    signalled (its pid and start time, see cmux/pidfile.py): a pid file left
+    by a crashed daemon whose pid another program now has is just removed.
+    """
+    for path in sorted(cfg.data.run_dir.glob("*.pid")):
+        pidfile.stop(path)
 
 
 # -- spawn / kill -----------------------------------------------------------------
@@ -261,6 +284,7 @@ def spawn(
     if prof is not None:
         profiles.require_binary(prof)
     tmux = require_running(cfg, tmux)
+    reconcile(cfg, tmux)  # records of a dead server must not block the name
     if role == "worker" and not task.strip():
         raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
     with locked(cfg.data.run_dir / f"spawn-{name}.lock", blocking=False) as got:
@@ -313,13 +337,14 @@ def spawn(
         # Agents that report their own state (claude via hooks, demo) start in
         # `starting`; anything else is ready for input as soon as it runs.
         first = "starting" if agent.profile in ("claude", "demo") else "idle"
-        agent.pane_id = pane
+        agent.pane_id, agent.server = pane
         agent.state = first
         registry.save(
             cfg.data,
             agent,
             event="spawn",
-            pane=pane,
+            pane=pane.pane_id,
+            server=pane.server,
             profile=agent.profile,
             task=task[:200] or None,
         )
@@ -377,16 +402,21 @@ def _kill_body(agent: Agent, result: KillResult) -> str:
 
 
 def _close_window(cfg: Config, tmux: Tmux, agent: Agent) -> None:
-    """Save what the pane showed, then close its window (if still there)."""
+    """Save what the pane showed, then close its window (if still there).
+
+    Never a pane of another server: its pane id may now name someone else's.
+    """
+    if not agent.pane_id or not registry.on_server(agent, tmux.server_id()):
+        return
     _save_log(cfg, tmux, agent)
-    if agent.pane_id:
-        try:
-            tmux.kill_window_of(agent.pane_id)
-        except TmuxError:
-            pass  # already gone
+    try:
+        tmux.kill_window_of(agent.pane_id)
+    except TmuxError:
+        pass  # already gone
 
 
 def _save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
+    """Save the agent's pane's scrollback (the caller checked the server)."""
     if not agent.pane_id:
         return
     try:
@@ -476,68 +506,138 @@ def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
 # -- noticing deaths ---------------------------------------------------------------
 
 
-def pane_died(cfg: Config, pane_id: str, status: int | None) -> Agent | None:
-    """Called by tmux's pane-died hook: the agent in that pane has exited."""
+def pane_died(
+    cfg: Config, pane_id: str, status: int | None, server: str | None = None
+) -> Agent | None:
+    """Called by tmux's pane-died hook: the agent in that pane has exited.
+
+    ``server`` is the identity of the server whose pane died; a record of the
+    same pane id on another server is someone else (pane ids restart).
+    """
     for agent in registry.list_agents(cfg.data):
         if agent.pane_id != pane_id:
             continue
-        if agent.live:
+        if server is not None and not registry.on_server(agent, server):
+            continue
+        if agent.live or agent.state == "exited":
             return _mark_exited(cfg, agent, status, "its process exited")
-        if agent.state == "exited" and agent.exit_code is None and status is not None:
-            # Marked exited earlier (a SessionEnd hook, a reconcile): add the code.
-            return registry.update(cfg.data, agent.name, exit_code=status)
     return None
 
 
 def _mark_exited(cfg: Config, agent: Agent, code: int | None, why: str) -> Agent:
-    was = agent.state
+    """Mark a live agent exited with ``code``, or add the code to one that is
+    already exited without one. Checked under the record's lock, so that of
+    two paths noticing the same death (the hook, a reconcile, a SessionEnd
+    hook) neither undoes the other: a known code is never replaced by None.
+    """
     updated = registry.transition(
         cfg.data,
         agent.name,
         "exited",
         reason=f"{why}, code {code if code is not None else 'unknown'}",
         strict=False,
+        only_from=LIVE,
         exit_code=code,
     )
-    if updated.state == "exited" and was not in ("done", "exited"):
+    if updated.state == "exited" and updated.exit_code is None and code is not None:
+        # Already exited without a code (a SessionEnd hook, a reconcile): add it.
+        updated = registry.transition(
+            cfg.data, agent.name, "exited", only_from={"exited"}, exit_code=code, strict=False
+        )
+    if updated.state == "exited" and agent.state not in ("done", "exited"):
         _journal(
             cfg,
             agent.name,
             f"{agent.name} exited without reporting done (code {code})",
-            f"Task: {agent.task_summary or '(none)'}\nState before: {was}",
+            f"Task: {agent.task_summary or '(none)'}\nState before: {agent.state}",
             ["crash"],
         )
     return updated
 
 
 def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
-    """Bring the registry in line with the panes tmux has (one tmux call).
+    """Bring the registry in line with the live tmux server (one tmux call).
 
-    A pane that died or vanished while its agent was live marks it exited
-    with the code tmux recorded. Returns the agents that changed.
+    An agent recorded on another server than the one running (or when none
+    runs) is marked exited: that server ended, and its pane ids now name
+    other panes or nothing. A pane that died or vanished while its agent was
+    live marks it exited with the code tmux recorded. A dead monitor pane is
+    started again. Returns the agents that changed.
     """
     tmux = tmux or tmux_for(cfg)
-    agents = [a for a in registry.list_agents(cfg.data) if a.live and a.pane_id]
-    if not agents:
-        return []
     panes = {p.pane_id: p for p in tmux.list_panes()}
+    server = next((p.server for p in panes.values() if p.server), None)
+    if server is not None:
+        mend_monitor(cfg, tmux, list(panes.values()))
     changed = []
-    for agent in agents:
+    for agent in registry.list_agents(cfg.data):
+        if not agent.live:
+            continue
+        if not registry.on_server(agent, server):
+            if agent.pane_id or server is None:
+                changed.append(_mark_exited(cfg, agent, None, SERVER_ENDED))
+            continue  # (no pane yet, on the live server: being spawned)
         pane = panes.get(agent.pane_id or "")
+        if pane is not None and pane.dead and pane.dead_status is None and pane.dead_signal is None:
+            pane = _wait_for_status(tmux, pane)
         if pane is None:
             changed.append(_mark_exited(cfg, agent, None, "its pane is gone"))
         elif pane.dead and pane.dead_signal is not None:
             code = 128 + pane.dead_signal
             changed.append(_mark_exited(cfg, agent, code, "a signal ended its process"))
         elif pane.dead and pane.dead_status is None:
-            # Dead without a status: just now, tmux may not have reaped it yet
-            # (the pane-died hook brings the code in a moment); a while ago,
-            # its code is not to be had, but its death must not be missed.
-            if time.time() - (pane.dead_time or 0) > DEAD_GRACE:
-                changed.append(_mark_exited(cfg, agent, None, "its process ended"))
+            changed.append(_mark_exited(cfg, agent, None, "its process ended"))
         elif pane.dead:
             changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
     return changed
+
+
+def check(cfg: Config) -> None:
+    """The cheap look a person's command takes (`cmux send`): reconcile, and so
+    mend a dead monitor pane; tmux trouble here never fails the command."""
+    try:
+        reconcile(cfg)
+    except TmuxError as exc:
+        log.info("no reconcile: %s", exc)
+
+
+def _wait_for_status(tmux: Tmux, pane: Pane) -> Pane | None:
+    """A pane dead without an exit status, DEAD_GRACE seconds later at most.
+
+    tmux sees a pane die in two steps, its terminal closing and its process
+    being reaped; in between (normally a moment, forever if tmux missed the
+    SIGCHLD) the status is not known yet. tmux is asked to reap at once, and
+    the status awaited, so a code is never lost by looking too early.
+    """
+    tmux.reap(pane.server)
+    deadline = time.monotonic() + DEAD_GRACE
+    while True:
+        now = tmux.pane(pane.pane_id)
+        if now is None or now.server != pane.server:
+            return None
+        if now.dead_status is not None or now.dead_signal is not None or not now.dead:
+            return now
+        if time.monotonic() > deadline:
+            return now
+        time.sleep(0.02)
+
+
+def mend_monitor(cfg: Config, tmux: Tmux, panes: list[Pane], *, delay: float = 0.0) -> bool:
+    """Start the monitor pane again if it is dead (True if it was).
+
+    The keeper in that pane restarts the monitor itself; this is for when the
+    keeper is gone too and tmux's pane-died hook did not fire (tmux < 3.5 can
+    miss it). Only a dead pane is respawned, so of two menders one wins.
+    """
+    mine = [p for p in panes if p.window_name == MONITOR and p.session == cfg.session_name]
+    if not mine or not mine[0].dead:
+        return False
+    try:
+        tmux.respawn_pane(mine[0].pane_id, monitor_argv(delay), env=base_env(cfg), kill=False)
+    except TmuxError:
+        return False  # someone else respawned it first, or it is gone
+    events.record(cfg.data, "daemon-start", daemon="monitor", reason="its pane was dead")
+    return True
 
 
 def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:

@@ -53,6 +53,9 @@ class Agent:
     profile: str = "shell"
     state: str = "starting"
     pane_id: str | None = None
+    # The tmux server the pane lives on ("<pid>:<start time>", tmux.SERVER_ID):
+    # pane ids restart on every new server, so pane_id alone names nothing.
+    server: str | None = None
     cwd: str | None = None
     task: str = ""
     parent: str | None = SUPERVISOR
@@ -84,6 +87,24 @@ class Agent:
     def from_dict(cls, d: dict[str, Any]) -> Agent:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def on_server(agent: Agent, server: str | None) -> bool:
+    """Whether ``agent.pane_id`` names a pane of the live server ``server``.
+
+    Never true when no server runs. A record made before server identities
+    were recorded can only be on a server that was already running when the
+    record was made.
+    """
+    if server is None or not agent.pane_id:
+        return False
+    if agent.server:
+        return agent.server == server
+    try:
+        started = int(server.rpartition(":")[2])
+    except ValueError:
+        return False
+    return agent.created >= started
 
 
 def _path_ok(data: DataRoot, name: str) -> bool:
@@ -155,7 +176,9 @@ def transition(
     A move the machine forbids raises InvalidTransition (or, with
     ``strict=False``, is ignored and the agent returned unchanged). Moving to
     the state an agent is already in changes nothing and logs nothing.
-    With ``only_from``, the move happens only from one of those states.
+    With ``only_from``, the move (and the ``changes`` with it) happens only
+    from one of those states, also when ``new`` is the state it is in: a
+    second path noticing what the first already recorded changes nothing.
     """
     if new not in STATES:
         raise InvalidTransition(f"unknown state {new!r}")
@@ -164,7 +187,7 @@ def transition(
         old = agent.state
         if old == new and not changes:
             return agent
-        if only_from is not None and old not in only_from and old != new:
+        if only_from is not None and old not in only_from:
             return agent  # checked under the lock: no check-then-act race
         if old != new and new not in _ALLOWED[old]:
             if strict:

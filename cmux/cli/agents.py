@@ -219,9 +219,10 @@ def logs_cmd(name: str, lines: int) -> None:
     cfg = load_config()
     agent = registry.get(cfg.data, name)
     text = None
-    if agent.pane_id and agent.state != "killed":
+    tmux = lifecycle.tmux_for(cfg)
+    if agent.pane_id and agent.state != "killed" and registry.on_server(agent, tmux.server_id()):
         try:
-            text = lifecycle.tmux_for(cfg).capture(agent.pane_id, history=True)
+            text = tmux.capture(agent.pane_id, history=True)
         except TmuxError:
             text = None
     if text is None:
@@ -241,25 +242,20 @@ def logs_cmd(name: str, lines: int) -> None:
 @click.command("_pane-died", hidden=True)
 @click.argument("pane_id")
 @click.argument("status", required=False, default="")
-def pane_died_cmd(pane_id: str, status: str) -> None:
-    """Called by tmux's pane-died hook."""
+@click.argument("server", required=False, default="")
+def pane_died_cmd(pane_id: str, status: str, server: str) -> None:
+    """Called by tmux's pane-died hook (SERVER: the identity of tmux's server)."""
     from cmux.agents import lifecycle
-    from cmux.tmux import Tmux
 
     cfg = load_config()
+    tmux = lifecycle.tmux_for(cfg)
     code = int(status) if status.strip().lstrip("-").isdigit() else None
-    if code is None:  # killed by a signal: tmux keeps that apart
-        pane = lifecycle.tmux_for(cfg).pane(pane_id)
-        if pane is not None and pane.dead_signal is not None:
-            code = 128 + pane.dead_signal
-    agent = lifecycle.pane_died(cfg, pane_id, code)
-    if agent is None:
-        tmux = Tmux(cfg.socket_name)
-        pane = tmux.pane(pane_id)
-        if pane and pane.window_name == lifecycle.MONITOR:
-            # The monitor never stays dead; a pause keeps a crash from spinning.
-            tmux.respawn_pane(
-                pane_id,
-                ["sh", "-c", 'sleep 2; exec "$0" "$@"', *lifecycle.cmux_argv("monitor")],
-                env=lifecycle.base_env(cfg),
-            )
+    pane = tmux.pane(pane_id)
+    if pane is not None and server and pane.server != server:
+        return  # that server is gone; this pane id is another pane now
+    if code is None and pane is not None and pane.dead_signal is not None:
+        code = 128 + pane.dead_signal  # killed by a signal: tmux keeps that apart
+    agent = lifecycle.pane_died(cfg, pane_id, code, server or None)
+    if agent is None and pane is not None:
+        # The monitor never stays dead; a pause keeps a crash from spinning.
+        lifecycle.mend_monitor(cfg, tmux, [pane], delay=2)

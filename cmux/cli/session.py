@@ -59,6 +59,11 @@ def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None
 
     cfg = load_config(agent=profile)
     r = lifecycle.start(cfg, profile=profile, command=command)
+    if r.left_by_dead_server:
+        ui.out(
+            "the tmux server of the last session had ended; marked exited: "
+            + ", ".join(r.left_by_dead_server)
+        )
     ui.out(
         f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows monitor, supervisor"
     )
@@ -100,7 +105,8 @@ def _attach(cfg, name: str | None) -> None:
     tmux = lifecycle.require_running(cfg)
     if name:
         agent = registry.get(cfg.data, name)
-        if agent.pane_id:
+        if registry.on_server(agent, tmux.server_id()):  # (else its id is another's pane)
+            assert agent.pane_id
             tmux.select_window(agent.pane_id)
     inside = os.environ.get("TMUX", "")
     if inside and Path(inside.split(",")[0]).name == cfg.socket_name:

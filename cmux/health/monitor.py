@@ -696,18 +696,14 @@ def pid_file(data: DataRoot) -> Path:
 
 def daemon_pid(data: DataRoot) -> int | None:
     """The running health daemon's pid, or None."""
-    try:
-        pid = int(pid_file(data).read_text().split()[0])
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    from cmux import pidfile
+
+    return pidfile.alive(pid_file(data))
 
 
 def run_daemon(cfg: Config) -> None:
     """``cmux health --daemon``: one per data root, until SIGTERM."""
+    from cmux import pidfile
     from cmux.errors import AlreadyRunning, ConfigError
     from cmux.health.config import settings as load_settings
 
@@ -722,7 +718,7 @@ def run_daemon(cfg: Config) -> None:
             raise AlreadyRunning(
                 "a health monitor already runs for this project", "see `cmux health`"
             )
-        atomic_write(pid_file(cfg.data), f"{os.getpid()}\n")
+        pidfile.write(pid_file(cfg.data))
         stop = {"now": False}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -739,6 +735,4 @@ def run_daemon(cfg: Config) -> None:
             HealthMonitor.for_config(cfg, settings).run_forever(lambda: stop["now"])
         finally:
             signal.signal(signal.SIGTERM, old)
-            with contextlib.suppress(OSError):
-                if pid_file(cfg.data).read_text().split()[0] == str(os.getpid()):
-                    pid_file(cfg.data).unlink()
+            pidfile.remove(pid_file(cfg.data))

@@ -33,7 +33,7 @@ from cmux.agents import registry
 from cmux.agents.registry import Agent
 from cmux.config import Config
 from cmux.errors import CmuxError, SessionError, TmuxError, UnknownAgent
-from cmux.fsutil import atomic_write, locked
+from cmux.fsutil import locked
 from cmux.mail import store
 from cmux.mail.deliver import render, type_into
 from cmux.mail.message import Message
@@ -134,8 +134,8 @@ class Router:
             return f"{name} has {agent.state}"
         if agent.state == "starting":
             return f"{name} is starting"
-        if pane is None or pane.dead:
-            return f"{name}'s pane is not there"
+        if pane is None or pane.dead or not registry.on_server(agent, pane.server):
+            return f"{name}'s pane is not there"  # (that pane id, on another server)
         if pane.in_mode:
             return f"{name}'s pane is in copy mode"
         if agent.state == "waiting":
@@ -483,6 +483,7 @@ def run(cfg: Config) -> None:
     """Entry point of `cmux router`: one instance per data root."""
     import signal
 
+    from cmux import pidfile
     from cmux.agents.lifecycle import tmux_for
 
     cfg.data.run_dir.mkdir(parents=True, exist_ok=True)
@@ -494,11 +495,13 @@ def run(cfg: Config) -> None:
                 else "?"
             )
             raise SessionError(f"a router is already running for {cfg.data.root} (pid {pid})")
-        atomic_write(cfg.data.run_dir / "router.pid", f"{os.getpid()}\n")
+        pidfile.write(cfg.data.run_dir / "router.pid")
         router = Router(cfg, tmux_for(cfg))
         signal.signal(signal.SIGTERM, lambda *_: router.stop())
+        signal.signal(signal.SIGHUP, lambda *_: router.stop())
         events.record(cfg.data, "router-start", pid=os.getpid())
         try:
             router.run()
         finally:
+            pidfile.remove(cfg.data.run_dir / "router.pid")
             events.record(cfg.data, "router-stop", pid=os.getpid())

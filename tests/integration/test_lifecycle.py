@@ -329,14 +329,14 @@ def test_monitor_window_restarts_the_router(project: Project) -> None:
     start(project)
     pidfile = project.data / "state" / "run" / "router.pid"
     pid = int(
-        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="router pid")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().split()[0], what="router pid")
     )
     os.kill(pid, signal.SIGKILL)
     new = wait_until(
         lambda: (
             pidfile.exists()
-            and pidfile.read_text().strip() not in ("", str(pid))
-            and pidfile.read_text()
+            and pidfile.read_text().split()[:1] not in ([], [str(pid)])
+            and pidfile.read_text().split()[0]
         ),
         timeout=10,
         what="a new router",

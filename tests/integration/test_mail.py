@@ -50,7 +50,9 @@ def received(path: Path) -> list[tuple[str, str, str, str]]:
 
 def router_pid(project: Project) -> int:
     pidfile = project.data / "state" / "run" / "router.pid"
-    return int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="router"))
+    return int(
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().split()[0], what="router")
+    )
 
 
 SENDER = textwrap.dedent(
