@@ -224,7 +224,7 @@ def run(cfg: Config) -> None:
             supervise(cfg, daemons, now)
             if now - last_reconcile >= 10:
                 try:
-                    lifecycle.reconcile(cfg)
+                    lifecycle.reconcile(cfg, inside=True)
                 except Exception:
                     log.exception("reconcile failed")
                 last_reconcile = now
@@ -311,7 +311,7 @@ class StatusView:
         header = status_header(self.cfg)
         human = header.count("for you")
         console.print(header, style="bold" if not human else "bold yellow")
-        console.print(ui.status_table(collect_status(self.cfg)))
+        console.print(ui.status_table(collect_status(self.cfg, reconcile=False)))
         console.print(
             "this window runs cmux's daemons; leave it open. "
             "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.",

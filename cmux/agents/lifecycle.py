@@ -555,7 +555,7 @@ def _mark_exited(cfg: Config, agent: Agent, code: int | None, why: str) -> Agent
     return updated
 
 
-def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
+def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) -> list[Agent]:
     """Bring the registry in line with the live tmux server (one tmux call).
 
     An agent recorded on another server than the one running (or when none
@@ -563,10 +563,17 @@ def reconcile(cfg: Config, tmux: Tmux | None = None) -> list[Agent]:
     other panes or nothing. A pane that died or vanished while its agent was
     live marks it exited with the code tmux recorded. A dead monitor pane is
     started again. Returns the agents that changed.
+
+    ``inside``: the caller lives in a pane of the server (the monitor). When
+    no server answers, such a caller is going down with it and changes
+    nothing: the next `cmux start` (or status, send) records what the dead
+    server left, and says so.
     """
     tmux = tmux or tmux_for(cfg)
     panes = {p.pane_id: p for p in tmux.list_panes()}
     server = next((p.server for p in panes.values() if p.server), None)
+    if server is None and inside:
+        return []
     if server is not None:
         mend_monitor(cfg, tmux, list(panes.values()))
     changed = []

@@ -129,10 +129,13 @@ def kill_cmd(name: str, force: bool, as_json: bool) -> None:
     do_kill(name, force, as_json)
 
 
-def collect_status(cfg) -> list[dict]:
+def collect_status(cfg, *, reconcile: bool = True) -> list[dict]:
+    """Every agent as a status row. ``reconcile=False`` for the monitor, whose
+    own loop reconciles (from inside the server, see lifecycle.reconcile)."""
     from cmux.agents import lifecycle, registry
 
-    lifecycle.reconcile(cfg)
+    if reconcile:
+        lifecycle.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     mail: dict[str, dict[str, int]] = {}
     try:

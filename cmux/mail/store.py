@@ -378,8 +378,23 @@ def quarantine(data: DataRoot, agent: str, path: Path, reason: str) -> Path | No
     except OSError:
         dest.with_name(dest.name + ".reason").unlink(missing_ok=True)
         return None
+    _make_private(dest)
     note(data, "deadletter", agent, file=dest.name, reason=reason)
     return dest
+
+
+def _make_private(path: Path) -> None:
+    """A dead letter is private like the rest of the data root, whoever wrote
+    it and with what mode: 0600 (0700 for a directory). A symlink is left as
+    it is: chmod would follow it to its target."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(path, 0o700)
+        elif not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, 0o600)
+    except OSError:
+        pass
 
 
 # -- the reading side ---------------------------------------------------------------

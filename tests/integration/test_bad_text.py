@@ -24,6 +24,7 @@ def run(project: Project, argv: list[str | bytes], stdin: bytes, agent: str | No
             CMUX_PROJECT=str(project.root),
             CMUX_PYTHON=sys.executable,
             CMUX_AGENT=agent,
+            CMUX_AGENT_TOKEN=project.agent_token(agent),
         )
     proc = subprocess.run(argv, cwd=project.root, env=env, input=stdin, capture_output=True)
     return Run(
@@ -69,6 +70,10 @@ def test_invalid_utf8_on_stdin_is_refused_and_nothing_is_stored(
 ) -> None:
     for sub in ("tmp", "new", "cur"):  # a supervisor's mailbox, as `cmux start` makes it
         (project.data / "mailbox" / "supervisor" / sub).mkdir(parents=True, exist_ok=True)
+    if agent == "supervisor":  # and its record: only the supervisor may spawn
+        from cmux.agents.registry import Agent, save
+
+        save(project.config().data, Agent(name="supervisor", role="supervisor"), event=None)
     before = stored(project)
     refused(run(project, argv, BAD, agent), what)
     assert stored(project) == before

@@ -43,7 +43,7 @@ def test_a_whole_session_leaves_only_private_files_and_project_modes_alone(
     mask = os.umask(0o022)  # the person's umask, passed on to cmux: read it
     os.umask(mask)
     (project.root / "cmux.toml").write_text(
-        (project.root / "cmux.toml").read_text().replace("depth_limit = 8", "depth_limit = 0")
+        (project.root / "cmux.toml").read_text().replace("depth_limit = 8", "depth_limit = 1")
         + HEALTH
     )
     project.ok("start", "--command", "sleep 600", "--no-attach")
@@ -51,9 +51,14 @@ def test_a_whole_session_leaves_only_private_files_and_project_modes_alone(
     project.ok("spawn", "w1", "--command", f"echo hi > {made}; sleep 600", "--task", "write")
     sent = project.ok("send", "w1", "hello", "--json").json()
     assert project.tool("mailbox", "send", "human", "report", agent="w1").code == 0
-    # A reply past the depth limit (0) is dead-lettered, with its reason.
-    r = project.tool("mailbox", "send", "human", "re", "--reply-to", sent["id"], agent="w1")
+    # A reply (depth 1) is within the limit; the person's answer to it
+    # (depth 2) is past it: dead-lettered, with its reason, and refused.
+    r = project.tool(
+        "mailbox", "send", "human", "re", "--reply-to", sent["id"], "--json", agent="w1"
+    )
     assert r.code == 0, r.err
+    r = project.tool("mailbox", "send", "w1", "re re", "--reply-to", r.json()["id"])
+    assert r.code != 0 and "not delivered" in r.err, r.err
     assert project.tool("journal", "add", "learned", "--body", "a thing", agent="w1").code == 0
     assert project.tool("journal", "remember", "the tests need TZ=UTC", agent="w1").code == 0
     project.ok("journal", "search", "learned")
