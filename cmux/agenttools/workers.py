@@ -158,17 +158,17 @@ def _check(cfg: Any, me: str, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from cmux.agents import lifecycle, registry
+    from cmux.agents import deaths, registry, spawn
     from cmux.config import load_config
 
     cfg = load_config()
     me = identity(cfg)
     _check(cfg, me, args)
     if args.cmd == "spawn":
-        agent = lifecycle.spawn(
+        agent = spawn.spawn(
             cfg,
             args.name,
-            task=lifecycle.read_task(args.task, args.task_file),
+            task=spawn.read_task(args.task, args.task_file),
             profile=args.profile,
             command=args.command,
             cwd=args.cwd,
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workers kill cannot end the supervisor",
                 "a person can: cmux kill supervisor --force",
             )
-        r = lifecycle.kill(cfg, args.name, reason=f"killed by {me}")
+        r = spawn.kill(cfg, args.name, reason=f"killed by {me}")
         if args.json:
             print(json.dumps(vars(r)))
         else:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         answered = screen.answer(cfg, args.name, yes=args.cmd == "approve", by=me)
         print(f"{args.cmd}d {args.name}: {answered.detail}; now {answered.state}")
         return 0
-    lifecycle.reconcile(cfg)
+    deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     if args.json:
         print(json.dumps([a.to_dict() for a in agents]))

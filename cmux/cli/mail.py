@@ -32,9 +32,9 @@ def send_cmd(name: str, text: str, subject: str, as_json: bool) -> None:
         ui.out_json(msg.to_json())
     else:
         ui.out(f"sent {msg.id} to {name}")
-    from cmux.agents import lifecycle
+    from cmux.agents import deaths
 
-    lifecycle.check(load_config())  # a dead monitor would leave the mail undelivered
+    deaths.check(load_config())  # a dead monitor would leave the mail undelivered
 
 
 @click.command("inbox")
