@@ -9,7 +9,6 @@ import click
 
 from cmux import ui
 from cmux.config import load_config
-from cmux.errors import UsageError
 from cmux.text import one_line
 
 
@@ -50,20 +49,19 @@ def spawn_options(f):
     return f
 
 
-def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor"):
-    from cmux.agents import spawn
+def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json):
+    """Spawn worker NAME (its parent: the supervisor) and say so."""
+    from cmux.ops import agents
 
-    cfg = load_config()
-    text = spawn.read_task(task, task_file)
-    agent = spawn.spawn(
-        cfg,
+    agent = agents.spawn(
+        load_config(),
         name,
-        task=text,
+        task=task,
+        task_file=task_file,
         profile=profile,
         command=command,
         cwd=cwd,
         worktree=worktree,
-        parent=parent,
     )
     warn_if_shell(agent)
     if as_json:
@@ -99,13 +97,13 @@ def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):
       cmux spawn docs --task-file brief.md --agent demo
       cmux spawn probe --command "htop" --task "watch the load"
     """
-    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor")
+    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json)
 
 
 def do_kill(name: str, force: bool, as_json: bool) -> None:
-    from cmux.agents import spawn
+    from cmux.ops import agents
 
-    r = spawn.kill(load_config(), name, force=force)
+    r = agents.kill(load_config(), name, force=force)
     if as_json:
         ui.print_json(vars(r))
         return
@@ -216,24 +214,9 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
 @click.option("--lines", "-n", type=int, default=0, help="Only the last N lines.")
 def logs_cmd(name: str, lines: int) -> None:
     """What NAME's pane showed (its whole scrollback, or the saved copy)."""
-    from cmux.agents import registry
-    from cmux.errors import TmuxError
-    from cmux.tmux import Tmux
+    from cmux.ops import agents
 
-    cfg = load_config()
-    agent = registry.get(cfg.data, name)
-    text = None
-    tmux = Tmux.for_config(cfg)
-    if agent.pane_id and agent.state != "killed" and registry.on_server(agent, tmux.server_id()):
-        try:
-            text = tmux.capture(agent.pane_id, history=True)
-        except TmuxError:
-            text = None
-    if text is None:
-        saved = cfg.data.logs_dir / f"{name}.log"
-        if not saved.exists():
-            raise UsageError(f"no log for {name}: its pane is gone and nothing was saved")
-        text = saved.read_text(errors="replace")
+    text = agents.log(load_config(), name)
     out: list[str] = []
     for line in text.rstrip().splitlines():
         if line.strip() or (out and out[-1].strip()):
