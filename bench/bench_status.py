@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         proj = box.project()
         proj.ok("start", "--command", "sleep 900", "--no-attach")
         wait_until(lambda: proj.daemon_pid("router"))
-        from cmux.agents import lifecycle
+        from cmux.agents import spawn
 
         cfg = proj.config()
         for i in range(args.agents):
-            lifecycle.spawn(cfg, f"w{i:02d}", task=f"task number {i}", command="sleep 900")
+            spawn.spawn(cfg, f"w{i:02d}", task=f"task number {i}", command="sleep 900")
         rows = proj.ok("status", "--json").json()
         if len(rows) != args.agents + 1:
             raise RuntimeError(f"status shows {len(rows)} agents, not {args.agents + 1}")

@@ -364,14 +364,14 @@ def spawn_recorders(project: Project, names: Iterable[str]) -> dict[str, Path]:
     """A timestamping recorder (bench/recorder.py) in a new window per name,
     spawned in process (setup, not measured); returns name -> its output file.
     Waits until every recorder has its tty in raw mode."""
-    from cmux.agents import lifecycle
+    from cmux.agents import spawn
 
     cfg = project.config()
     outs: dict[str, Path] = {}
     for name in names:
         out = project.scratch / f"{name}.rec"
         out.touch()
-        lifecycle.spawn(cfg, name, task="record", command=f"{PY} {RECORDER} {out}")
+        spawn.spawn(cfg, name, task="record", command=f"{PY} {RECORDER} {out}")
         outs[name] = out
     wait_until(
         lambda: all(p.read_bytes().startswith(b"ready") for p in outs.values()),

@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
         proj.ok("start", "--command", "sleep 900", "--no-attach")
         wait_until(lambda: proj.daemon_pid("router"))
-        from cmux.agents import lifecycle
+        from cmux.agents import spawn
 
         for i in range(args.agents):
-            lifecycle.spawn(cfg, f"w{i:02d}", task=f"task number {i}", command="sleep 900")
+            spawn.spawn(cfg, f"w{i:02d}", task=f"task number {i}", command="sleep 900")
         cli_env = dict(proj.env)
         result["cli_cpu_ms"] = {
             "python -c pass": cpu_of([PY, "-c", "pass"], cli_env, proj.root, n),

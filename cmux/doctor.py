@@ -29,7 +29,9 @@ def _version(argv: list[str]) -> str | None:
 
 
 def check_tmux() -> Check:
-    v = _version(["tmux", "-V"])
+    from cmux.tmux import version
+
+    v = version()
     if v is None:
         return Check(
             "tmux", "fail", "not found", "install tmux >= 3.2: `sudo apt-get install tmux`"
@@ -48,7 +50,7 @@ def check_git() -> Check:
 
 
 def run_checks() -> list[Check]:
-    from cmux.agents import lifecycle, profiles
+    from cmux.agents import profiles
     from cmux.config import load_config
 
     checks = [check_tmux(), check_git()]
@@ -100,7 +102,9 @@ def run_checks() -> list[Check]:
                     f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix
                 )
             )
-    tmux = lifecycle.tmux_for(cfg)
+    from cmux.tmux import Tmux
+
+    tmux = Tmux.for_config(cfg)
     running = tmux.has_session(cfg.session_name)
     checks.append(
         Check(

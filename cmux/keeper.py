@@ -10,7 +10,7 @@ the child and the keeper. SIGTERM and SIGINT do not stop it: ``cmux stop`` is
 the way to stop cmux, and a stray SIGTERM (to the monitor or to the keeper) is
 a crash to mend, not an order. If the keeper itself is killed, its pane dies;
 the pane-died hook and every ``cmux status``/``spawn``/``send`` start it again
-(lifecycle.mend_monitor).
+(cmux/agents/deaths.py, mend_monitor).
 
 ``restart_delay`` and ``failed`` are the rule the monitor applies to its own
 daemons too.

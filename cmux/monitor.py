@@ -89,7 +89,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def daemons_for(cfg: Config) -> list[Daemon]:
-    from cmux.agents.lifecycle import cmux_argv
+    from cmux.agents.server import cmux_argv
 
     out = [Daemon("router", cmux_argv("router"))]
     if cfg.section("health").get("checks"):
@@ -184,7 +184,7 @@ def run(cfg: Config) -> None:
     A SIGTERM ends the loop cleanly (the daemons first); the keeper, whose
     child the monitor is, starts it again: `cmux stop` is the way to stop.
     """
-    from cmux.agents import lifecycle
+    from cmux.agents import deaths
 
     logging.basicConfig(
         filename=str(cfg.data.state_dir / "monitor.log"),
@@ -214,7 +214,7 @@ def run(cfg: Config) -> None:
     daemons = daemons_for(cfg)
     watchdog = _watchdog_tick()
     screens = _screen_watch()
-    tmux = lifecycle.tmux_for(cfg)
+    tmux = Tmux.for_config(cfg)
     agents = AgentList(cfg)
     view = StatusView(cfg, agents)
     last_reconcile = 0.0
@@ -224,7 +224,7 @@ def run(cfg: Config) -> None:
             supervise(cfg, daemons, now)
             if now - last_reconcile >= 10:
                 try:
-                    lifecycle.reconcile(cfg, inside=True)
+                    deaths.reconcile(cfg, inside=True)
                 except Exception:
                     log.exception("reconcile failed")
                 last_reconcile = now

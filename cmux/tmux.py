@@ -27,10 +27,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from cmux.errors import TmuxError, TmuxNotRunning, TmuxTargetMissing
 from cmux.umask import user_umask
+
+if TYPE_CHECKING:
+    from cmux.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +286,13 @@ class Tmux:
         self._control_session: str | None = None
         self._control_retry = 0.0
         self._control_lock = threading.Lock()
+
+    @classmethod
+    def for_config(cls, cfg: Config) -> Tmux:
+        """The one way cmux builds its handle on a project's server: the
+        config's private socket, and the tmux binary $CMUX_TMUX_BIN names
+        (default ``tmux``)."""
+        return cls(cfg.socket_name, binary=os.environ.get("CMUX_TMUX_BIN", "tmux"))
 
     @property
     def base(self) -> list[str]:
@@ -587,6 +598,10 @@ class Tmux:
     def select_window(self, pane_id: str) -> None:
         self.cmd("select-window", "-t", pane_id)
 
+    def switch_client(self, session: str) -> None:
+        """Show ``session`` in the client of this server the caller runs in."""
+        self.cmd("switch-client", "-t", f"={session}")
+
 
 _NEW_PANE = "#{pane_id} " + SERVER_ID
 
@@ -605,3 +620,38 @@ def _env_args(env: Mapping[str, str] | None) -> list[str]:
 
 def attach_command(socket_name: str, session: str, *, binary: str = "tmux") -> list[str]:
     return [binary, "-L", socket_name, "attach-session", "-t", f"={session}"]
+
+
+# -- the person's own tmux ------------------------------------------------------
+# When `cmux attach` runs inside another tmux server (the person's), that
+# server is reached through $TMUX, as any program in one of its panes would.
+
+
+def enclosing_socket() -> str | None:
+    """The socket name of the tmux server this process runs inside ($TMUX),
+    None outside tmux."""
+    inside = os.environ.get("TMUX", "")
+    if not inside:
+        return None
+    return Path(inside.split(",")[0]).name
+
+
+def open_in_enclosing(window: str, command: Sequence[str]) -> None:
+    """Open a window named ``window`` on the tmux server this process runs
+    inside (the person's, through $TMUX), running ``command`` without $TMUX.
+    Best effort: a failure is tmux's to show."""
+    subprocess.run(
+        ["tmux", "new-window", "-n", format_literal(window), "env -u TMUX " + shlex.join(command)],
+        check=False,
+    )
+
+
+def version(binary: str = "tmux") -> str | None:
+    """What ``tmux -V`` says (e.g. ``tmux 3.4``), None if it cannot be run."""
+    try:
+        proc = subprocess.run(
+            [binary, "-V"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout or proc.stderr).strip() if proc.returncode == 0 else None

@@ -273,7 +273,8 @@ def answer(
     import time
 
     from cmux import events
-    from cmux.agents import lifecycle, registry
+    from cmux.agents import registry
+    from cmux.agents.server import require_running
     from cmux.errors import AgentError
 
     agent = registry.get(cfg.data, name)
@@ -283,7 +284,7 @@ def answer(
             f"{name} is {agent.state}: there is nothing to {verb}",
             "`cmux status` shows the agents that are waiting",
         )
-    tmux = lifecycle.require_running(cfg, tmux)
+    tmux = require_running(cfg, tmux)
     reading = classify(tmux.capture(agent.pane_id))
     key = answer_key(reading, yes) if reading.dialog else None
     if key is None:

@@ -16,8 +16,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from cmux.agenttools import identity, run
-from cmux.errors import UsageError
-from cmux.inputs import arg_text, text_or_stdin
+from cmux.inputs import arg_text
 from cmux.paths import DataRoot
 from cmux.text import json_text, one_line, sanitize
 
@@ -67,22 +66,14 @@ def _say(text: str, end: str = "\n") -> None:
     sys.stdout.write(sanitize(text) + end)
 
 
-def _body(args: argparse.Namespace) -> str:
-    given = [b for b in (args.body, args.body_arg) if b is not None]
-    if len(given) > 1:
-        raise UsageError("give the body once: either --body TEXT or a second argument")
-    body = given[0] if given else ""
-    return text_or_stdin(body, "the body")
-
-
 def cmd_add(args: argparse.Namespace) -> int:
-    from cmux.journal import store
+    from cmux.ops import journal
 
     cfg = _cfg()
     title = arg_text(args.title, "the title")
-    body = _body(args)
-    tags = store.parse_tags(arg_text(",".join(args.tags), "the tags")) if args.tags else []
-    entry = store.add_entry(cfg.data, agent=identity(cfg), title=title, body=body, tags=tags)
+    body = journal.body_text(args.body, args.body_arg)
+    tags = journal.tags(args.tags)
+    entry = journal.add(cfg.data, agent=identity(cfg), title=title, body=body, tags=tags)
     if args.json:
         _dump(entry.to_dict())
     else:
@@ -91,10 +82,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from cmux.journal import index
+    from cmux.ops import journal
 
     query = " ".join(args.query)
-    hits = index.search(_data(), query, limit=args.limit, agent=args.agent)
+    hits = journal.search(_data(), query, limit=args.limit, agent=args.agent)
     if args.json:
         _dump([h.to_dict() for h in hits])
         return 0
@@ -112,11 +103,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_recent(args: argparse.Namespace) -> int:
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    entries = store.recent(_data(), days=args.days)
-    if args.agent:
-        entries = [e for e in entries if e.agent == args.agent]
+    entries = journal.recent(_data(), days=args.days, agent=args.agent)
     if args.json:
         _dump([e.to_dict() for e in entries])
         return 0
@@ -141,33 +130,29 @@ def _brief(entry: Any, *, full: bool, lines: int = 6) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    data = _data()
-    day = store.parse_day(args.date)
-    path = store.day_file(data, day)
-    try:
-        text = store.read_text(path)
-    except FileNotFoundError:
+    shown = journal.show(_data(), args.date)
+    if shown.text is None:
         if args.json:
             _dump([])
             return 0
-        days = [p.stem for p in store.daily_files(data)]
-        hint = f"; the latest days with entries: {', '.join(days[-5:])}" if days else ""
-        print(f"no journal entries on {day}{hint}")
+        days = shown.latest_days()
+        hint = f"; the latest days with entries: {', '.join(days)}" if days else ""
+        print(f"no journal entries on {shown.day}{hint}")
         return 0
     if args.json:
-        _dump([e.to_dict() for e in store.parse_text(text, date=day, file=str(path))])
+        _dump([e.to_dict() for e in shown.entries()])
     else:
-        _say(text, end="" if text.endswith("\n") else "\n")
+        _say(shown.text, end="" if shown.text.endswith("\n") else "\n")
     return 0
 
 
 def cmd_remember(args: argparse.Namespace) -> int:
-    from cmux.journal import store
+    from cmux.ops import journal
 
     cfg = _cfg()
-    r = store.remember(cfg.data, arg_text(" ".join(args.text), "the fact"), agent=identity(cfg))
+    r = journal.remember(cfg.data, arg_text(" ".join(args.text), "the fact"), agent=identity(cfg))
     if args.json:
         _dump(r.to_dict())
         return 0
@@ -183,31 +168,30 @@ def cmd_remember(args: argparse.Namespace) -> int:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    data = _data()
-    text = store.memory(data)
+    mem = journal.memory(_data())
     if args.json:
-        _dump({"file": str(data.memory_file), "facts": store.facts(text), "text": text})
-    elif text:
-        _say(text, end="" if text.endswith("\n") else "\n")
+        _dump(mem)
+    elif mem["text"]:
+        _say(mem["text"], end="" if mem["text"].endswith("\n") else "\n")
     else:
         print('MEMORY.md is empty; add a fact with `journal remember "..."`')
     return 0
 
 
 def cmd_context(args: argparse.Namespace) -> int:
-    from cmux.journal.context import start_context
+    from cmux.ops import journal
 
-    _say(start_context(_data(), budget_chars=args.budget), end="")
+    _say(journal.context(_data(), budget=args.budget), end="")
     return 0
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from cmux.journal import index
+    from cmux.ops import journal
 
     data = _data()
-    stats = index.rebuild(data)
+    stats = journal.reindex(data)
     if args.json:
         _dump(stats.to_dict())
     else:

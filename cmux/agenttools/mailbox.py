@@ -23,7 +23,7 @@ import json
 import sys
 
 from cmux.agenttools import identity, run
-from cmux.errors import EmptyMessage, UnknownAgent
+from cmux.errors import EmptyMessage
 
 PROG = "mailbox"
 
@@ -37,18 +37,6 @@ def _text(value: str) -> str:
             "the message is empty", 'give the text: mailbox send NAME "text" (or - for stdin)'
         )
     return text
-
-
-def _parent(cfg, me: str) -> str:
-    from cmux.agents import registry
-
-    try:
-        agent = registry.get(cfg.data, me)
-    except UnknownAgent:
-        return "supervisor" if me != "supervisor" else "human"
-    if agent.role == "supervisor":
-        return "human"
-    return agent.parent or "supervisor"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _quick(argv) or parser().parse_args(argv)
     from cmux.config import load_config
-    from cmux.mail import store
+    from cmux.ops import mail
 
     cfg = load_config()
     # Verified (cmux/identity.py): an agent sends, reports and reads only as itself.
     me = identity(cfg) if args.cmd != "ls" else ""
     if args.cmd == "send":
-        msg = store.send(
+        msg = mail.send(
             cfg,
             to=args.to,
             body=_text(args.text),
@@ -121,65 +109,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(msg.to_json() if args.json else f"sent {msg.id} to {msg.to}")
         return 0
-    if args.cmd in ("done", "blocked", "status"):
-        body = _text(args.text)
-        to = _parent(cfg, me)
-        msg = store.send(cfg, to=to, body=body, sender=me, kind=args.cmd)
-        if me != "human" and args.cmd in ("done", "blocked"):
-            _mark(cfg, me, args.cmd, body)
-        print(msg.to_json() if args.json else f"sent {args.cmd} {msg.id} to {to}")
+    if args.cmd in mail.REPORTS:
+        msg = mail.report(cfg, me, args.cmd, _text(args.text))
+        print(msg.to_json() if args.json else f"sent {args.cmd} {msg.id} to {msg.to}")
         return 0
     if args.cmd == "read":
         return _read(cfg, me, everything=args.all, as_json=args.json, only=args.id)
     if args.cmd == "ls":
-        names = store.recipients(cfg.data)
-        counts = store.counts(cfg.data, names)
+        rows = mail.boxes(cfg)
         if args.json:
-            print(
-                json.dumps(
-                    [
-                        {"name": n, **counts[n], "held_reason": store.hold_reason(cfg.data, n)}
-                        for n in names
-                    ]
-                )
-            )
+            print(json.dumps(rows))
         else:
             from cmux.text import one_line
 
-            for n in names:
-                c = counts[n]
-                held = store.hold_reason(cfg.data, n)
-                line = f"{n:<20} {c['pending']} waiting" + (f" (held: {held})" if held else "")
+            for r in rows:
+                held = r["held_reason"]
+                line = f"{r['name']:<20} {r['pending']} waiting"
+                line += f" (held: {held})" if held else ""
                 print(one_line(line))
         return 0
     return 2
 
 
-def _mark(cfg, me: str, kind: str, body: str) -> None:
-    from cmux.agents import registry
-
-    first = body.strip().splitlines()[0][:80]
-    try:
-        registry.transition(cfg.data, me, kind, reason=first, strict=False)
-    except UnknownAgent:
-        return
-    from cmux.journal import note
-
-    note(cfg.data, agent=me, title=f"{kind}: {first}", body=body, tags=[kind])
-
-
 def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:
     """Print the mail: bodies and fields are stored text, so sanitized (and
     each header field kept on its line); --json is exact."""
-    from cmux.mail import store
+    from cmux.ops import mail
     from cmux.text import json_text, one_line, sanitize
 
-    if everything or only:
-        msgs = store.read_all(cfg.data, me)
-        if only:
-            msgs = [m for m in msgs if m.id == only]
-    else:
-        msgs = store.receive(cfg.data, me)
+    msgs = mail.read(cfg, me, everything=everything, only=only)
     if as_json:
         print(json_text("[" + ",".join(m.to_json() for m in msgs) + "]"))
         return 0

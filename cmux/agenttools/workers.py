@@ -7,15 +7,10 @@
 The caller ($CMUX_AGENT, verified by its token) becomes the parent of what it
 spawns: the new worker's done and blocked reports come back to it.
 
-What each caller may do is ``decide``'s answer, checked here whatever Claude
-Code's allow rules say (docs/CLAUDE.md, "Who may do what"):
-
-- a person (no CMUX_AGENT): everything, as with `cmux spawn/kill/approve`;
-- the supervisor: spawn a worker with a profile and a task, inside the
-  project; end, approve or deny its own workers; list. Not ``--command`` (a
-  command line run unprompted) nor the ``shell`` profile (a shell runs its mail
-  as commands): either would let an agent run any command without a prompt;
-- a worker: list only. It asks its supervisor for anything else.
+What each caller may do is cmux/ops/agents.py ``decide``'s answer, checked
+there whatever Claude Code's allow rules say (docs/CLAUDE.md, "Who may do
+what"): a person everything, the supervisor its own workers (never
+``--command`` nor a shell agent), a worker only ``list``.
 """
 
 from __future__ import annotations
@@ -23,12 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
-from typing import Any
 
 from cmux.agenttools import identity, run
-from cmux.errors import UnknownAgent, UsageError
-from cmux.paths import HUMAN, SUPERVISOR
 
 PROG = "workers"
 
@@ -63,117 +54,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def decide(
-    caller: str,
-    role: str,
-    cmd: str,
-    *,
-    command: bool = False,
-    shell: bool = False,
-    outside: str | None = None,
-    target: str | None = None,
-    target_parent: str | None = None,
-) -> tuple[str, str] | None:
-    """Why ``caller`` (of ``role``) may not ``workers cmd``, as (message, hint);
-    None when it may. Pure: the facts are looked up by the caller of this."""
-    if caller == HUMAN:
-        return None
-    if role != SUPERVISOR:
-        if cmd == "list":
-            return None
-        return (
-            f"a worker cannot `workers {cmd}`: only the supervisor spawns, ends and "
-            "answers for workers",
-            'ask your supervisor: mailbox send supervisor "..."',
-        )
-    if cmd == "spawn":
-        if command:
-            return (
-                "an agent cannot spawn with --command: it would run any command line "
-                "without a permission prompt",
-                "spawn with a profile (--agent claude) and a task; a person can run "
-                "`cmux spawn NAME --command CMD`",
-            )
-        if shell:
-            return (
-                "an agent cannot spawn a shell agent: a shell runs the mail it gets as "
-                "commands, without a permission prompt",
-                "spawn with --agent claude (or another profile from cmux.toml)",
-            )
-        if outside:
-            return (
-                f"{outside} is outside the project: an agent spawns workers only inside it",
-                "give a --dir or --task-file under the project directory",
-            )
-    if cmd in ("kill", "approve", "deny") and target_parent != caller:
-        return (
-            f"{target} is not a worker of {caller}: an agent can {cmd} only its own workers",
-            f"a person can: cmux {cmd} {target}",
-        )
-    return None
-
-
-def _role(cfg: Any, me: str) -> str:
-    from cmux.agents import registry
-
-    if me == HUMAN:
-        return HUMAN
-    try:
-        return registry.get(cfg.data, me).role
-    except UnknownAgent:
-        return "worker"  # an agent cmux has no record of gets the least
-
-
-def _outside(cfg: Any, *paths: str | None) -> str | None:
-    root = cfg.project_root.resolve()
-    for p in paths:
-        if p and p != "-" and not Path(p).resolve().is_relative_to(root):
-            return p
-    return None
-
-
-def _check(cfg: Any, me: str, args: argparse.Namespace) -> None:
-    from cmux.agents import profiles, registry
-    from cmux.identity import NotAllowed
-
-    if me == HUMAN:
-        return
-    facts: dict[str, Any] = {}
-    if args.cmd == "spawn":
-        facts["command"] = args.command is not None
-        if args.command is None:
-            prof = profiles.resolve(cfg, args.profile)
-            facts["shell"] = prof.name == "shell" and prof.builtin
-        facts["outside"] = _outside(cfg, args.cwd, args.task_file)
-    elif args.cmd in ("kill", "approve", "deny"):
-        facts["target"] = args.name
-        try:
-            facts["target_parent"] = registry.get(cfg.data, args.name).parent
-        except UnknownAgent:
-            facts["target_parent"] = None
-    refused = decide(me, _role(cfg, me), args.cmd, **facts)
-    if refused:
-        raise NotAllowed(*refused)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from cmux.agents import lifecycle, registry
     from cmux.config import load_config
+    from cmux.ops import agents as ops
 
     cfg = load_config()
-    me = identity(cfg)
-    _check(cfg, me, args)
+    me = identity(cfg)  # what `me` may do is ops.agents.decide's answer
     if args.cmd == "spawn":
-        agent = lifecycle.spawn(
+        agent = ops.spawn(
             cfg,
             args.name,
-            task=lifecycle.read_task(args.task, args.task_file),
+            task=args.task,
+            task_file=args.task_file,
             profile=args.profile,
             command=args.command,
             cwd=args.cwd,
             worktree=args.worktree,
-            parent=me if me != "human" else "supervisor",
+            caller=me,
         )
         if args.json:
             print(json.dumps(agent.to_dict()))
@@ -185,13 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     if args.cmd == "kill":
-        target = registry.get(cfg.data, args.name)
-        if target.role == "supervisor":
-            raise UsageError(
-                "workers kill cannot end the supervisor",
-                "a person can: cmux kill supervisor --force",
-            )
-        r = lifecycle.kill(cfg, args.name, reason=f"killed by {me}")
+        r = ops.kill(cfg, args.name, caller=me)
         if args.json:
             print(json.dumps(vars(r)))
         else:
@@ -201,13 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     if args.cmd in ("approve", "deny"):
-        from cmux.agents import screen
-
-        answered = screen.answer(cfg, args.name, yes=args.cmd == "approve", by=me)
+        answered = ops.answer(cfg, args.name, yes=args.cmd == "approve", by=me, caller=me)
         print(f"{args.cmd}d {args.name}: {answered.detail}; now {answered.state}")
         return 0
-    lifecycle.reconcile(cfg)
-    agents = registry.list_agents(cfg.data)
+    agents = ops.agents(cfg, caller=me)
     if args.json:
         print(json.dumps([a.to_dict() for a in agents]))
         return 0

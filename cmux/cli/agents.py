@@ -9,7 +9,6 @@ import click
 
 from cmux import ui
 from cmux.config import load_config
-from cmux.errors import UsageError
 from cmux.text import one_line
 
 
@@ -50,20 +49,19 @@ def spawn_options(f):
     return f
 
 
-def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor"):
-    from cmux.agents import lifecycle
+def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json):
+    """Spawn worker NAME (its parent: the supervisor) and say so."""
+    from cmux.ops import agents
 
-    cfg = load_config()
-    text = lifecycle.read_task(task, task_file)
-    agent = lifecycle.spawn(
-        cfg,
+    agent = agents.spawn(
+        load_config(),
         name,
-        task=text,
+        task=task,
+        task_file=task_file,
         profile=profile,
         command=command,
         cwd=cwd,
         worktree=worktree,
-        parent=parent,
     )
     warn_if_shell(agent)
     if as_json:
@@ -99,13 +97,13 @@ def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):
       cmux spawn docs --task-file brief.md --agent demo
       cmux spawn probe --command "htop" --task "watch the load"
     """
-    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json, parent="supervisor")
+    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json)
 
 
 def do_kill(name: str, force: bool, as_json: bool) -> None:
-    from cmux.agents import lifecycle
+    from cmux.ops import agents
 
-    r = lifecycle.kill(load_config(), name, force=force)
+    r = agents.kill(load_config(), name, force=force)
     if as_json:
         ui.print_json(vars(r))
         return
@@ -131,11 +129,11 @@ def kill_cmd(name: str, force: bool, as_json: bool) -> None:
 
 def collect_status(cfg, *, reconcile: bool = True) -> list[dict]:
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
-    own loop reconciles (from inside the server, see lifecycle.reconcile)."""
-    from cmux.agents import lifecycle, registry
+    own loop reconciles (from inside the server, see deaths.reconcile)."""
+    from cmux.agents import deaths, registry
 
     if reconcile:
-        lifecycle.reconcile(cfg)
+        deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     mail: dict[str, dict[str, int]] = {}
     try:
@@ -155,9 +153,9 @@ def collect_status(cfg, *, reconcile: bool = True) -> list[dict]:
 
 
 def status_header(cfg) -> str:
-    from cmux.agents import lifecycle
+    from cmux.agents import server
 
-    running = lifecycle.is_running(cfg)
+    running = server.is_running(cfg)
     title = f"cmux · {cfg.session_name} · {'running' if running else 'stopped'}"
     extra = []
     try:
@@ -216,23 +214,9 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
 @click.option("--lines", "-n", type=int, default=0, help="Only the last N lines.")
 def logs_cmd(name: str, lines: int) -> None:
     """What NAME's pane showed (its whole scrollback, or the saved copy)."""
-    from cmux.agents import lifecycle, registry
-    from cmux.errors import TmuxError
+    from cmux.ops import agents
 
-    cfg = load_config()
-    agent = registry.get(cfg.data, name)
-    text = None
-    tmux = lifecycle.tmux_for(cfg)
-    if agent.pane_id and agent.state != "killed" and registry.on_server(agent, tmux.server_id()):
-        try:
-            text = tmux.capture(agent.pane_id, history=True)
-        except TmuxError:
-            text = None
-    if text is None:
-        saved = cfg.data.logs_dir / f"{name}.log"
-        if not saved.exists():
-            raise UsageError(f"no log for {name}: its pane is gone and nothing was saved")
-        text = saved.read_text(errors="replace")
+    text = agents.log(load_config(), name)
     out: list[str] = []
     for line in text.rstrip().splitlines():
         if line.strip() or (out and out[-1].strip()):
@@ -248,17 +232,18 @@ def logs_cmd(name: str, lines: int) -> None:
 @click.argument("server", required=False, default="")
 def pane_died_cmd(pane_id: str, status: str, server: str) -> None:
     """Called by tmux's pane-died hook (SERVER: the identity of tmux's server)."""
-    from cmux.agents import lifecycle
+    from cmux.agents import deaths
+    from cmux.tmux import Tmux
 
     cfg = load_config()
-    tmux = lifecycle.tmux_for(cfg)
+    tmux = Tmux.for_config(cfg)
     code = int(status) if status.strip().lstrip("-").isdigit() else None
     pane = tmux.pane(pane_id)
     if pane is not None and server and pane.server != server:
         return  # that server is gone; this pane id is another pane now
     if code is None and pane is not None and pane.dead_signal is not None:
         code = 128 + pane.dead_signal  # killed by a signal: tmux keeps that apart
-    agent = lifecycle.pane_died(cfg, pane_id, code, server or None)
+    agent = deaths.pane_died(cfg, pane_id, code, server or None)
     if agent is None and pane is not None:
         # The monitor never stays dead; a pause keeps a crash from spinning.
-        lifecycle.mend_monitor(cfg, tmux, [pane], delay=2)
+        deaths.mend_monitor(cfg, tmux, [pane], delay=2)

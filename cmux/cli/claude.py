@@ -28,10 +28,11 @@ def hook_cmd(event: str) -> None:
 
 def _answer(name: str, yes: bool, as_json: bool) -> None:
     from cmux.agents import screen
+    from cmux.ops import agents
 
     cfg = load_config()
     by = os.environ.get("CMUX_AGENT") or "human"
-    done = screen.answer(cfg, name, yes=yes, by=by)
+    done = agents.answer(cfg, name, yes=yes, by=by)
     if as_json:
         ui.print_json(
             {

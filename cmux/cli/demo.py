@@ -36,7 +36,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     demo agent, sends the supervisor a task, and shows the mail, states and
     journal entries as the workers report back. Needs no account.
     """
-    from cmux.agents import lifecycle
+    from cmux.agents import session
     from cmux.config import load_config
     from cmux.mail import store
     from cmux.project import init
@@ -66,7 +66,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
         del os.environ[key]  # the demo is its own project
     cfg = load_config(root, agent="demo")
     ui.progress("starting the session (monitor + demo supervisor)")
-    r = lifecycle.start(cfg, profile="demo")
+    r = session.start(cfg, profile="demo")
     ui.out(
         f"session {r.session} is up in {r.seconds:.2f}s; attach any time: cd {root} && cmux attach"
     )
@@ -90,7 +90,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     if keep:
         ui.out(f"\nstill running: cd {root} && cmux attach   (cmux stop to end)")
     else:
-        lifecycle.stop(cfg)
+        session.stop(cfg)
         ui.out(f"\nstopped; everything it wrote is in {cfg.data.root}")
     if not ok:
         raise SystemExit(1)

@@ -1,7 +1,7 @@
 """cmux journal: read, search and write the team's journal as a person.
 
 The same commands agents have in tools/journal, signed ``human``, with
-colour. Thin: each command calls cmux.journal and prints. The journal is
+colour. Thin: each command calls cmux/ops/journal.py and prints. The journal is
 stored text anyone may have written: it is printed through ui (sanitized, and
 never read as rich markup), never raw.
 """
@@ -16,7 +16,6 @@ import click
 
 from cmux import identity, ui
 from cmux.config import load_config
-from cmux.errors import UsageError
 from cmux.paths import HUMAN, DataRoot
 from cmux.text import one_line
 
@@ -97,17 +96,14 @@ def add_cmd(
       cmux journal add "Paused the migration" --tags db --body "Why: ..."
       git log -5 --oneline | cmux journal add "Where we stand" -
     """
-    from cmux.journal import store
+    from cmux.inputs import arg_text
+    from cmux.ops import journal
 
-    if body is not None and body_arg is not None:
-        raise UsageError("give the body once: either --body TEXT or a second argument")
-    from cmux.inputs import arg_text, text_or_stdin
-
-    text = text_or_stdin(body if body is not None else (body_arg or ""), "the body")
+    text = journal.body_text(body, body_arg)
     title = arg_text(title, "the title")
-    tag_list = store.parse_tags(arg_text(",".join(tags), "the tags"))
+    tag_list = journal.tags(tags)
     identity.require_person(load_config(), "sign the journal as human")
-    entry = store.add_entry(_data(), agent=HUMAN, title=title, body=text, tags=tag_list)
+    entry = journal.add(_data(), agent=HUMAN, title=title, body=text, tags=tag_list)
     if as_json:
         ui.print_json(entry.to_dict())
     else:
@@ -141,13 +137,14 @@ def search_cmd(query: tuple[str, ...], limit: int, agent: str | None, as_json: b
                           dash reads as an option)
       title:router        only in titles (also tags:, body:)
     """
-    from cmux.journal import index
+    from cmux.ops import journal
 
     text = " ".join(query)
     if as_json:
-        ui.print_json([h.to_dict() for h in index.search(_data(), text, limit=limit, agent=agent)])
+        hits = journal.search(_data(), text, limit=limit, agent=agent)
+        ui.print_json([h.to_dict() for h in hits])
         return
-    hits = index.search(_data(), text, limit=limit, agent=agent, marks=(_ON, _OFF))
+    hits = journal.search(_data(), text, limit=limit, agent=agent, marks=(_ON, _OFF))
     if not hits:
         ui.out(f"no journal entry matches {text!r}")
         return
@@ -194,11 +191,9 @@ def recent_cmd(
     days: int = 1, agent: str | None = None, full: bool = False, as_json: bool = False
 ) -> None:
     """The entries of the last N days (today included), oldest first."""
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    entries = store.recent(_data(), days=days)
-    if agent:
-        entries = [e for e in entries if e.agent == agent]
+    entries = journal.recent(_data(), days=days, agent=agent)
     if as_json:
         ui.print_json([e.to_dict() for e in entries])
         return
@@ -229,24 +224,21 @@ def _print_entries(entries: list[Entry], *, full: bool, lines: int = 6) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the day's entries as JSON.")
 def show_cmd(date: str, as_json: bool) -> None:
     """Print a day's file: DATE is YYYY-MM-DD, today, yesterday or -N days ago."""
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    data = _data()
-    day = store.parse_day(date)
-    path = store.day_file(data, day)
-    try:
-        text = store.read_text(path)
-    except FileNotFoundError:
+    shown = journal.show(_data(), date)
+    if shown.text is None:
         if as_json:
             ui.print_json([])
             return
-        days = [p.stem for p in store.daily_files(data)]
-        hint = f"; the latest days with entries: {', '.join(days[-5:])}" if days else ""
-        ui.out(f"no journal entries on {day}{hint}")
+        days = shown.latest_days()
+        hint = f"; the latest days with entries: {', '.join(days)}" if days else ""
+        ui.out(f"no journal entries on {shown.day}{hint}")
         return
     if as_json:
-        ui.print_json([e.to_dict() for e in store.parse_text(text, date=day, file=str(path))])
+        ui.print_json([e.to_dict() for e in shown.entries()])
     else:
+        text = shown.text
         ui.write(text if text.endswith("\n") else text + "\n")
 
 
@@ -260,10 +252,10 @@ def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
     journal (tag "memory"), so nothing is lost.
     """
     from cmux.inputs import arg_text
-    from cmux.journal import store
+    from cmux.ops import journal
 
     identity.require_person(load_config(), "sign the journal as human")
-    r = store.remember(_data(), arg_text(" ".join(text), "the fact"), agent=HUMAN)
+    r = journal.remember(_data(), arg_text(" ".join(text), "the fact"), agent=HUMAN)
     if as_json:
         ui.print_json(r.to_dict())
         return
@@ -280,12 +272,12 @@ def remember_cmd(text: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The facts as JSON.")
 def memory_cmd(as_json: bool) -> None:
     """Print MEMORY.md (edit the file itself to change or remove facts)."""
-    from cmux.journal import store
+    from cmux.ops import journal
 
-    data = _data()
-    text = store.memory(data)
+    mem = journal.memory(_data())
+    text = mem["text"]
     if as_json:
-        ui.print_json({"file": str(data.memory_file), "facts": store.facts(text), "text": text})
+        ui.print_json(mem)
     elif text:
         ui.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -302,9 +294,9 @@ def memory_cmd(as_json: bool) -> None:
 )
 def context_cmd(budget: int) -> None:
     """Print what a new supervisor session is started with (MEMORY.md, latest entries)."""
-    from cmux.journal.context import start_context
+    from cmux.ops import journal
 
-    ui.write(start_context(_data(), budget_chars=budget))
+    ui.write(journal.context(_data(), budget=budget))
 
 
 @journal_group.command("reindex")
@@ -315,10 +307,10 @@ def reindex_cmd(as_json: bool) -> None:
     Searches keep the index in step by themselves (a hand edit, a new or a
     deleted file is picked up); this is for measuring or after a scare.
     """
-    from cmux.journal import index
+    from cmux.ops import journal
 
     data = _data()
-    stats = index.rebuild(data)
+    stats = journal.reindex(data)
     if as_json:
         ui.print_json(stats.to_dict())
     else:

@@ -23,18 +23,16 @@ def send_cmd(name: str, text: str, subject: str, as_json: bool) -> None:
     `[cmux mail <id> from human kind=message]`.
     """
     from cmux.inputs import arg_text, text_or_stdin
-    from cmux.mail import store
+    from cmux.ops import agents, mail
 
     body = text_or_stdin(text, "the message")
     subject = arg_text(subject, "the subject")
-    msg = store.send(load_config(), to=name, body=body, sender="human", subject=subject)
+    msg = mail.send(load_config(), to=name, body=body, sender="human", subject=subject)
     if as_json:
         ui.out_json(msg.to_json())
     else:
         ui.out(f"sent {msg.id} to {name}")
-    from cmux.agents import lifecycle
-
-    lifecycle.check(load_config())  # a dead monitor would leave the mail undelivered
+    agents.check(load_config())  # a dead monitor would leave the mail undelivered
 
 
 @click.command("inbox")
@@ -46,17 +44,11 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
 
     New messages are shown and marked read; --all shows the read ones too.
     """
-    from cmux.mail import store
+    from cmux.ops import mail
 
     cfg = load_config()
     identity.require_person(cfg, "read the person's inbox")
-    if everything or peek:
-        msgs = store.read_all(cfg.data, "human")
-        if peek:
-            new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
-            msgs = [m for m in msgs if m.id in new_ids]
-    else:
-        msgs = store.receive(cfg.data, "human")
+    msgs = mail.inbox(cfg, everything=everything, peek=peek)
     if as_json:
         ui.out_json("[" + ",".join(m.to_json() for m in msgs) + "]")
         return

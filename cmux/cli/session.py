@@ -55,10 +55,10 @@ def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None
     status; the `supervisor` window runs the supervisor agent. From inside
     tmux it switches your client; otherwise it attaches, unless --no-attach.
     """
-    from cmux.agents import lifecycle
+    from cmux.agents import session
 
     cfg = load_config(agent=profile)
-    r = lifecycle.start(cfg, profile=profile, command=command)
+    r = session.start(cfg, profile=profile, command=command)
     if r.left_by_dead_server:
         ui.out(
             "the tmux server of the last session had ended; marked exited: "
@@ -85,10 +85,10 @@ def stop_cmd(as_json: bool) -> None:
     Only this project's private tmux server is touched; state on disk
     (mailboxes, journal, registry, worktrees) is kept.
     """
-    from cmux.agents import lifecycle
+    from cmux.agents import session
 
     cfg = load_config()
-    r = lifecycle.stop(cfg)
+    r = session.stop(cfg)
     if as_json:
         ui.print_json({"was_running": r.was_running, "ended": r.ended})
         return
@@ -99,32 +99,24 @@ def stop_cmd(as_json: bool) -> None:
 
 
 def _attach(cfg, name: str | None) -> None:
-    from cmux.agents import lifecycle, registry
-    from cmux.tmux import attach_command
+    from cmux import tmux as gateway
+    from cmux.agents import registry
+    from cmux.agents.server import require_running
 
-    tmux = lifecycle.require_running(cfg)
+    tmux = require_running(cfg)
     if name:
         agent = registry.get(cfg.data, name)
         if registry.on_server(agent, tmux.server_id()):  # (else its id is another's pane)
             assert agent.pane_id
             tmux.select_window(agent.pane_id)
-    inside = os.environ.get("TMUX", "")
-    if inside and Path(inside.split(",")[0]).name == cfg.socket_name:
-        tmux.cmd("switch-client", "-t", f"={cfg.session_name}")
+    inside = gateway.enclosing_socket()
+    if inside == cfg.socket_name:
+        tmux.switch_client(cfg.session_name)
         return
-    argv = attach_command(cfg.socket_name, cfg.session_name, binary=tmux.binary)
-    if inside:
+    argv = gateway.attach_command(cfg.socket_name, cfg.session_name, binary=tmux.binary)
+    if inside is not None:
         # Inside another tmux server: open a window there that shows ours.
-        import shlex
-        import subprocess
-
-        from cmux.tmux import format_literal
-
-        name = format_literal(cfg.session_name)
-        subprocess.run(
-            ["tmux", "new-window", "-n", name, "env -u TMUX " + shlex.join(argv)],
-            check=False,
-        )
+        gateway.open_in_enclosing(cfg.session_name, argv)
         return
     os.execvp(argv[0], argv)
 

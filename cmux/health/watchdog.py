@@ -6,7 +6,7 @@
   later end it and report to its parent.
 - A worker whose pane died without reporting done: report to its parent.
 - The supervisor's pane died: start it again (with its memory, through
-  ``lifecycle.respawn``), with back-off, at most ``supervisor_restarts``
+  ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
 - A dead daemon is restarted by cmux/monitor.py itself.
 
@@ -177,22 +177,22 @@ class CmuxActions:
         registry.update(self.cfg.data, name, note=text)
 
     def end(self, name: str, reason: str) -> str:
-        from cmux.agents import lifecycle
+        from cmux.agents import spawn
 
-        r = lifecycle.kill(self.cfg, name, reason=reason)
+        r = spawn.kill(self.cfg, name, reason=reason)
         if r.kept_branch:
             return f"Its branch {r.kept_branch} is kept at {r.kept_worktree}: {r.reason}."
         return ""
 
     def respawn(self, name: str, reason: str) -> None:
-        from cmux.agents import lifecycle
+        from cmux.agents import spawn
 
-        lifecycle.respawn(self.cfg, name, reason=reason)
+        spawn.respawn(self.cfg, name, reason=reason)
 
     def session_running(self) -> bool:
-        from cmux.agents import lifecycle
+        from cmux.agents import server
 
-        return lifecycle.is_running(self.cfg)
+        return server.is_running(self.cfg)
 
     def alert(self, text: str) -> None:
         from cmux.health.monitor import raise_alert

@@ -484,7 +484,6 @@ def run(cfg: Config) -> None:
     import signal
 
     from cmux import pidfile
-    from cmux.agents.lifecycle import tmux_for
 
     cfg.data.run_dir.mkdir(parents=True, exist_ok=True)
     with locked(cfg.data.run_dir / "router.lock", blocking=False) as got:
@@ -496,7 +495,7 @@ def run(cfg: Config) -> None:
             )
             raise SessionError(f"a router is already running for {cfg.data.root} (pid {pid})")
         pidfile.write(cfg.data.run_dir / "router.pid")
-        router = Router(cfg, tmux_for(cfg))
+        router = Router(cfg, Tmux.for_config(cfg))
         signal.signal(signal.SIGTERM, lambda *_: router.stop())
         signal.signal(signal.SIGHUP, lambda *_: router.stop())
         events.record(cfg.data, "router-start", pid=os.getpid())

@@ -1,6 +1,6 @@
 """What a Claude agent may run without a prompt through cmux's tools, with the
 real CLI: the allow rules of each role (cmux/agents/profiles.py ALLOW) and the
-tools' own checks (cmux/agenttools/workers.py decide)."""
+tools' own checks (cmux/ops/agents.py decide)."""
 
 from __future__ import annotations
 

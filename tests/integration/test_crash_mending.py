@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cmux import pidfile
-from cmux.agents import lifecycle, registry
+from cmux.agents import deaths, registry
 from cmux.tmux import Pane, Tmux
 from tests.helpers import Project, wait_until
 
@@ -267,7 +267,7 @@ def test_a_code_that_arrives_just_after_reconcile_looked_is_kept(project: Projec
     _, go = close_terminal_then_exit(project, "quitter", 7)
     tmux = ThenExit(cfg.socket_name)
     tmux.go = go
-    lifecycle.reconcile(cfg, tmux)
+    deaths.reconcile(cfg, tmux)
     agent = registry.get(cfg.data, "quitter")
     assert (agent.state, agent.exit_code) == ("exited", 7)
 
@@ -285,5 +285,5 @@ def test_a_code_the_hook_recorded_is_not_undone_by_a_reconcile_that_read_earlier
     wait_until(lambda: json.loads(reg.read_text())["exit_code"] == 7, what="the hook's code")
     project.tmux("kill-pane", "-t", pane)
     # ... and the reconcile acts on what it read: the pane is gone, no code.
-    lifecycle._mark_exited(cfg, stale, None, "its pane is gone")
+    deaths._mark_exited(cfg, stale, None, "its pane is gone")
     assert registry.get(cfg.data, "quitter").exit_code == 7

@@ -10,10 +10,10 @@ import pytest
 
 from cmux import identity
 from cmux.agents import profiles
-from cmux.agenttools.workers import decide
 from cmux.config import Config, load_config
 from cmux.identity import IdentityError
 from cmux.mail import store
+from cmux.ops.agents import decide
 from cmux.project import init
 from tests.helpers import make_repo
 

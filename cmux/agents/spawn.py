@@ -1,0 +1,262 @@
+"""Spawn, kill and respawn agents, each in its own window of the session.
+
+Everything goes through the registry (state changes, events) and the tmux
+gateway. A spawn reserves its name under a lock, records the agent before its
+window exists (so the pane-died hook always finds it) and removes the record
+again if tmux refuses the window. A kill saves the pane's scrollback first,
+and never closes a pane of another server (its id may name someone else's).
+The front ends (cmux/cli, cmux/agenttools) reach these through cmux/ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmux import events
+from cmux.agents import profiles, registry
+from cmux.agents.deaths import reconcile
+from cmux.agents.registry import Agent
+from cmux.agents.server import journal_note, require_running
+from cmux.agents.worktrees import _add_worktree, _retire_worktree
+from cmux.config import Config
+from cmux.errors import DuplicateAgent, TmuxError, UsageError
+from cmux.fsutil import atomic_write, locked
+from cmux.mail import store
+from cmux.paths import SUPERVISOR
+from cmux.text import sanitize
+from cmux.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+
+def read_task(task: str | None, task_file: str | Path | None) -> str:
+    """The task text from --task TEXT or --task-file FILE ('-' is stdin)."""
+    if task is not None and task_file is not None:
+        raise UsageError("give either --task or --task-file, not both")
+    from cmux.inputs import file_text, stdin_text, text_or_stdin
+
+    if task_file is not None:
+        if str(task_file) == "-":
+            return stdin_text("the task (--task-file -)")
+        return file_text(task_file, "--task-file")
+    if task is None:
+        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
+    return text_or_stdin(task, "the task")
+
+
+def write_context(cfg: Config, name: str, role: str, task: str, parent: str | None) -> Path:
+    path = cfg.data.context_file(name)
+    report = (
+        "## How to report\n\n"
+        f'- `mailbox done "what you did and how you checked it"` tells {parent or "the supervisor"}'
+        " you are finished (run the tests first).\n"
+        '- `mailbox blocked "what you need"` when you cannot go on.\n'
+        '- `mailbox send NAME "text"` for anyone else; `mailbox read` shows your mail.\n'
+        '- `journal add "title" --body "..."` records what you learned.\n'
+    )
+    text = (
+        f"# {name}: {role} in cmux session {cfg.session_name}\n\n"
+        f"{profiles.role_prompt(role).strip()}\n\n"
+        f"## Your task\n\n{task.strip() or '(none yet: wait for a message)'}\n\n"
+        f"{report}\n"
+        f"Project: {cfg.project_root}\nData root (CMUX_HOME): {cfg.data.root}\n"
+    )
+    if role == "supervisor":
+        from cmux.journal.context import start_context
+
+        text += "\n" + start_context(cfg.data)
+    atomic_write(path, sanitize(text))  # the task is anyone's text; this file is printed
+    return path
+
+
+def spawn(
+    cfg: Config,
+    name: str,
+    *,
+    task: str,
+    profile: str | None = None,
+    command: str | None = None,
+    cwd: str | None = None,
+    worktree: bool = False,
+    role: str = "worker",
+    parent: str | None = SUPERVISOR,
+    tmux: Tmux | None = None,
+    _profile: profiles.Profile | None = None,
+) -> Agent:
+    """Start an agent in a new window of the running session."""
+    registry.validate_name(name, allow_supervisor=(role == "supervisor"))
+    if profile and command:
+        raise UsageError("give either --agent or --command, not both")
+    prof = _profile if (_profile or command) else profiles.resolve(cfg, profile)
+    if prof is not None:
+        profiles.require_binary(prof)
+    tmux = require_running(cfg, tmux)
+    reconcile(cfg, tmux)  # records of a dead server must not block the name
+    if role == "worker" and not task.strip():
+        raise UsageError("a worker needs a task", "give it with --task TEXT or --task-file FILE")
+    with locked(cfg.data.run_dir / f"spawn-{name}.lock", blocking=False) as got:
+        if not got:
+            raise DuplicateAgent(f"agent {name!r} is being spawned right now")
+        if registry.exists(cfg.data, name):
+            old = registry.get(cfg.data, name)
+            if old.live:
+                raise DuplicateAgent(
+                    f"an agent named {name!r} already exists ({old.state})",
+                    f"choose another name, or end it with `cmux kill {name}`",
+                )
+        workdir = Path(cwd).resolve() if cwd else cfg.project_root
+        if cwd and not workdir.is_dir():
+            raise UsageError(f"--dir {cwd}: no such directory")
+        branch = wt_path = None
+        if worktree:
+            wt_path, branch = _add_worktree(cfg, name)
+            workdir = wt_path
+        cfg.data.ensure()
+        write_context(cfg, name, role, task, parent)
+        launch = profiles.build_launch(
+            cfg, name=name, role=role, profile=prof, task=task, command=command
+        )
+        agent = Agent(
+            name=name,
+            role=role,
+            profile=prof.name if prof else "command",
+            state="starting",
+            cwd=str(workdir),
+            task=task,
+            parent=parent if role == "worker" else None,
+            worktree=str(wt_path) if wt_path else None,
+            branch=branch,
+            session_id=launch.session_id,
+            command=launch.argv,
+            incarnation=(registry.get(cfg.data, name).incarnation + 1)
+            if registry.exists(cfg.data, name)
+            else 1,
+        )
+        registry.save(cfg.data, agent, event=None)
+        store.ensure(cfg.data, name)  # after the registry: a mailbox means a known agent
+        try:
+            pane = tmux.new_window(
+                cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
+            )
+        except TmuxError:
+            registry.remove(cfg.data, name)
+            raise
+        # Agents that report their own state (claude via hooks, demo) start in
+        # `starting`; anything else is ready for input as soon as it runs.
+        first = "starting" if agent.profile in ("claude", "demo") else "idle"
+        agent.pane_id, agent.server = pane
+        agent.state = first
+        registry.save(
+            cfg.data,
+            agent,
+            event="spawn",
+            pane=pane.pane_id,
+            server=pane.server,
+            profile=agent.profile,
+            task=task[:200] or None,
+        )
+        if launch.type_task:
+            _queue_typed_task(cfg, name, launch.type_task)
+    journal_note(cfg, name, f"spawned {role} {name}", task or "(no task)", ["spawn"])
+    return agent
+
+
+def _queue_typed_task(cfg: Config, name: str, task: str) -> None:
+    try:
+        store.send(cfg, to=name, body=task, sender="cmux", kind="task")
+    except Exception:  # the mailbox is an optional door for typed tasks
+        log.exception("could not queue the task for %s", name)
+
+
+@dataclass
+class KillResult:
+    name: str
+    kept_branch: str | None = None
+    kept_worktree: str | None = None
+    removed_worktree: str | None = None
+    reason: str = ""
+
+
+def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed") -> KillResult:
+    """End one agent. The supervisor only with force. Unmerged work is kept."""
+    agent = registry.get(cfg.data, name)
+    if agent.role == "supervisor" and not force:
+        raise UsageError(
+            "the supervisor is not killed without --force",
+            f"`cmux kill {name} --force` if you mean it; `cmux stop` ends everything",
+        )
+    _close_window(cfg, Tmux.for_config(cfg), agent)
+    if agent.state != "killed":
+        registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
+    result = KillResult(name=name)
+    if agent.worktree:
+        _retire_worktree(cfg, agent, result)
+    journal_note(cfg, name, f"killed {name}", _kill_body(agent, result), ["kill"])
+    return result
+
+
+def _kill_body(agent: Agent, result: KillResult) -> str:
+    lines = [f"Task: {agent.task_summary or '(none)'}", f"State before: {agent.state}"]
+    if result.kept_branch:
+        lines.append(f"Kept branch {result.kept_branch} at {result.kept_worktree}: {result.reason}")
+    return "\n".join(lines)
+
+
+def _close_window(cfg: Config, tmux: Tmux, agent: Agent) -> None:
+    """Save what the pane showed, then close its window (if still there).
+
+    Never a pane of another server: its pane id may now name someone else's.
+    """
+    if not agent.pane_id or not registry.on_server(agent, tmux.server_id()):
+        return
+    save_log(cfg, tmux, agent)
+    try:
+        tmux.kill_window_of(agent.pane_id)
+    except TmuxError:
+        pass  # already gone
+
+
+def save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
+    """Save the agent's pane's scrollback (the caller checked the server)."""
+    if not agent.pane_id:
+        return
+    try:
+        text = tmux.capture(agent.pane_id, history=True)
+    except TmuxError:
+        return
+    atomic_write(cfg.data.logs_dir / f"{agent.name}.log", text)
+
+
+def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
+    """Start a gone agent again in a fresh window, same name, profile and task.
+
+    Used by the watchdogs to bring back a dead supervisor; its new incarnation
+    gets a new Claude session id and starts with the journal's memory.
+    """
+    old = registry.get(cfg.data, name)
+    tmux = require_running(cfg)
+    _close_window(cfg, tmux, old)
+    if old.live:
+        registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
+    command: str | None = None
+    profile: str | None = old.profile
+    if old.profile == "command":
+        command = (
+            old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
+        )
+        profile = None
+    agent = spawn(
+        cfg,
+        name,
+        task=old.task,
+        profile=profile,
+        command=command,
+        cwd=old.cwd,
+        role=old.role,
+        parent=old.parent,
+        tmux=tmux,
+    )
+    events.record(cfg.data, "respawn", name, reason=reason, incarnation=agent.incarnation)
+    return agent

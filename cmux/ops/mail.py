@@ -1,0 +1,116 @@
+"""Mail operations: send, report (done, blocked, status), read, the inbox, ls.
+
+Imported on ``tools/mailbox send``: nothing is imported at module level
+beyond typing, each function imports what it needs (mailbox/README.md is the
+protocol; cmux/mail/store.py the only code that touches the Maildir).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cmux.config import Config
+    from cmux.mail.message import Message
+
+REPORTS = ("done", "blocked", "status")
+
+
+def send(
+    cfg: Config,
+    *,
+    to: str,
+    body: str,
+    sender: str,
+    subject: str = "",
+    reply_to: str | None = None,
+) -> Message:
+    """Store a message from ``sender`` (checked by the store: an agent signs
+    only as itself) for ``to``; returning means it is stored."""
+    from cmux.mail import store
+
+    return store.send(cfg, to=to, body=body, sender=sender, subject=subject, reply_to=reply_to)
+
+
+def report_to(cfg: Config, me: str) -> str:
+    """Who ``me``'s reports go to: its parent (``supervisor`` when unknown),
+    and the person for the supervisor."""
+    from cmux.agents import registry
+    from cmux.errors import UnknownAgent
+
+    try:
+        agent = registry.get(cfg.data, me)
+    except UnknownAgent:
+        return "supervisor" if me != "supervisor" else "human"
+    if agent.role == "supervisor":
+        return "human"
+    return agent.parent or "supervisor"
+
+
+def report(cfg: Config, me: str, kind: str, body: str) -> Message:
+    """``mailbox done/blocked/status``: mail of that kind to ``report_to``.
+
+    Done and blocked from an agent also move its record to that state (the
+    first line of the body as the reason) and write a journal entry; a report
+    from someone cmux has no record of is sent all the same.
+    """
+    from cmux.mail import store
+
+    msg = store.send(cfg, to=report_to(cfg, me), body=body, sender=me, kind=kind)
+    if me != "human" and kind in ("done", "blocked"):
+        _mark(cfg, me, kind, body)
+    return msg
+
+
+def _mark(cfg: Config, me: str, kind: str, body: str) -> None:
+    from cmux.agents import registry
+    from cmux.errors import UnknownAgent
+
+    first = body.strip().splitlines()[0][:80]
+    try:
+        registry.transition(cfg.data, me, kind, reason=first, strict=False)
+    except UnknownAgent:
+        return
+    from cmux.journal import note
+
+    note(cfg.data, agent=me, title=f"{kind}: {first}", body=body, tags=[kind])
+
+
+def read(
+    cfg: Config, me: str, *, everything: bool = False, only: str | None = None
+) -> list[Message]:
+    """``me``'s new mail, now marked read; with ``everything`` (or ``only``,
+    an id) every message of the box, read or not, and nothing is marked."""
+    from cmux.mail import store
+
+    if everything or only:
+        msgs = store.read_all(cfg.data, me)
+        if only:
+            msgs = [m for m in msgs if m.id == only]
+        return msgs
+    return store.receive(cfg.data, me)
+
+
+def inbox(cfg: Config, *, everything: bool = False, peek: bool = False) -> list[Message]:
+    """The person's mail: new messages, marked read; ``everything`` also the
+    read ones; ``peek`` the new ones without marking them. The caller has
+    checked that it is the person (identity.require_person)."""
+    from cmux.mail import store
+
+    if everything or peek:
+        msgs = store.read_all(cfg.data, "human")
+        if peek:
+            new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
+            msgs = [m for m in msgs if m.id in new_ids]
+        return msgs
+    return store.receive(cfg.data, "human")
+
+
+def boxes(cfg: Config) -> list[dict[str, Any]]:
+    """Every mailbox one can write to: ``name``, its counts (``pending`` ...)
+    and ``held_reason`` (None when its mail is not held)."""
+    from cmux.mail import store
+
+    names = store.recipients(cfg.data)
+    counts = store.counts(cfg.data, names)
+    return [{"name": n, **counts[n], "held_reason": store.hold_reason(cfg.data, n)} for n in names]
