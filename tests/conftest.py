@@ -1,5 +1,13 @@
 """Every test gets a private HOME and a private tmux socket directory, so no
-test can touch the user's own tmux server or home."""
+test can touch the user's own tmux server or home.
+
+libtmux (a dev dependency, the tests' independent observer of tmux) brings a
+pytest plugin with fixtures of its own (``server``, ``session``). We do not
+use them: each starts a bare server on a socket of its own under a HOME made
+once per session, while cmux's tests need the server cmux itself started for
+a project (its socket named after the data root, cmux.config.socket_name)
+inside this test's own TMUX_TMPDIR and HOME. ``Project.server()`` gives the
+libtmux view of that server."""
 
 from __future__ import annotations
 

@@ -3,11 +3,14 @@ as a real process, a private tmux server and HOME per test."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +34,23 @@ def wait_until(
                 f"timed out after {timeout}s waiting for {what or fn}: last={last!r}"
             )
         time.sleep(interval)
+
+
+@contextmanager
+def http_server(
+    handler: type[http.server.BaseHTTPRequestHandler],
+    server: type[http.server.ThreadingHTTPServer] = http.server.ThreadingHTTPServer,
+) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 from a thread; yields the
+    base URL (``http://127.0.0.1:PORT``) and stops the server on the way out."""
+    httpd = server(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def git(cwd: Path, *args: str) -> str:
