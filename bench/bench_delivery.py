@@ -40,14 +40,15 @@ from bench.common import (
     BENCH,
     PY,
     Arrivals,
-    Project,
+    BenchProject,
     report,
+    require,
     row,
     sandbox,
     spawn_recorders,
     summarize,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 BODY = "please rebase on main and run the tests again; report back when green"
 Sender = Callable[[str, str], str]
@@ -56,7 +57,7 @@ Sender = Callable[[str, str], str]
 class Cmux:
     """Sends through cmux's mailbox, in process (store.send, as tools/mailbox does)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: BenchProject) -> None:
         from cmux.mail import store
 
         self.store = store
@@ -153,7 +154,7 @@ BASELINE_SENDER = textwrap.dedent(
 
 
 def flood(
-    project: Project,
+    project: BenchProject,
     names: list[str],
     total: int,
     senders: int,
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     with sandbox() as box:
         proj = box.project()
         proj.ok("start", "--command", "sleep 600", "--no-attach")
-        router = wait_until(lambda: proj.daemon_pid("router"), what="the router")
+        router = wait_until(lambda: proj.daemon_pid("router"), timeout=30, what="the router")
         names = [f"r{i:02d}" for i in range(args.agents)]
         recs = spawn_recorders(proj, names)
         cfg = proj.config()
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             empty_enters=arrivals.empty_enters,
             duplicates=arrivals.duplicates,
         )
+    for k, v in lat.items():
+        require(v["n"], "delivery", f"no message of the {k!r} phase arrived in any pane")
+    for k, v in thr.items():
+        require(v["delivered_per_s"] > 0, "delivery", f"nothing was delivered in the {k!r} flood")
     report("delivery", summarize_rows(args, lat, thr, arrivals), details, quick=q, out=args.out)
     return 0
 

@@ -10,6 +10,14 @@ core, and the tmux server's share for reference (it is not cmux's daemon,
 but cmux's polling would show there). Wake-ups: voluntary context switches
 per second.
 
+The span covers the monitor's periodic work: its tick every second (the
+daemons' supervision, the screen reads, the watchdogs, the status redraw) and
+its reconcile every 10 s; the quick span is 2.5 reconcile periods, so it holds
+at least two reconciles whatever their phase. A span shorter than one
+reconcile period is refused. The run FAILS (exit 1) when it finds no monitor
+or router to measure, when the monitor never woke, or when the daemons'
+CPU counted no tick at all: a 0 % from a window that saw no work says nothing.
+
     python bench/bench_idle.py [--quick] [--seconds 60]
 """
 
@@ -30,11 +38,18 @@ from bench.common import (
     cpu_seconds,
     descendants,
     report,
+    require,
     row,
     sandbox,
     spawn_recorders,
-    wait_until,
 )
+from tests.helpers import wait_until
+
+# cmux/monitor.py: the monitor ticks every TICK (1 s) and reconciles the
+# registry with tmux every 10 s; those are the periodic jobs the span must hold.
+RECONCILE_S = 10.0
+QUICK_S = 2.5 * RECONCILE_S
+FULL_S = 60.0
 
 
 def parent_of(pid: int) -> int:
@@ -50,16 +65,18 @@ def label(pid: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="15 s instead of 60")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_S:.0f} s instead of {FULL_S:.0f}")
     p.add_argument("--seconds", type=float, default=0)
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    span = args.seconds or (15.0 if args.quick else 60.0)
+    span = args.seconds or (QUICK_S if args.quick else FULL_S)
+    if span < RECONCILE_S:
+        p.error(f"--seconds {span:g} would miss the monitor's reconcile (every {RECONCILE_S:g} s)")
     with sandbox() as box:
         proj = box.project()
         proj.ok("start", "--command", "sleep 900", "--no-attach")
-        wait_until(lambda: proj.daemon_pid("router") and proj.daemon_pid("monitor"))
+        wait_until(lambda: proj.daemon_pid("router") and proj.daemon_pid("monitor"), timeout=30)
         spawn_recorders(proj, [f"a{i:02d}" for i in range(args.agents)])
         time.sleep(3)  # let the start-up work (first scans, first status draw) pass
         run_dir = proj.data / "state" / "run"
@@ -73,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
                 names = {v: k for k, v in pids.items()}
                 if kid not in names:
                     pids[f"{names.get(parent_of(kid), '?')}: {label(kid)}"] = kid
+        require(
+            "monitor" in pids and "router" in pids,
+            "idle",
+            f"no monitor or router pid file under {run_dir} (found: {sorted(pids) or 'none'})",
+        )
         server = int(proj.tmux("display-message", "-p", "#{pid}").strip())
         pids["tmux server (not cmux's)"] = server
         before = {n: (cpu_seconds(pid), context_switches(pid)) for n, pid in pids.items()}
@@ -90,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         }
     daemons = [n for n in per if not n.startswith("tmux server")]
     total = sum(per[n]["percent_of_core"] for n in daemons)
+    require(
+        per["monitor"]["wakeups_per_s"] > 0,
+        "idle",
+        f"the monitor never woke in {elapsed:.0f} s (it ticks every second): was it stopped?",
+    )
+    require(
+        sum(per[n]["cpu_seconds"] for n in daemons) > 0,
+        "idle",
+        f"the daemons counted no CPU tick in {elapsed:.0f} s; a longer --seconds is needed",
+    )
     summary: list[dict[str, Any]] = [
         row(
             f"idle CPU, all daemons, {args.agents} agents, {span:.0f} s",

@@ -32,18 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     REPO,
-    Project,
+    BenchProject,
     report,
     row,
     sandbox,
     summarize,
-    wait_until,
 )
+from tests.helpers import wait_until
 
 TASK = "Look at README.md and say what the project is for."
 
 
-def start_once(proj: Project) -> tuple[float, float]:
+def start_once(proj: BenchProject) -> tuple[float, float]:
     """(ms until `cmux start` returned, ms until the supervisor was idle)."""
     t = time.perf_counter()
     proc = subprocess.Popen(
@@ -71,7 +71,7 @@ def start_once(proj: Project) -> tuple[float, float]:
     return returned if returned is not None else ready, ready
 
 
-def spawn_cmd(proj: Project, name: str, mode: str) -> subprocess.Popen[str]:
+def spawn_cmd(proj: BenchProject, name: str, mode: str) -> subprocess.Popen[str]:
     if mode == "tool":
         argv = [str(REPO / "tools" / "workers"), "spawn", name]
         env = proj.agent_env("supervisor")
@@ -89,7 +89,7 @@ def spawn_cmd(proj: Project, name: str, mode: str) -> subprocess.Popen[str]:
     )
 
 
-def spawn_round(proj: Project, names: list[str], mode: str) -> dict[str, Any]:
+def spawn_round(proj: BenchProject, names: list[str], mode: str) -> dict[str, Any]:
     """Spawn ``names``: one after another (mode cli, tool or sleep), or all
     at once (mode parallel); wall time per call, in all, and until all are
     running; CPU of the spawn commands, and of the whole machine meanwhile."""

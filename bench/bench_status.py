@@ -19,7 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import report, row, sandbox, summarize, timed, wait_until
+from bench.common import report, row, sandbox, summarize, timed
+from tests.helpers import wait_until
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     with sandbox() as box:
         proj = box.project()
         proj.ok("start", "--command", "sleep 900", "--no-attach")
-        wait_until(lambda: proj.daemon_pid("router"))
+        wait_until(lambda: proj.daemon_pid("router"), timeout=30)
         from cmux.agents import spawn
 
         cfg = proj.config()

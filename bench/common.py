@@ -1,10 +1,12 @@
 """What every benchmark shares: statistics, machine facts, a sandbox, results.
 
 Each benchmark runs in a ``Sandbox``: a private HOME and a private
-TMUX_TMPDIR (exactly as tests/conftest.py gives every test), so nothing here
-ever reaches the user's own tmux server or home. The sandbox also replaces
-``os.environ`` of the benchmark process while it lives, because cmux's tmux
-gateway (used in process for setup) reads the environment.
+TMUX_TMPDIR, made by tests/helpers.py's ``private_env`` exactly as
+tests/conftest.py makes them for every test, so nothing here ever reaches
+the user's own tmux server or home. The sandbox also replaces ``os.environ``
+of the benchmark process while it lives, because cmux's tmux gateway (used
+in process for setup) reads the environment. Projects are the tests'
+``Project`` (tests/helpers.py) with what a benchmark reads besides.
 """
 
 from __future__ import annotations
@@ -24,19 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tests.helpers import REPO, Project, kill_servers, make_repo, private_env, wait_until
 
 BENCH = REPO / "bench"
 RESULTS = BENCH / "results"
 RECORDER = BENCH / "recorder.py"
 PY = sys.executable
-T = TypeVar("T")
-
-_KEEP = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "TZ")
 
 
 # -- statistics --------------------------------------------------------------------
@@ -72,18 +69,19 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def wait_until(
-    fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``fn`` until it returns something truthy; raise after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or fn}: {last!r}")
-        time.sleep(interval)
+class Unmeasured(SystemExit):
+    """A benchmark that found nothing to measure, or measured zero of what
+    cannot be zero: its figure would say nothing, so it fails (exit 1, with
+    this message) rather than print a number."""
+
+    def __init__(self, bench: str, what: str) -> None:
+        super().__init__(f"bench {bench}: FAILED, measured nothing: {what}")
+
+
+def require(ok: object, bench: str, what: str) -> None:
+    """Raise Unmeasured(bench, what) unless ``ok``."""
+    if not ok:
+        raise Unmeasured(bench, what)
 
 
 # -- the machine -------------------------------------------------------------------
@@ -184,45 +182,11 @@ def context_switches(pid: int) -> int:
 
 
 @dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-    ms: float
+class BenchProject(Project):
+    """The tests' Project, with a scratch folder beside it for a benchmark's
+    own files and the readings the benchmarks take of its state."""
 
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@dataclass
-class Project:
-    """A git repository made a cmux project, driven like a person would."""
-
-    root: Path
-    env: dict[str, str]
-    scratch: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / ".cmux"
-
-    def cmux(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
-        t = time.perf_counter()
-        proc = subprocess.run(
-            [PY, "-m", "cmux", *args],
-            cwd=self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr, (time.perf_counter() - t) * 1000)
-
-    def ok(self, *args: str, **kw: Any) -> Run:
-        r = self.cmux(*args, **kw)
-        if r.code != 0:
-            raise RuntimeError(f"cmux {' '.join(args)} failed ({r.code}):\n{r.out}\n{r.err}")
-        return r
+    scratch: Path = Path()
 
     def agent_env(self, agent: str | None = None) -> dict[str, str]:
         env = {
@@ -240,11 +204,6 @@ class Project:
             env["CMUX_AGENT_TOKEN"] = issue(DataRoot(self.data), agent)  # as a spawn gives it
         return env
 
-    def config(self) -> Any:
-        from cmux.config import load_config
-
-        return load_config(self.root)
-
     def registry_state(self, name: str) -> str | None:
         try:
             return str(
@@ -259,16 +218,6 @@ class Project:
         except (OSError, ValueError, IndexError):
             return None
 
-    def tmux(self, *args: str) -> str:
-        """Ask the project's private tmux server directly."""
-        return subprocess.run(
-            ["tmux", "-L", self.config().socket_name, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
 
 @dataclass
 class Sandbox:
@@ -277,21 +226,13 @@ class Sandbox:
     base: Path
     sockdir: Path
     env: dict[str, str]
-    projects: list[Project] = field(default_factory=list)
+    projects: list[BenchProject] = field(default_factory=list)
 
-    def project(self, name: str = "proj") -> Project:
-        root = self.base / name
-        root.mkdir(parents=True)
-        (root / "README.md").write_text("# bench project\n")
-        for args in (
-            ["init", "-q", "-b", "main"],
-            ["add", "-A"],
-            ["commit", "-q", "-m", "initial"],
-        ):
-            subprocess.run(["git", *args], cwd=root, env=self.env, check=True, capture_output=True)
+    def project(self, name: str = "proj") -> BenchProject:
+        root = make_repo(self.base / name)
         scratch = self.base / f"{name}-scratch"
         scratch.mkdir()
-        p = Project(root=root, env=self.env, scratch=scratch)
+        p = BenchProject(root=root, env=self.env, scratch=scratch)
         p.ok("init")
         self.projects.append(p)
         return p
@@ -304,16 +245,8 @@ def sandbox(extra_env: dict[str, str] | None = None) -> Iterator[Sandbox]:
     sockdir = Path(tempfile.mkdtemp(prefix="cxb", dir="/tmp"))
     home = base / "home"
     home.mkdir()
-    (home / ".gitconfig").write_text(
-        "[user]\n\temail = bench@example.invalid\n\tname = cmux bench\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k in _KEEP}
+    env = private_env(home, sockdir)
     env.update(
-        HOME=str(home),
-        TMUX_TMPDIR=str(sockdir),
-        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
-        GIT_CONFIG_NOSYSTEM="1",
-        LANG=os.environ.get("LANG") or "C.UTF-8",
         # Measure this checkout's cmux, whatever the virtualenv has installed.
         PYTHONPATH=str(REPO),
         **(extra_env or {}),
@@ -327,8 +260,7 @@ def sandbox(extra_env: dict[str, str] | None = None) -> Iterator[Sandbox]:
     finally:
         for p in box.projects:
             p.cmux("stop", timeout=60)
-        for sock in sockdir.glob("tmux-*/*"):
-            subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True)
+        kill_servers(sockdir)
         os.environ.clear()
         os.environ.update(saved)
         _wait_for_stragglers(base)
@@ -360,7 +292,7 @@ def _wait_for_stragglers(base: Path, timeout: float = 5.0) -> None:
 # -- recorder panes ------------------------------------------------------------------
 
 
-def spawn_recorders(project: Project, names: Iterable[str]) -> dict[str, Path]:
+def spawn_recorders(project: BenchProject, names: Iterable[str]) -> dict[str, Path]:
     """A timestamping recorder (bench/recorder.py) in a new window per name,
     spawned in process (setup, not measured); returns name -> its output file.
     Waits until every recorder has its tty in raw mode."""

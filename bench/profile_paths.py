@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PY, REPO, machine, sandbox, wait_until, write_result
+from bench.common import PY, REPO, machine, sandbox, write_result
+from tests.helpers import wait_until
 
 STATUS_PHASES = r"""
 import os, sys, time, json
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         )[:30]
 
         proj.ok("start", "--command", "sleep 900", "--no-attach")
-        wait_until(lambda: proj.daemon_pid("router"))
+        wait_until(lambda: proj.daemon_pid("router"), timeout=30)
         from cmux.agents import spawn
 
         for i in range(args.agents):

@@ -5,8 +5,6 @@ nearest cmux.toml upwards from the working directory) and returns a frozen
 Config. Nothing else reads cmux.toml or the CMUX_* variables.
 """
 
-from __future__ import annotations
-
 import os
 import re
 import sys
@@ -70,7 +68,10 @@ max_body_bytes = 8388608
 
 
 # NamedTuple, not dataclass: importing dataclasses pulls in inspect (~15 ms),
-# and every tools/ call and hook is a new process that reads the config.
+# and every tools/ call and hook is a new process that reads the config. No
+# `from __future__ import annotations` in this module: with it, every field's
+# annotation is a string that typing.NamedTuple compiles into a ForwardRef
+# (~1.5 ms on `tools/mailbox send`, see docs/PERFORMANCE.md).
 class Profile(NamedTuple):
     """How to start an agent: a command line and how its task reaches it."""
 

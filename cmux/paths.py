@@ -1,4 +1,4 @@
-"""The data root and everything under it (see mailbox/README.md and DESIGN.md).
+"""The data root and everything under it (see mailbox/README.md and journal/README.md).
 
 One directory per managed project, always absolute, exported to every agent as
 CMUX_HOME so that a worker in a worktree writes to the same mailbox.

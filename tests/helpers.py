@@ -1,19 +1,50 @@
-"""Helpers shared by every test tier: waiting with a deadline, running cmux
-as a real process, a private tmux server and HOME per test."""
+"""Helpers shared by every test tier and by bench/: waiting with a deadline,
+running cmux as a real process, a private tmux server and HOME per test.
+Standard library only at import time (bench/ imports this module too)."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+
+# What a private environment keeps of the caller's.
+KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "TZ", "CMUX_TEST_CLAUDE")
+
+
+def private_env(home: Path, sockdir: Path) -> dict[str, str]:
+    """The environment of a process that reaches none of the user's own:
+    HOME is ``home`` (with a .gitconfig that names a test author), tmux
+    sockets go under ``sockdir`` (TMUX_TMPDIR), git reads no system config,
+    and of the caller's variables only KEEP_ENV pass (no CMUX_*, no TMUX)."""
+    (home / ".gitconfig").write_text("[user]\n\temail = test@example.invalid\n\tname = cmux test\n")
+    env = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
+    env.update(
+        HOME=str(home),
+        TMUX_TMPDIR=str(sockdir),
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_CONFIG_NOSYSTEM="1",
+        LANG=os.environ.get("LANG") or "C.UTF-8",
+    )
+    return env
+
+
+def kill_servers(sockdir: Path) -> None:
+    """End every tmux server with a socket under ``sockdir``."""
+    for sock in sockdir.glob("tmux-*/*"):
+        subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, check=False)
 
 
 def wait_until(
@@ -31,6 +62,23 @@ def wait_until(
                 f"timed out after {timeout}s waiting for {what or fn}: last={last!r}"
             )
         time.sleep(interval)
+
+
+@contextmanager
+def http_server(
+    handler: type[http.server.BaseHTTPRequestHandler],
+    server: type[http.server.ThreadingHTTPServer] = http.server.ThreadingHTTPServer,
+) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 from a thread; yields the
+    base URL (``http://127.0.0.1:PORT``) and stops the server on the way out."""
+    httpd = server(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -55,6 +103,7 @@ class Run:
     code: int
     out: str
     err: str
+    ms: float = 0.0  # wall time of the process (bench/ reads it)
 
     def json(self) -> Any:
         return json.loads(self.out)
@@ -79,6 +128,7 @@ class Project:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> Run:
+        t = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "cmux", *args],
             cwd=cwd or self.root,
@@ -88,7 +138,7 @@ class Project:
             text=True,
             timeout=timeout,
         )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
+        return Run(proc.returncode, proc.stdout, proc.stderr, (time.perf_counter() - t) * 1000)
 
     def ok(self, *args: str, **kw: Any) -> Run:
         r = self.cmux(*args, **kw)

@@ -1,6 +1,6 @@
 """The registry of agents: state/agents/<name>.json, one file per agent.
 
-States (DESIGN.md): ``starting -> idle <-> busy``, ``busy -> waiting``
+States (README.md, "Agent states"): ``starting -> idle <-> busy``, ``busy -> waiting``
 (permission dialog), ``-> done | blocked`` (declared by the agent through the
 mailbox), ``-> exited(code) | killed``. ``transition`` is the one function
 that changes a state: it checks the move, writes the file atomically under a

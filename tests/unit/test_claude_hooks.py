@@ -17,22 +17,19 @@ import pytest
 
 from cmux.agents import claude_hooks, profiles, registry
 from cmux.agents.registry import Agent
-from cmux.config import Config, load_config
+from cmux.config import Config
 from cmux.mail import store
-from tests.helpers import REPO, make_repo
+from tests.helpers import REPO
 
 SID = "11111111-2222-3333-4444-555555555555"
 TRANSCRIPT = "/home/u/.claude/projects/-p/11111111-2222-3333-4444-555555555555.jsonl"
 
 
 @pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    from cmux.project import init
-
-    root = make_repo(tmp_path / "p")
-    init(root)
-    c = load_config(root)
-    c.data.ensure()
+def cfg(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The shared project (tests/unit/conftest.py) as an agent's hook sees it,
+    with supervisor and w1 registered as Claude Code agents."""
+    c = cfg
     monkeypatch.setenv("CMUX_HOME", str(c.data.root))
     monkeypatch.setenv("CMUX_PROJECT", str(c.project_root))
     for name, role in (("supervisor", "supervisor"), ("w1", "worker")):
@@ -45,8 +42,6 @@ def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
                 parent=None if role == "supervisor" else "supervisor",
             ),
         )
-        store.ensure(c.data, name)
-    store.ensure(c.data, "human")
     return c
 
 

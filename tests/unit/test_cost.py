@@ -43,13 +43,6 @@ def write(path: Path, *entries: dict[str, Any], partial: str = "") -> None:
         fh.write(partial)
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    d = DataRoot(tmp_path / ".cmux")
-    d.ensure()
-    return d
-
-
 def test_sums_usage_and_counts_a_message_written_twice_once(tmp_path: Path) -> None:
     t = tmp_path / "s.jsonl"
     write(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from cmux.health.checks import run_all, run_check, run_command
 from cmux.health.config import Check
-from tests.helpers import wait_until
+from tests.helpers import http_server, wait_until
 
 
 def test_a_passing_and_a_failing_command(tmp_path: Path) -> None:
@@ -100,15 +99,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(_Handler, _Server) as url:
+        yield url
 
 
 def test_urls_must_answer_2xx(server: str, tmp_path: Path) -> None:

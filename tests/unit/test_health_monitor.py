@@ -9,7 +9,6 @@ the restart command and the mailbox are fakes.
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from cmux.health.checks import CommandResult, run_all
 from cmux.health.config import Check, HealthSettings
 from cmux.health.rollback import Repo
 from cmux.paths import DataRoot
-from tests.helpers import git, make_repo
+from tests.helpers import git, http_server, make_repo
 
 
 @dataclass
@@ -342,13 +341,8 @@ class _Broken(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def unhealthy_url() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/health"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(_Broken) as url:
+        yield f"{url}/health"
 
 
 @pytest.mark.timeout(30)

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cmux import identity
 from cmux.agents import profiles
-from cmux.config import Config, load_config
+from cmux.config import Config
 from cmux.identity import IdentityError
 from cmux.mail import store
 from cmux.ops.agents import decide
-from cmux.project import init
-from tests.helpers import make_repo
-
-
-@pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    for var in ("CMUX_AGENT", "CMUX_AGENT_TOKEN", "TMUX", "TMUX_PANE", "CMUX_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    root = make_repo(tmp_path / "p")
-    init(root)
-    c = load_config(root)
-    for name in ("supervisor", "w1", "w2"):
-        store.ensure(c.data, name)
-    return c
 
 
 def env(name: str, token: str) -> dict[str, str]:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from cmux.journal import store
 from cmux.journal.context import start_context
 from cmux.paths import DataRoot
 
 START = datetime(2026, 3, 1, 8, 0, 0)
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    return DataRoot(tmp_path / "data")
 
 
 def write_days(data: DataRoot, days: int, per_day: int, body: str = "details") -> list[str]:

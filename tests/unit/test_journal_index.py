@@ -19,8 +19,9 @@ WHEN = datetime(2026, 3, 14, 9, 0, 0)
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    d = DataRoot(tmp_path / "data")
+def data(data: DataRoot) -> DataRoot:
+    """The shared data root (tests/unit/conftest.py) with five entries of filler."""
+    d = data
     filler = [
         ("Tidied the router", "Renamed variables in the router module."),
         ("Bumped the linter", "ruff moved to the latest release."),

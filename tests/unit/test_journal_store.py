@@ -16,11 +16,6 @@ from cmux.paths import DataRoot
 WHEN = datetime(2026, 3, 14, 9, 26, 53)
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    return DataRoot(tmp_path / "data")
-
-
 def test_an_entry_is_written_as_readable_markdown_and_parsed_back(data: DataRoot) -> None:
     e = store.add_entry(
         data,

@@ -8,24 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cmux.config import load_config
 from cmux.errors import EmptyMessage, MessageLoop, MessageTooLarge, StorageError, UnknownRecipient
 from cmux.mail import store
 from cmux.mail.deliver import INLINE_LIMIT, header, render, sanitize
 from cmux.mail.message import MalformedMessage, Message, new_id
-from tests.helpers import make_repo
-
-
-@pytest.fixture
-def cfg(tmp_path: Path):
-    from cmux.project import init
-
-    root = make_repo(tmp_path / "p")
-    init(root)
-    c = load_config(root)
-    for name in ("supervisor", "w1", "w2"):
-        store.ensure(c.data, name)
-    return c
 
 
 def test_ids_sort_by_creation_and_are_unique() -> None:

@@ -15,13 +15,6 @@ from cmux.errors import ConfigError, InvalidName, InvalidTransition, NotInitiali
 from cmux.paths import DataRoot
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    d = DataRoot(tmp_path / ".cmux")
-    d.ensure()
-    return d
-
-
 def test_the_documented_path_through_the_states(data: DataRoot) -> None:
     registry.save(data, Agent(name="w1"))
     for state in ("idle", "busy", "waiting", "busy", "idle", "done", "busy", "blocked", "exited"):

@@ -134,20 +134,10 @@ class FakeTmux:
 
 
 @pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    from cmux.config import load_config
-    from cmux.mail import store
-    from cmux.project import init
-    from tests.helpers import make_repo
-
-    root = make_repo(tmp_path / "p")
-    init(root)
-    c = load_config(root)
-    c.data.ensure()
-    monkeypatch.setenv("CMUX_HOME", str(c.data.root))
-    for name in ("supervisor", "human"):
-        store.ensure(c.data, name)
-    return c
+def cfg(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The shared project (tests/unit/conftest.py), seen as an agent sees it."""
+    monkeypatch.setenv("CMUX_HOME", str(cfg.data.root))
+    return cfg
 
 
 def agent(cfg: Config, name: str, state: str, profile: str = "claude", pane: str = "%1") -> Agent:

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cmux import events
 from cmux.agents import registry
 from cmux.agents.registry import Agent
@@ -152,13 +150,6 @@ class FakeActions:
 
     def told(self, to: str) -> list[str]:
         return [body for t, _, body in self.tells if t == to]
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> DataRoot:
-    d = DataRoot(tmp_path / "data")
-    d.ensure()
-    return d
 
 
 def register(data: DataRoot, name: str, role: str = "worker", **kw: Any) -> Agent:
