@@ -91,6 +91,10 @@ def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) ->
     server left, and says so.
     """
     tmux = tmux or Tmux.for_config(cfg)
+    # The registry first, then the panes: a record read here got its pane
+    # before the listing below, so an agent spawned meanwhile is never taken
+    # for one whose pane is gone.
+    agents = [a for a in registry.list_agents(cfg.data) if a.live]
     panes = {p.pane_id: p for p in tmux.list_panes()}
     server = next((p.server for p in panes.values() if p.server), None)
     if server is None and inside:
@@ -98,9 +102,7 @@ def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) ->
     if server is not None:
         mend_monitor(cfg, tmux, list(panes.values()))
     changed = []
-    for agent in registry.list_agents(cfg.data):
-        if not agent.live:
-            continue
+    for agent in agents:
         if not registry.on_server(agent, server):
             if agent.pane_id or server is None:
                 changed.append(_mark_exited(cfg, agent, None, SERVER_ENDED))
