@@ -10,22 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmux import events, pidfile
-from cmux.agents import profiles, registry
+from cmux.agents import profiles, registry, worktrees
 from cmux.agents.registry import LIVE, Agent
 from cmux.config import Config, write_project_marker
 from cmux.errors import (
-    AgentError,
     AlreadyRunning,
     DuplicateAgent,
-    GitError,
-    NotAGitRepo,
     NotRunning,
     TmuxError,
     UsageError,
@@ -35,7 +31,6 @@ from cmux.mail import store
 from cmux.paths import SUPERVISOR
 from cmux.text import sanitize
 from cmux.tmux import Pane, Tmux, format_literal
-from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +297,7 @@ def spawn(
             raise UsageError(f"--dir {cwd}: no such directory")
         branch = wt_path = None
         if worktree:
-            wt_path, branch = _add_worktree(cfg, name)
+            wt_path, branch = worktrees.add(cfg, name)
             workdir = wt_path
         cfg.data.ensure()
         write_context(cfg, name, role, task, parent)
@@ -389,7 +384,7 @@ def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed")
         registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
     result = KillResult(name=name)
     if agent.worktree:
-        _retire_worktree(cfg, agent, result)
+        worktrees.retire(cfg, agent, result)
     _journal(cfg, name, f"killed {name}", _kill_body(agent, result), ["kill"])
     return result
 
@@ -424,83 +419,6 @@ def _save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
     except TmuxError:
         return
     atomic_write(cfg.data.logs_dir / f"{agent.name}.log", text)
-
-
-# -- git worktrees -----------------------------------------------------------------
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, umask=user_umask()
-    )
-    if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def branch_name(name: str) -> str:
-    return f"cmux/{name}"
-
-
-def _add_worktree(cfg: Config, name: str) -> tuple[Path, str]:
-    root = cfg.project_root
-    if _git(root, "rev-parse", "--is-inside-work-tree", check=False).strip() != "true":
-        raise NotAGitRepo(f"{root} is not a git repository", "--worktree needs one")
-    if not _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip():
-        raise GitError(f"{root} has no commits yet", "commit once before using --worktree")
-    branch = branch_name(name)
-    path = cfg.data.worktree(name)
-    if _git(root, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).strip():
-        raise AgentError(
-            f"branch {branch} already exists (kept from an earlier worker {name!r})",
-            f"merge or delete it (`git branch -D {branch}`), or choose another name",
-        )
-    if path.exists():
-        raise AgentError(
-            f"{path} already exists",
-            f"remove it (`git worktree remove {path}`) or choose another name",
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _git(root, "worktree", "add", "-q", "-b", branch, str(path), "HEAD")
-    return path, branch
-
-
-def unmerged_commits(root: Path, branch: str) -> int:
-    """Commits on ``branch`` that no other local branch contains."""
-    others = [
-        ref
-        for ref in _git(root, "for-each-ref", "--format=%(refname)", "refs/heads").split()
-        if ref != f"refs/heads/{branch}"
-    ]
-    out = _git(root, "rev-list", "--count", f"refs/heads/{branch}", "--not", *others)
-    return int(out.strip() or 0)
-
-
-def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
-    root = cfg.project_root
-    path = Path(agent.worktree or "")
-    branch = agent.branch or branch_name(agent.name)
-    reasons = []
-    if path.is_dir():
-        dirty = _git(path, "status", "--porcelain", check=False).strip()
-        if dirty:
-            reasons.append("uncommitted changes in the worktree")
-    try:
-        n = unmerged_commits(root, branch)
-    except GitError:
-        n = 0
-    if n:
-        reasons.append(f"{n} commit{'s' if n != 1 else ''} not merged into any other branch")
-    if reasons:
-        result.kept_branch = branch
-        result.kept_worktree = str(path)
-        result.reason = "; ".join(reasons)
-        events.record(cfg.data, "worktree-kept", agent.name, branch=branch, reason=result.reason)
-        return
-    _git(root, "worktree", "remove", "--force", str(path), check=False)
-    _git(root, "branch", "-D", branch, check=False)
-    _git(root, "worktree", "prune", check=False)
-    result.removed_worktree = str(path)
 
 
 # -- noticing deaths ---------------------------------------------------------------
