@@ -180,9 +180,12 @@ def toplevel(path: Path) -> Path | None:
 def version() -> str | None:
     """What ``git --version`` says, or None when git cannot be run."""
     try:
-        _, _, cmd_type = _gitpython()
+        gitpython, _, cmd_type = _gitpython()
+    except GitError:  # gitpython found no git to run
+        return None
+    try:
         return str(cmd_type().version(kill_after_timeout=10)).strip() or None
-    except Exception:  # not installed, not executable, hung: all mean "no git"
+    except (gitpython.exc.GitError, OSError):  # gone since, not executable, hung
         return None
 
 
