@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +134,8 @@ def _call(
         if input is None:
             status, out, err = getattr(cmd, name.replace("-", "_"))(*args, **kw)
         else:
+            import tempfile  # only checkout_files feeds git a stdin
+
             with tempfile.TemporaryFile() as fh:
                 fh.write(input)
                 fh.seek(0)
