@@ -43,7 +43,9 @@ def check_tmux() -> Check:
 
 
 def check_git() -> Check:
-    v = _version(["git", "--version"])
+    from cmux import git
+
+    v = git.version()
     if v is None:
         return Check("git", "fail", "not found", "install git: `sudo apt-get install git`")
     return Check("git", "ok", v)

@@ -121,8 +121,20 @@ class StorageError(CmuxError):
 
 
 class GitError(CmuxError):
-    """A git operation failed."""
+    """A git operation failed; ``stderr`` holds git's words when git said any."""
+
+    def __init__(self, message: str, hint: str | None = None, stderr: str = "") -> None:
+        super().__init__(message, hint)
+        self.stderr = stderr
 
 
 class NotAGitRepo(GitError):
     """cmux needs a git repository and this is not one."""
+
+
+class RefNotFound(GitError):
+    """The name (``ref``) does not resolve to a commit."""
+
+    def __init__(self, message: str, hint: str | None = None, ref: str = "") -> None:
+        super().__init__(message, hint)
+        self.ref = ref

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cmux import git
 from cmux.config import CONFIG_NAME, DEFAULT_TOML, load_config, write_project_marker
 from cmux.errors import NotAGitRepo, UsageError
 from cmux.fsutil import atomic_write, project_mode
@@ -22,21 +22,11 @@ class InitResult:
     gitignore_updated: bool
 
 
-def git_toplevel(path: Path) -> Path | None:
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(proc.stdout.strip()) if proc.returncode == 0 else None
-
-
 def init(directory: Path | None = None) -> InitResult:
     target = (directory or Path.cwd()).resolve()
     if not target.is_dir():
         raise UsageError(f"{target} is not a directory")
-    top = git_toplevel(target)
+    top = git.toplevel(target)
     if top is None:
         raise NotAGitRepo(
             f"{target} is not inside a git repository",

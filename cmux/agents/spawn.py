@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmux import events
-from cmux.agents import profiles, registry
+from cmux.agents import profiles, registry, worktrees
 from cmux.agents.deaths import reconcile
 from cmux.agents.registry import Agent
 from cmux.agents.server import journal_note, require_running
-from cmux.agents.worktrees import _add_worktree, _retire_worktree
 from cmux.config import Config
 from cmux.errors import DuplicateAgent, TmuxError, UsageError
 from cmux.fsutil import atomic_write, locked
@@ -111,7 +110,7 @@ def spawn(
             raise UsageError(f"--dir {cwd}: no such directory")
         branch = wt_path = None
         if worktree:
-            wt_path, branch = _add_worktree(cfg, name)
+            wt_path, branch = worktrees.add(cfg, name)
             workdir = wt_path
         cfg.data.ensure()
         write_context(cfg, name, role, task, parent)
@@ -192,7 +191,7 @@ def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed")
         registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
     result = KillResult(name=name)
     if agent.worktree:
-        _retire_worktree(cfg, agent, result)
+        worktrees.retire(cfg, agent, result)
     journal_note(cfg, name, f"killed {name}", _kill_body(agent, result), ["kill"])
     return result
 

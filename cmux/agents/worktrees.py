@@ -1,48 +1,51 @@
-"""Git worktrees of workers spawned with --worktree (branch cmux/NAME).
+"""A worker's own git worktree: made at spawn, kept or removed at kill.
 
-A worktree is made from HEAD on spawn; on kill it is removed only when it
-holds nothing unmerged (no uncommitted change, no commit that no other local
-branch has), else it is kept and the kill says so.
+A worker spawned with ``--worktree`` works in ``<data root>/worktrees/<name>``
+on the new branch ``cmux/<name>``, made from the project's HEAD. At kill its
+work is never lost: the worktree and branch are kept while the worktree has
+uncommitted changes or the branch holds a commit no other local branch
+contains; otherwise both are removed. Git is reached only through
+``cmux.git``.
 """
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from cmux import events
+from cmux import events, git
 from cmux.agents.registry import Agent
 from cmux.config import Config
 from cmux.errors import AgentError, GitError, NotAGitRepo
-from cmux.umask import user_umask
-
-if TYPE_CHECKING:
-    from cmux.agents.spawn import KillResult
 
 
-def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, umask=user_umask()
-    )
-    if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
+class Outcome(Protocol):
+    """Where :func:`retire` says what became of a worktree (a kill's result)."""
+
+    kept_branch: str | None
+    kept_worktree: str | None
+    removed_worktree: str | None
+    reason: str
 
 
 def branch_name(name: str) -> str:
     return f"cmux/{name}"
 
 
-def _add_worktree(cfg: Config, name: str) -> tuple[Path, str]:
+def add(cfg: Config, name: str) -> tuple[Path, str]:
+    """Make worker ``name``'s worktree and branch: (path, branch). Refuses,
+    having made nothing, when either already exists."""
     root = cfg.project_root
-    if _git(root, "rev-parse", "--is-inside-work-tree", check=False).strip() != "true":
-        raise NotAGitRepo(f"{root} is not a git repository", "--worktree needs one")
-    if not _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip():
+    try:
+        repo = git.Repo(root)
+    except NotAGitRepo:
+        raise NotAGitRepo(f"{root} is not a git repository", "--worktree needs one") from None
+    if repo.head() is None:
         raise GitError(f"{root} has no commits yet", "commit once before using --worktree")
     branch = branch_name(name)
     path = cfg.data.worktree(name)
-    if _git(root, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).strip():
+    if repo.branch_exists(branch):
         raise AgentError(
             f"branch {branch} already exists (kept from an earlier worker {name!r})",
             f"merge or delete it (`git branch -D {branch}`), or choose another name",
@@ -53,32 +56,36 @@ def _add_worktree(cfg: Config, name: str) -> tuple[Path, str]:
             f"remove it (`git worktree remove {path}`) or choose another name",
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _git(root, "worktree", "add", "-q", "-b", branch, str(path), "HEAD")
+    repo.worktree_add(path, branch, "HEAD")
     return path, branch
 
 
-def unmerged_commits(root: Path, branch: str) -> int:
+def unmerged_commits(repo: git.Repo, branch: str) -> int:
     """Commits on ``branch`` that no other local branch contains."""
-    others = [
-        ref
-        for ref in _git(root, "for-each-ref", "--format=%(refname)", "refs/heads").split()
-        if ref != f"refs/heads/{branch}"
-    ]
-    out = _git(root, "rev-list", "--count", f"refs/heads/{branch}", "--not", *others)
-    return int(out.strip() or 0)
+    others = [ref for ref in repo.refs("refs/heads/") if ref != f"refs/heads/{branch}"]
+    return repo.count(f"refs/heads/{branch}", excluding=others)
 
 
-def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
-    root = cfg.project_root
+def _has_changes(path: Path) -> bool:
+    try:
+        return git.Repo(path).has_changes()
+    except GitError:
+        return False
+
+
+def retire(cfg: Config, agent: Agent, result: Outcome) -> None:
+    """Remove a killed agent's worktree and branch, or keep both (and say
+    why in ``result`` and the event log) while they hold unmerged work."""
     path = Path(agent.worktree or "")
     branch = agent.branch or branch_name(agent.name)
     reasons = []
-    if path.is_dir():
-        dirty = _git(path, "status", "--porcelain", check=False).strip()
-        if dirty:
-            reasons.append("uncommitted changes in the worktree")
+    if path.is_dir() and _has_changes(path):
+        reasons.append("uncommitted changes in the worktree")
+    repo: git.Repo | None = None
+    n = 0
     try:
-        n = unmerged_commits(root, branch)
+        repo = git.Repo(cfg.project_root)
+        n = unmerged_commits(repo, branch)
     except GitError:
         n = 0
     if n:
@@ -89,7 +96,11 @@ def _retire_worktree(cfg: Config, agent: Agent, result: KillResult) -> None:
         result.reason = "; ".join(reasons)
         events.record(cfg.data, "worktree-kept", agent.name, branch=branch, reason=result.reason)
         return
-    _git(root, "worktree", "remove", "--force", str(path), check=False)
-    _git(root, "branch", "-D", branch, check=False)
-    _git(root, "worktree", "prune", check=False)
+    if repo is not None:
+        with contextlib.suppress(GitError):
+            repo.worktree_remove(path)
+        with contextlib.suppress(GitError):
+            repo.delete_branch(branch)
+        with contextlib.suppress(GitError):
+            repo.worktree_prune()
     result.removed_worktree = str(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     demo agent, sends the supervisor a task, and shows the mail, states and
     journal entries as the workers report back. Needs no account.
     """
+    from cmux import git
     from cmux.agents import session
     from cmux.config import load_config
     from cmux.mail import store
@@ -45,22 +45,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
         ui.progress(f"making a git repository in {root}")
-        for argv in (
-            ["git", "init", "-q"],
-            [
-                "git",
-                "-c",
-                "user.name=cmux demo",
-                "-c",
-                "user.email=demo@cmux.invalid",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "demo",
-            ],
-        ):
-            subprocess.run(argv, cwd=root, check=True, capture_output=True)
+        git.init(root).commit_empty("demo", ("cmux demo", "demo@cmux.invalid"))
     init(root)
     for key in [k for k in os.environ if k.startswith("CMUX_") and k != "CMUX_DEMO_PACE"]:
         del os.environ[key]  # the demo is its own project

@@ -370,10 +370,11 @@ def _view_dict(v: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the rescues as JSON.")
 def rescue_list_cmd(as_json: bool) -> None:
     """Every rescue, newest first, with the commands that bring it back."""
+    from cmux.health import rescues
     from cmux.health import rollback as rb
 
     cfg = load_config()
-    views = rb.list_rescues(rb.Repo(cfg.project_root, cfg.data))
+    views = rescues.list_rescues(rb.Repo(cfg.project_root, cfg.data))
     if as_json:
         ui.print_json([_view_dict(v) for v in views])
         return
@@ -407,11 +408,12 @@ def rescue_list_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rescue as JSON.")
 def rescue_show_cmd(name: str, as_json: bool) -> None:
     """One rescue in full: the commits, the files, the commands."""
+    from cmux.health import rescues
     from cmux.health import rollback as rb
     from cmux.health.monitor import describe_rollback
 
     cfg = load_config()
-    v = rb.find_rescue(rb.Repo(cfg.project_root, cfg.data), name)
+    v = rescues.find_rescue(rb.Repo(cfg.project_root, cfg.data), name)
     if as_json:
         ui.print_json(_view_dict(v))
         return

@@ -32,7 +32,8 @@ from cmux.fsutil import atomic_write, locked, read_json, write_json
 from cmux.health import checks as checks_mod
 from cmux.health.checks import CheckResult, CommandResult
 from cmux.health.config import HealthSettings
-from cmux.health.rollback import Repo, Rescue
+from cmux.health.rescues import Rescue
+from cmux.health.rollback import Repo
 from cmux.paths import HUMAN, SUPERVISOR, DataRoot
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
 """The git side of the safety net: last-good, rescue branches, stashes, the reset.
 
-Everything here runs the git CLI (no gitpython: its import alone costs more
-than most of these calls). The rules it keeps:
+Git itself is reached only through the gateway, ``cmux.git``. The rules kept here:
 
 - ``refs/cmux/last-good`` points at the newest HEAD that passed every check.
 - A rollback saves before it changes anything: a branch
@@ -27,162 +26,50 @@ import contextlib
 import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cmux import git
 from cmux.errors import GitError, NotAGitRepo, UsageError
-from cmux.fsutil import locked, read_json, write_json
+from cmux.fsutil import locked
+from cmux.git import Commit, StatusEntry
+from cmux.health.rescues import (
+    RESCUE_BRANCH_PREFIX,
+    STASH_REF_PREFIX,
+    Rescue,
+    rescue_dir,
+    rescue_file,
+    save_rescue,
+)
 from cmux.paths import DataRoot
-from cmux.umask import user_umask
 
 log = logging.getLogger(__name__)
 
 LAST_GOOD_REF = "refs/cmux/last-good"
-RESCUE_BRANCH_PREFIX = "cmux/rescue/"
-STASH_REF_PREFIX = "refs/cmux/rescue-stash/"
 SETUP_FILES = ("cmux.toml", ".gitignore")
 SEARCH_DEPTH = 5000  # commits walked back from HEAD looking for one that passed
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    subject: str
-    when: float = 0.0
-
-    @property
-    def short(self) -> str:
-        return self.sha[:10]
-
-
-@dataclass
-class Rescue:
-    """What one rollback saved, and how to bring it back."""
-
-    id: str
-    branch: str
-    head: str
-    target: str
-    reason: str = ""
-    auto: bool = False
-    ts: float = 0.0
-    status: str = "saving"  # saving | saved | done | failed
-    stash: str | None = None
-    stash_ref: str | None = None
-    files: list[str] = field(default_factory=list)
-    undone: list[dict[str, str]] = field(default_factory=list)
-    overwritten: list[str] = field(default_factory=list)
-    left_dirty: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Rescue:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def commands(self) -> list[tuple[str, str]]:
-        """(what, git command) pairs a person can copy."""
-        out: list[tuple[str, str]] = []
-        if self.undone:
-            out += [
-                (
-                    "see the commits it undid",
-                    f"git log --oneline {self.target[:10]}..{self.branch}",
-                ),
-                ("take them back", f"git merge {self.branch}"),
-            ]
-        if self.stash:
-            out += [
-                ("see the saved work", f"git stash show -p --include-untracked {self.stash[:10]}"),
-                (
-                    "put it back, on the commit it was made on",
-                    f"git switch -c restore-{self.id} {self.branch} && "
-                    f"git stash apply --index {self.stash[:10]}",
-                ),
-            ]
-        elif self.undone:
-            out.append(("return to it exactly", f"git switch -c restore-{self.id} {self.branch}"))
-        out.append(
-            (
-                "forget it once you are sure",
-                f"git branch -D {self.branch}"
-                + (f" && git update-ref -d {self.stash_ref}" if self.stash_ref else ""),
-            )
-        )
-        return out
-
-
-# -- running git ------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C", LANGUAGE="C")
-    env.pop("GIT_INDEX_FILE", None)
-    return env
-
-
-def git(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
-    proc = subprocess.run(
-        ["git", "-c", "core.quotepath=off", *args],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        env=_env(),
-        check=False,
-        umask=user_umask(),  # it rewrites project files: the person's modes
-    )
-    if check and proc.returncode != 0:
-        words = (
-            proc.stderr.decode("utf-8", "replace").strip()
-            or proc.stdout.decode("utf-8", "replace").strip()
-        )
-        raise GitError(f"git {' '.join(args[:3])} failed: {words}")
-    return proc.stdout.decode("utf-8", "surrogateescape")
-
-
-def _fields(line: str, n: int) -> list[str]:
-    parts = line.split("\0")
-    return (parts + [""] * n)[:n]
-
-
-def _split_z(text: str) -> list[str]:
-    return [p for p in text.split("\0") if p]
+STASH_IDENTITY = ("cmux", "cmux@localhost")  # lent to a stash when the person has none
 
 
 # -- the repository ---------------------------------------------------------------
 
 
-class Repo:
-    """The project's git repository, with cmux's own files fenced off."""
+class Repo(git.Repo):
+    """The project's git repository, with cmux's own files fenced off: no
+    stash, reset or write of a rollback touches what :meth:`protected` lists."""
 
     def __init__(self, project_root: Path, data: DataRoot) -> None:
         self.project_root = Path(project_root).resolve()
         self.data = data
-        proc = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=self.project_root,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            check=False,
-        )
-        if proc.returncode != 0:
+        try:
+            super().__init__(self.project_root)
+        except NotAGitRepo:
             raise NotAGitRepo(
                 f"{self.project_root} is not in a git repository",
                 "health rollbacks need git: `git init` and commit once",
-            )
-        self.top = Path(proc.stdout.strip()).resolve()
-
-    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
-        return git(self.top, *args, check=check, input=input)
+            ) from None
 
     # -- what is cmux's own ----------------------------------------------------------
 
@@ -216,11 +103,8 @@ class Repo:
             return out
         # git refuses a pathspec that names an ignored path, and stash leaves
         # ignored paths alone anyway: fence off only what git would see.
-        ignored = set(self.git("check-ignore", "--", *out, check=False).splitlines())
+        ignored = self.ignored(out)
         return [p for p in out if p not in ignored]
-
-    def tracked(self, rel: str) -> bool:
-        return bool(self.git("ls-files", "-z", "--", f":(literal){rel}", check=False).strip())
 
     def pathspec(self) -> list[str]:
         return [".", *(f":(exclude,literal){p}" for p in self.protected())]
@@ -233,9 +117,7 @@ class Repo:
         rel = self._rel(self.data.root)
         if not rel or rel == ".":
             return
-        path = Path(self.git("rev-parse", "--git-path", "info/exclude").strip())
-        if not path.is_absolute():
-            path = self.top / path
+        path = self.git_path("info/exclude")
         entry = f"/{rel}/"
         try:
             text = path.read_text()
@@ -249,49 +131,11 @@ class Repo:
 
     # -- commits ---------------------------------------------------------------------
 
-    def head(self) -> str | None:
-        out = self.git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip()
-        return out or None
-
-    def resolve(self, ref: str) -> str:
-        if not ref or ref.startswith("-"):
-            raise UsageError(f"{ref!r} is not a commit")
-        out = self.git("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False).strip()
-        if not out:
-            raise GitError(f"{ref!r} is not a commit in {self.top}", "see `git log --oneline`")
-        return out
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        proc = subprocess.run(
-            ["git", "merge-base", "--is-ancestor", ancestor, descendant],
-            cwd=self.top,
-            capture_output=True,
-            env=_env(),
-            check=False,
-        )
-        return proc.returncode == 0
-
-    def commit(self, sha: str) -> Commit:
-        out = self.git("log", "-1", "--format=%H%x00%s%x00%ct", sha, "--")
-        h, subject, ct = _fields(out.rstrip("\n"), 3)
-        return Commit(h, subject, float(ct or 0))
-
-    def commits_between(self, base: str, tip: str, limit: int = 500) -> list[Commit]:
-        """Commits reachable from ``tip`` and not from ``base``, newest first."""
-        fmt = "--format=%H%x00%s%x00%ct"
-        out = self.git("log", f"--max-count={limit}", fmt, f"{base}..{tip}", "--")
-        commits = []
-        for line in out.splitlines():
-            h, subject, ct = _fields(line, 3)
-            commits.append(Commit(h, subject, float(ct or 0)))
-        return commits
-
     def last_good(self) -> str | None:
-        out = self.git("rev-parse", "-q", "--verify", f"{LAST_GOOD_REF}^{{commit}}", check=False)
-        return out.strip() or None
+        return self.verify(LAST_GOOD_REF)
 
     def set_last_good(self, sha: str) -> None:
-        self.git("update-ref", "-m", "cmux: passed every health check", LAST_GOOD_REF, sha)
+        self.set_ref(LAST_GOOD_REF, sha, "cmux: passed every health check")
 
     def nearest_passed(self, passed: Iterable[str], head: str | None = None) -> str | None:
         """The commit to roll back to: one that passed, behind HEAD, and with no
@@ -307,14 +151,13 @@ class Repo:
         head = head or self.head()
         if not head or not good:
             return None
-        depth = f"--max-count={SEARCH_DEPTH}"
-        mainline = self.git("rev-list", "--first-parent", depth, head, check=False).split()
+        mainline = self.rev_list(head, first_parent=True, limit=SEARCH_DEPTH)
         first = next((sha for sha in mainline if sha in good), None)
         if first is not None:
-            between = self.git("rev-list", "--ancestry-path", f"{first}..{head}", check=False)
-            if not good.intersection(between.split()):
+            between = self.rev_list(f"{first}..{head}", ancestry_path=True)
+            if not good.intersection(between):
                 return first
-        for sha in self.git("rev-list", "--topo-order", depth, head, check=False).split():
+        for sha in self.rev_list(head, topo_order=True, limit=SEARCH_DEPTH):
             if sha in good:
                 return sha
         return None
@@ -323,15 +166,11 @@ class Repo:
 
     def dirty(self) -> list[str]:
         """Changed, staged, deleted and untracked paths, outside cmux's own."""
-        spec = self.pathspec()
-        out = self.git("status", "--porcelain", "-z", "-uall", "--no-renames", "--", *spec)
-        return [entry[3:] for entry in _split_z(out)]
+        return self.dirty_paths(*self.pathspec())
 
     def unsaveable(self) -> list[tuple[str, str]]:
         """Dirty paths a stash cannot set aside (see :func:`unsaveable`)."""
-        spec = self.pathspec()
-        out = self.git("status", "--porcelain=v2", "-z", "-uall", "--no-renames", "--", *spec)
-        return unsaveable(out)
+        return unsaveable(self.status_entries(*self.pathspec()))
 
     def refuse_unsaveable(self) -> None:
         """Raise, having changed nothing, when a stash could not save everything."""
@@ -349,28 +188,15 @@ class Repo:
 
     # -- rescues ---------------------------------------------------------------------
 
-    def _branch_exists(self, name: str) -> bool:
-        return bool(
-            self.git("rev-parse", "-q", "--verify", f"refs/heads/{name}", check=False).strip()
-        )
-
     def new_rescue_id(self, now: float) -> str:
         base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         rid, n = base, 1
         while (
-            self._branch_exists(RESCUE_BRANCH_PREFIX + rid) or rescue_file(self.data, rid).exists()
+            self.branch_exists(RESCUE_BRANCH_PREFIX + rid) or rescue_file(self.data, rid).exists()
         ):
             n += 1
             rid = f"{base}-{n}"
         return rid
-
-    def _identity(self) -> list[str]:
-        """Stash makes commits; lend it a name when the user has none set."""
-        have = (
-            self.git("config", "user.email", check=False).strip()
-            and self.git("config", "user.name", check=False).strip()
-        )
-        return [] if have else ["-c", "user.name=cmux", "-c", "user.email=cmux@localhost"]
 
     def _stash(self, rescue: Rescue) -> None:
         message = (
@@ -378,16 +204,7 @@ class Repo:
             f"saved before a rollback to {rescue.target[:10]} (branch {rescue.branch})"
         )
         try:
-            self.git(
-                *self._identity(),
-                "stash",
-                "push",
-                "--include-untracked",
-                "-m",
-                message,
-                "--",
-                *self.pathspec(),
-            )
+            self.stash_push(message, *self.pathspec(), identity=STASH_IDENTITY)
         finally:
             # Found by its message, not as the newest stash: refs/stash is shared
             # by every worktree of the repository, so another one may stash at
@@ -398,12 +215,10 @@ class Repo:
             if ours:
                 rescue.stash = ours
                 rescue.stash_ref = STASH_REF_PREFIX + rescue.id
-                self.git("update-ref", "-m", message, rescue.stash_ref, ours)
+                self.set_ref(rescue.stash_ref, ours, message)
 
     def _find_stash(self, rid: str) -> str | None:
-        out = self.git("stash", "list", "--format=%H%x00%s", check=False)
-        for line in out.splitlines():
-            sha, subject = _fields(line, 2)
+        for sha, subject in self.stashes():
             if subject.startswith("On ") and f": cmux rescue {rid}: " in subject:
                 return sha
         return None
@@ -415,20 +230,13 @@ class Repo:
         dropped and unpinned); False when it could not be applied, and it stays
         where ``rescue.stash`` and ``rescue.stash_ref`` say."""
         assert rescue.stash is not None
-        proc = subprocess.run(
-            ["git", "stash", "apply", "--index", "-q", rescue.stash],
-            cwd=self.top,
-            capture_output=True,
-            env=_env(),
-            check=False,
-        )
-        if proc.returncode != 0:
+        if not self.stash_apply(rescue.stash):
             return False
-        entries = self.git("stash", "list", "--format=%H", check=False).split()
-        if rescue.stash in entries:
-            self.git("stash", "drop", "-q", f"stash@{{{entries.index(rescue.stash)}}}", check=False)
+        with contextlib.suppress(GitError):
+            self.stash_drop(rescue.stash)
         if rescue.stash_ref:
-            self.git("update-ref", "-d", rescue.stash_ref, check=False)
+            with contextlib.suppress(GitError):
+                self.delete_ref(rescue.stash_ref)
         rescue.stash = rescue.stash_ref = None
         return True
 
@@ -439,14 +247,10 @@ class Repo:
         commits touched holds exactly what ``old`` has, safe in the rescue
         branch. cmux's own paths are outside the pathspec and never written.
         """
-        spec = self.pathspec()
-        changes = _split_z(
-            self.git("diff", "--name-status", "-z", "--no-renames", old, target, "--", *spec)
-        )
         gone: list[str] = []
         write: list[str] = []
         added: list[str] = []
-        for status, name in zip(changes[0::2], changes[1::2], strict=False):
+        for status, name in self.changes(old, target, *self.pathspec()):
             if status.startswith("D"):
                 gone.append(name)
             else:
@@ -454,21 +258,15 @@ class Repo:
                 if status.startswith("A"):
                     added.append(name)
         self._keep_ignored(added, rescue)
-        self.git("reset", "-q", target)
+        self.reset(target)
         for rel in gone:
             path = self.top / rel
             if path.is_symlink() or path.is_file():
                 path.unlink()
                 _prune_empty_dirs(path.parent, self.top)
         if write:
-            self.git(
-                "checkout-index",
-                "-f",
-                "-z",
-                "--stdin",
-                input="\0".join(write).encode("utf-8", "surrogateescape"),
-            )
-        self.git("update-index", "-q", "--refresh", check=False)
+            self.checkout_files(write)
+        self.refresh_index()
 
     def _keep_ignored(self, paths: list[str], rescue: Rescue) -> None:
         """An ignored file where the target tracks one is copied aside first."""
@@ -513,7 +311,7 @@ class Repo:
             self.refuse_unsaveable()  # before anything is written
         save_rescue(self.data, rescue)
         try:
-            self.git("branch", rescue.branch, head)
+            self.create_branch(rescue.branch, head)
         except GitError as exc:
             rescue.status, rescue.error = "failed", str(exc)
             save_rescue(self.data, rescue)
@@ -561,7 +359,8 @@ class Repo:
         kept = rescue.stash is not None and not self._undo_stash(rescue)
         save_rescue(self.data, rescue)
         if not kept:
-            self.git("branch", "-D", rescue.branch, check=False)
+            with contextlib.suppress(GitError):
+                self.delete_branch(rescue.branch)
             return GitError(what, f"nothing was changed; {hint}")
         assert rescue.stash is not None
         still = set(self.dirty())
@@ -633,8 +432,8 @@ def plan(repo: Repo, passed: Iterable[str], to: str | None = None, *, force: boo
     )
 
 
-def unsaveable(status_v2: str) -> list[tuple[str, str]]:
-    """From ``git status --porcelain=v2 -z -uall``: the dirty paths that
+def unsaveable(entries: list[StatusEntry]) -> list[tuple[str, str]]:
+    """Of ``git status --porcelain=v2 -uall``: the dirty paths that
     ``git stash push --include-untracked`` cannot set aside, with why.
 
     A stash saves the superproject only: changes inside a submodule (its
@@ -643,35 +442,26 @@ def unsaveable(status_v2: str) -> list[tuple[str, str]]:
     inside the tree (git lists it as ``dir/`` even with -uall).
     """
     out: list[tuple[str, str]] = []
-    fields = status_v2.split("\0")
-    i = 0
-    while i < len(fields):
-        entry = fields[i]
-        i += 1
-        if entry.startswith(("1 ", "u ")):
-            parts = entry.split(" ", 10 if entry[0] == "u" else 8)
-            sub, path = parts[2], parts[-1]
-            if sub.startswith("S") and sub != "S...":
-                why = [
-                    w
-                    for flag, w in zip(
-                        sub[1:],
-                        (
-                            "a commit other than the one recorded",
-                            "modified content",
-                            "untracked content",
-                        ),
-                        strict=False,
-                    )
-                    if flag != "."
-                ]
-                out.append((path, "submodule: " + ", ".join(why)))
-            elif sub.startswith("S"):
-                out.append((path, "submodule: a staged change"))
-        elif entry.startswith("2 "):
-            i += 1  # a rename's original path follows
-        elif entry.startswith("? ") and entry.endswith("/"):
-            out.append((entry[2:], "a git repository inside the work tree"))
+    for e in entries:
+        if e.kind in ("1", "u") and e.sub.startswith("S") and e.sub != "S...":
+            why = [
+                w
+                for flag, w in zip(
+                    e.sub[1:],
+                    (
+                        "a commit other than the one recorded",
+                        "modified content",
+                        "untracked content",
+                    ),
+                    strict=False,
+                )
+                if flag != "."
+            ]
+            out.append((e.path, "submodule: " + ", ".join(why)))
+        elif e.kind in ("1", "u") and e.sub.startswith("S"):
+            out.append((e.path, "submodule: a staged change"))
+        elif e.kind == "?" and e.path.endswith("/"):
+            out.append((e.path, "a git repository inside the work tree"))
     return out
 
 
@@ -682,71 +472,3 @@ def _prune_empty_dirs(d: Path, top: Path) -> None:
         except OSError:
             return
         d = d.parent
-
-
-# -- rescue records (state/rescues/<id>.json) ----------------------------------------
-
-
-def rescues_dir(data: DataRoot) -> Path:
-    return data.state_dir / "rescues"
-
-
-def rescue_file(data: DataRoot, rid: str) -> Path:
-    return rescues_dir(data) / f"{rid}.json"
-
-
-def rescue_dir(data: DataRoot, rid: str) -> Path:
-    return rescues_dir(data) / rid
-
-
-def save_rescue(data: DataRoot, rescue: Rescue) -> None:
-    write_json(rescue_file(data, rescue.id), rescue.to_dict(), durable=True)
-
-
-@dataclass
-class RescueView:
-    rescue: Rescue
-    branch_exists: bool
-    commits_missing: int  # undone commits not (yet) back in HEAD
-
-
-def list_rescues(repo: Repo) -> list[RescueView]:
-    """Every rescue, newest first: the branches in git, with what cmux recorded."""
-    records: dict[str, Rescue] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for p in rescues_dir(repo.data).glob("*.json"):
-            try:
-                r = Rescue.from_dict(read_json(p))
-            except (OSError, ValueError, TypeError):
-                continue
-            if r.status != "failed" or r.stash:
-                records[r.id] = r
-    fmt = "%(refname:strip=2)%00%(objectname)"
-    out = repo.git("for-each-ref", f"--format={fmt}", "refs/heads/" + RESCUE_BRANCH_PREFIX)
-    branches: dict[str, str] = {}
-    for line in out.splitlines():
-        name, sha = _fields(line, 2)
-        rid = name.removeprefix(RESCUE_BRANCH_PREFIX)
-        branches[rid] = sha
-        if rid not in records:
-            records[rid] = Rescue(id=rid, branch=name, head=sha, target="", status="done")
-    head = repo.head()
-    views = []
-    for rid, r in records.items():
-        missing = 0
-        if rid in branches and head:
-            missing = int(
-                repo.git("rev-list", "--count", branches[rid], "--not", head, check=False).strip()
-                or 0
-            )
-        views.append(RescueView(r, rid in branches, missing))
-    views.sort(key=lambda v: (v.rescue.ts, v.rescue.id), reverse=True)
-    return views
-
-
-def find_rescue(repo: Repo, rid: str) -> RescueView:
-    rid = rid.removeprefix(RESCUE_BRANCH_PREFIX)
-    for v in list_rescues(repo):
-        if v.rescue.id == rid:
-            return v
-    raise UsageError(f"no rescue named {rid!r}", "see `cmux rescue list`")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cmux.errors import GitError, UsageError
+from cmux.health import rescues
 from cmux.health import rollback as rb
 from cmux.paths import DataRoot
 from tests.helpers import git, make_repo
@@ -149,7 +150,7 @@ def test_the_data_root_and_an_uncommitted_config_are_never_touched(repo: rb.Repo
 
     assert snapshot(data.mailbox_dir, skip=()) == mail_before
     assert snapshot(data.journal_dir, skip=()) == journal_before
-    assert rb.rescue_file(data, rescue.id).exists()
+    assert rescues.rescue_file(data, rescue.id).exists()
     assert (root / "cmux.toml").read_text() == "[health]\n"
     assert not (root / "scratch.txt").exists()
     stashed = git(root, "show", "--name-only", "--format=", f"{rescue.stash}^3").split()
@@ -206,7 +207,7 @@ def test_an_ignored_file_in_the_way_is_copied_aside(repo: rb.Repo) -> None:
 
     assert (root / "local.cfg").read_text() == "from git\n"
     assert rescue.overwritten == ["local.cfg"]
-    kept = rb.rescue_dir(repo.data, rescue.id) / "overwritten" / "local.cfg"
+    kept = rescues.rescue_dir(repo.data, rescue.id) / "overwritten" / "local.cfg"
     assert kept.read_text() == "my own secret settings\n"
 
 
@@ -294,15 +295,15 @@ def test_rescues_are_listed_newest_first(repo: rb.Repo) -> None:
     (root / "wip").write_text("wip\n")
     second = repo.rollback(g, reason="two", auto=False, now=1_000_000)
     assert second.id == first.id + "-2"
-    views = rb.list_rescues(repo)
+    views = rescues.list_rescues(repo)
     assert [v.rescue.id for v in views] == [second.id, first.id]
     assert all(v.branch_exists and v.commits_missing == 1 for v in views)
     assert views[0].rescue.stash and not views[1].rescue.stash
     git(root, "merge", "-q", first.branch)
-    assert {v.rescue.id: v.commits_missing for v in rb.list_rescues(repo)}[first.id] == 0
-    assert rb.find_rescue(repo, "cmux/rescue/" + first.id).rescue.reason == "one"
+    assert {v.rescue.id: v.commits_missing for v in rescues.list_rescues(repo)}[first.id] == 0
+    assert rescues.find_rescue(repo, "cmux/rescue/" + first.id).rescue.reason == "one"
     with pytest.raises(UsageError):
-        rb.find_rescue(repo, "nope")
+        rescues.find_rescue(repo, "nope")
 
 
 def test_a_stash_without_a_git_identity(repo: rb.Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -414,7 +415,7 @@ def test_a_reset_that_fails_after_saving_says_what_was_saved(
     commit(root, "three", {"f": "3\n"})
     (root / "f").write_text("dirty\n")
 
-    def broken(self: rb.Repo, old: str, target: str, rescue: rb.Rescue) -> None:
+    def broken(self: rb.Repo, old: str, target: str, rescue: rescues.Rescue) -> None:
         raise GitError("git reset failed: disk on fire")
 
     monkeypatch.setattr(rb.Repo, "_move_to", broken)

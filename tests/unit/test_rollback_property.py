@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from cmux.health import monitor as hm
 from cmux.health.checks import CheckResult
 from cmux.health.config import Check, HealthSettings
-from cmux.health.rollback import Repo, Rescue, plan
+from cmux.health.rescues import Rescue
+from cmux.health.rollback import Repo, plan
 from cmux.paths import DataRoot
 from tests.helpers import git, make_repo
 
