@@ -171,7 +171,7 @@ def _mark(cfg, me: str, kind: str, body: str) -> None:
 def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) -> int:
     """Print the mail: bodies and fields are stored text, so sanitized (and
     each header field kept on its line); --json is exact."""
-    from cmux.mail import store
+    from cmux.mail import claims, store
     from cmux.text import json_text, one_line, sanitize
 
     if everything or only:
@@ -179,7 +179,7 @@ def _read(cfg, me: str, *, everything: bool, as_json: bool, only: str | None) ->
         if only:
             msgs = [m for m in msgs if m.id == only]
     else:
-        msgs = store.receive(cfg.data, me)
+        msgs = claims.receive(cfg.data, me)
     if as_json:
         print(json_text("[" + ",".join(m.to_json() for m in msgs) + "]"))
         return 0

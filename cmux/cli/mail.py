@@ -46,17 +46,16 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
 
     New messages are shown and marked read; --all shows the read ones too.
     """
-    from cmux.mail import store
+    from cmux.mail import claims, store
 
     cfg = load_config()
     identity.require_person(cfg, "read the person's inbox")
-    if everything or peek:
+    if peek:
+        msgs = store.unread(cfg.data, "human")
+    elif everything:
         msgs = store.read_all(cfg.data, "human")
-        if peek:
-            new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
-            msgs = [m for m in msgs if m.id in new_ids]
     else:
-        msgs = store.receive(cfg.data, "human")
+        msgs = claims.receive(cfg.data, "human")
     if as_json:
         ui.out_json("[" + ",".join(m.to_json() for m in msgs) + "]")
         return
@@ -108,7 +107,7 @@ def router_cmd() -> None:
     """
     import logging
 
-    from cmux.mail.router import run
+    from cmux.delivery.router import run
 
     cfg = load_config()
     logging.basicConfig(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmux.mail.deliver import render
+from cmux.mail.render import render
 from cmux.mail.message import Message
 from cmux.paths import DataRoot
 from cmux.text import json_text, one_line, sanitize
