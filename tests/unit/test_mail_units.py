@@ -11,8 +11,8 @@ import pytest
 from cmux.config import load_config
 from cmux.errors import EmptyMessage, MessageLoop, MessageTooLarge, StorageError, UnknownRecipient
 from cmux.mail import claims, maildir, store
-from cmux.mail.render import INLINE_LIMIT, header, render
 from cmux.mail.message import MalformedMessage, Message, new_id
+from cmux.mail.render import INLINE_LIMIT, header, render
 from cmux.text import sanitize
 from tests.helpers import make_repo
 
