@@ -1,10 +1,10 @@
 """The router daemon: delivers each message into its recipient's pane.
 
 One message's way: ``store.send`` links it into new/; the watcher
-(cmux/watch.py) wakes the router; the recipient's worker claims it
-(``claims.claim_each``), asks the policy (``policy.decide``: deliver, defer
-to the Stop hook, or hold), renders it (cmux/mail/render.py), types it
-(cmux/delivery/typist.py) and marks it delivered (``claims.mark_delivered``).
+(cmux/watch.py) wakes the router; the recipient's worker asks the policy
+(``policy.decide``: deliver, defer to the Stop hook, or hold), then claims
+each message (``claims.claim_each``), renders it (cmux/mail/render.py), types
+it (cmux/delivery/typist.py) and marks it delivered (``claims.mark_delivered``).
 
 Event-driven: the watcher wakes it when a file lands in a mailbox's new/ or
 an agent's registry record changes; every wake-up rescans the mailboxes
