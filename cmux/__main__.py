@@ -2,7 +2,7 @@ import sys
 
 if len(sys.argv) >= 2 and sys.argv[1] == "hook":
     # Claude Code runs a hook on every tool call: skip click (~40-70 ms).
-    from cmux.agents.claude_hooks import main as hook_main
+    from cmux.delivery.hooks import main as hook_main
     from cmux.umask import private_umask
 
     private_umask()  # before anything is written: the data root is private

@@ -73,7 +73,7 @@ def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json):
 
 def warn_if_shell(agent) -> None:
     """Say, at spawn, that a shell-type agent runs the mail typed into it."""
-    from cmux.mail.deliver import SHELL_PROFILES
+    from cmux.mail.render import SHELL_PROFILES
 
     if agent.profile in SHELL_PROFILES:
         ui.warn(

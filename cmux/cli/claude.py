@@ -21,9 +21,9 @@ def hook_cmd(event: str) -> None:
     """Called by Claude Code's hooks (cmux's --settings): EVENT is SessionStart,
     UserPromptSubmit, PreToolUse, Stop, Notification or SessionEnd; the hook's
     JSON comes on stdin. Always exits 0; errors go to state/hooks.log."""
-    from cmux.agents import claude_hooks
+    from cmux.delivery import hooks
 
-    claude_hooks.run(event, sys.stdin, sys.stdout, os.environ)
+    hooks.run(event, sys.stdin, sys.stdout, os.environ)
 
 
 def _answer(name: str, yes: bool, as_json: bool) -> None:

@@ -100,7 +100,7 @@ def router_cmd() -> None:
     """
     import logging
 
-    from cmux.mail.router import run
+    from cmux.delivery.router import run
 
     cfg = load_config()
     logging.basicConfig(

@@ -1,42 +1,25 @@
-"""The Maildir store: send, claim, mark delivered, hold, deadletter.
-
-Layout (mailbox/README.md is the public description):
-
-    mailbox/<agent>/tmp/<id>.json         being written
-    mailbox/<agent>/new/<id>.json         sent, waiting for the router
-    mailbox/<agent>/cur/<id>.json         claimed by a router, not yet delivered
-    mailbox/<agent>/cur/<id>.json:2,S     delivered (or read, for `human`)
-    mailbox/<agent>/held                  why mail is held (absent: not held)
-    mailbox/deadletter/<id>.json          undeliverable, with <id>.json.reason
+"""The store: send, find and read mail, holds and counts.
 
 Send is write tmp, fsync, link into new, unlink tmp, fsync new: a crash leaves
 either nothing in new/ or the whole message, and once the link is made the
 message counts as sent (nothing after it can turn a send into "not sent").
-Claim is a link from new/ to cur/ that never replaces a file, then an unlink
-of new/: exactly one claimant wins, and a stale entry of the same name in cur/
-is never overwritten. Delivery is at least once: whatever sits in cur/ without
-the S flag is put back into new/ (``requeue``) and delivered again, with the
-same id.
+Claiming and delivering are cmux/mail/claims.py; dead letters
+cmux/mail/deadletter.py; the folders themselves cmux/mail/maildir.py
+(mailbox/README.md is the public description of all of it).
 
-Every entry is claimed, opened and loaded one at a time, and only as a regular
-file (never through a symlink, never blocking on a FIFO): an entry that is not
-a valid message of this mailbox is moved whole into deadletter/ under a name
-no other dead letter has, with its reason beside it, and the rest of the box
-goes on. Paths are built only from names checked against the schema.
+Every entry is opened and loaded one at a time, and only as a regular file
+(maildir.read_entry); paths are built only from names checked against the
+schema.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import os
-import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
 
-from cmux import events, identity
+from cmux import identity
 from cmux.config import Config
 from cmux.errors import (
     ConfigError,
@@ -48,78 +31,72 @@ from cmux.errors import (
     UnknownRecipient,
 )
 from cmux.fsutil import atomic_write, fsync_dir
+from cmux.mail import maildir
+from cmux.mail.deadletter import deadletter
+from cmux.mail.maildir import SEEN, SUFFIX, BadEntry, note, read_entry
 from cmux.mail.message import KINDS, MalformedMessage, Message, check_paths, valid_id, valid_name
 from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR, DataRoot
 
-SUFFIX = ".json"
-SEEN = ":2,S"
 # A reply sent this soon after the message it answers counts as one more hop
 # in a conversation; past the depth limit the hop goes to deadletter.
 REPLY_WINDOW = 300.0
-# A message file larger than this is not read into memory: it cannot be a
-# message under any body limit, so it goes to deadletter unread.
-MAX_FILE_BYTES = 64 * 1024 * 1024
-# Claimed entries older than this that no router owns are put back into new/
-# by the router's full scans (a Stop hook or `cmux inbox` that died mid-claim,
-# a failure while the disk was full).
-STALE_CLAIM = 60.0
-
-
-class BadEntry(Exception):
-    """A mailbox entry that is not a regular message file; the text says what it is."""
-
-
-def note(data: DataRoot, event: str, agent: str | None = None, **fields: Any) -> None:
-    """Record an event, best effort: a log line that cannot be written (a full
-    disk) must not undo or hide what already happened to the mail."""
-    try:
-        events.record(data, event, agent, **fields)
-    except (StorageError, OSError):
-        pass
-
-
-def box(data: DataRoot, agent: str) -> Path:
-    return data.mailbox(agent)
 
 
 def ensure(data: DataRoot, agent: str) -> Path:
-    b = box(data, agent)
-    for sub in ("tmp", "new", "cur"):
-        (b / sub).mkdir(parents=True, exist_ok=True)
-    return b
+    """Make ``agent``'s mailbox: from now on it is a recipient."""
+    for folder in (maildir.tmp_dir, maildir.new_dir, maildir.cur_dir):
+        folder(data, agent).mkdir(parents=True, exist_ok=True)
+    return maildir.box(data, agent)
 
 
 def known(data: DataRoot, agent: str) -> bool:
     if not valid_name(agent) or agent == DEADLETTER:
         return False
-    return (box(data, agent) / "new").is_dir()
+    return maildir.has_new(data, agent)
 
 
 def recipients(data: DataRoot) -> list[str]:
+    return sorted(n for n in maildir.box_names(data) if maildir.has_new(data, n))
+
+
+def pending(data: DataRoot, agent: str) -> list[str]:
+    """Names in new/, oldest first."""
+    try:
+        return sorted(n for n in os.listdir(maildir.new_dir(data, agent)) if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def claimed(data: DataRoot, agent: str) -> list[str]:
+    """Claimed but never marked delivered (to deliver again after a crash)."""
     try:
         return sorted(
-            p.name
-            for p in data.mailbox_dir.iterdir()
-            if p.name != DEADLETTER and (p / "new").is_dir()
+            n
+            for n in os.listdir(maildir.cur_dir(data, agent))
+            if not n.endswith(SEEN) and not n.startswith(".")
         )
     except FileNotFoundError:
         return []
 
 
-def _storage(path: Path, exc: OSError) -> StorageError:
-    if exc.errno == errno.ENOSPC:
-        return StorageError(
-            f"the disk is full: the message to {path.parent.parent.name} was not sent",
-            "free some space and send it again; nothing was half written",
-        )
-    return StorageError(f"cannot store the message in {path.parent}: {exc.strerror}")
+def parse(path: Path, agent: str, name: str) -> Message:
+    """Read and check one entry of ``agent``'s mailbox: a regular file, a valid
+    message (message.from_json), addressed to this box, named after its id."""
+    msg = Message.from_json(read_entry(path))
+    if msg.to != agent:
+        raise MalformedMessage(f"it is addressed to {msg.to!r} but sits in {agent!r}'s mailbox")
+    if name.removesuffix(SEEN) != msg.id + SUFFIX:
+        raise MalformedMessage(f"its file name {name!r} does not match its id {msg.id!r}")
+    return msg
+
+
+# -- sending ------------------------------------------------------------------------------
 
 
 def deliver_to_new(data: DataRoot, msg: Message) -> Path:
     """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/."""
-    b = box(data, msg.to)
-    tmp = b / "tmp" / f"{msg.id}{SUFFIX}"
-    dest = b / "new" / f"{msg.id}{SUFFIX}"
+    tmp = maildir.tmp_dir(data, msg.to) / f"{msg.id}{SUFFIX}"
+    dest = maildir.new_dir(data, msg.to) / f"{msg.id}{SUFFIX}"
     raw = msg.to_json().encode()
     check_paths(msg)
     try:
@@ -138,7 +115,7 @@ def deliver_to_new(data: DataRoot, msg: Message) -> Path:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise _storage(tmp, exc) from exc
+        raise maildir.storage_error(tmp, exc) from exc
     # Linked into new/: the message is sent. What follows is tidying, and a
     # failure of it (a full disk, an I/O error) must not tell the sender otherwise.
     try:
@@ -151,7 +128,7 @@ def deliver_to_new(data: DataRoot, msg: Message) -> Path:
 
 def _infer_depth(data: DataRoot, sender: str, to: str) -> tuple[int, str | None]:
     """Depth of a reply: one more than the last message ``sender`` got from ``to``."""
-    cur = box(data, sender) / "cur"
+    cur = maildir.cur_dir(data, sender)
     try:
         names = sorted(os.listdir(cur), reverse=True)
     except FileNotFoundError:
@@ -164,7 +141,7 @@ def _infer_depth(data: DataRoot, sender: str, to: str) -> tuple[int, str | None]
         try:
             if now - path.lstat().st_mtime > REPLY_WINDOW:
                 break
-            m = _parse(path, sender, name)
+            m = parse(path, sender, name)
         except (OSError, BadEntry, MalformedMessage):
             continue
         if m.sender == to:
@@ -177,14 +154,14 @@ def find(data: DataRoot, agent: str, msg_id: str) -> Message | None:
     a name that could not name a file)."""
     if not valid_name(agent) or not valid_id(msg_id):
         return None
-    b = box(data, agent)
-    for sub, name in (
-        ("cur", msg_id + SUFFIX + SEEN),
-        ("cur", msg_id + SUFFIX),
-        ("new", msg_id + SUFFIX),
+    cur, new = maildir.cur_dir(data, agent), maildir.new_dir(data, agent)
+    for folder, name in (
+        (cur, msg_id + SUFFIX + SEEN),
+        (cur, msg_id + SUFFIX),
+        (new, msg_id + SUFFIX),
     ):
         try:
-            return _parse(b / sub / name, agent, name)
+            return parse(folder / name, agent, name)
         except (OSError, BadEntry, MalformedMessage):
             continue
     return None
@@ -303,364 +280,35 @@ def _notify_loop(cfg: Config, msg: Message) -> str | None:
     return target
 
 
-def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) -> Path:
-    """Claim a dead-letter name nobody has used, by creating its ``.reason``
-    file (O_EXCL); returns the path the entry itself goes to. Two entries of
-    one name (from new/ and cur/, or from two boxes) get ``name``, ``name.1``,
-    ... so none overwrites another."""
-    dl = data.deadletter
-    try:
-        dl.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _storage(dl, exc) from exc
-    text = json.dumps({"reason": reason, "to": original_to, "ts": events.now_iso()}) + "\n"
-    base = name.lstrip(".") or "entry"
-    for i in range(10_000):
-        cand = base if i == 0 else f"{base}.{i}"
-        if i == 9_999:
-            cand = f"{base}.{time.time_ns():x}{os.urandom(4).hex()}"
-        rpath = dl / f"{cand}.reason"
-        try:
-            fd = os.open(rpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _storage(rpath, exc) from exc
-        try:
-            taken = os.path.lexists(dl / cand)
-            if not taken:
-                os.write(fd, text.encode())
-        except OSError as exc:
-            os.close(fd)
-            rpath.unlink(missing_ok=True)
-            raise _storage(rpath, exc) from exc
-        os.close(fd)
-        if taken:
-            rpath.unlink(missing_ok=True)
-            continue
-        return dl / cand
-    raise StorageError(f"no free dead-letter name for {name!r} in {dl}")
-
-
-def deadletter(
-    data: DataRoot, name: str, raw: bytes, reason: str, *, original_to: str | None = None
-) -> Path:
-    """Store ``raw`` in deadletter/ under a unique name, with its reason beside it."""
-    dest = _reserve(data, name, reason, original_to)
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        dest.unlink(missing_ok=True)
-        dest.with_name(dest.name + ".reason").unlink(missing_ok=True)
-        raise _storage(dest, exc) from exc
-    note(data, "deadletter", original_to, file=dest.name, reason=reason)
-    return dest
-
-
-def quarantine(data: DataRoot, agent: str, path: Path, reason: str) -> Path | None:
-    """Move the entry at ``path`` itself (a file, a directory, a FIFO, a
-    symlink: whatever it is, unopened) into deadletter/ under a unique name,
-    with its reason beside it. Returns where it went, or None when it could
-    not be moved (already gone, or the disk refused the reason file): then it
-    stays where it is, is skipped, and is tried again on a later scan."""
-    try:
-        dest = _reserve(data, path.name, reason, agent)
-    except StorageError:
-        return None
-    try:
-        os.rename(path, dest)
-    except OSError:
-        dest.with_name(dest.name + ".reason").unlink(missing_ok=True)
-        return None
-    _make_private(dest)
-    note(data, "deadletter", agent, file=dest.name, reason=reason)
-    return dest
-
-
-def _make_private(path: Path) -> None:
-    """A dead letter is private like the rest of the data root, whoever wrote
-    it and with what mode: 0600 (0700 for a directory). A symlink is left as
-    it is: chmod would follow it to its target."""
-    try:
-        st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(path, 0o700)
-        elif not stat.S_ISLNK(st.st_mode):
-            os.chmod(path, 0o600)
-    except OSError:
-        pass
-
-
-# -- the reading side ---------------------------------------------------------------
-
-
-def pending(data: DataRoot, agent: str) -> list[str]:
-    """Names in new/, oldest first."""
-    try:
-        return sorted(n for n in os.listdir(box(data, agent) / "new") if not n.startswith("."))
-    except FileNotFoundError:
-        return []
-
-
-def claimed(data: DataRoot, agent: str) -> list[str]:
-    """Claimed but never marked delivered (to deliver again after a crash)."""
-    try:
-        return sorted(
-            n
-            for n in os.listdir(box(data, agent) / "cur")
-            if not n.endswith(SEEN) and not n.startswith(".")
-        )
-    except FileNotFoundError:
-        return []
-
-
-_KINDS_OF_ENTRY = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _not_regular(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    what = next((w for test, w in _KINDS_OF_ENTRY if test(mode)), "not a regular file")
-    return f"{what}, not a message file"
-
-
-def read_entry(path: Path) -> bytes:
-    """The bytes of a mailbox entry that is a regular file, opened without
-    following a symlink and without blocking on a FIFO. Raises BadEntry for
-    anything else (the entry is left untouched: not opened, not followed),
-    FileNotFoundError when it is gone, OSError for an I/O failure."""
-    reason = _not_regular(os.lstat(path).st_mode)
-    if reason:
-        raise BadEntry(reason)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # became a symlink since the lstat
-            raise BadEntry("a symbolic link, not a message file") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        reason = _not_regular(st.st_mode)
-        if reason:
-            raise BadEntry(reason)
-        if st.st_size > MAX_FILE_BYTES:
-            raise BadEntry(f"{st.st_size} bytes, larger than any message can be")
-        chunks = []
-        while True:
-            chunk = os.read(fd, max(st.st_size, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _parse(path: Path, agent: str, name: str) -> Message:
-    """Read and check one entry of ``agent``'s mailbox: a regular file, a valid
-    message (message.from_json), addressed to this box, named after its id."""
-    msg = Message.from_json(read_entry(path))
-    if msg.to != agent:
-        raise MalformedMessage(f"it is addressed to {msg.to!r} but sits in {agent!r}'s mailbox")
-    if name.removesuffix(SEEN) != msg.id + SUFFIX:
-        raise MalformedMessage(f"its file name {name!r} does not match its id {msg.id!r}")
-    return msg
-
-
-def _link_over(src: Path, dst: Path) -> str:
-    """Move ``src`` to ``dst`` without ever replacing what is at ``dst``
-    (link, then unlink). Returns "moved", "gone" (src vanished: someone else
-    took it), "taken" (dst exists), or "unlinkable" (a directory: no hard link)."""
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except FileNotFoundError:
-        return "gone"
-    except FileExistsError:
-        return "taken"
-    except OSError as exc:
-        if exc.errno in (errno.EPERM, errno.EISDIR, errno.EMLINK, errno.EXDEV):
-            return "unlinkable"
-        raise
-    try:
-        os.unlink(src)
-    except FileNotFoundError:
-        pass
-    return "moved"
-
-
-def claim(data: DataRoot, agent: str, name: str) -> Path | None:
-    """Move new/<name> to cur/<name>. Returns None when someone else won, when
-    a claimed entry of that name already waits in cur/ (it is put back first,
-    by ``requeue``), when the entry cannot be claimed (a directory: it goes to
-    deadletter) or the disk refused (it stays in new/ for later)."""
-    b = box(data, agent)
-    src, dst = b / "new" / name, b / "cur" / name
-    try:
-        how = _link_over(src, dst)
-    except OSError:
-        return None
-    if how == "unlinkable":
-        try:
-            reason = _not_regular(os.lstat(src).st_mode)
-            if reason is None and not os.path.lexists(dst):
-                os.rename(src, dst)  # a file system without hard links: rename, as Maildir may
-                return dst
-        except OSError:
-            return None
-        if reason:
-            quarantine(data, agent, src, reason)
-        return None
-    return dst if how == "moved" else None
-
-
-def mark_delivered(path: Path) -> Path:
-    dest = path.with_name(path.name + SEEN)
-    os.rename(path, dest)
-    return dest
-
-
-def requeue(data: DataRoot, agent: str, path: Path) -> bool:
-    """Put a claimed entry cur/<name> back into new/, to be delivered again
-    (same id). Never replaces an entry in new/: when one of that name waits
-    there already, this one is the same file (dropped) or goes to deadletter.
-    True when the entry left cur/."""
-    dst = box(data, agent) / "new" / path.name
-    try:
-        how = _link_over(path, dst)
-    except OSError:
-        return False
-    if how == "moved":
-        return True
-    if how == "gone":
-        return False
-    try:
-        st = os.lstat(path)
-        if how == "taken" and os.path.samestat(st, os.lstat(dst)):
-            os.unlink(path)  # a claim cut short between its link and its unlink
-            return True
-        if how == "unlinkable" and stat.S_ISREG(st.st_mode) and not os.path.lexists(dst):
-            os.rename(path, dst)  # a file system without hard links
-            return True
-    except OSError:
-        return False
-    reason = _not_regular(st.st_mode) or f"a second entry named {path.name!r} waits in new/"
-    return quarantine(data, agent, path, reason) is not None
-
-
-def unclaim_all(data: DataRoot, agent: str, *, older_than: float = 0.0) -> int:
-    """Put claimed-but-undelivered mail back into new/ (a router starting up
-    after a crash, and every full scan for claims older than ``older_than``
-    seconds): it is delivered again, with the same id."""
-    n = 0
-    cur = box(data, agent) / "cur"
-    now = time.time()
-    for name in claimed(data, agent):
-        path = cur / name
-        try:
-            if older_than and now - os.lstat(path).st_ctime < older_than:
-                continue
-        except FileNotFoundError:
-            continue
-        if requeue(data, agent, path):
-            n += 1
-    if n:
-        note(data, "requeue", agent, count=n)
-    return n
-
-
-class Loaded(NamedTuple):
-    path: Path
-    msg: Message
-
-
-def load(data: DataRoot, agent: str, path: Path) -> Loaded | None:
-    """Read a claimed entry. One that is not a valid message of this mailbox
-    goes to deadletter with its reason and yields None; so does one gone
-    meanwhile; one that cannot be read now (an I/O error) stays for a retry."""
-    try:
-        return Loaded(path, _parse(path, agent, path.name))
-    except FileNotFoundError:
-        return None
-    except BadEntry as exc:
-        quarantine(data, agent, path, str(exc))
-    except MalformedMessage as exc:
-        quarantine(data, agent, path, f"malformed message file: {exc}")
-    except OSError:
-        pass
-    return None
-
-
-def claim_each(data: DataRoot, agent: str) -> Iterator[Loaded]:
-    """Claim and load what waits in ``agent``'s new/, oldest first, one entry
-    at a time: the next is claimed only when the caller asks for it, so a
-    caller that stops (a pane gone) leaves the rest in new/. Bad entries go to
-    deadletter on the way and never stop the rest."""
-    for name in pending(data, agent):
-        path = claim(data, agent, name)
-        if path is None:
-            continue
-        note(data, "claim", agent, id=name.removesuffix(SUFFIX))
-        loaded = load(data, agent, path)
-        if loaded:
-            yield loaded
-
-
-def take(data: DataRoot, agent: str, *, limit: int | None = None) -> list[Loaded]:
-    """Claim up to ``limit`` messages from ``agent``'s new/ (see claim_each)."""
-    out: list[Loaded] = []
-    if limit is not None and limit <= 0:
-        return out
-    for loaded in claim_each(data, agent):
-        out.append(loaded)
-        if limit is not None and len(out) >= limit:
-            break
-    return out
-
-
-def receive(data: DataRoot, agent: str) -> list[Message]:
-    """Take what is new for ``agent`` and mark it read: ``mailbox read``, ``cmux inbox``."""
-    out = []
-    for loaded in claim_each(data, agent):
-        try:
-            mark_delivered(loaded.path)
-        except FileNotFoundError:
-            continue  # put back meanwhile: it is shown next time
-        out.append(loaded.msg)
-    return out
+# -- reading ------------------------------------------------------------------------------
 
 
 def read_all(data: DataRoot, agent: str) -> list[Message]:
     """Every valid message in the mailbox, delivered or not, oldest first.
     (Bad entries are skipped here; delivery moves them to deadletter.)"""
-    b = box(data, agent)
     out: list[tuple[str, Message]] = []
-    for sub in ("cur", "new"):
+    for folder in (maildir.cur_dir(data, agent), maildir.new_dir(data, agent)):
         try:
-            names = os.listdir(b / sub)
+            names = os.listdir(folder)
         except FileNotFoundError:
             continue
         for n in names:
             if n.startswith("."):
                 continue
             try:
-                out.append((n, _parse(b / sub / n, agent, n)))
+                out.append((n, parse(folder / n, agent, n)))
             except (OSError, BadEntry, MalformedMessage):
                 continue
     out.sort(key=lambda t: t[1].id)
     return [m for _, m in out]
+
+
+def unread(data: DataRoot, agent: str) -> list[Message]:
+    """The valid messages still in new/, oldest first, left where they are
+    (``cmux inbox --peek``)."""
+    msgs = read_all(data, agent)
+    new_ids = {n.removesuffix(SUFFIX) for n in pending(data, agent)}
+    return [m for m in msgs if m.id in new_ids]
 
 
 # -- holds and counts ---------------------------------------------------------------
@@ -668,7 +316,7 @@ def read_all(data: DataRoot, agent: str) -> list[Message]:
 
 def set_hold(data: DataRoot, agent: str, reason: str | None) -> bool:
     """Record why mail for ``agent`` is held (None clears). True if it changed."""
-    path = box(data, agent) / "held"
+    path = maildir.held_file(data, agent)
     old = hold_reason(data, agent)
     if old == (reason or None):
         return False
@@ -683,7 +331,7 @@ def set_hold(data: DataRoot, agent: str, reason: str | None) -> bool:
 
 def hold_reason(data: DataRoot, agent: str) -> str | None:
     try:
-        raw = read_entry(box(data, agent) / "held")
+        raw = read_entry(maildir.held_file(data, agent))
     except FileNotFoundError:
         return None
     except (OSError, BadEntry):

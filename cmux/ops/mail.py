@@ -2,7 +2,7 @@
 
 Imported on ``tools/mailbox send``: nothing is imported at module level
 beyond typing, each function imports what it needs (mailbox/README.md is the
-protocol; cmux/mail/store.py the only code that touches the Maildir).
+protocol; cmux/mail/ the only code that touches the Maildir).
 """
 
 from __future__ import annotations
@@ -81,29 +81,27 @@ def read(
 ) -> list[Message]:
     """``me``'s new mail, now marked read; with ``everything`` (or ``only``,
     an id) every message of the box, read or not, and nothing is marked."""
-    from cmux.mail import store
+    from cmux.mail import claims, store
 
     if everything or only:
         msgs = store.read_all(cfg.data, me)
         if only:
             msgs = [m for m in msgs if m.id == only]
         return msgs
-    return store.receive(cfg.data, me)
+    return claims.receive(cfg.data, me)
 
 
 def inbox(cfg: Config, *, everything: bool = False, peek: bool = False) -> list[Message]:
     """The person's mail: new messages, marked read; ``everything`` also the
     read ones; ``peek`` the new ones without marking them. The caller has
     checked that it is the person (identity.require_person)."""
-    from cmux.mail import store
+    from cmux.mail import claims, store
 
-    if everything or peek:
-        msgs = store.read_all(cfg.data, "human")
-        if peek:
-            new_ids = {n.removesuffix(store.SUFFIX) for n in store.pending(cfg.data, "human")}
-            msgs = [m for m in msgs if m.id in new_ids]
-        return msgs
-    return store.receive(cfg.data, "human")
+    if peek:
+        return store.unread(cfg.data, "human")
+    if everything:
+        return store.read_all(cfg.data, "human")
+    return claims.receive(cfg.data, "human")
 
 
 def boxes(cfg: Config) -> list[dict[str, Any]]:

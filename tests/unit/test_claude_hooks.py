@@ -18,7 +18,8 @@ import pytest
 from cmux.agents import claude_hooks, profiles, registry
 from cmux.agents.registry import Agent
 from cmux.config import Config
-from cmux.mail import store
+from cmux.delivery import handover, hooks, policy
+from cmux.mail import claims, maildir, store
 from tests.helpers import REPO
 
 SID = "11111111-2222-3333-4444-555555555555"
@@ -58,7 +59,7 @@ def payload(event: str, **extra: Any) -> dict[str, Any]:
 def hook(cfg: Config, event: str, name: str = "w1", **extra: Any) -> tuple[int, str]:
     out = io.StringIO()
     env = {"CMUX_HOME": str(cfg.data.root), "CMUX_AGENT": name, "CMUX_ROLE": _role(name)}
-    code = claude_hooks.run(event, io.StringIO(json.dumps(payload(event, **extra))), out, env)
+    code = hooks.run(event, io.StringIO(json.dumps(payload(event, **extra))), out, env)
     return code, out.getvalue()
 
 
@@ -212,7 +213,7 @@ def test_stop_hands_waiting_mail_over_and_marks_it_delivered(cfg: Config) -> Non
     # delivered exactly when handed over: flagged in cur/, nothing left in new/
     assert store.pending(cfg.data, "w1") == [] and store.claimed(cfg.data, "w1") == []
     cur = sorted(p.name for p in (cfg.data.mailbox("w1") / "cur").iterdir())
-    assert cur == sorted(f"{m.id}.json{store.SEEN}" for m in (a, b))
+    assert cur == sorted(f"{m.id}.json{maildir.SEEN}" for m in (a, b))
     delivered = [e for e in _events(cfg) if e["event"] == "deliver"]
     assert {e["id"] for e in delivered} == {a.id, b.id}
     assert {e["via"] for e in delivered} == {"stop-hook"}
@@ -238,14 +239,14 @@ def test_loop_guard_stops_chained_handovers(cfg: Config) -> None:
     set_state(cfg, "busy")
     handed = 0
     active = False
-    for i in range(claude_hooks.MAX_CHAINED_HANDOVERS + 3):
+    for i in range(policy.MAX_CHAINED_HANDOVERS + 3):
         store.send(cfg, to="w1", body=f"message {i}", sender="human")
         out = hook(cfg, "Stop", stop_hook_active=active)[1]
         if not out:
             break
         handed += 1
         active = True
-    assert handed == claude_hooks.MAX_CHAINED_HANDOVERS
+    assert handed == policy.MAX_CHAINED_HANDOVERS
     assert state(cfg) == "idle"
     assert len(store.pending(cfg.data, "w1")) == 1  # left for the router
     # a new turn starts a new count
@@ -266,7 +267,7 @@ def test_stop_hook_active_alone_does_not_lose_mail(cfg: Config) -> None:
 def test_bad_input_is_logged_and_exit_code_is_zero(cfg: Config) -> None:
     out = io.StringIO()
     env = {"CMUX_HOME": str(cfg.data.root), "CMUX_AGENT": "w1"}
-    assert claude_hooks.run("Stop", io.StringIO("{not json"), out, env) == 0
+    assert hooks.run("Stop", io.StringIO("{not json"), out, env) == 0
     assert out.getvalue() == ""
     log = (cfg.data.state_dir / "hooks.log").read_text()
     assert "Stop w1" in log and "JSONDecodeError" in log
@@ -281,16 +282,16 @@ def test_a_broken_mailbox_does_not_fail_the_hook(
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(store, "take", boom)
+    monkeypatch.setattr(claims, "take", boom)
     assert hook(cfg, "Stop") == (0, "")
     assert "disk on fire" in (cfg.data.state_dir / "hooks.log").read_text()
 
 
 def test_unknown_agents_and_strangers_are_left_alone(cfg: Config) -> None:
     out = io.StringIO()
-    assert claude_hooks.run("Stop", io.StringIO("{}"), out, {}) == 0
+    assert hooks.run("Stop", io.StringIO("{}"), out, {}) == 0
     env = {"CMUX_HOME": str(cfg.data.root), "CMUX_AGENT": "nobody"}
-    assert claude_hooks.run("Stop", io.StringIO(json.dumps(payload("Stop"))), out, env) == 0
+    assert hooks.run("Stop", io.StringIO(json.dumps(payload("Stop"))), out, env) == 0
     assert out.getvalue() == ""
     assert not (cfg.data.state_dir / "hooks.log").exists()
 
@@ -345,9 +346,9 @@ def test_a_busy_agents_tool_call_imports_none_of_the_heavy_modules(cfg: Config) 
     set_state(cfg, "busy")
     code = (
         "import io, json, sys\n"
-        "from cmux.agents import claude_hooks\n"
+        "from cmux.delivery import hooks\n"
         "env = {'CMUX_HOME': sys.argv[1], 'CMUX_AGENT': 'w1'}\n"
-        "claude_hooks.run('PreToolUse', io.StringIO(sys.argv[2]), sys.stdout, env)\n"
+        "hooks.run('PreToolUse', io.StringIO(sys.argv[2]), sys.stdout, env)\n"
         "heavy = [m for m in ('click', 'rich', 'libtmux', 'git', 'cmux.agents.registry',"
         " 'cmux.mail.store', 'cmux.config') if m in sys.modules]\n"
         "print(json.dumps(heavy))\n"
@@ -369,7 +370,7 @@ def test_hook_latency_is_reported(cfg: Config) -> None:
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        proc = _run_hook(cfg, "PreToolUse", {}, "-m", "cmux.agents.claude_hooks")
+        proc = _run_hook(cfg, "PreToolUse", {}, "-m", "cmux.delivery.hooks")
         proc.communicate(json.dumps(payload("PreToolUse", tool_name="Bash")), timeout=30)
         times.append(time.perf_counter() - t0)
     assert min(times) < 1.0
@@ -381,10 +382,10 @@ def _events(cfg: Config) -> list[dict[str, Any]]:
 
 def test_the_quick_mail_check_looks_where_the_store_writes(cfg: Config) -> None:
     home = str(cfg.data.root)
-    assert not claude_hooks.mail_waiting(home, "w1")
+    assert not handover.mail_waiting(home, "w1")
     store.send(cfg, to="w1", body="x", sender="human")
-    assert claude_hooks.mail_waiting(home, "w1") and store.pending(cfg.data, "w1")
-    assert not claude_hooks.mail_waiting(home, "nobody")
+    assert handover.mail_waiting(home, "w1") and store.pending(cfg.data, "w1")
+    assert not handover.mail_waiting(home, "nobody")
 
 
 def test_stop_hands_over_good_mail_past_a_fifo_a_directory_and_a_symlink(

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from cmux.errors import EmptyMessage, MessageLoop, MessageTooLarge, StorageError, UnknownRecipient
-from cmux.mail import store
-from cmux.mail.deliver import INLINE_LIMIT, header, render, sanitize
+from cmux.mail import claims, maildir, store
 from cmux.mail.message import MalformedMessage, Message, new_id
+from cmux.mail.render import INLINE_LIMIT, header, render
+from cmux.text import sanitize
 
 
 def test_ids_sort_by_creation_and_are_unique() -> None:
@@ -101,20 +102,20 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
 def test_claim_has_exactly_one_winner(cfg) -> None:
     m = store.send(cfg, to="w1", body="once", sender="supervisor")
     name = f"{m.id}.json"
-    first = store.claim(cfg.data, "w1", name)
-    second = store.claim(cfg.data, "w1", name)
+    first = claims.claim(cfg.data, "w1", name)
+    second = claims.claim(cfg.data, "w1", name)
     assert first is not None and second is None
 
 
 def test_undelivered_claims_go_back_to_new_on_recovery(cfg) -> None:
     m = store.send(cfg, to="w1", body="again", sender="supervisor")
-    assert len(store.take(cfg.data, "w1")) == 1
+    assert len(claims.take(cfg.data, "w1")) == 1
     assert store.pending(cfg.data, "w1") == []
-    assert store.unclaim_all(cfg.data, "w1") == 1
-    [again] = store.take(cfg.data, "w1")
+    assert claims.unclaim_all(cfg.data, "w1") == 1
+    [again] = claims.take(cfg.data, "w1")
     assert again.msg.id == m.id  # same id: a duplicate can be recognised
-    store.mark_delivered(again.path)
-    assert store.unclaim_all(cfg.data, "w1") == 0
+    claims.mark_delivered(again.path)
+    assert claims.unclaim_all(cfg.data, "w1") == 0
 
 
 def test_replies_count_depth_and_a_loop_goes_to_deadletter(cfg) -> None:
@@ -123,8 +124,8 @@ def test_replies_count_depth_and_a_loop_goes_to_deadletter(cfg) -> None:
     store.send(cfg, to=b, body="start", sender=a)
     for hop in range(1, limit + 3):
         sender, to = (b, a) if hop % 2 else (a, b)
-        for loaded in store.take(cfg.data, sender):
-            store.mark_delivered(loaded.path)
+        for loaded in claims.take(cfg.data, sender):
+            claims.mark_delivered(loaded.path)
         if hop > limit:
             # The sender is told at once that this one was not delivered.
             with pytest.raises(MessageLoop, match=f"depth {hop} is past the limit"):
@@ -141,8 +142,8 @@ def test_replies_count_depth_and_a_loop_goes_to_deadletter(cfg) -> None:
 
 def test_explicit_reply_to_sets_depth(cfg) -> None:
     first = store.send(cfg, to="w1", body="q", sender="human")
-    [loaded] = store.take(cfg.data, "w1")
-    store.mark_delivered(loaded.path)
+    [loaded] = claims.take(cfg.data, "w1")
+    claims.mark_delivered(loaded.path)
     reply = store.send(cfg, to="human", body="a", sender="w1", reply_to=first.id)
     assert reply.depth == 1 and reply.reply_to == first.id
 
@@ -150,7 +151,7 @@ def test_explicit_reply_to_sets_depth(cfg) -> None:
 def test_malformed_file_is_moved_to_deadletter_with_reason(cfg) -> None:
     (cfg.data.mailbox("w1") / "new" / "bad.json").write_bytes(b"\xff\xfe not json")
     good = store.send(cfg, to="w1", body="fine", sender="w2")
-    taken = store.take(cfg.data, "w1")
+    taken = claims.take(cfg.data, "w1")
     assert [t.msg.id for t in taken] == [good.id]
     assert (cfg.data.deadletter / "bad.json").read_bytes() == b"\xff\xfe not json"
     assert "malformed" in (cfg.data.deadletter / "bad.json.reason").read_text()
@@ -217,23 +218,23 @@ def test_the_name_rule_is_the_registrys() -> None:
 
 def test_claims_are_put_back_only_once_stale(cfg) -> None:
     store.send(cfg, to="w1", body="x", sender="w2")
-    [loaded] = store.take(cfg.data, "w1")
-    assert store.unclaim_all(cfg.data, "w1", older_than=3600) == 0
+    [loaded] = claims.take(cfg.data, "w1")
+    assert claims.unclaim_all(cfg.data, "w1", older_than=3600) == 0
     assert store.claimed(cfg.data, "w1") == [loaded.path.name]
-    assert store.unclaim_all(cfg.data, "w1") == 1
+    assert claims.unclaim_all(cfg.data, "w1") == 1
     assert store.pending(cfg.data, "w1") == [loaded.path.name]
 
 
 def test_a_claim_never_overwrites_an_entry_of_the_same_name(cfg) -> None:
     m = store.send(cfg, to="w1", body="new one", sender="w2")
-    name = m.id + store.SUFFIX
+    name = m.id + maildir.SUFFIX
     stale = cfg.data.mailbox("w1") / "cur" / name
     stale.write_bytes(b"stale bytes")
-    assert store.take(cfg.data, "w1") == []  # the stale one is put back first
+    assert claims.take(cfg.data, "w1") == []  # the stale one is put back first
     assert stale.read_bytes() == b"stale bytes"
-    assert store.unclaim_all(cfg.data, "w1") == 1  # same name, other bytes: dead-lettered
+    assert claims.unclaim_all(cfg.data, "w1") == 1  # same name, other bytes: dead-lettered
     assert (cfg.data.deadletter / name).read_bytes() == b"stale bytes"
-    assert [t.msg.body for t in store.take(cfg.data, "w1")] == ["new one"]
+    assert [t.msg.body for t in claims.take(cfg.data, "w1")] == ["new one"]
 
 
 def test_a_send_whose_event_cannot_be_logged_is_still_sent(cfg, monkeypatch) -> None:
@@ -244,7 +245,7 @@ def test_a_send_whose_event_cannot_be_logged_is_still_sent(cfg, monkeypatch) -> 
 
     monkeypatch.setattr(events, "record", full)
     m = store.send(cfg, to="w1", body="stored", sender="w2")
-    assert [t.msg.id for t in store.take(cfg.data, "w1")] == [m.id]
+    assert [t.msg.id for t in claims.take(cfg.data, "w1")] == [m.id]
 
 
 def test_a_negative_depth_limit_is_refused(cfg) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cmux.mail.deliver import render
 from cmux.mail.message import Message
+from cmux.mail.render import render
 from cmux.paths import DataRoot
 from cmux.text import json_text, one_line, sanitize
 from cmux.tmux import format_literal

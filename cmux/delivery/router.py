@@ -1,11 +1,16 @@
 """The router daemon: delivers each message into its recipient's pane.
 
-Event-driven: inotify wakes it when a file lands in a mailbox's new/ or an
-agent's registry record changes; every wake-up rescans the mailboxes
+One message's way: ``store.send`` links it into new/; the watcher
+(cmux/watch.py) wakes the router; the recipient's worker asks the policy
+(``policy.decide``: deliver, defer to the Stop hook, or hold), then claims
+each message (``claims.claim_each``), renders it (cmux/mail/render.py), types
+it (cmux/delivery/typist.py) and marks it delivered (``claims.mark_delivered``).
+
+Event-driven: the watcher wakes it when a file lands in a mailbox's new/ or
+an agent's registry record changes; every wake-up rescans the mailboxes
 concerned, and start-up scans them all (and again every 30 s), so a missed
 event costs nothing. Held mail is rechecked twice a second while anything is
-held; otherwise the router sleeps in the kernel and costs no CPU. (Where
-inotify is missing, watchfiles stands in; it polls its queue every few ms.)
+held; otherwise the router sleeps in the kernel and costs no CPU.
 
 It types through one persistent tmux control-mode client (``Tmux.open_control``),
 not a tmux process per command: a delivery costs two tmux round trips of
@@ -21,28 +26,29 @@ from __future__ import annotations
 import logging
 import os
 import select
-import struct
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cmux import events
-from cmux.agents import registry
+from cmux import events, watch
+from cmux.agents import registry, screen
 from cmux.agents.registry import Agent
 from cmux.config import Config
+from cmux.delivery import policy
+from cmux.delivery.typist import type_into
 from cmux.errors import CmuxError, SessionError, TmuxError, UnknownAgent
 from cmux.fsutil import locked
-from cmux.mail import store
-from cmux.mail.deliver import render, type_into
+from cmux.mail import claims, maildir, store
+from cmux.mail.deadletter import quarantine
 from cmux.mail.message import Message
+from cmux.mail.render import render
 from cmux.paths import DEADLETTER, HUMAN
 from cmux.tmux import Pane, Tmux
 
 log = logging.getLogger(__name__)
 
-DEFER = "defer"  # not held: the agent's Stop hook will take the mail
 SETTLE = {"claude": 0.05}  # pause between text and Enter, per profile
 FULL_SCAN = 30.0  # seconds between safety scans of every mailbox
 HELD_RECHECK = 0.5  # seconds between looks at held mail while any is held
@@ -60,6 +66,7 @@ class Router:
         self._dirty: set[str] = set()
         self._requeue: set[str] = set()  # boxes whose stale claims to put back
         self.held: set[str] = set()
+        self._arrivals: dict[str, str] = {}  # a watched new/ -> its box
         self.stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -94,7 +101,7 @@ class Router:
                     self._requeue.discard(name)
                 if stale:
                     # In this box's own worker, so never one of our claims in flight.
-                    store.unclaim_all(self.data, name, older_than=store.STALE_CLAIM)
+                    claims.unclaim_all(self.data, name, older_than=claims.STALE_CLAIM)
                 self.deliver_agent(name)
             except Exception:
                 log.exception("delivering to %s failed", name)
@@ -127,33 +134,8 @@ class Router:
 
     # -- one recipient ---------------------------------------------------------
 
-    def hold_reason(self, name: str, agent: Agent | None, pane: Pane | None) -> str | None:
-        if agent is None:
-            return "no such agent"
-        if agent.state in ("exited", "killed"):
-            return f"{name} has {agent.state}"
-        if agent.state == "starting":
-            return f"{name} is starting"
-        if pane is None or pane.dead or not registry.on_server(agent, pane.server):
-            return f"{name}'s pane is not there"  # (that pane id, on another server)
-        if pane.in_mode:
-            return f"{name}'s pane is in copy mode"
-        if agent.state == "waiting":
-            return f"{name} is waiting for a permission answer"
-        dialog = self.dialog_on_screen(agent, pane)
-        if dialog:
-            return f"{name}'s pane shows {dialog}"
-        if agent.profile == "claude" and agent.state == "busy":
-            return DEFER
-        return None
-
-    def dialog_on_screen(self, agent: Agent, pane: Pane) -> str | None:
-        try:
-            from cmux.agents import screen
-        except ImportError:
-            return None
-        if agent.profile not in ("claude",) and not getattr(screen, "CHECK_ALL", False):
-            return None
+    def dialog_on_screen(self, pane: Pane) -> str | None:
+        """What the pane's screen shows that would take typed keys as an answer."""
         try:
             text = self.tmux.capture(pane.pane_id)
         except TmuxError:
@@ -172,15 +154,15 @@ class Router:
             self.deadletter_box(name, f"unknown recipient {name!r}: no agent of that name")
             return
         pane = self.tmux.pane(agent.pane_id) if agent.pane_id else None
-        reason = self.hold_reason(name, agent, pane)
-        if reason == DEFER:
+        decision = policy.decide(agent, pane, lambda: self.dialog_on_screen(pane) if pane else None)
+        if isinstance(decision, policy.Defer):
             return
-        if reason:
-            self._hold(name, reason)
+        if isinstance(decision, policy.Hold):
+            self._hold(name, decision.reason)
             return
         self._release(name)
         assert pane is not None
-        for loaded in store.claim_each(self.data, name):
+        for loaded in claims.claim_each(self.data, name):
             if not self.type_message(agent, pane, loaded.path, loaded.msg):
                 return
 
@@ -191,11 +173,11 @@ class Router:
         try:
             text = render(msg, self.data, agent.profile)
         except (ValueError, UnicodeError) as exc:
-            store.quarantine(self.data, agent.name, path, f"cannot be rendered: {exc}")
+            quarantine(self.data, agent.name, path, f"cannot be rendered: {exc}")
             return True
         except (CmuxError, OSError) as exc:
             # e.g. a full disk while writing a large body's file: retry later.
-            store.requeue(self.data, agent.name, path)
+            claims.requeue(self.data, agent.name, path)
             self._hold(agent.name, f"delivery failed: {getattr(exc, 'message', exc)}")
             return False
         t0 = time.monotonic()
@@ -209,20 +191,20 @@ class Router:
             )
         except TmuxError as exc:
             # The pane went away under us: put the message back, hold the rest.
-            store.requeue(self.data, agent.name, path)
+            claims.requeue(self.data, agent.name, path)
             self._hold(agent.name, f"typing failed: {exc.message}")
             return False
         except (ValueError, UnicodeError) as exc:
-            store.quarantine(self.data, agent.name, path, f"cannot be typed: {exc}")
+            quarantine(self.data, agent.name, path, f"cannot be typed: {exc}")
             return True
         except BaseException:
-            store.requeue(self.data, agent.name, path)
+            claims.requeue(self.data, agent.name, path)
             raise
         try:
-            store.mark_delivered(path)
+            claims.mark_delivered(path)
         except OSError:
             pass  # still in cur/ unmarked: delivered again later (at least once)
-        store.note(
+        maildir.note(
             self.data,
             "deliver",
             agent.name,
@@ -236,10 +218,7 @@ class Router:
         return True
 
     def deadletter_box(self, name: str, reason: str) -> None:
-        for fname in store.pending(self.data, name):
-            path = store.claim(self.data, name, fname)
-            if path is None or store.quarantine(self.data, name, path, reason) is None:
-                continue
+        for fname in claims.deadletter_all(self.data, name, reason):
             notify(
                 self.cfg,
                 f"Message {fname} could not be delivered: {reason}. "
@@ -251,7 +230,7 @@ class Router:
     def recover(self) -> None:
         """At start: claimed but never delivered goes back to new/."""
         for name in self.boxes():
-            store.unclaim_all(self.data, name)
+            claims.unclaim_all(self.data, name)
 
     def scan_all(self) -> None:
         """Every box, and in each put back claims that nobody finished."""
@@ -259,77 +238,64 @@ class Router:
         with self._lock:
             self._requeue.update(names)
         self.schedule(names)
-        store.unclaim_all(self.data, HUMAN, older_than=store.STALE_CLAIM)
-
-    def names_from_changes(self, changes: Iterable[tuple[object, str]]) -> set[str]:
-        names: set[str] = set()
-        mroot = str(self.data.mailbox_dir) + os.sep
-        aroot = str(self.data.agents_dir) + os.sep
-        for _, path in changes:
-            if path.startswith(mroot):
-                parts = path[len(mroot) :].split(os.sep)
-                if len(parts) >= 2 and parts[1] == "new":
-                    names.add(parts[0])
-            elif path.startswith(aroot):
-                base = os.path.basename(path)
-                if base.endswith(".json") and not base.startswith("."):
-                    names.add(base[:-5])
-        return {n for n in names if n not in (HUMAN, DEADLETTER)}
+        claims.unclaim_all(self.data, HUMAN, older_than=claims.STALE_CLAIM)
 
     def run(self) -> None:
         self.data.agents_dir.mkdir(parents=True, exist_ok=True)
         self.data.mailbox_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
-        try:
-            watch: Inotify | None = Inotify()
-        except OSError as exc:
-            log.info("no inotify (%s); watching with watchfiles", exc)
-            watch = None
+        watcher = watch.open_watcher()
         self.tmux.open_control(self.cfg.session_name)
         try:
-            if watch is None:
-                self._run_watchfiles()
-            else:
-                self._run_inotify(watch)
+            self._loop(watcher)
         finally:
             self.pool.shutdown(wait=True)
             self.tmux.close_control()
-            if watch is not None:
-                watch.close()
+            watcher.close()
 
-    # -- inotify ---------------------------------------------------------------
-
-    def _watch_boxes(self, watch: Inotify) -> set[str]:
-        """Watch every mailbox's new/ (and the box, for a new/ made later);
-        returns the boxes that were not watched before."""
+    def _watch_all(self, watcher: watch.Watcher) -> set[str]:
+        """Watch the mailbox root, the registry, every mailbox (for a new/
+        made later) and its new/; returns the boxes whose new/ was not
+        watched before."""
+        watcher.add(self.data.mailbox_dir, "dirs")
+        watcher.add(self.data.agents_dir, "files")
         added = set()
-        for name in self.boxes_present():
-            box = self.data.mailbox(name)
-            watch.add(str(box), DIR_EVENTS)
-            if watch.add(str(box / "new"), FILE_EVENTS):
+        for name in maildir.box_names(self.data):
+            if name == HUMAN:
+                continue
+            watcher.add(maildir.box(self.data, name), "dirs")
+            new = maildir.new_dir(self.data, name)
+            if watcher.add(new, "files"):
+                self._arrivals[str(new)] = name
                 added.add(name)
         return added
 
-    def boxes_present(self) -> list[str]:
-        try:
-            return [
-                e.name
-                for e in os.scandir(self.data.mailbox_dir)
-                if e.is_dir() and e.name not in (HUMAN, DEADLETTER)
-            ]
-        except FileNotFoundError:
-            return []
+    def _changed(self, watcher: watch.Watcher) -> set[str]:
+        """The boxes concerned by what the watcher reports now: mail landed in
+        their new/, or their agent's registry record changed."""
+        names: set[str] = set()
+        rescan = False
+        agents = str(self.data.agents_dir)
+        for ev in watcher.read():
+            if ev.overflow:
+                rescan = True
+            elif ev.folder == agents:
+                if ev.name.endswith(".json") and not ev.name.startswith("."):
+                    names.add(ev.name[:-5])
+            elif ev.folder in self._arrivals:
+                names.add(self._arrivals[ev.folder])
+            else:
+                rescan = True  # a new mailbox, or a new/ inside one
+        if rescan:
+            names |= self._watch_all(watcher)
+        return names - {HUMAN, DEADLETTER}
 
-    def _run_inotify(self, watch: Inotify) -> None:
-        mroot = str(self.data.mailbox_dir)
-        aroot = str(self.data.agents_dir)
-        watch.add(mroot, DIR_EVENTS)
-        watch.add(aroot, FILE_EVENTS)
-        self._watch_boxes(watch)
+    def _loop(self, watcher: watch.Watcher) -> None:
+        self._watch_all(watcher)
         self.scan_all()
         last_full = time.monotonic()
         poller = select.poll()
-        poller.register(watch.fd, select.POLLIN)
+        poller.register(watcher.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         while not self.stopping.is_set():
             now = time.monotonic()
@@ -340,135 +306,17 @@ class Router:
             if self.stopping.is_set():
                 break
             names: set[str] = set()
-            rescan = False
             if ready:
                 time.sleep(COALESCE)  # a burst of sends wakes us once, not per file
-                for folder, mask, fname in watch.read():
-                    if mask & IN_Q_OVERFLOW:
-                        rescan = True
-                    elif folder == aroot:
-                        if fname.endswith(".json") and not fname.startswith("."):
-                            names.add(fname[:-5])
-                    elif folder == mroot:
-                        rescan = True  # a new mailbox
-                    elif os.path.dirname(folder) == mroot:
-                        rescan = True  # a new/ inside a mailbox
-                    else:
-                        names.add(os.path.basename(os.path.dirname(folder)))
-                if rescan:
-                    names |= self._watch_boxes(watch)
+                names = self._changed(watcher)
             now = time.monotonic()
             if now - last_full >= FULL_SCAN:
-                watch.add(mroot, DIR_EVENTS)  # (again, if the folders were replaced)
-                watch.add(aroot, FILE_EVENTS)
-                self._watch_boxes(watch)
+                self._watch_all(watcher)  # (again, if the folders were replaced)
                 self.scan_all()
                 last_full = now
                 continue
             # A registry change may release held mail, so held boxes too.
-            self.schedule((names - {HUMAN, DEADLETTER}) | self.held_names())
-
-    # -- watchfiles, where there is no inotify -----------------------------------
-
-    def _run_watchfiles(self) -> None:
-        import watchfiles
-
-        self.scan_all()
-        last_full = time.monotonic()
-        for changes in watchfiles.watch(
-            self.data.mailbox_dir,
-            self.data.agents_dir,
-            watch_filter=None,
-            debounce=100,
-            step=1,
-            rust_timeout=500,
-            yield_on_timeout=True,
-            stop_event=self.stopping,
-            raise_interrupt=False,
-        ):
-            if self.stopping.is_set():
-                break
-            now = time.monotonic()
-            if now - last_full >= FULL_SCAN:
-                self.scan_all()
-                last_full = now
-            elif changes:
-                # A registry change may release held mail, so held boxes too.
-                self.schedule(self.names_from_changes(changes) | self.held_names())
-            else:
-                self.schedule(self.held_names())
-
-
-# inotify(7), through ctypes: the router blocks in the kernel until a file
-# lands, instead of waking every few milliseconds to look.
-IN_CLOSE_WRITE = 0x008
-IN_MOVED_TO = 0x080
-IN_CREATE = 0x100
-IN_Q_OVERFLOW = 0x4000
-IN_IGNORED = 0x8000
-FILE_EVENTS = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE
-DIR_EVENTS = IN_CREATE | IN_MOVED_TO
-_EVENT = struct.Struct("iIII")
-
-
-class Inotify:
-    """An inotify instance: watched directories and the events in them."""
-
-    def __init__(self) -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if not hasattr(libc, "inotify_init1"):
-            raise OSError("inotify is not available on this system")
-        self._add = libc.inotify_add_watch
-        self._get_errno = ctypes.get_errno
-        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.fd: int = fd
-        self.paths: dict[int, str] = {}
-        self.watched: dict[str, int] = {}
-
-    def add(self, path: str, mask: int) -> bool:
-        """Watch ``path`` (a directory); True if it is newly watched."""
-        if path in self.watched:
-            return False
-        wd = self._add(self.fd, os.fsencode(path), mask)
-        if wd < 0:
-            log.debug("cannot watch %s: errno %s", path, self._get_errno())
-            return False
-        self.paths[wd] = path
-        self.watched[path] = wd
-        return True
-
-    def read(self) -> list[tuple[str, int, str]]:
-        """Every event queued now: (directory, mask, file name)."""
-        out: list[tuple[str, int, str]] = []
-        while True:
-            try:
-                buf = os.read(self.fd, 256 * 1024)
-            except BlockingIOError:
-                return out
-            pos = 0
-            while pos + _EVENT.size <= len(buf):
-                wd, mask, _cookie, size = _EVENT.unpack_from(buf, pos)
-                pos += _EVENT.size
-                name = os.fsdecode(buf[pos : pos + size].rstrip(b"\0"))
-                pos += size
-                if mask & IN_Q_OVERFLOW:
-                    out.append(("", mask, ""))
-                    continue
-                folder = self.paths.get(wd)
-                if mask & IN_IGNORED:
-                    if folder is not None:
-                        del self.paths[wd]
-                        self.watched.pop(folder, None)
-                    continue
-                if folder is not None:
-                    out.append((folder, mask, name))
-
-    def close(self) -> None:
-        os.close(self.fd)
+            self.schedule(names | self.held_names())
 
 
 def notify(cfg: Config, text: str) -> None:

@@ -1,10 +1,11 @@
-"""Turning a message into what an agent sees, and typing it into a pane.
+"""Turning a message into what an agent sees (typed by the router, or handed
+over by the Stop hook: the same text either way).
 
-The typing rules: control characters and escape sequences never
-reach a pane; a single short line is typed with ``send-keys -l``; long or
-multi-line text goes through a uniquely named paste buffer; a body too large
-to type is written to a file and referenced. Enter is pressed separately and
-verified. Every delivery starts with one header line an agent can read:
+Control characters and escape sequences never reach a pane (the stored body
+is untouched); a single short line stays on the header's line; a body too
+large to type is written to a file and referenced (typing itself is
+cmux/delivery/typist.py). Every delivery starts with one header line an
+agent can read:
 
     [cmux mail <id> from <sender> kind=<kind>]
 """
@@ -12,15 +13,13 @@ verified. Every delivery starts with one header line an agent can read:
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cmux.fsutil import atomic_write
+from cmux.mail import maildir
 from cmux.mail.message import Message, check_paths
 from cmux.paths import DataRoot
 from cmux.text import sanitize
-from cmux.tmux import Tmux
 
 TYPE_LIMIT = 400  # longer than this is pasted rather than typed
 INLINE_LIMIT = 32 * 1024  # larger than this is delivered by reference to a file
@@ -48,7 +47,7 @@ def large_body_file(data: DataRoot, msg: Message) -> Path:
     message's ``to`` and ``id`` only after both are checked against the schema,
     so no field can point it outside the recipient's mailbox."""
     check_paths(msg)
-    return data.mailbox(msg.to) / "large" / f"{msg.id}.txt"
+    return maildir.large_file(data, msg.to, msg.id)
 
 
 # Profiles whose pane runs a shell or any program, with no model reading it:
@@ -82,44 +81,3 @@ def _render(msg: Message, data: DataRoot) -> str:
     if "\n" not in body and len(head) + 1 + len(body) <= TYPE_LIMIT:
         return f"{head} {body}"
     return f"{head}\n{body}"
-
-
-@dataclass
-class Typed:
-    via: str  # keys | paste
-    enter_retries: int
-
-
-def type_into(tmux: Tmux, pane_id: str, text: str, *, buffer: str, settle: float = 0.0) -> Typed:
-    """Type ``text`` into the pane, press Enter, and verify it was submitted.
-
-    With no settle time the text and Enter go in one tmux call. Verification:
-    if the cursor's line still ends with what we typed, Enter was not taken;
-    press it again (at most twice).
-    """
-    multi = "\n" in text or "\t" in text or len(text) > TYPE_LIMIT
-    via = "paste" if multi else "keys"
-    together = settle <= 0
-    if multi:
-        tmux.paste(pane_id, text, buffer=buffer, enter=together)
-    else:
-        tmux.send_literal(pane_id, text, enter=together)
-    if not together:
-        time.sleep(settle)  # a deliberate pause between text and Enter, not a wait
-        tmux.send_keys(pane_id, "Enter")
-    tail = text.rstrip().rsplit("\n", 1)[-1][-24:].strip()
-    retries = 0
-    if not tail:
-        return Typed(via=via, enter_retries=0)
-    window = max(settle * 3, 0.05)
-    deadline = time.monotonic() + window
-    while tmux.cursor_line(pane_id).rstrip().endswith(tail):
-        if time.monotonic() < deadline:
-            time.sleep(0.01)
-            continue
-        if retries == 2:
-            break
-        retries += 1
-        tmux.send_keys(pane_id, "Enter")
-        deadline = time.monotonic() + window
-    return Typed(via=via, enter_retries=retries)

@@ -1,0 +1,131 @@
+"""The Stop-hook handover: a Claude agent's mail, handed over at the end of
+its turn as its next input, instead of typed into a working pane.
+
+``at_stop`` claims what waits (one message at a time through the store, bad
+entries going to deadletter on the way), answers Claude Code with
+``{"decision": "block", "reason": <the mail, as the router would type it>}``
+and marks each message delivered right then. Whether it may is the policy's
+(cmux/delivery/policy.py: ``hand_over_at_stop``, the loop guard); the count of
+hand-overs in a row is kept in ``state/hooks/<name>.chain``.
+
+Invariant: nothing claimed here is left behind in cur/: a message that
+cannot be rendered goes back to new/ for the router.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cmux.agents.claude_hooks import HookResult
+    from cmux.mail.message import Message
+    from cmux.paths import DataRoot
+
+
+def at_stop(payload: dict[str, Any], data: DataRoot, name: str, result: HookResult) -> bool:
+    """At a Stop: hand waiting mail over when the policy allows; True when
+    it did (the agent goes on, busy). Otherwise the chain count is reset and
+    the agent's Stop (its state) is for the caller to handle."""
+    from cmux.delivery import policy
+
+    home = str(data.root)
+    chained = bool(payload.get("stop_hook_active"))
+    count = chain_count(home, name) if chained else 0
+    allowed = policy.hand_over_at_stop(chained, count)
+    if allowed and handover(data, name, result):
+        set_chain(home, name, count + 1)
+        return True
+    if not allowed:
+        result.actions.append("loop guard: mail left for the router")
+    reset_chain(home, name)
+    return False
+
+
+def mail_waiting(home: str, name: str) -> bool:
+    """Anything in the agent's new/ (without importing the store)."""
+    from cmux.mail import maildir
+
+    return maildir.waiting(home, name)
+
+
+def handover(data: DataRoot, name: str, result: HookResult) -> bool:
+    """Claim waiting mail and answer with it as the agent's next input.
+
+    One message at a time through the store (bad entries go to deadletter on
+    the way); a message that cannot be rendered goes back to new/ for the
+    router, so nothing claimed here is left behind in cur/.
+    """
+    if not mail_waiting(str(data.root), name):
+        return False  # the common case, without importing the mailbox
+    from cmux.agents.claude_hooks import log, move
+    from cmux.delivery.policy import MAX_HANDOVER_MESSAGES
+    from cmux.mail import claims, maildir
+
+    texts, taken = [], []
+    for loaded in claims.take(data, name, limit=MAX_HANDOVER_MESSAGES):
+        try:
+            texts.append(render(data, loaded.msg))
+        except Exception as exc:
+            log(str(data.root), f"Stop {name}: {loaded.msg.id} left for the router: {exc}")
+            claims.requeue(data, name, loaded.path)
+            continue
+        taken.append(loaded)
+    if not taken:
+        return False
+    text = "\n\n".join(texts)
+    result.stdout = json.dumps({"decision": "block", "reason": text}, ensure_ascii=False) + "\n"
+    for loaded in taken:
+        try:
+            claims.mark_delivered(loaded.path)
+        except FileNotFoundError:
+            pass  # put back by a router meanwhile: delivered again (at least once)
+        maildir.note(
+            data,
+            "deliver",
+            name,
+            id=loaded.msg.id,
+            sender=loaded.msg.sender,
+            kind=loaded.msg.kind,
+            via="stop-hook",
+        )
+    result.actions.append(f"handed over {len(taken)} message(s)")
+    move(data, name, "busy", f"mail from {taken[0].msg.sender} handed over at Stop", result)
+    return True
+
+
+def render(data: DataRoot, msg: Message) -> str:
+    """The same text the router would type for ``msg`` (no profile: a Claude agent)."""
+    from cmux.mail.render import render as render_mail
+
+    return render_mail(msg, data)
+
+
+# -- the loop guard's counter -----------------------------------------------------------
+
+
+def _chain_file(home: str, name: str) -> str:
+    return os.path.join(home, "state", "hooks", f"{name}.chain")
+
+
+def chain_count(home: str, name: str) -> int:
+    try:
+        with open(_chain_file(home, name), encoding="utf-8") as fh:
+            return int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def set_chain(home: str, name: str, n: int) -> None:
+    path = _chain_file(home, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{n}\n")
+
+
+def reset_chain(home: str, name: str) -> None:
+    try:
+        os.unlink(_chain_file(home, name))
+    except FileNotFoundError:
+        pass

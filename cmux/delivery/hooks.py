@@ -1,0 +1,100 @@
+"""`cmux hook EVENT`: what Claude Code's hooks call, for every agent cmux runs.
+
+One call is the agent's state (cmux/agents/claude_hooks.py: what each event
+means for its registry record) plus, at Stop, its mail: waiting mail is
+handed over as the agent's next input (cmux/delivery/handover.py), under the
+one delivery policy (cmux/delivery/policy.py). The hand-over count the loop
+guard keeps starts again at every new turn (SessionStart, UserPromptSubmit).
+
+The hook runs on every tool call, so it imports only the standard library and
+cmux's small core modules (no click, rich, libtmux or git; a PreToolUse of
+an agent already busy not even the registry), and it never fails the agent:
+any error is written to state/hooks.log and the exit code is still 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from cmux.agents import claude_hooks
+from cmux.agents.claude_hooks import HookResult
+
+if TYPE_CHECKING:
+    from cmux.paths import DataRoot
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point without click: ``python -m cmux.delivery.hooks EVENT``."""
+    args = sys.argv[1:] if argv is None else argv
+    event = args[0] if args else ""
+    return run(event, sys.stdin, sys.stdout, os.environ)
+
+
+def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> int:
+    """Handle one hook call. Always returns 0: a hook must never break the agent."""
+    home = env.get("CMUX_HOME", "")
+    name = env.get("CMUX_AGENT", "")
+    if not home or not name:
+        return 0  # not an agent cmux started: nothing to do
+    t0 = time.monotonic()
+    try:
+        payload = claude_hooks.parse(stdin.read())
+        if claude_hooks.unchanged(event, payload, home, name):
+            if event == "UserPromptSubmit":
+                from cmux.delivery.handover import reset_chain
+
+                reset_chain(home, name)  # a new turn, whatever the state
+            result = HookResult()
+            result.actions.append("unchanged")
+        else:
+            from pathlib import Path
+
+            from cmux.paths import DataRoot
+
+            result = handle(event, payload, DataRoot(Path(home)), name, env)
+        if result.stdout:
+            stdout.write(result.stdout)
+            stdout.flush()
+        if env.get("CMUX_HOOK_DEBUG"):
+            ms = (time.monotonic() - t0) * 1000
+            claude_hooks.log(
+                home, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)"
+            )
+    except BaseException as exc:  # never let an exception reach Claude Code
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            import traceback
+
+            claude_hooks.log(
+                home, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            )
+    return 0
+
+
+def handle(
+    event: str, payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str]
+) -> HookResult:
+    """One event for a known agent: its session record, the mail at Stop,
+    then its state."""
+    from cmux.delivery import handover
+
+    result = HookResult()
+    if not claude_hooks.begin(event, data, name, result):
+        return result
+    claude_hooks.record_session(data, name, payload, result)
+    home = str(data.root)
+    if event == "UserPromptSubmit":
+        handover.reset_chain(home, name)
+    if event == "Stop" and handover.at_stop(payload, data, name, result):
+        return result  # the agent goes on with its mail: busy
+    claude_hooks.HANDLERS[event](payload, data, name, env, result)
+    if event == "SessionStart":
+        handover.reset_chain(home, name)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
