@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
+    from cmux.agents.registry import State
+
 import json
 import sys
 
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _mark(cfg, me: str, kind: str, body: str) -> None:
+def _mark(cfg, me: str, kind: State, body: str) -> None:
     from cmux.agents import registry
 
     first = body.strip().splitlines()[0][:80]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cmux import events
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.config import Config
 from cmux.errors import CmuxError
 from cmux.fsutil import read_json, write_json
@@ -38,7 +38,7 @@ from cmux.paths import HUMAN, SUPERVISOR, DataRoot
 log = logging.getLogger(__name__)
 
 ALERT_PREFIX = "watchdog: "
-OPEN_STATES = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
+OPEN_STATES: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
 STALE = 120.0  # exits older than this when the watchdog starts are history, not news
 # Events that happen to an agent without the agent doing anything.
 PASSIVE = frozenset({"send", "claim", "hold", "release", "deadletter", "register", "watchdog"})
