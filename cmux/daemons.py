@@ -1,6 +1,6 @@
 """The daemons' process manager: every child cmux keeps alive is a small
-state machine, after supervisord's process states (docs/HEALTH.md, "what
-mends what").
+state machine, after supervisord's process states (docs/HEALTH.md, "What
+keeps what alive").
 
 ::
 
