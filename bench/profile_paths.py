@@ -40,9 +40,9 @@ marks = [("start", T())]
 import click
 marks.append(("import click", T()))
 from cmux import ui
-from cmux.cli.agents import collect_status, status_header
+from cmux.status import collect_status, status_header
 from cmux.config import load_config
-marks.append(("import cmux.cli.agents, ui, config", T()))
+marks.append(("import cmux.status, ui, config", T()))
 cfg = load_config()
 rows = collect_status(cfg)
 marks.append(("collect_status (reconcile, registry, mail)", T()))

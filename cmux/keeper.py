@@ -12,8 +12,9 @@ a crash to mend, not an order. If the keeper itself is killed, its pane dies;
 the pane-died hook and every ``cmux status``/``spawn``/``send`` start it again
 (cmux/agents/deaths.py, mend_monitor).
 
-``restart_delay`` and ``failed`` are the rule the monitor applies to its own
-daemons too.
+The monitor is a :class:`cmux.daemons.Process`: the state machine and the
+back-off rule the monitor applies to its own daemons. The keeper blocks in
+``wait`` on its one child rather than polling, so an end is seen at once.
 """
 
 from __future__ import annotations
@@ -25,29 +26,7 @@ import sys
 import time
 from typing import Any
 
-# Ended by someone else, not by a fault of its own: started again at once.
-OUTSIDE_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM})
-WINDOW = 60.0  # seconds over which failures count towards back-off
-
-
-def failed(returncode: int | None) -> bool:
-    """Whether an exit counts towards back-off: the process gave up by itself
-    (a non-zero code) or crashed (SIGSEGV, SIGABRT ...). A clean exit and an
-    end by an outside signal (kill, SIGTERM, a closed terminal) do not."""
-    if returncode is None or returncode == 0:
-        return False
-    if returncode < 0:
-        return -returncode not in OUTSIDE_SIGNALS
-    if returncode > 128:  # a shell's way of saying "ended by signal N"
-        return returncode - 128 not in OUTSIDE_SIGNALS
-    return True
-
-
-def restart_delay(failures: list[float], now: float) -> float:
-    """Seconds to wait before the next start, given the times of recent
-    failures: none for the first three in a minute, then 0.5, 1, 2 ... 30 s."""
-    n = sum(1 for t in failures if now - t < WINDOW)
-    return 0.0 if n < 3 else min(30.0, 0.5 * 2 ** (n - 3))
+from cmux.daemons import Process
 
 
 def main(argv: list[str]) -> int:
@@ -75,18 +54,15 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_stray)
     signal.signal(signal.SIGINT, on_stray)
-    failures: list[float] = []
+    monitor = Process("monitor", argv)
     _pause(delay, state)
     while not state["stopping"]:
-        child = subprocess.Popen(argv)
+        child = monitor.start(subprocess.Popen, time.monotonic())
         state["child"] = child
         code = child.wait()
         if state["stopping"]:
             break
-        now = time.monotonic()
-        if failed(code):
-            failures = [t for t in failures if now - t < WINDOW] + [now]
-        wait = restart_delay(failures, now)
+        wait = monitor.ended(code, time.monotonic())
         _event("daemon-died", daemon="monitor", code=code, restart_in=wait or None)
         print(f"cmux: the monitor ended (code {code}); starting it again", file=sys.stderr)
         _pause(wait, state)

@@ -3,14 +3,17 @@
 The monitor starts each daemon (the router; the health monitor when
 [health] is configured) as a child process and starts it again as soon as it
 dies (SIGCHLD wakes the loop), with back-off only when it keeps failing by
-itself (keeper.failed). Its daemons die with it (PR_SET_PDEATHSIG on Linux),
-and a new monitor first ends, by their verified pid files, any an old one
-left. The monitor itself is the child of cmux.keeper, which starts it again.
-Between those checks it runs the watchdogs and redraws the status when
-something changed. It never polls faster than once a second, so idle it
-costs next to nothing: the registry is read again only when a record in it
-changed (one directory listing per tick tells), and shared by everything the
-tick runs.
+itself: cmux/daemons.py's process manager, the rule the keeper applies to the
+monitor too. Its daemons die with it (PR_SET_PDEATHSIG on Linux), and a new
+monitor first ends, by their verified pid files, any an old one left. The
+monitor itself is the child of cmux.keeper, which starts it again.
+Each tick, after the daemons, it reconciles the registry with tmux (every
+10 s), reads the screens of hook-less agents, runs the watchdogs
+(cmux/health/watchdog.py: agents, not processes, so they live with the
+health policy they apply) and redraws the status when something changed.
+It never polls faster than once a second, so idle it costs next to nothing:
+the registry is read again only when a record in it changed (one directory
+listing per tick tells), and shared by everything the tick runs.
 """
 
 from __future__ import annotations
@@ -19,111 +22,44 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from cmux import events, pidfile
 from cmux.agents import registry
 from cmux.agents.registry import Agent
 from cmux.config import Config
-from cmux.keeper import failed, restart_delay
+from cmux.daemons import Manager, Process
 from cmux.tmux import Tmux
+
+# Draws the status screen: (header, rows). The front end gives it
+# (cmux/cli/session.py, cmux/ui.py): the monitor prints nothing itself.
+Draw = Callable[[str, list[dict[str, Any]]], None]
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0
 
 
-@dataclass
-class Daemon:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
-    next_start: float = 0.0
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, now: float) -> None:
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),
-        )
-
-    def died(self, code: int | None, now: float) -> None:
-        """Note an end; ``restarts`` keeps the failures of the last minute."""
-        if failed(code):
-            self.restarts = [t for t in self.restarts if now - t < 60] + [now]
-
-    def backoff(self, now: float) -> float:
-        return restart_delay(self.restarts, now)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function that makes the child get SIGTERM when the monitor
-    dies (Linux's PR_SET_PDEATHSIG), so no daemon outlives it unsupervised."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the monitor died before that took effect
-            os._exit(0)
-
-    return preexec
-
-
-def daemons_for(cfg: Config) -> list[Daemon]:
+def daemons_for(cfg: Config) -> list[Process]:
     from cmux.agents.server import cmux_argv
 
-    out = [Daemon("router", cmux_argv("router"))]
+    out = [Process("router", cmux_argv("router"))]
     if cfg.section("health").get("checks"):
-        out.append(Daemon("health", cmux_argv("health", "--daemon")))
+        out.append(Process("health", cmux_argv("health", "--daemon")))
     return out
 
 
-def supervise(cfg: Config, daemons: list[Daemon], now: float) -> list[str]:
-    """Start what is not running (respecting back-off); returns what was started."""
-    started = []
-    for d in daemons:
-        if d.alive():
-            continue
-        if d.proc is not None:
-            code = d.proc.returncode
-            events.record(cfg.data, "daemon-died", daemon=d.name, code=code)
-            d.proc = None
-            d.died(code, now)
-            d.next_start = now + d.backoff(now)
-        if now >= d.next_start:
-            d.start(now)
-            events.record(
-                cfg.data, "daemon-start", daemon=d.name, pid=d.proc.pid if d.proc else None
-            )
-            started.append(d.name)
-    return started
+def manager_for(cfg: Config) -> Manager:
+    """The monitor's daemons, started quietly, their starts and ends in the event log."""
 
+    def record(event: str, **fields: Any) -> None:
+        events.record(cfg.data, event, **fields)
 
-def _watchdog_tick() -> Callable[[Config, float], None] | None:
-    try:
-        from cmux.health.watchdog import tick
-    except ImportError:
-        return None
-    return tick
+    return Manager(daemons_for(cfg), record=record)
 
 
 class AgentList:
@@ -160,15 +96,6 @@ class AgentList:
         return self.agents
 
 
-def _screen_watch() -> Callable[[Config, Tmux, list[Agent]], object] | None:
-    """The screen-reading fallback (dialogs before hooks, hook-less agents)."""
-    try:
-        from cmux.agents.screen import watch
-    except ImportError:
-        return None
-    return watch
-
-
 DAEMON_PIDS = ("router.pid", "health.pid")  # in state/run/, written by the daemons
 
 
@@ -178,13 +105,16 @@ def end_leftovers(cfg: Config) -> list[str]:
     return [n for n in DAEMON_PIDS if pidfile.stop(cfg.data.run_dir / n)]
 
 
-def run(cfg: Config) -> None:
+def run(cfg: Config, draw: Draw | None = None) -> None:
     """The monitor's main loop (until SIGTERM/SIGHUP or the session ends).
 
     A SIGTERM ends the loop cleanly (the daemons first); the keeper, whose
     child the monitor is, starts it again: `cmux stop` is the way to stop.
+    ``draw`` shows the status in the window (none: nothing is drawn).
     """
     from cmux.agents import deaths
+    from cmux.agents.screen import watch as screens
+    from cmux.health.watchdog import tick as watchdog
 
     logging.basicConfig(
         filename=str(cfg.data.state_dir / "monitor.log"),
@@ -211,50 +141,38 @@ def run(cfg: Config) -> None:
     left = end_leftovers(cfg)
     if left:
         log.info("ended daemons an earlier monitor left: %s", ", ".join(left))
-    daemons = daemons_for(cfg)
-    watchdog = _watchdog_tick()
-    screens = _screen_watch()
+    daemons = manager_for(cfg)
     tmux = Tmux.for_config(cfg)
     agents = AgentList(cfg)
-    view = StatusView(cfg, agents)
+    view = StatusView(cfg, agents, draw)
     last_reconcile = 0.0
     try:
         while not stopping:
             now = time.time()
-            supervise(cfg, daemons, now)
+            daemons.poll()
             if now - last_reconcile >= 10:
                 try:
                     deaths.reconcile(cfg, inside=True)
                 except Exception:
                     log.exception("reconcile failed")
                 last_reconcile = now
-            if screens is not None:
-                try:
-                    screens(cfg, tmux, agents.get())
-                except Exception:
-                    log.exception("reading the screens failed")
-            if watchdog is not None:
-                try:
-                    watchdog(cfg, now)
-                except Exception:
-                    log.exception("watchdog failed")
+            try:
+                screens(cfg, tmux, agents.get())
+            except Exception:
+                log.exception("reading the screens failed")
+            try:
+                watchdog(cfg, now)
+            except Exception:
+                log.exception("watchdog failed")
             view.refresh(now)
             _wait(wake_r, daemons, lambda: stopping, now + TICK)
     finally:
         signal.set_wakeup_fd(-1)
-        for d in daemons:
-            if d.alive() and d.proc:
-                d.proc.terminate()
-        for d in daemons:
-            if d.proc:
-                try:
-                    d.proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    d.proc.kill()
+        daemons.stop_all(timeout=3)
         pidfile.remove(pid_path)
 
 
-def _wait(wake_r: int, daemons: list[Daemon], stopping: Callable[[], bool], until: float) -> None:
+def _wait(wake_r: int, daemons: Manager, stopping: Callable[[], bool], until: float) -> None:
     """Sleep until ``until``, a daemon's death or a stop signal, whichever is first.
 
     Every signal writes a byte to ``wake_r`` (signal.set_wakeup_fd); the SIGCHLDs
@@ -268,7 +186,7 @@ def _wait(wake_r: int, daemons: list[Daemon], stopping: Callable[[], bool], unti
         except BlockingIOError:
             pass
         left = until - time.time()
-        died = any(d.proc is not None and d.proc.poll() is not None for d in daemons)
+        died = daemons.any_ended()
         if stopping() or left <= 0 or died:
             return
         select.select([wake_r], [], [], left)
@@ -277,9 +195,12 @@ def _wait(wake_r: int, daemons: list[Daemon], stopping: Callable[[], bool], unti
 class StatusView:
     """Redraws the status table when the registry or the mail changed."""
 
-    def __init__(self, cfg: Config, agents: AgentList | None = None) -> None:
+    def __init__(
+        self, cfg: Config, agents: AgentList | None = None, draw: Draw | None = None
+    ) -> None:
         self.cfg = cfg
         self.agents = agents or AgentList(cfg)
+        self.draw = draw
         self.sig: tuple[object, ...] = ()
         self.drawn = 0.0
         self.tty = sys.stdout.isatty()
@@ -297,26 +218,38 @@ class StatusView:
         return tuple(parts)
 
     def refresh(self, now: float) -> None:
-        if not self.tty:
+        if not self.tty or self.draw is None:
             return
         sig = self.signature()
         if sig == self.sig and now - self.drawn < 30:
             return
         self.sig, self.drawn = sig, now
-        from cmux import ui
-        from cmux.cli.agents import collect_status, status_header
+        from cmux.status import collect_status, status_header
 
-        console = ui.console()
-        console.clear()
-        header = status_header(self.cfg)
-        human = header.count("for you")
-        console.print(header, style="bold" if not human else "bold yellow")
-        console.print(ui.status_table(collect_status(self.cfg, reconcile=False)))
-        console.print(
-            "this window runs cmux's daemons; leave it open. "
-            "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.",
-            style="dim",
-        )
-        if human:
-            sys.stdout.write("\a")
-            sys.stdout.flush()
+        self.draw(status_header(self.cfg), collect_status(self.cfg, reconcile=False))
+
+
+def pane_died(cfg: Config, pane_id: str, status: str = "", server: str = "") -> None:
+    """tmux's pane-died hook (``cmux _pane-died PANE STATUS SERVER``): an
+    agent's pane records that agent's death (deaths.pane_died); a pane of
+    no agent may be the monitor's, which is started again if it is dead
+    (deaths.mend_monitor).
+
+    SERVER is the identity of the tmux server that ran the hook: when the
+    pane now on the live server is from another one, that server is gone and
+    the id names another pane, so nothing is done. A pane killed by a signal
+    has no status; its exit code is then 128 + the signal, as a shell says it.
+    """
+    from cmux.agents import deaths
+
+    tmux = Tmux.for_config(cfg)
+    code = int(status) if status.strip().lstrip("-").isdigit() else None
+    pane = tmux.pane(pane_id)
+    if pane is not None and server and pane.server != server:
+        return  # that server is gone; this pane id is another pane now
+    if code is None and pane is not None and pane.dead_signal is not None:
+        code = 128 + pane.dead_signal  # killed by a signal: tmux keeps that apart
+    agent = deaths.pane_died(cfg, pane_id, code, server or None)
+    if agent is None and pane is not None:
+        # The monitor never stays dead; a pause keeps a crash from spinning.
+        deaths.mend_monitor(cfg, tmux, [pane], delay=2)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cmux.errors import CmuxError
@@ -127,35 +126,6 @@ def state_text(agent: Agent) -> str:
     return agent.state
 
 
-def status_rows(
-    agents: Iterable[Agent], mail: dict[str, dict[str, int]] | None = None
-) -> list[dict[str, Any]]:
-    now = time.time()
-    rows = []
-    for a in agents:
-        m = (mail or {}).get(a.name, {})
-        rows.append(
-            {
-                "name": a.name,
-                "role": a.role,
-                "profile": a.profile,
-                "state": a.state,
-                "exit_code": a.exit_code,
-                "task": a.task_summary,
-                "age_seconds": round(now - a.created, 1),
-                "last_event": a.last_event,
-                "updated": a.updated,
-                "pane_id": a.pane_id,
-                "cwd": a.cwd,
-                "branch": a.branch,
-                "pending": m.get("pending", 0),
-                "held": m.get("held", 0),
-                "note": a.note,
-            }
-        )
-    return rows
-
-
 def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     from rich.table import Table
 
@@ -204,3 +174,21 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
 
 def print_renderable(obj: Any) -> None:
     console().print(obj)
+
+
+def status_screen(header: str, rows: Sequence[dict[str, Any]]) -> None:
+    """The monitor window's screen: the header (yellow when mail waits for
+    the human, with a bell), the status table, and what the window is."""
+    out_console = console()
+    out_console.clear()
+    human = header.count("for you")
+    out_console.print(header, style="bold" if not human else "bold yellow")
+    out_console.print(status_table(rows))
+    out_console.print(
+        "this window runs cmux's daemons; leave it open. "
+        "`cmux send NAME text` to talk to an agent, `cmux inbox` for your mail.",
+        style="dim",
+    )
+    if human:
+        sys.stdout.write("\a")
+        sys.stdout.flush()

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cmux.agents.registry import State
     from cmux.config import Config
     from cmux.paths import DataRoot
 
@@ -154,10 +155,10 @@ def record_session(data: DataRoot, name: str, payload: dict[str, Any], result: H
 def move(
     data: DataRoot,
     name: str,
-    new: str,
+    new: State,
     reason: str,
     result: HookResult,
-    only_from: tuple[str, ...] | None = None,
+    only_from: tuple[State, ...] | None = None,
 ) -> str:
     from cmux.agents import registry
 

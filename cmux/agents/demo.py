@@ -22,6 +22,10 @@ import select
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cmux.agents.registry import State
 
 HEADER = re.compile(r"^\[cmux mail (\S+) from (\S+) kind=(\w+)[^\]]*\]\s?(.*)$")
 
@@ -46,7 +50,7 @@ def tool(*argv: str) -> str:
     return out
 
 
-def set_state(state: str, reason: str = "") -> None:
+def set_state(state: State, reason: str = "") -> None:
     from cmux.agents import registry
     from cmux.config import load_config
 

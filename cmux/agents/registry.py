@@ -1,18 +1,18 @@
 """The registry of agents: state/agents/<name>.json, one file per agent.
 
-States (README.md, "Agent states"): ``starting -> idle <-> busy``, ``busy -> waiting``
-(permission dialog), ``-> done | blocked`` (declared by the agent through the
-mailbox), ``-> exited(code) | killed``. ``transition`` is the one function
-that changes a state: it checks the move, writes the file atomically under a
-per-agent lock, and appends an event. ``cmux status`` reads these files; it
-never guesses.
+States (:data:`State`; README.md, "Agent states"): ``starting -> idle <->
+busy``, ``busy -> waiting`` (permission dialog), ``-> done | blocked``
+(declared by the agent through the mailbox), ``-> exited(code) | killed``.
+``transition`` is the one function that changes a state: it checks the
+move, writes the file atomically under a per-agent lock, and appends an
+event. ``cmux status`` reads these files; it never guesses.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cmux import events
 from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
@@ -20,10 +20,13 @@ from cmux.fsutil import locked, read_json, write_json
 from cmux.identity import NAME_RE, RESERVED
 from cmux.paths import SUPERVISOR, DataRoot
 
-STATES = ("starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed")
-LIVE = frozenset({"starting", "idle", "busy", "waiting", "done", "blocked"})
-GONE = frozenset({"exited", "killed"})
-_ALLOWED: dict[str, frozenset[str]] = {
+# done and blocked are declared by the agent (`mailbox done`, `mailbox blocked`);
+# waiting is a permission dialog on its screen; exited carries ``exit_code``.
+State = Literal["starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed"]
+STATES: tuple[State, ...] = get_args(State)
+LIVE: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "done", "blocked"})
+GONE: frozenset[State] = frozenset({"exited", "killed"})
+_ALLOWED: dict[State, frozenset[State]] = {
     "starting": frozenset(LIVE | GONE),
     "idle": frozenset(LIVE | GONE) - {"starting"},
     "busy": frozenset(LIVE | GONE) - {"starting"},
@@ -51,7 +54,7 @@ class Agent:
     name: str
     role: str = "worker"  # supervisor | worker
     profile: str = "shell"
-    state: str = "starting"
+    state: State = "starting"
     pane_id: str | None = None
     # The tmux server the pane lives on ("<pid>:<start time>", tmux.SERVER_ID):
     # pane ids restart on every new server, so pane_id alone names nothing.
@@ -164,11 +167,11 @@ def update(data: DataRoot, name: str, **changes: Any) -> Agent:
 def transition(
     data: DataRoot,
     name: str,
-    new: str,
+    new: State,
     *,
     reason: str = "",
     strict: bool = True,
-    only_from: frozenset[str] | set[str] | tuple[str, ...] | None = None,
+    only_from: frozenset[State] | set[State] | tuple[State, ...] | None = None,
     **changes: Any,
 ) -> Agent:
     """Move ``name`` to state ``new``; the only way a state changes.

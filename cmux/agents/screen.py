@@ -20,7 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cmux.agents.registry import Agent
+    from cmux.agents.registry import Agent, State
     from cmux.config import Config
     from cmux.tmux import Tmux
 
@@ -192,7 +192,7 @@ def dialog(text: str) -> str | None:
 
 
 # The registry state a screen implies, for agents whose hooks do not tell.
-STATE_FOR = {
+STATE_FOR: dict[Screen, State] = {
     Screen.IDLE: "idle",
     Screen.BUSY: "busy",
     Screen.PERMISSION: "waiting",
@@ -203,7 +203,7 @@ STATE_FOR = {
 }
 
 
-def state_for(text: str) -> str | None:
+def state_for(text: str) -> State | None:
     """The agent state a screen shows, or None when it cannot tell."""
     return STATE_FOR.get(classify(text).screen)
 

@@ -144,7 +144,7 @@ def spawn(
             raise
         # Agents that report their own state (claude via hooks, demo) start in
         # `starting`; anything else is ready for input as soon as it runs.
-        first = "starting" if agent.profile in ("claude", "demo") else "idle"
+        first: registry.State = "starting" if agent.profile in ("claude", "demo") else "idle"
         agent.pane_id, agent.server = pane
         agent.state = first
         registry.save(

@@ -9,7 +9,6 @@ import click
 
 from cmux import ui
 from cmux.config import load_config
-from cmux.text import one_line
 
 
 def spawn_options(f):
@@ -127,51 +126,6 @@ def kill_cmd(name: str, force: bool, as_json: bool) -> None:
     do_kill(name, force, as_json)
 
 
-def collect_status(cfg, *, reconcile: bool = True) -> list[dict]:
-    """Every agent as a status row. ``reconcile=False`` for the monitor, whose
-    own loop reconciles (from inside the server, see deaths.reconcile)."""
-    from cmux.agents import deaths, registry
-
-    if reconcile:
-        deaths.reconcile(cfg)
-    agents = registry.list_agents(cfg.data)
-    mail: dict[str, dict[str, int]] = {}
-    try:
-        from cmux.mail import store
-
-        mail = store.counts(cfg.data, [a.name for a in agents])
-    except ImportError:
-        pass
-    rows = ui.status_rows(agents, mail)
-    if any(a.transcript for a in agents):
-        from cmux.agents import cost
-
-        tokens = cost.usage(cfg.data, agents)
-        for row in rows:
-            row["tokens"] = tokens[row["name"]].to_dict()
-    return rows
-
-
-def status_header(cfg) -> str:
-    from cmux.agents import server
-
-    running = server.is_running(cfg)
-    title = f"cmux · {cfg.session_name} · {'running' if running else 'stopped'}"
-    extra = []
-    try:
-        from cmux.mail import store
-
-        n = store.pending_count(cfg.data, "human")
-        if n:
-            extra.append(f"{n} message{'s' if n != 1 else ''} for you: `cmux inbox`")
-    except ImportError:
-        pass
-    alerts = cfg.data.state_dir / "alert"
-    if alerts.is_file():
-        extra.append("ALERT: " + one_line((alerts.read_text().strip().splitlines() or [""])[0]))
-    return title + "".join(f"\n{e}" for e in extra)
-
-
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print every agent as JSON.")
 @click.option("--watch", is_flag=True, help="Refresh live until Ctrl-C.")
@@ -184,6 +138,8 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
     States: starting, idle, busy, waiting (a permission prompt), done and
     blocked (reported by the agent), exited(code), killed.
     """
+    from cmux.status import collect_status, status_header
+
     cfg = load_config()
     if as_json:
         ui.print_json(collect_status(cfg))
@@ -232,18 +188,6 @@ def logs_cmd(name: str, lines: int) -> None:
 @click.argument("server", required=False, default="")
 def pane_died_cmd(pane_id: str, status: str, server: str) -> None:
     """Called by tmux's pane-died hook (SERVER: the identity of tmux's server)."""
-    from cmux.agents import deaths
-    from cmux.tmux import Tmux
+    from cmux.monitor import pane_died
 
-    cfg = load_config()
-    tmux = Tmux.for_config(cfg)
-    code = int(status) if status.strip().lstrip("-").isdigit() else None
-    pane = tmux.pane(pane_id)
-    if pane is not None and server and pane.server != server:
-        return  # that server is gone; this pane id is another pane now
-    if code is None and pane is not None and pane.dead_signal is not None:
-        code = 128 + pane.dead_signal  # killed by a signal: tmux keeps that apart
-    agent = deaths.pane_died(cfg, pane_id, code, server or None)
-    if agent is None and pane is not None:
-        # The monitor never stays dead; a pause keeps a crash from spinning.
-        deaths.mend_monitor(cfg, tmux, [pane], delay=2)
+    pane_died(load_config(), pane_id, status, server)

@@ -67,7 +67,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     ok = _follow(cfg, timeout)
     if ok:  # let the supervisor finish tidying up (it ends its workers)
         _wait_state(cfg, "supervisor", "idle", 10)
-    from cmux.cli.agents import collect_status
+    from cmux.status import collect_status
 
     ui.print_renderable(ui.status_table(collect_status(cfg), title="agents"))
     for m in store.read_all(cfg.data, "human"):

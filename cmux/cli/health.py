@@ -10,7 +10,6 @@ import click
 
 from cmux import ui
 from cmux.config import Config, load_config
-from cmux.errors import UsageError
 
 MARK = {True: "✓", False: "✗"}
 
@@ -20,71 +19,6 @@ def _short(sha: str | None) -> str:
 
 
 # -- cmux health ----------------------------------------------------------------------------
-
-
-def collect_health(cfg: Config) -> dict[str, Any]:
-    """Everything `cmux health` shows, as plain data (also its --json)."""
-    from cmux.errors import GitError
-    from cmux.health import monitor
-    from cmux.health.config import settings as load_settings
-    from cmux.health.rollback import Repo
-
-    s = load_settings(cfg)
-    st = monitor.load_state(cfg.data)
-    now = time.time()
-    head = last_good = None
-    last_good_commit: dict[str, Any] | None = None
-    ahead = None
-    try:
-        repo = Repo(cfg.project_root, cfg.data)
-        head = repo.head()
-        last_good = repo.last_good()
-        if last_good:
-            lgc = repo.commit(last_good)
-            last_good_commit = {"sha": lgc.sha, "subject": lgc.subject, "committed": lgc.when}
-            if head and repo.is_ancestor(last_good, head):
-                ahead = len(repo.commits_between(last_good, head))
-    except GitError:
-        pass
-    checks = []
-    for c in s.checks:
-        cs = st.checks.get(c.name, {})
-        results = cs.get("results", [])
-        checks.append(
-            {
-                "name": c.name,
-                "kind": c.kind,
-                "target": c.target,
-                "timeout": c.timeout,
-                "consecutive_failures": cs.get("consecutive_failures", 0),
-                "results": results,
-                "last": results[-1] if results else None,
-                "last_output": cs.get("last_output", ""),
-            }
-        )
-    try:
-        alert = (cfg.data.state_dir / "alert").read_text().strip() or None
-    except FileNotFoundError:
-        alert = None
-    return {
-        "enabled": s.enabled,
-        "daemon_pid": monitor.daemon_pid(cfg.data),
-        "phase": st.phase,
-        "consecutive_failures": st.consecutive_failures,
-        "threshold": s.threshold,
-        "interval": s.interval,
-        "last_round": st.last_round,
-        "head": head,
-        "last_good": last_good_commit,
-        "commits_since_last_good": ahead,
-        "checks": checks,
-        "rollbacks": st.rollbacks[-10:],
-        "rollbacks_in_window": monitor.rollbacks_in_window(st, now, s.rollback_window),
-        "rollback_budget": s.rollback_budget,
-        "rollback_window": s.rollback_window,
-        "restart": s.restart,
-        "alert": alert,
-    }
 
 
 def _print_health(h: dict[str, Any]) -> None:
@@ -192,7 +126,7 @@ def health_cmd(as_json: bool, check_now: bool, clear_alert: bool, daemon: bool) 
     if daemon:
         import logging
 
-        from cmux.health.monitor import run_daemon
+        from cmux.health.daemon import run_daemon
 
         cfg.data.ensure()
         logging.basicConfig(
@@ -209,6 +143,8 @@ def health_cmd(as_json: bool, check_now: bool, clear_alert: bool, daemon: bool) 
     if check_now:
         _check_now(cfg, as_json)
         return
+    from cmux.health.view import collect_health
+
     h = collect_health(cfg)
     if as_json:
         ui.print_json(h)
@@ -217,30 +153,19 @@ def health_cmd(as_json: bool, check_now: bool, clear_alert: bool, daemon: bool) 
 
 
 def _clear_alert(cfg: Config, as_json: bool) -> None:
-    from cmux.health import monitor
+    from cmux.health.view import clear_alert
 
-    with monitor.editing(cfg.data) as st:
-        had = st.alert
-        st.alert = None
-        if st.phase == "alert":
-            st.phase = "failing" if st.consecutive_failures else "ok"
-        for r in st.rollbacks:
-            r["counted"] = False
-    cleared = monitor.clear_alert(cfg.data)
+    cleared = clear_alert(cfg)
     if as_json:
-        ui.print_json({"cleared": bool(cleared or had)})
+        ui.print_json({"cleared": cleared})
         return
-    ui.out("alert cleared; the rollback budget starts afresh" if cleared or had else "no alert")
+    ui.out("alert cleared; the rollback budget starts afresh" if cleared else "no alert")
 
 
 def _check_now(cfg: Config, as_json: bool) -> None:
-    from cmux.health.config import settings as load_settings
-    from cmux.health.monitor import HealthMonitor
+    from cmux.health.view import check_now
 
-    s = load_settings(cfg)
-    if not s.enabled:
-        raise UsageError("no health checks are configured", "add [[health.checks]] to cmux.toml")
-    report = HealthMonitor.for_config(cfg, s).check_now()
+    report = check_now(cfg)
     if as_json:
         ui.print_json(
             {
@@ -288,13 +213,14 @@ def rollback_cmd(ref: str | None, force: bool, yes: bool, no_restart: bool, as_j
       cmux rollback --to HEAD~3     three commits back
       cmux rollback --to v1.2 -y    no question asked
     """
-    from cmux.health import monitor
     from cmux.health import rollback as rb
     from cmux.health.config import settings as load_settings
+    from cmux.health.daemon import HealthMonitor
+    from cmux.health.state import load_state
 
     cfg = load_config()
     repo = rb.Repo(cfg.project_root, cfg.data)
-    st = monitor.load_state(cfg.data)
+    st = load_state(cfg.data)
     p = rb.plan(repo, st.passed, ref, force=force)
     if p.nothing_to_do:
         if as_json:
@@ -307,7 +233,7 @@ def rollback_cmd(ref: str | None, force: bool, yes: bool, no_restart: bool, as_j
     if not yes and sys.stdin.isatty() and not click.confirm("roll back?", default=False):
         raise click.exceptions.Abort()
     s = load_settings(cfg)
-    mon = monitor.HealthMonitor.for_config(cfg, s)
+    mon = HealthMonitor.for_config(cfg, s)
     rescue = mon.manual_rollback(p.target, restart=not no_restart)
     if as_json:
         ui.print_json({"rolled_back": True, **rescue.to_dict()})
@@ -410,7 +336,7 @@ def rescue_show_cmd(name: str, as_json: bool) -> None:
     """One rescue in full: the commits, the files, the commands."""
     from cmux.health import rescues
     from cmux.health import rollback as rb
-    from cmux.health.monitor import describe_rollback
+    from cmux.health.report import describe_rollback
 
     cfg = load_config()
     v = rescues.find_rescue(rb.Repo(cfg.project_root, cfg.data), name)

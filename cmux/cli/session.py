@@ -155,4 +155,4 @@ def monitor_cmd() -> None:
     """Run cmux's daemons and a live status (the `monitor` window runs this)."""
     from cmux.monitor import run
 
-    run(load_config())
+    run(load_config(), draw=ui.status_screen)

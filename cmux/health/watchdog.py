@@ -8,7 +8,7 @@
 - The supervisor's pane died: start it again (with its memory, through
   ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
-- A dead daemon is restarted by cmux/monitor.py itself.
+- A dead daemon is restarted by the monitor itself (cmux/daemons.py).
 
 ``tick`` must cost next to nothing when nothing happens: it stats the agents
 folder and the event log, and reads only what was appended to the log since
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cmux import events
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.config import Config
 from cmux.errors import CmuxError
 from cmux.fsutil import read_json, write_json
@@ -38,7 +38,7 @@ from cmux.paths import HUMAN, SUPERVISOR, DataRoot
 log = logging.getLogger(__name__)
 
 ALERT_PREFIX = "watchdog: "
-OPEN_STATES = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
+OPEN_STATES: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
 STALE = 120.0  # exits older than this when the watchdog starts are history, not news
 # Events that happen to an agent without the agent doing anything.
 PASSIVE = frozenset({"send", "claim", "hold", "release", "deadletter", "register", "watchdog"})
@@ -167,7 +167,7 @@ class CmuxActions:
         return registry.list_agents(self.cfg.data)
 
     def tell(self, to: str, subject: str, body: str) -> None:
-        from cmux.health.monitor import tell
+        from cmux.health.alerts import tell
 
         tell(self.cfg, to, subject, body)
 
@@ -195,15 +195,14 @@ class CmuxActions:
         return server.is_running(self.cfg)
 
     def alert(self, text: str) -> None:
-        from cmux.health.monitor import raise_alert
+        from cmux.health.alerts import raise_alert
 
         raise_alert(self.cfg, ALERT_PREFIX + text)
 
     def alert_active(self) -> bool:
-        try:
-            return (self.cfg.data.state_dir / "alert").read_text().startswith(ALERT_PREFIX)
-        except FileNotFoundError:
-            return False
+        from cmux.health.alerts import alert_active
+
+        return alert_active(self.cfg.data, ALERT_PREFIX)
 
     def event(self, kind: str, agent: str | None, **fields: Any) -> None:
         events.record(self.cfg.data, "watchdog", agent, kind=kind, **fields)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cmux.agents.registry import State
     from cmux.config import Config
     from cmux.mail.message import Message
 
@@ -57,12 +58,13 @@ def report(cfg: Config, me: str, kind: str, body: str) -> Message:
     from cmux.mail import store
 
     msg = store.send(cfg, to=report_to(cfg, me), body=body, sender=me, kind=kind)
-    if me != "human" and kind in ("done", "blocked"):
-        _mark(cfg, me, kind, body)
+    marks: dict[str, State] = {"done": "done", "blocked": "blocked"}
+    if me != "human" and kind in marks:
+        _mark(cfg, me, marks[kind], body)
     return msg
 
 
-def _mark(cfg: Config, me: str, kind: str, body: str) -> None:
+def _mark(cfg: Config, me: str, kind: State, body: str) -> None:
     from cmux.agents import registry
     from cmux.errors import UnknownAgent
 

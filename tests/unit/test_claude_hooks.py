@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cmux.agents import claude_hooks, profiles, registry
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.config import Config
 from cmux.delivery import handover, hooks, policy
 from cmux.mail import claims, maildir, store
@@ -71,7 +71,7 @@ def state(cfg: Config, name: str = "w1") -> str:
     return registry.get(cfg.data, name).state
 
 
-def set_state(cfg: Config, *states: str, name: str = "w1") -> None:
+def set_state(cfg: Config, *states: State, name: str = "w1") -> None:
     for s in states:
         registry.transition(cfg.data, name, s)
 

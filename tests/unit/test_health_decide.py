@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from cmux.health.monitor import (
+from cmux.health.policy import (
     BUDGET,
     HOLD,
     PASS,
     RESTART,
     ROLLBACK,
     WAIT,
-    HealthState,
     Policy,
     decide,
     rollbacks_in_window,
 )
+from cmux.health.state import HealthState
 
 
 def run(st: HealthState, rounds: str, policy: Policy, now: float = 1000.0) -> list[str]:

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from cmux.health import monitor as hm
 from cmux.health.checks import CommandResult, run_all
 from cmux.health.config import Check, HealthSettings
+from cmux.health.daemon import HealthMonitor, RoundReport
+from cmux.health.policy import BUDGET, HOLD, RESTART, ROLLBACK, WAIT
 from cmux.health.rollback import Repo
+from cmux.health.state import editing, load_state
 from cmux.paths import DataRoot
 from tests.helpers import git, http_server, make_repo
 
@@ -92,7 +94,7 @@ class World:
             self.outside.unlink(missing_ok=True)
         return CommandResult(0, "", 0.01, False)
 
-    def monitor(self, *, restart: bool = False, **overrides: Any) -> hm.HealthMonitor:
+    def monitor(self, *, restart: bool = False, **overrides: Any) -> HealthMonitor:
         checks = (
             Check("code", command="test ! -e BROKEN", timeout=10),
             Check("world", command=f"test ! -e {self.outside}", timeout=10),
@@ -102,7 +104,7 @@ class World:
             restart="fake" if restart else None,
             **overrides,
         )
-        return hm.HealthMonitor(
+        return HealthMonitor(
             self.data,
             settings,
             repo=self.repo,
@@ -130,7 +132,7 @@ def world(tmp_path: Path) -> World:
     return World(root, data, Repo(root, data), FakeNotifier(), Clock(), tmp_path / "outside-broken")
 
 
-def rounds(mon: hm.HealthMonitor, n: int) -> list[hm.RoundReport]:
+def rounds(mon: HealthMonitor, n: int) -> list[RoundReport]:
     return [mon.round() for _ in range(n)]
 
 
@@ -145,7 +147,7 @@ def test_a_pass_of_a_new_head_moves_last_good(world: World) -> None:
     world.commit("break", BROKEN="x")
     assert not mon.round().ok
     assert world.repo.last_good() == c1  # a failure never moves it
-    assert hm.load_state(world.data).last_good == c1
+    assert load_state(world.data).last_good == c1
 
 
 def test_a_commit_made_while_the_checks_ran_is_not_marked_good(world: World) -> None:
@@ -175,8 +177,8 @@ def test_a_failing_commit_is_rolled_back_after_the_threshold(world: World) -> No
     (world.root / "notes.txt").write_text("untracked notes\n")
 
     first, second, third = rounds(mon, 3)
-    assert (first.action, second.action) == (hm.WAIT, hm.WAIT)
-    assert third.action == hm.ROLLBACK and third.verified is True
+    assert (first.action, second.action) == (WAIT, WAIT)
+    assert third.action == ROLLBACK and third.verified is True
     assert world.head() == good
     assert not (world.root / "BROKEN").exists() and not (world.root / "notes.txt").exists()
 
@@ -193,7 +195,7 @@ def test_a_failing_commit_is_rolled_back_after_the_threshold(world: World) -> No
     title, jbody, tags = world.notifier.journal_entries[-1]
     assert "Rolled back" in title and rescue.branch in jbody and "rollback" in tags
     assert "rollback" in world.notifier.names()
-    st = hm.load_state(world.data)
+    st = load_state(world.data)
     assert st.phase == "ok" and st.consecutive_failures == 0
     assert st.rollbacks[-1]["verified"] is True and st.rollbacks[-1]["auto"] is True
 
@@ -224,7 +226,7 @@ def test_a_restart_that_helps_means_no_rollback(world: World) -> None:
     world.outside.write_text("the service fell over")
     world.restart_fixes_outside = True
     reports = rounds(mon, 3)
-    assert [r.action for r in reports] == [hm.WAIT, hm.WAIT, hm.RESTART]
+    assert [r.action for r in reports] == [WAIT, WAIT, RESTART]
     assert reports[-1].then is not None and reports[-1].then.ok
     assert len(world.restarts) == 1
     assert world.rescue_branches() == []
@@ -237,8 +239,8 @@ def test_a_restart_that_does_not_help_is_followed_by_a_rollback(world: World) ->
     assert mon.round().ok
     world.commit("bad", BROKEN="x")
     last = rounds(mon, 3)[-1]
-    assert last.action == hm.RESTART
-    assert last.then is not None and last.then.action == hm.ROLLBACK
+    assert last.action == RESTART
+    assert last.then is not None and last.then.action == ROLLBACK
     assert last.then.verified is True and world.head() == good
     assert len(world.restarts) == 2  # once before the rollback, once after it
 
@@ -249,24 +251,24 @@ def test_the_budget_stops_a_flapping_rollback_loop(world: World) -> None:
     assert mon.round().ok
     for i in range(2):
         world.commit(f"bad {i}", BROKEN=str(i))
-        assert mon.round().action == hm.ROLLBACK
+        assert mon.round().action == ROLLBACK
         assert world.head() == good
         world.clock.sleep(60)
     bad = world.commit("bad again", BROKEN="2")
     report = mon.round()
-    assert report.action == hm.BUDGET and report.rescue is None
+    assert report.action == BUDGET and report.rescue is None
     assert world.head() == bad  # not rolled back a third time
     assert len(world.notifier.alerts) == 1 and "2 rollbacks" in world.notifier.alerts[0]
     assert len(world.rescue_branches()) == 2
     # It keeps checking, but neither rolls back nor alerts again.
-    assert [r.action for r in rounds(mon, 3)] == [hm.HOLD] * 3
+    assert [r.action for r in rounds(mon, 3)] == [HOLD] * 3
     assert len(world.notifier.alerts) == 1
     # A person deals with it (what `cmux health --clear-alert` does).
-    with hm.editing(world.data) as st:
+    with editing(world.data) as st:
         st.alert = None
         for r in st.rollbacks:
             r["counted"] = False
-    assert mon.round().action == hm.ROLLBACK and world.head() == good
+    assert mon.round().action == ROLLBACK and world.head() == good
 
 
 def test_a_cause_outside_the_code_is_an_alert_not_a_rollback(world: World) -> None:
@@ -275,13 +277,13 @@ def test_a_cause_outside_the_code_is_an_alert_not_a_rollback(world: World) -> No
     head = world.head()
     world.outside.write_text("down")
     reports = rounds(mon, 3)
-    assert [r.action for r in reports] == [hm.WAIT, hm.ROLLBACK, hm.HOLD]
+    assert [r.action for r in reports] == [WAIT, ROLLBACK, HOLD]
     assert reports[1].rescue is None and "outside the code" in (reports[1].alert or "")
     assert world.head() == head and world.rescue_branches() == []
     assert len(world.notifier.alerts) == 1
     world.outside.unlink()
     assert mon.round().ok and world.notifier.cleared == 1
-    assert hm.load_state(world.data).alert is None
+    assert load_state(world.data).alert is None
 
 
 def test_a_rollback_that_does_not_help_raises_an_alert(world: World) -> None:
@@ -295,7 +297,7 @@ def test_a_rollback_that_does_not_help_raises_an_alert(world: World) -> None:
     assert world.head() == good
     assert "still fail" in (report.alert or "")
     assert "STILL FAIL" in world.notifier.tells[-1][2]
-    assert mon.round().action == hm.HOLD  # no second rollback on top
+    assert mon.round().action == HOLD  # no second rollback on top
     assert len(world.rescue_branches()) == 1
 
 
@@ -315,7 +317,7 @@ def test_nothing_to_roll_back_to_before_anything_passed(world: World) -> None:
     world.commit("broken from the start", BROKEN="x")
     head = world.head()
     reports = rounds(mon, 2)
-    assert reports[-1].action == hm.ROLLBACK and reports[-1].rescue is None
+    assert reports[-1].action == ROLLBACK and reports[-1].rescue is None
     assert "nothing safe to roll back to" in (reports[-1].alert or "")
     assert world.head() == head and world.rescue_branches() == []
 
@@ -325,8 +327,8 @@ def test_the_count_survives_a_restarted_daemon(world: World) -> None:
     assert world.monitor().round().ok
     world.commit("bad", BROKEN="x")
     rounds(world.monitor(), 2)
-    assert hm.load_state(world.data).consecutive_failures == 2
-    assert world.monitor().round().action == hm.ROLLBACK  # a fresh monitor, the 3rd failure
+    assert load_state(world.data).consecutive_failures == 2
+    assert world.monitor().round().action == ROLLBACK  # a fresh monitor, the 3rd failure
     assert world.head() == good
 
 
@@ -360,7 +362,7 @@ def test_an_unhealthy_url_and_a_timed_out_command_count_as_failures(
         threshold=2,
         restart_wait=0,
     )
-    mon = hm.HealthMonitor(
+    mon = HealthMonitor(
         world.data,
         settings,
         repo=world.repo,
@@ -371,13 +373,13 @@ def test_an_unhealthy_url_and_a_timed_out_command_count_as_failures(
         sleep=world.clock.sleep,
     )
     first = mon.round()
-    assert not first.ok and first.action == hm.WAIT
+    assert not first.ok and first.action == WAIT
     web, slow = first.results
     assert "HTTP 500" in web.detail and slow.timed_out
-    st = hm.load_state(world.data)
+    st = load_state(world.data)
     assert {n: c["consecutive_failures"] for n, c in st.checks.items()} == {"web": 1, "slow": 1}
     second = mon.round()
-    assert second.action == hm.ROLLBACK and second.rescue is not None
+    assert second.action == ROLLBACK and second.rescue is not None
     assert world.head() == good
 
 
@@ -399,7 +401,7 @@ def test_the_real_notifier_reaches_the_mailbox_and_journal(tmp_path: Path) -> No
     settings = HealthSettings(
         checks=(Check("code", command="test ! -e BROKEN"),), threshold=1, restart_wait=0
     )
-    mon = hm.HealthMonitor.for_config(cfg, settings)
+    mon = HealthMonitor.for_config(cfg, settings)
     good = git(root, "rev-parse", "HEAD").strip()
     assert mon.round().ok
     git(root, "switch", "-q", "-c", "topic")  # rollbacks work on any branch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 from cmux.agents.registry import Agent, on_server
-from cmux.keeper import failed, restart_delay
+from cmux.daemons import failed, restart_delay
 
 
 def test_only_failures_of_its_own_making_count() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cmux.agents import registry
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.config import load_config
 from cmux.errors import ConfigError, InvalidName, InvalidTransition, NotInitialized, UnknownAgent
 from cmux.paths import DataRoot
@@ -27,7 +27,9 @@ def test_the_documented_path_through_the_states(data: DataRoot) -> None:
 @pytest.mark.parametrize(
     ("path", "bad"), [(["exited"], "busy"), (["killed"], "idle"), (["idle"], "starting")]
 )
-def test_forbidden_moves_raise_or_are_ignored(data: DataRoot, path: list[str], bad: str) -> None:
+def test_forbidden_moves_raise_or_are_ignored(
+    data: DataRoot, path: list[State], bad: State
+) -> None:
     registry.save(data, Agent(name="w1"))
     for s in path:
         registry.transition(data, "w1", s)

@@ -24,9 +24,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmux.health import monitor as hm
 from cmux.health.checks import CheckResult
 from cmux.health.config import Check, HealthSettings
+from cmux.health.daemon import HealthMonitor
 from cmux.health.rescues import Rescue
 from cmux.health.rollback import Repo, plan
 from cmux.paths import DataRoot
@@ -107,7 +107,7 @@ class Model:
             restart_wait=0,
             rollback_budget=1000,
         )
-        self.monitor = hm.HealthMonitor(
+        self.monitor = HealthMonitor(
             self.data,
             self.settings,
             repo=self.repo,

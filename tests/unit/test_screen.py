@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from cmux.agents import screen
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.agents.screen import Screen
 from cmux.config import Config
 
@@ -140,7 +140,7 @@ def cfg(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> Config:
     return cfg
 
 
-def agent(cfg: Config, name: str, state: str, profile: str = "claude", pane: str = "%1") -> Agent:
+def agent(cfg: Config, name: str, state: State, profile: str = "claude", pane: str = "%1") -> Agent:
     from cmux.agents import registry
     from cmux.mail import store
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from cmux import events
 from cmux.agents import registry
-from cmux.agents.registry import Agent
+from cmux.agents.registry import Agent, State
 from cmux.health.config import HealthSettings
 from cmux.health.watchdog import (
     Watchdog,
@@ -30,7 +30,7 @@ from cmux.paths import DataRoot
 NOW = 2_000_000_000.0
 
 
-def agent(name: str = "w1", role: str = "worker", state: str = "busy", **kw: Any) -> Agent:
+def agent(name: str = "w1", role: str = "worker", state: State = "busy", **kw: Any) -> Agent:
     return Agent(name=name, role=role, state=state, **kw)
 
 

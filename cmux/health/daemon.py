@@ -1,15 +1,13 @@
-"""The health monitor: run the checks, decide, restart, roll back, tell people.
+"""The health monitor at work: run the checks, decide, restart, roll back, tell.
 
-Two halves. :func:`decide` is pure: given the state, whether this round
-passed, the clock and the policy, it says what to do (wait, restart, roll
-back, or hold because the budget is spent). :class:`HealthMonitor` does it,
-with every collaborator that touches the world (the checks, the restart
-command, git, the mailbox and the clock) passed in, so tests can use fakes
-for any of them.
-
-The state lives in ``state/health.json`` (written atomically under a lock),
-so ``cmux health`` can show it and a restarted daemon carries on where the
-last one stopped.
+:class:`HealthMonitor` acts on what cmux/health/policy.py decides, with
+every collaborator that touches the world (the checks, the restart command,
+git, the notifier and the clock) passed in, so tests can use fakes for any of
+them. Its state is cmux/health/state.py's file, changed only under its lock.
+A rollback is never cut short: a SIGTERM during one waits for it to finish
+(:func:`critical`). :func:`run_daemon` is ``cmux health --daemon``, one per
+data root (``state/run/health.lock``, pid in ``state/run/health.pid``), which
+the monitor window starts and keeps alive (cmux/monitor.py).
 """
 
 from __future__ import annotations
@@ -20,28 +18,35 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Literal
 
 from cmux import events
 from cmux.config import Config
-from cmux.errors import CmuxError, GitError, UnknownRecipient
-from cmux.fsutil import atomic_write, locked, read_json, write_json
+from cmux.errors import CmuxError, GitError
+from cmux.fsutil import locked
 from cmux.health import checks as checks_mod
+from cmux.health.alerts import ALERT_PREFIX, CmuxNotifier, Notifier, raise_alert
 from cmux.health.checks import CheckResult, CommandResult
 from cmux.health.config import HealthSettings
+from cmux.health.policy import BUDGET, RESTART, ROLLBACK, Action, Policy, decide
+from cmux.health.report import describe_rollback, span
 from cmux.health.rescues import Rescue
 from cmux.health.rollback import Repo
-from cmux.paths import HUMAN, SUPERVISOR, DataRoot
+from cmux.health.state import (
+    ROLLBACKS_KEPT,
+    HealthState,
+    editing,
+    load_state,
+    mark_passed,
+    record_results,
+    rollback_entry,
+)
+from cmux.paths import SUPERVISOR, DataRoot
 
 log = logging.getLogger(__name__)
-
-HISTORY = 10  # results kept per check
-PASSED_KEPT = 500  # commits remembered as having passed
-ROLLBACKS_KEPT = 100
-ALERT_PREFIX = "health: "
 
 # A SIGTERM during a rollback waits for it to finish (see run_daemon).
 _critical = {"depth": 0, "exit": False}
@@ -49,6 +54,7 @@ _critical = {"depth": 0, "exit": False}
 
 @contextlib.contextmanager
 def critical() -> Iterator[None]:
+    """A stretch a SIGTERM does not cut: the daemon leaves once it is over."""
     _critical["depth"] += 1
     try:
         yield
@@ -58,260 +64,12 @@ def critical() -> Iterator[None]:
         raise SystemExit(0)
 
 
-# Actions decide() can return.
-PASS, WAIT, HOLD, RESTART, ROLLBACK, BUDGET = (
-    "pass",
-    "wait",
-    "hold",
-    "restart",
-    "rollback",
-    "budget",
-)
-
-
-# -- state -----------------------------------------------------------------------------
-
-
-@dataclass
-class HealthState:
-    phase: str = "ok"  # ok | failing | restarted | alert
-    consecutive_failures: int = 0
-    last_round: float | None = None
-    head: str | None = None
-    last_good: str | None = None
-    last_good_at: float | None = None
-    passed: list[str] = field(default_factory=list)
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rollbacks: list[dict[str, Any]] = field(default_factory=list)
-    restarts: list[dict[str, Any]] = field(default_factory=list)
-    alert: dict[str, Any] | None = None
-    v: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HealthState:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def state_file(data: DataRoot) -> Path:
-    return data.state_dir / "health.json"
-
-
-def load_state(data: DataRoot) -> HealthState:
-    try:
-        return HealthState.from_dict(read_json(state_file(data)))
-    except FileNotFoundError:
-        return HealthState()
-    except (OSError, ValueError, TypeError):
-        log.warning("state/health.json is unreadable; starting afresh")
-        return HealthState()
-
-
-def save_state(data: DataRoot, st: HealthState) -> None:
-    write_json(state_file(data), st.to_dict())
-
-
-@contextlib.contextmanager
-def editing(data: DataRoot) -> Iterator[HealthState]:
-    """Read, change and write the state under a lock (daemon and CLI share it)."""
-    with locked(data.state_dir / ".health.lock"):
-        st = load_state(data)
-        yield st
-        save_state(data, st)
-
-
-def record_results(
-    st: HealthState, results: list[CheckResult], now: float, head: str | None
-) -> None:
-    st.last_round = now
-    st.head = head
-    for r in results:
-        c = st.checks.setdefault(r.name, {"results": [], "consecutive_failures": 0})
-        entry = r.to_dict()
-        entry.pop("output", None)
-        entry["head"] = head
-        c["results"] = [*c.get("results", []), entry][-HISTORY:]
-        c["consecutive_failures"] = 0 if r.ok else c.get("consecutive_failures", 0) + 1
-        if not r.ok:
-            c["last_output"] = r.output[-checks_mod.OUTPUT_TAIL :]
-
-
-def mark_passed(st: HealthState, head: str) -> None:
-    if head in st.passed:
-        st.passed.remove(head)
-    st.passed = [*st.passed, head][-PASSED_KEPT:]
-
-
-# -- decisions (pure) ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Policy:
-    threshold: int = 3
-    can_restart: bool = False
-    budget: int = 3
-    window: float = 3600.0
-
-    @classmethod
-    def from_settings(cls, s: HealthSettings) -> Policy:
-        return cls(
-            threshold=s.threshold,
-            can_restart=bool(s.restart),
-            budget=s.rollback_budget,
-            window=s.rollback_window,
-        )
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    clear_alert: bool = False
-
-
-def rollbacks_in_window(st: HealthState, now: float, window: float) -> int:
-    return sum(
-        1
-        for r in st.rollbacks
-        if r.get("auto") and r.get("counted", True) and now - float(r.get("ts", 0)) < window
-    )
-
-
-def decide(st: HealthState, ok: bool, now: float, policy: Policy) -> Decision:
-    """What to do after a round; updates the counters in ``st``.
-
-    - a pass resets the count (and ends an alert, except a spent budget,
-      which waits for a person: ``cmux health --clear-alert``);
-    - fewer failures than the threshold: wait;
-    - an alert is up: hold (keep checking, change nothing);
-    - the threshold reached: restart once if there is a restart command,
-      then roll back, unless the window's budget is spent.
-    """
-    if ok:
-        st.consecutive_failures = 0
-        st.phase = "ok"
-        clear = st.alert is not None and st.alert.get("kind") != "budget"
-        if clear:
-            st.alert = None
-        return Decision(PASS, clear_alert=clear)
-    st.consecutive_failures += 1
-    if st.consecutive_failures < policy.threshold:
-        if st.phase != "alert":
-            st.phase = "failing"
-        return Decision(WAIT)
-    if st.alert is not None:
-        st.phase = "alert"
-        return Decision(HOLD)
-    if policy.can_restart and st.phase != "restarted":
-        st.phase = "restarted"
-        return Decision(RESTART)
-    if rollbacks_in_window(st, now, policy.window) >= policy.budget:
-        st.phase = "alert"
-        return Decision(BUDGET)
-    return Decision(ROLLBACK)
-
-
-# -- the world -------------------------------------------------------------------------
-
-
-class Notifier(Protocol):
-    def tell(self, to: str, subject: str, body: str) -> None: ...
-    def alert(self, text: str) -> None: ...
-    def clear_alert(self) -> None: ...
-    def journal(self, title: str, body: str, tags: list[str]) -> None: ...
-    def event(self, name: str, **fields: Any) -> None: ...
-
-
-class CmuxNotifier:
-    """Mailbox, alert file, journal and event log of a real project."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
-    def tell(self, to: str, subject: str, body: str) -> None:
-        tell(self.cfg, to, subject, body)
-
-    def alert(self, text: str) -> None:
-        raise_alert(self.cfg, ALERT_PREFIX + text)
-
-    def clear_alert(self) -> None:
-        clear_alert(self.cfg.data, ALERT_PREFIX)
-
-    def journal(self, title: str, body: str, tags: list[str]) -> None:
-        journal(self.cfg, title, body, tags)
-
-    def event(self, name: str, **fields: Any) -> None:
-        events.record(self.cfg.data, name, None, **fields)
-
-
-def tell(cfg: Config, to: str, subject: str, body: str) -> str | None:
-    """Mail ``to`` from cmux, falling back to the human; returns who got it."""
-    from cmux.mail import store
-
-    for rcpt in dict.fromkeys((to, HUMAN)):
-        try:
-            store.send(cfg, to=rcpt, body=body, sender="cmux", kind="notice", subject=subject)
-            return rcpt
-        except UnknownRecipient:
-            continue
-        except CmuxError:
-            log.exception("could not mail %s", rcpt)
-            return None
-    log.warning("nobody to tell: %s", subject)
-    return None
-
-
-def alert_file(data: DataRoot) -> Path:
-    return data.state_dir / "alert"
-
-
-def raise_alert(cfg: Config, text: str) -> None:
-    """The one-line alert `cmux status` and the monitor window show, and a
-    message for the human (`cmux inbox`)."""
-    line = " ".join(text.split())
-    try:
-        if alert_file(cfg.data).read_text().strip() == line:
-            return  # already up, already told
-    except FileNotFoundError:
-        pass
-    atomic_write(alert_file(cfg.data), line + "\n")
-    events.record(cfg.data, "alert", None, text=line)
-    tell(cfg, HUMAN, "cmux needs you", text)
-
-
-def clear_alert(data: DataRoot, prefix: str | None = None) -> bool:
-    """Remove the alert (only one that starts with ``prefix``, if given)."""
-    path = alert_file(data)
-    try:
-        current = path.read_text()
-    except FileNotFoundError:
-        return False
-    if prefix is not None and not current.startswith(prefix):
-        return False
-    path.unlink(missing_ok=True)
-    events.record(data, "alert-cleared", None, text=current.strip())
-    return True
-
-
-def journal(cfg: Config, title: str, body: str, tags: list[str]) -> None:
-    try:
-        from cmux.journal import store as journal_store
-
-        journal_store.add_entry(cfg.data, agent="cmux", title=title, body=body, tags=tags)
-    except ImportError:
-        log.info("no journal module; not recorded: %s", title)
-    except Exception:
-        log.exception("could not write the journal entry %r", title)
-
-
 @dataclass
 class RoundReport:
     """What one call of :meth:`HealthMonitor.round` saw and did."""
 
     ok: bool
-    action: str
+    action: Action | Literal["checked"]
     results: list[CheckResult]
     head: str | None = None
     moved_last_good: bool = False
@@ -481,7 +239,7 @@ class HealthMonitor:
         else:
             text = (
                 f"the checks keep failing after {s.rollback_budget} rollbacks within "
-                f"{_span(s.rollback_window)}: no more automatic rollbacks. Fix the cause, then "
+                f"{span(s.rollback_window)}: no more automatic rollbacks. Fix the cause, then "
                 "`cmux health --clear-alert`. `cmux rescue list` shows what was saved."
             )
         return self._alert("budget", text, now)
@@ -630,65 +388,7 @@ class HealthMonitor:
                 wait -= step
 
 
-def rollback_entry(rescue: Rescue, *, auto: bool) -> dict[str, Any]:
-    return {
-        "ts": rescue.ts,
-        "rescue": rescue.id,
-        "branch": rescue.branch,
-        "from": rescue.head,
-        "to": rescue.target,
-        "stash": rescue.stash,
-        "undone": len(rescue.undone),
-        "auto": auto,
-        "counted": auto,
-        "verified": None,
-    }
-
-
-def describe_rollback(rescue: Rescue, *, verified: bool | None, reason: str) -> str:
-    """The text the supervisor and the journal get: what was undone, where it is."""
-    lines = [
-        f"cmux rolled {rescue.head[:10]} back to {rescue.target[:10]}: {reason}.",
-    ]
-    if verified is not None:
-        lines.append(
-            "The checks pass again." if verified else "The checks STILL FAIL after the rollback."
-        )
-    if rescue.undone:
-        lines.append(f"\nCommits undone ({len(rescue.undone)}), kept on branch {rescue.branch}:")
-        lines += [f"- {c['sha'][:10]} {c['subject']}" for c in rescue.undone[:50]]
-        if len(rescue.undone) > 50:
-            lines.append(f"- … and {len(rescue.undone) - 50} more")
-    else:
-        lines.append(f"\nNo commits were undone; branch {rescue.branch} marks where it was.")
-    if rescue.stash:
-        lines.append(
-            f"\nUncommitted work ({len(rescue.files)} path(s)) is in stash {rescue.stash[:10]} "
-            f'("cmux rescue {rescue.id}", also pinned as {rescue.stash_ref}):'
-        )
-        lines += [f"- {p}" for p in rescue.files[:30]]
-        if len(rescue.files) > 30:
-            lines.append(f"- … and {len(rescue.files) - 30} more")
-    if rescue.overwritten:
-        lines.append(
-            f"\nIgnored files the rollback overwrote were copied to state/rescues/{rescue.id}/: "
-            + ", ".join(rescue.overwritten[:10])
-        )
-    lines.append("\nTo bring it back:")
-    lines += [f"  {what}: {cmd}" for what, cmd in rescue.commands()]
-    lines.append("\nNothing was lost. Find out why the checks failed before redoing the work.")
-    return "\n".join(lines)
-
-
-def _span(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
-
-
-# -- the daemon entry point --------------------------------------------------------------
+# -- the daemon entry point ----------------------------------------------------------
 
 
 def pid_file(data: DataRoot) -> Path:

@@ -1,0 +1,86 @@
+"""What a person sees of the agents: the status rows and the header line.
+
+``cmux status``, its ``--json``, the monitor window and ``cmux demo`` all
+show these. Plain data: the front ends (cmux/ui.py's status table) draw it.
+A row is a record of the registry as it is, with the agent's mail counts and,
+when it has a transcript, its token use; nothing here guesses a state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from cmux.agents.registry import Agent
+from cmux.config import Config
+from cmux.text import one_line
+
+
+def status_rows(
+    agents: Iterable[Agent], mail: dict[str, dict[str, int]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per agent, from its record and its mail counts."""
+    now = time.time()
+    rows = []
+    for a in agents:
+        m = (mail or {}).get(a.name, {})
+        rows.append(
+            {
+                "name": a.name,
+                "role": a.role,
+                "profile": a.profile,
+                "state": a.state,
+                "exit_code": a.exit_code,
+                "task": a.task_summary,
+                "age_seconds": round(now - a.created, 1),
+                "last_event": a.last_event,
+                "updated": a.updated,
+                "pane_id": a.pane_id,
+                "cwd": a.cwd,
+                "branch": a.branch,
+                "pending": m.get("pending", 0),
+                "held": m.get("held", 0),
+                "note": a.note,
+            }
+        )
+    return rows
+
+
+def collect_status(cfg: Config, *, reconcile: bool = True) -> list[dict[str, Any]]:
+    """Every agent as a status row. ``reconcile=False`` for the monitor, whose
+    own loop reconciles (from inside the server, see deaths.reconcile)."""
+    from cmux.agents import deaths, registry
+    from cmux.mail import store
+
+    if reconcile:
+        deaths.reconcile(cfg)
+    agents = registry.list_agents(cfg.data)
+    mail = store.counts(cfg.data, [a.name for a in agents])
+    rows = status_rows(agents, mail)
+    if any(a.transcript for a in agents):
+        from cmux.agents import cost
+
+        tokens = cost.usage(cfg.data, agents)
+        for row in rows:
+            row["tokens"] = tokens[row["name"]].to_dict()
+    return rows
+
+
+def status_header(cfg: Config) -> str:
+    """The session's name and whether it runs; then, a line each, the mail
+    waiting for the human and the alert, when there are any."""
+    from cmux.agents import server
+    from cmux.health.alerts import read_alert
+    from cmux.mail import store
+
+    running = server.is_running(cfg)
+    title = f"cmux · {cfg.session_name} · {'running' if running else 'stopped'}"
+    extra = []
+    n = store.pending_count(cfg.data, "human")
+    if n:
+        extra.append(f"{n} message{'s' if n != 1 else ''} for you: `cmux inbox`")
+    alert = read_alert(cfg.data)
+    if alert is not None:
+        extra.append("ALERT: " + one_line((alert.strip().splitlines() or [""])[0]))
+    return title + "".join(f"\n{e}" for e in extra)
