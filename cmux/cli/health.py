@@ -213,15 +213,10 @@ def rollback_cmd(ref: str | None, force: bool, yes: bool, no_restart: bool, as_j
       cmux rollback --to HEAD~3     three commits back
       cmux rollback --to v1.2 -y    no question asked
     """
-    from cmux.health import rollback as rb
-    from cmux.health.config import settings as load_settings
-    from cmux.health.daemon import HealthMonitor
-    from cmux.health.state import load_state
+    from cmux.health import view
 
     cfg = load_config()
-    repo = rb.Repo(cfg.project_root, cfg.data)
-    st = load_state(cfg.data)
-    p = rb.plan(repo, st.passed, ref, force=force)
+    p = view.rollback_plan(cfg, ref, force=force)
     if p.nothing_to_do:
         if as_json:
             ui.print_json({"rolled_back": False, "reason": "HEAD is the target, nothing is dirty"})
@@ -232,9 +227,7 @@ def rollback_cmd(ref: str | None, force: bool, yes: bool, no_restart: bool, as_j
         _show_plan(p)
     if not yes and sys.stdin.isatty() and not click.confirm("roll back?", default=False):
         raise click.exceptions.Abort()
-    s = load_settings(cfg)
-    mon = HealthMonitor.for_config(cfg, s)
-    rescue = mon.manual_rollback(p.target, restart=not no_restart)
+    rescue = view.roll_back(cfg, p.target, restart=not no_restart)
     if as_json:
         ui.print_json({"rolled_back": True, **rescue.to_dict()})
         return
@@ -296,11 +289,10 @@ def _view_dict(v: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the rescues as JSON.")
 def rescue_list_cmd(as_json: bool) -> None:
     """Every rescue, newest first, with the commands that bring it back."""
-    from cmux.health import rescues
-    from cmux.health import rollback as rb
+    from cmux.health import view
 
     cfg = load_config()
-    views = rescues.list_rescues(rb.Repo(cfg.project_root, cfg.data))
+    views = view.rescue_views(cfg)
     if as_json:
         ui.print_json([_view_dict(v) for v in views])
         return
@@ -334,12 +326,11 @@ def rescue_list_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rescue as JSON.")
 def rescue_show_cmd(name: str, as_json: bool) -> None:
     """One rescue in full: the commits, the files, the commands."""
-    from cmux.health import rescues
-    from cmux.health import rollback as rb
+    from cmux.health import view
     from cmux.health.report import describe_rollback
 
     cfg = load_config()
-    v = rescues.find_rescue(rb.Repo(cfg.project_root, cfg.data), name)
+    v = view.rescue_view(cfg, name)
     if as_json:
         ui.print_json(_view_dict(v))
         return

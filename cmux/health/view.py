@@ -93,3 +93,33 @@ def check_now(cfg: Config) -> RoundReport:
     if not s.enabled:
         raise UsageError("no health checks are configured", "add [[health.checks]] to cmux.toml")
     return HealthMonitor.for_config(cfg, s).check_now()
+
+
+def rollback_plan(cfg: Config, ref: str | None = None, *, force: bool = False) -> Any:
+    """What `cmux rollback [--to REF]` would do (a rollback.Plan), changing nothing."""
+    from cmux.health.rollback import Repo, plan
+
+    repo = Repo(cfg.project_root, cfg.data)
+    return plan(repo, state.load_state(cfg.data).passed, ref, force=force)
+
+
+def roll_back(cfg: Config, target: str, *, restart: bool = True) -> Any:
+    """Roll back to ``target`` by hand, saving everything first (a rescues.Rescue)."""
+    monitor = HealthMonitor.for_config(cfg, load_settings(cfg))
+    return monitor.manual_rollback(target, restart=restart)
+
+
+def rescue_views(cfg: Config) -> list[Any]:
+    """What `cmux rescue list` shows: every rescue, newest first."""
+    from cmux.health.rescues import list_rescues
+    from cmux.health.rollback import Repo
+
+    return list_rescues(Repo(cfg.project_root, cfg.data))
+
+
+def rescue_view(cfg: Config, name: str) -> Any:
+    """One rescue by id or branch (`cmux rescue show`); UsageError if unknown."""
+    from cmux.health.rescues import find_rescue
+    from cmux.health.rollback import Repo
+
+    return find_rescue(Repo(cfg.project_root, cfg.data), name)
