@@ -123,7 +123,6 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
         force=True,
     )
     pid_path = cfg.data.run_dir / "monitor.pid"
-    pidfile.write(pid_path)
     stopping = False
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -146,7 +145,10 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
     agents = AgentList(cfg)
     view = StatusView(cfg, agents, draw)
     last_reconcile = 0.0
+    # The pid file after the signal handlers, inside the `finally` that
+    # removes it: no stop signal can leave it behind.
     try:
+        pidfile.write(pid_path)
         while not stopping:
             now = time.time()
             daemons.poll()

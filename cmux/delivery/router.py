@@ -342,12 +342,15 @@ def run(cfg: Config) -> None:
                 else "?"
             )
             raise SessionError(f"a router is already running for {cfg.data.root} (pid {pid})")
-        pidfile.write(cfg.data.run_dir / "router.pid")
         router = Router(cfg, Tmux.for_config(cfg))
+        # The handlers before the pid file: a SIGTERM that comes earlier ends
+        # the process with nothing written; any later one goes through the
+        # `finally` that removes the file.
         signal.signal(signal.SIGTERM, lambda *_: router.stop())
         signal.signal(signal.SIGHUP, lambda *_: router.stop())
-        events.record(cfg.data, "router-start", pid=os.getpid())
         try:
+            pidfile.write(cfg.data.run_dir / "router.pid")
+            events.record(cfg.data, "router-start", pid=os.getpid())
             router.run()
         finally:
             pidfile.remove(cfg.data.run_dir / "router.pid")

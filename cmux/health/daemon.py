@@ -419,7 +419,6 @@ def run_daemon(cfg: Config) -> None:
             raise AlreadyRunning(
                 "a health monitor already runs for this project", "see `cmux health`"
             )
-        pidfile.write(pid_file(cfg.data))
         stop = {"now": False}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -431,8 +430,12 @@ def run_daemon(cfg: Config) -> None:
 
         old = signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGHUP, on_signal)
-        events.record(cfg.data, "health-start", None, pid=os.getpid(), checks=len(settings.checks))
         try:
+            # After the handlers, inside the `finally` that removes it.
+            pidfile.write(pid_file(cfg.data))
+            events.record(
+                cfg.data, "health-start", None, pid=os.getpid(), checks=len(settings.checks)
+            )
             HealthMonitor.for_config(cfg, settings).run_forever(lambda: stop["now"])
         finally:
             signal.signal(signal.SIGTERM, old)
