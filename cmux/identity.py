@@ -29,19 +29,17 @@ claims to be the person from inside tmux.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cmux.errors import CmuxError
-from cmux.paths import DEADLETTER, HUMAN, DataRoot
+from cmux.paths import DEADLETTER, HUMAN, NAME_RE, DataRoot
 
 NAME_ENV = "CMUX_AGENT"
 TOKEN_ENV = "CMUX_AGENT_TOKEN"
 CMUX = "cmux"  # cmux's own notices: a sender only cmux's code chooses
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 RESERVED = frozenset(
     {HUMAN, DEADLETTER, "monitor", "all", CMUX, "router", "rescue", "tmp", "new", "cur"}
 )

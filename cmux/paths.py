@@ -7,11 +7,15 @@ CMUX_HOME so that a worker in a worktree writes to the same mailbox.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 HUMAN = "human"
 SUPERVISOR = "supervisor"
 DEADLETTER = "deadletter"
+# An agent name: what a mailbox, a registry record and CMUX_AGENT may be called
+# (`human`, `cmux` and `supervisor` match it too). \Z, not $: "w1\n" is no name.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 
 
 class DataRoot:

@@ -27,7 +27,9 @@ from typing import Any
 
 from cmux.errors import ConfigError
 
-BUILTIN_PROFILES = ("claude", "demo", "shell")  # as in cmux.agents.profiles
+# The agent programs cmux knows without a [profiles.X] entry (cmux/agents/profiles.py
+# knows how to start each one).
+BUILTIN_PROFILES = ("claude", "demo", "shell")
 PERMISSION_MODES = ("default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan")
 DAY = 86400.0
 

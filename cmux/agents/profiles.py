@@ -23,8 +23,9 @@ from cmux.agents import claude_hooks
 from cmux.config import Config, Profile
 from cmux.errors import UsageError
 from cmux.fsutil import atomic_write
+from cmux.settings_schema import BUILTIN_PROFILES
 
-BUILTIN = ("claude", "demo", "shell")
+BUILTIN = BUILTIN_PROFILES  # the names the schema accepts for [cmux] agent
 
 # Every agent command runs under this wrapper: the pane stays (remain-on-exit)
 # and its exit status is the agent's, 128+N when a signal ended the agent.

@@ -17,8 +17,8 @@ from typing import Any, Literal, get_args
 from cmux import events
 from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
 from cmux.fsutil import locked, read_json, write_json
-from cmux.identity import NAME_RE, RESERVED
-from cmux.paths import SUPERVISOR, DataRoot
+from cmux.identity import RESERVED
+from cmux.paths import NAME_RE, SUPERVISOR, DataRoot
 
 # done and blocked are declared by the agent (`mailbox done`, `mailbox blocked`);
 # waiting is a permission dialog on its screen; exited carries ``exit_code``.

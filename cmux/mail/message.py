@@ -10,12 +10,9 @@ from _thread import allocate_lock  # threading.Lock itself; `threading` costs ~1
 from typing import Any
 
 from cmux.events import now_iso
+from cmux.paths import NAME_RE
 
 KINDS = ("message", "task", "done", "blocked", "status", "notice")
-# Agent names (the same rule as cmux.agents.registry.NAME_RE, which this module
-# does not import: it pulls in dataclasses, too slow for the send path). `human`,
-# `cmux` and `supervisor` match it too.
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 # Message ids: what new_id() makes, or any id of a safe charset. An id names
 # files (<id>.json, large/<id>.txt), so no '/', no ':' (the Maildir flags), no
 # control characters, and it cannot start with '.' nor hold '..'.

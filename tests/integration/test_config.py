@@ -166,8 +166,10 @@ def test_the_default_file_and_every_example_in_the_docs_pass(
     assert project.ok("status").code == 0
 
 
-def test_the_schema_knows_the_builtin_profiles() -> None:
-    from cmux.agents.profiles import BUILTIN
+def test_every_builtin_profile_the_schema_accepts_can_be_started(project: Project) -> None:
+    from cmux.agents import profiles
     from cmux.settings_schema import BUILTIN_PROFILES
 
-    assert BUILTIN_PROFILES == BUILTIN
+    cfg = project.config()
+    for name in BUILTIN_PROFILES:
+        assert profiles.resolve(cfg, name).name == name

@@ -186,16 +186,21 @@ def test_stop_never_signals_a_process_that_got_a_dead_daemons_pid(project: Proje
         stranger.wait()
 
 
-def test_stop_ends_a_detached_daemon_it_did_start(project: Project) -> None:
+def start_router(project: Project, *, detached: bool = False) -> subprocess.Popen[bytes]:
+    """A router started by hand, outside tmux (``detached``: in its own session)."""
     env = {**project.env, "CMUX_HOME": str(project.data), "CMUX_PROJECT": str(project.root)}
-    router = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "cmux", "router"],
         cwd=project.root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=detached,
     )
+
+
+def test_stop_ends_a_detached_daemon_it_did_start(project: Project) -> None:
+    router = start_router(project, detached=True)
     try:
         wait_until(lambda: pid_of(run_dir(project) / "router.pid") == router.pid)
         project.ok("stop")
@@ -206,15 +211,8 @@ def test_stop_ends_a_detached_daemon_it_did_start(project: Project) -> None:
 
 
 def test_a_daemon_removes_its_pid_file_when_it_ends(project: Project) -> None:
-    env = {**project.env, "CMUX_HOME": str(project.data), "CMUX_PROJECT": str(project.root)}
     path = run_dir(project) / "router.pid"
-    router = subprocess.Popen(
-        [sys.executable, "-m", "cmux", "router"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    router = start_router(project)
     wait_until(lambda: pid_of(path) == router.pid, what="the router's pid file")
     router.send_signal(signal.SIGTERM)
     router.wait(timeout=10)
