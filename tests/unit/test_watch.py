@@ -34,6 +34,23 @@ def events_within(w: watch.Watcher, seconds: float) -> list[watch.Event]:
     return out
 
 
+def until_watching(w: watch.Watcher, folder: Path) -> None:
+    """Make entries in ``folder`` until ``w`` reports one (the watchfiles
+    thread watches some moment after ``add``), then drain what it saw: from
+    here on every change is reported. Polls with a deadline, no fixed pause."""
+    deadline = time.monotonic() + 10
+    n = 0
+    while time.monotonic() < deadline:
+        (folder / f".probe-{n}").mkdir()
+        n += 1
+        ready, _, _ = select.select([w.fileno()], [], [], 0.1)
+        if ready and w.read():
+            while select.select([w.fileno()], [], [], 0.3)[0]:  # the probes' stragglers
+                w.read()
+            return
+    raise AssertionError(f"{w} reported nothing in {folder} within 10 s")
+
+
 def test_a_file_landing_is_reported_as_its_folder_and_name(
     watcher: watch.Watcher, tmp_path: Path
 ) -> None:
@@ -41,7 +58,7 @@ def test_a_file_landing_is_reported_as_its_folder_and_name(
     new.mkdir(parents=True)
     assert watcher.add(new, "files")
     assert not watcher.add(new, "files")  # already watched
-    time.sleep(0.3)  # (the watchfiles thread starts)
+    until_watching(watcher, new)
     (tmp_path / "box" / "tmp.json").write_text("{}")
     os.link(tmp_path / "box" / "tmp.json", new / "m.json")
     got = events_within(watcher, 5)
@@ -53,16 +70,15 @@ def test_a_directory_made_in_a_dirs_watch_is_reported(
     watcher: watch.Watcher, tmp_path: Path
 ) -> None:
     assert watcher.add(tmp_path, "dirs")
-    time.sleep(0.3)
+    until_watching(watcher, tmp_path)
     (tmp_path / "w2").mkdir()
     assert watch.Event(str(tmp_path), "w2") in events_within(watcher, 5)
 
 
 def test_nothing_happening_means_nothing_to_read(watcher: watch.Watcher, tmp_path: Path) -> None:
     watcher.add(tmp_path, "files")
-    time.sleep(0.3)
-    watcher.read()
-    assert events_within(watcher, 0.7) == []
+    until_watching(watcher, tmp_path)
+    assert events_within(watcher, 0.7) == []  # a span of quiet: the point of the test
 
 
 def test_the_router_gets_inotify_here() -> None:
