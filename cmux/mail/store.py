@@ -151,14 +151,18 @@ def _infer_depth(data: DataRoot, sender: str, to: str) -> tuple[int, str | None]
 
 def find(data: DataRoot, agent: str, msg_id: str) -> Message | None:
     """The message ``msg_id`` in ``agent``'s mailbox, or None (also for an id or
-    a name that could not name a file)."""
+    a name that could not name a file).
+
+    Looked for in the order a message moves (new/, claimed in cur/, delivered
+    in cur/ with the S flag), so one that the router moves on meanwhile is
+    found at its next place rather than missed between two looks."""
     if not valid_name(agent) or not valid_id(msg_id):
         return None
     cur, new = maildir.cur_dir(data, agent), maildir.new_dir(data, agent)
     for folder, name in (
-        (cur, msg_id + SUFFIX + SEEN),
-        (cur, msg_id + SUFFIX),
         (new, msg_id + SUFFIX),
+        (cur, msg_id + SUFFIX),
+        (cur, msg_id + SUFFIX + SEEN),
     ):
         try:
             return parse(folder / name, agent, name)

@@ -254,3 +254,23 @@ def test_a_negative_depth_limit_is_refused(cfg) -> None:
     with pytest.raises(ConfigError, match="depth_limit"):
         store.send(cfg._replace(depth_limit=-1), to="w1", body="x", sender="w2")
     assert store.pending(cfg.data, "w1") == []
+
+
+def test_a_reply_finds_its_parent_while_the_router_moves_it(cfg, monkeypatch) -> None:
+    """The parent of a reply is looked up while a router may be claiming and
+    delivering it (new/ -> cur/ -> cur/...:2,S). Here it moves one step just
+    before every look: found all the same, so the reply's depth is right."""
+    first = store.send(cfg, to="w1", body="q", sender="human")
+    cur, new = maildir.cur_dir(cfg.data, "w1"), maildir.new_dir(cfg.data, "w1")
+    steps = [new / f"{first.id}.json", cur / f"{first.id}.json", cur / f"{first.id}.json:2,S"]
+    real = store.parse
+
+    def moving(path, agent, name):
+        here = next((p for p in steps if p.exists()), None)
+        if here is not None and here != steps[-1]:
+            os.rename(here, steps[steps.index(here) + 1])
+        return real(path, agent, name)
+
+    monkeypatch.setattr(store, "parse", moving)
+    reply = store.send(cfg, to="human", body="a", sender="w1", reply_to=first.id)
+    assert reply.depth == 1
