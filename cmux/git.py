@@ -446,6 +446,100 @@ class Repo:
         if sha in entries:
             self._run("stash", "drop", "-q", f"stash@{{{entries.index(sha)}}}")
 
+    # -- merging (the merge queue's scratch worktree) ----------------------------------
+
+    def current_branch(self) -> str | None:
+        """The branch checked out here (``main``), or None when HEAD is detached."""
+        out = self._run("symbolic-ref", "-q", "--short", "HEAD", check=False)
+        return out.strip() or None
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        out = self._run("merge-base", a, b, check=False)
+        return out.strip() or None
+
+    def _lend(self, identity: tuple[str, str]) -> tuple[str, ...]:
+        """``-c user.name/user.email`` for a commit, when the person set none."""
+        if self.config("user.email") and self.config("user.name"):
+            return ()
+        return (f"user.name={identity[0]}", f"user.email={identity[1]}")
+
+    def checkout_detached(self, sha: str) -> None:
+        """The work tree and index exactly at ``sha`` (detached), whatever was
+        there: changes, a half merge or rebase, untracked files (not ignored ones)."""
+        self._run("rebase", "--abort", check=False)
+        self._run("merge", "--abort", check=False)
+        self._run("checkout", "-q", "--force", "--detach", sha)
+        self._run("clean", "-q", "-ffd")
+
+    def conflicted(self) -> list[str]:
+        """The paths left unmerged by a merge or rebase that stopped."""
+        out = self._run("diff", "--name-only", "-z", "--diff-filter=U", check=False)
+        return sorted(set(_split_z(out)))
+
+    def merge_commit(self, rev: str, message: str, identity: tuple[str, str]) -> list[str]:
+        """Merge ``rev`` into the (detached) HEAD as a merge commit. Returns
+        the conflicting paths, having undone the merge, or [] when HEAD is the
+        merge now (or ``rev`` was in it already)."""
+        status, out, err = _call(
+            self._repo.git,
+            "merge",
+            "-q",
+            "--no-ff",
+            "--no-edit",
+            "-m",
+            message,
+            rev,
+            config=self._lend(identity),
+        )
+        if status == 0:
+            return []
+        paths = self.conflicted()
+        self._run("merge", "--abort", check=False)
+        if not paths:
+            raise _failure("merge", (rev,), err, out)
+        return paths
+
+    def squash_commit(self, rev: str, message: str, identity: tuple[str, str]) -> list[str]:
+        """``rev``'s changes as one new commit on the (detached) HEAD; the
+        conflicting paths (undone) or []."""
+        status, out, err = _call(self._repo.git, "merge", "-q", "--squash", rev)
+        if status != 0:
+            paths = self.conflicted()
+            self._run("reset", "-q", "--hard", "HEAD")
+            if not paths:
+                raise _failure("merge", ("--squash", rev), err, out)
+            return paths
+        if not self._run("diff", "--cached", "--name-only", check=False).strip():
+            return []  # nothing to add: rev's changes are all there already
+        self._run("commit", "-q", "--no-verify", "-m", message, config=self._lend(identity))
+        return []
+
+    def rebase_onto(self, onto: str, rev: str, identity: tuple[str, str]) -> list[str]:
+        """The commits of ``rev`` not in ``onto`` replayed on ``onto``, HEAD
+        (detached) at the result; the conflicting paths (undone) or []."""
+        self._run("checkout", "-q", "--force", "--detach", rev)
+        status, out, err = _call(self._repo.git, "rebase", "-q", onto, config=self._lend(identity))
+        if status == 0:
+            return []
+        paths = self.conflicted()
+        self._run("rebase", "--abort", check=False)
+        if not paths:
+            raise _failure("rebase", (onto,), err, out)
+        return paths
+
+    def move_ref(self, ref: str, new: str, old: str, message: str) -> bool:
+        """Point ``ref`` at ``new`` only if it still points at ``old``; False
+        (nothing changed) when it does not."""
+        status, _, _ = _call(self._repo.git, "update-ref", "-m", message, ref, new, old)
+        return status == 0
+
+    def fast_forward(self, sha: str) -> tuple[bool, str]:
+        """``git merge --ff-only sha`` in this work tree: (True, "") when HEAD
+        is at ``sha`` now, else (False, git's words); git never overwrites
+        uncommitted work, so a refusal changed nothing."""
+        status, out, err = _call(self._repo.git, "merge", "-q", "--ff-only", sha)
+        return status == 0, (err.strip() or out.strip())
+
     # -- worktrees -------------------------------------------------------------------
 
     def worktree_add(self, path: Path, branch: str, start: str = "HEAD") -> None:
@@ -455,6 +549,10 @@ class Repo:
     def worktree_remove(self, path: Path) -> None:
         """Remove the worktree at ``path``, changes and all."""
         self._run("worktree", "remove", "--force", str(path))
+
+    def worktree_add_detached(self, path: Path, start: str) -> None:
+        """A new worktree at ``path``, HEAD detached at ``start``."""
+        self._run("worktree", "add", "-q", "--force", "--detach", str(path), start)
 
     def worktree_prune(self) -> None:
         self._run("worktree", "prune")

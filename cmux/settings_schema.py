@@ -230,33 +230,39 @@ def check_name(i: int, spec: dict[str, Any]) -> str:
     return name.strip() if isinstance(name, str) and name.strip() else f"check{i + 1}"
 
 
-def checks(value: Any, where: str) -> None:
-    """``[[health.checks]]``: a list of tables (one ``[health.checks]`` table
+class Checks:
+    """``[[SECTION.checks]]``: a list of tables (one ``[SECTION.checks]`` table
     also counts as a list of one), each with its own name."""
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(
-            f"{where} must be a list of tables, not {show(value)}",
-            "write each one as [[health.checks]]",
-        )
-    seen: set[str] = set()
-    for i, spec in enumerate(value):
-        if not isinstance(spec, dict):
+
+    def __init__(self, section: str) -> None:
+        self.section = section
+
+    def __call__(self, value: Any, where: str) -> None:
+        kind = f"[[{self.section}.checks]]"
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
             raise ConfigError(
-                f"[[health.checks]] #{i + 1} must be a table with a command or a url, "
-                f"not {show(spec)}"
+                f"{where} must be a list of tables, not {show(value)}",
+                f"write each one as {kind}",
             )
-        name = check_name(i, spec)
-        CHECK(
-            spec, f"[[health.checks]] {name!r}" if "name" in spec else f"[[health.checks]] #{i + 1}"
-        )
-        if name in seen:
-            raise ConfigError(
-                f"[[health.checks]] {name!r}: two checks have the same name",
-                "give each check its own name",
-            )
-        seen.add(name)
+        seen: set[str] = set()
+        for i, spec in enumerate(value):
+            if not isinstance(spec, dict):
+                raise ConfigError(
+                    f"{kind} #{i + 1} must be a table with a command or a url, not {show(spec)}"
+                )
+            name = check_name(i, spec)
+            CHECK(spec, f"{kind} {name!r}" if "name" in spec else f"{kind} #{i + 1}")
+            if name in seen:
+                raise ConfigError(
+                    f"{kind} {name!r}: two checks have the same name",
+                    "give each check its own name",
+                )
+            seen.add(name)
+
+
+checks = Checks("health")
 
 
 HEALTH = Table(
@@ -294,12 +300,26 @@ CLAUDE = Table(
 )
 MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})
 
+# [merge]: the merge queue (docs/MERGE.md); its checks default to the health checks.
+MERGE_STRATEGIES = ("merge", "rebase", "squash")
+MERGE = Table(
+    {
+        "trunk": Text(),
+        "strategy": Text(MERGE_STRATEGIES),
+        "batch": Number(int, 1, 64),
+        "auto": flag,
+        "checks": Checks("merge"),
+    },
+    doc="docs/MERGE.md",
+)
+
 SECTIONS: dict[str, Validator] = {
     "cmux": CMUX,
     "claude": CLAUDE,
     "mail": MAIL,
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,
+    "merge": MERGE,
 }
 
 

@@ -89,7 +89,7 @@ _NUMBERS = (
 )
 
 
-def _check(i: int, spec: dict[str, Any]) -> Check:
+def parse_check(i: int, spec: dict[str, Any]) -> Check:
     command, url = spec.get("command"), spec.get("url")
     default_timeout = DEFAULT_URL_TIMEOUT if url is not None else DEFAULT_COMMAND_TIMEOUT
     return Check(
@@ -114,7 +114,7 @@ def parse(section: dict[str, Any]) -> HealthSettings:
         numbers[key] = type(getattr(d, key))(value)  # int or float, as the default
     restart = section.get("restart")
     return HealthSettings(
-        checks=tuple(_check(i, spec) for i, spec in enumerate(raw_checks)),
+        checks=tuple(parse_check(i, spec) for i, spec in enumerate(raw_checks)),
         restart=restart.strip() if restart else None,
         **numbers,
     )

@@ -472,3 +472,20 @@ def _prune_empty_dirs(d: Path, top: Path) -> None:
         except OSError:
             return
         d = d.parent
+
+
+def record_pass(data: DataRoot, repo: git.Repo, sha: str) -> bool:
+    """A commit that passed the checks somewhere else (the merge queue landed
+    it): remembered as passing, and refs/cmux/last-good moves there when it
+    is ahead of where it was. Returns whether last-good moved."""
+    from cmux.health.state import editing, mark_passed
+
+    with editing(data) as st:
+        mark_passed(st, sha)
+        old = repo.verify(LAST_GOOD_REF)
+        if old and old != sha and not repo.is_ancestor(old, sha):
+            return False
+        if old != sha:
+            repo.set_ref(LAST_GOOD_REF, sha, "cmux: landed by the merge queue, checks passed")
+        st.last_good, st.last_good_at = sha, time.time()
+    return old != sha

@@ -9,7 +9,8 @@ as always:
 
 - a person (``human``): everything;
 - the supervisor: spawn a worker with a profile and a task, inside the
-  project; end, approve or deny its own workers; list. Not ``--command`` (a
+  project; end, approve, deny or merge (queue the branch of) its own
+  workers; list. Not ``--command`` (a
   command line run unprompted) nor the ``shell`` profile (a shell runs its mail
   as commands): either would let an agent run any command without a prompt;
 - a worker: list only. It asks its supervisor for anything else.
@@ -48,8 +49,8 @@ def decide(
         if cmd == "list":
             return None
         return (
-            f"a worker cannot `workers {cmd}`: only the supervisor spawns, ends and "
-            "answers for workers",
+            f"a worker cannot `workers {cmd}`: only the supervisor spawns, ends, merges "
+            "and answers for workers",
             'ask your supervisor: mailbox send supervisor "..."',
         )
     if cmd == "spawn":
@@ -71,7 +72,7 @@ def decide(
                 f"{outside} is outside the project: an agent spawns workers only inside it",
                 "give a --dir or --task-file under the project directory",
             )
-    if cmd in ("kill", "approve", "deny") and target_parent != caller:
+    if cmd in ("kill", "approve", "deny", "merge") and target_parent != caller:
         return (
             f"{target} is not a worker of {caller}: an agent can {cmd} only its own workers",
             f"a person can: cmux {cmd} {target}",
@@ -125,7 +126,7 @@ def authorize(
             prof = profiles.resolve(cfg, profile)
             facts["shell"] = prof.name == "shell" and prof.builtin
         facts["outside"] = _outside(cfg, cwd, task_file)
-    elif cmd in ("kill", "approve", "deny"):
+    elif cmd in ("kill", "approve", "deny", "merge"):
         facts["target"] = name
         try:
             facts["target_parent"] = registry.get(cfg.data, name or "").parent

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
     ("agents", ["cmux.agents"]),
     ("health", ["cmux.health"]),
-    ("delivery", ["cmux.delivery"]),
+    ("delivery and merging", ["cmux.delivery", "cmux.merge"]),
     ("daemons and views", ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper"]),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
     ("front ends", ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.__main__"]),
