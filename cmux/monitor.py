@@ -1,7 +1,8 @@
 """The `monitor` window: cmux's daemons, kept alive, and a live status.
 
-The monitor starts each daemon (the router; the health monitor when
-[health] is configured) as a child process and starts it again as soon as it
+The monitor starts each daemon (the router; the merger of the merge queue
+in a git repository; the health monitor when [health] is configured) as a
+child process and starts it again as soon as it
 dies (SIGCHLD wakes the loop), with back-off only when it keeps failing by
 itself: cmux/daemons.py's process manager, the rule the keeper applies to the
 monitor too. Its daemons die with it (PR_SET_PDEATHSIG on Linux), and a new
@@ -48,6 +49,8 @@ def daemons_for(cfg: Config) -> list[Process]:
     from cmux.agents.server import cmux_argv
 
     out = [Process("router", cmux_argv("router"))]
+    if (cfg.project_root / ".git").exists():  # the merge queue needs a repository
+        out.append(Process("merger", cmux_argv("merger")))
     if cfg.section("health").get("checks"):
         out.append(Process("health", cmux_argv("health", "--daemon")))
     return out
@@ -96,7 +99,7 @@ class AgentList:
         return self.agents
 
 
-DAEMON_PIDS = ("router.pid", "health.pid")  # in state/run/, written by the daemons
+DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid")  # in state/run/, written by the daemons
 
 
 def end_leftovers(cfg: Config) -> list[str]:

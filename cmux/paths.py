@@ -84,6 +84,11 @@ class DataRoot:
         return self.state_dir / "index.db"
 
     @property
+    def trunk_file(self) -> Path:
+        """The branch the project had checked out at `cmux start` (merges land there)."""
+        return self.state_dir / "trunk"
+
+    @property
     def run_dir(self) -> Path:
         """Pid files and locks of the daemons."""
         return self.state_dir / "run"

@@ -58,6 +58,12 @@ def collect_status(cfg: Config, *, reconcile: bool = True) -> list[dict[str, Any
     agents = registry.list_agents(cfg.data)
     mail = store.counts(cfg.data, [a.name for a in agents])
     rows = status_rows(agents, mail)
+    if any(a.branch for a in agents):
+        from cmux.merge.queue import agent_states
+
+        merging = agent_states(cfg.data)
+        for row in rows:
+            row["queue"] = merging.get(row["name"])
     if any(a.transcript for a in agents):
         from cmux.agents import cost
 

@@ -132,16 +132,19 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
     from cmux.agents.cost import short
 
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    for col, kw in (
+    merging = any(r.get("queue") for r in rows)
+    columns: list[tuple[str, dict[str, Any]]] = [
         ("AGENT", {"style": "bold"}),
         ("ROLE", {}),
         ("STATE", {}),
+        *([("MERGE", {})] if merging else []),
         ("TASK", {"overflow": "ellipsis", "max_width": 48}),
         ("AGE", {"justify": "right"}),
         ("MAIL", {"justify": "right"}),
         ("TOKENS", {"justify": "right"}),
         ("LAST EVENT", {"overflow": "ellipsis", "max_width": 48}),
-    ):
+    ]
+    for col, kw in columns:
         table.add_column(col, **kw)
     for r in rows:
         state = str(r["state"])
@@ -163,6 +166,7 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
             styled(r["name"]),
             styled(r["role"]),
             styled(shown, style),
+            *((styled(r.get("queue") or ""),) if merging else ()),
             styled(r["task"] or ""),
             age(r["age_seconds"]),
             mail,

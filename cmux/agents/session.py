@@ -54,6 +54,21 @@ class StartResult:
     left_by_dead_server: list[str] = field(default_factory=list)
 
 
+def _record_trunk(cfg: Config) -> None:
+    """Remember the branch checked out now as the one the merge queue lands on
+    (kept from an earlier start when HEAD is detached or there is no git)."""
+    from cmux import git
+    from cmux.errors import GitError
+    from cmux.fsutil import atomic_write
+
+    try:
+        branch = git.Repo(cfg.project_root).current_branch()
+    except GitError:
+        return
+    if branch:
+        atomic_write(cfg.data.trunk_file, branch + "\n")
+
+
 def start(cfg: Config, *, profile: str | None = None, command: str | None = None) -> StartResult:
     """Create the session: a monitor window and the supervisor's window.
 
@@ -65,6 +80,7 @@ def start(cfg: Config, *, profile: str | None = None, command: str | None = None
     t0 = time.monotonic()
     cfg.data.ensure()
     write_project_marker(cfg.data, cfg.project_root)
+    _record_trunk(cfg)
     prof = None if command else profiles.resolve(cfg, profile)
     if prof is not None:
         profiles.require_binary(prof)

@@ -4,7 +4,8 @@ A worker spawned with ``--worktree`` works in ``<data root>/worktrees/<name>``
 on the new branch ``cmux/<name>``, made from the project's HEAD. At kill its
 work is never lost: the worktree and branch are kept while the worktree has
 uncommitted changes or the branch holds a commit no other local branch
-contains; otherwise both are removed. Git is reached only through
+contains (nor the merge queue's ``refs/cmux/merged/``: landed work); otherwise
+both are removed. Git is reached only through
 ``cmux.git``.
 """
 
@@ -60,9 +61,16 @@ def add(cfg: Config, name: str) -> tuple[Path, str]:
     return path, branch
 
 
+# Where the merge queue keeps each landed entry's original head (cmux/merge/merger.py).
+MERGED_REFS = "refs/cmux/merged/"
+
+
 def unmerged_commits(repo: git.Repo, branch: str) -> int:
-    """Commits on ``branch`` that no other local branch contains."""
+    """Commits on ``branch`` that no other local branch contains, nor the
+    merge queue's record of a landed head (a rebased or squashed landing
+    keeps the originals there, so deleting the branch loses nothing)."""
     others = [ref for ref in repo.refs("refs/heads/") if ref != f"refs/heads/{branch}"]
+    others += list(repo.refs(MERGED_REFS))
     return repo.count(f"refs/heads/{branch}", excluding=others)
 
 

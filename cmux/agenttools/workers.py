@@ -2,6 +2,7 @@
 
     workers spawn NAME --task TEXT [--worktree] [--agent PROFILE] [--dir DIR]
     workers kill NAME ; workers approve NAME ; workers deny NAME
+    workers merge NAME [--wait]   queue NAME's branch to land on trunk (tested)
     workers list [--json]
 
 The caller ($CMUX_AGENT, verified by its token) becomes the parent of what it
@@ -18,8 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
 
 from cmux.agenttools import identity, run
+
+if TYPE_CHECKING:
+    from cmux.config import Config
 
 PROG = "workers"
 
@@ -49,6 +54,16 @@ def parser() -> argparse.ArgumentParser:
     for verb, what in (("approve", "say yes to"), ("deny", "say no to")):
         a = sub.add_parser(verb, help=f"{what} the permission prompt or dialog NAME waits on")
         a.add_argument("name")
+    m = sub.add_parser(
+        "merge",
+        help="queue a --worktree worker's branch to land on trunk once the checks pass",
+        description="Queue NAME's branch (cmux/NAME). The merger tests trunk plus the branch "
+        "and lands it only if the checks pass; NAME and you are told either way.",
+    )
+    m.add_argument("name")
+    m.add_argument("--wait", action="store_true", help="wait until it landed or was refused")
+    m.add_argument("--timeout", type=float, help="with --wait: stop waiting after S seconds")
+    m.add_argument("--json", action="store_true")
     ls = sub.add_parser("list", help="every agent with its state")
     ls.add_argument("--json", action="store_true")
     return p
@@ -92,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 + (f"; kept branch {r.kept_branch} ({r.reason})" if r.kept_branch else "")
             )
         return 0
+    if args.cmd == "merge":
+        return _merge(cfg, me, args)
     if args.cmd in ("approve", "deny"):
         answered = ops.answer(cfg, args.name, yes=args.cmd == "approve", by=me, caller=me)
         print(f"{args.cmd}d {args.name}: {answered.detail}; now {answered.state}")
@@ -108,6 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         age = f"{int(now - a.created):>6}s"
         print(one_line(f"{a.name:<16} {a.role:<10} {state:<12} {age}  {a.task_summary}"))
     return 0
+
+
+def _merge(cfg: Config, me: str, args: argparse.Namespace) -> int:
+    from cmux.ops import merge as ops
+
+    entry, already = ops.enqueue(cfg, args.name, caller=me)
+    if args.wait:
+        entry = ops.wait(cfg, entry.n, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({**entry.to_dict(), "already": already}))
+    elif entry.state == "landed":
+        print(f"landed: {entry.branch} on {entry.trunk} at {(entry.landed or '')[:12]}")
+    elif entry.state in ("queued", "testing", "waiting"):
+        what = "already queued" if already else "queued"
+        print(
+            f"{what}: merge #{entry.n} of {entry.branch} onto {entry.trunk}; "
+            f"you and {args.name} get a message when it lands or is refused"
+        )
+    else:
+        print(f"{entry.state}: {entry.branch}: {entry.reason}")
+    return 0 if entry.state not in ("conflict", "failed", "cancelled") else 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cmux import events, git
+from cmux.agents.worktrees import MERGED_REFS
 from cmux.config import Config
 from cmux.errors import CmuxError, GitError
 from cmux.health.checks import CheckResult, run_all
@@ -46,7 +47,6 @@ from cmux.merge.queue import Entry
 log = logging.getLogger(__name__)
 
 IDENTITY = ("cmux merge queue", "cmux@localhost")  # lent to commits when the person has none
-MERGED_REF = "refs/cmux/merged"
 
 
 def scratch_dir(cfg: Config) -> Path:
@@ -392,7 +392,7 @@ class Merger:
         return "moved", ""
 
     def _mark_landed(self, e: Entry, commit: str) -> None:
-        kept = f"{MERGED_REF}/{e.agent}/{e.n}"
+        kept = f"{MERGED_REFS}{e.agent}/{e.n}"
         with contextlib.suppress(GitError):
             self.repo.set_ref(kept, e.head, f"cmux merge queue: #{e.n} of {e.agent} landed")
             e.kept = kept

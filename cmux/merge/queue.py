@@ -91,7 +91,6 @@ class Entry:
 class Queue:
     entries: list[Entry] = field(default_factory=list)
     next_n: int = 1
-    trunk: str | None = None  # the branch the project had checked out at `cmux start`
 
     def active(self) -> list[Entry]:
         """Active entries in queue order."""
@@ -132,7 +131,6 @@ class Queue:
         return {
             "v": 1,
             "next_n": self.next_n,
-            "trunk": self.trunk,
             "entries": [e.to_dict() for e in sorted(self.entries, key=lambda e: e.n)],
         }
 
@@ -140,7 +138,7 @@ class Queue:
     def from_dict(cls, d: dict[str, Any]) -> Queue:
         entries = [Entry.from_dict(e) for e in d.get("entries", []) if isinstance(e, dict)]
         nxt = max([int(d.get("next_n", 1)), *(e.n + 1 for e in entries)])
-        return cls(entries=entries, next_n=nxt, trunk=d.get("trunk"))
+        return cls(entries=entries, next_n=nxt)
 
 
 def queue_dir(data: DataRoot) -> Path:
@@ -180,7 +178,15 @@ def editing(data: DataRoot) -> Iterator[Queue]:
         write_json(queue_file(data), q.to_dict(), durable=True)
 
 
-def set_trunk(data: DataRoot, branch: str) -> None:
-    """Remember the branch merges land on (`cmux start` records what is checked out)."""
-    with editing(data) as q:
-        q.trunk = branch
+def agent_states(data: DataRoot) -> dict[str, str]:
+    """Each agent's queue state (its newest entry), for `cmux status`:
+    ``queued #2``, ``testing``, ``landed`` ...; {} without a queue."""
+    try:
+        queue = load(data)
+    except QueueError:
+        return {}
+    out: dict[str, str] = {}
+    for e in sorted(queue.entries, key=lambda e: e.n):
+        pos = queue.position(e)
+        out[e.agent] = f"{e.state} #{pos}" if e.state == "queued" and pos else e.state
+    return out

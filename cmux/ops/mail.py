@@ -61,7 +61,28 @@ def report(cfg: Config, me: str, kind: str, body: str) -> Message:
     marks: dict[str, State] = {"done": "done", "blocked": "blocked"}
     if me != "human" and kind in marks:
         _mark(cfg, me, marks[kind], body)
+    if me != "human" and kind == "done":
+        _auto_merge(cfg, me)
     return msg
+
+
+def _auto_merge(cfg: Config, me: str) -> None:
+    """``[merge] auto``: a worktree worker's done queues its branch; a
+    refusal to queue (nothing committed) is an event, never a failed report."""
+    if not cfg.section("merge").get("auto"):
+        return
+    from cmux import events
+    from cmux.agents import registry
+    from cmux.errors import CmuxError
+
+    try:
+        if not registry.get(cfg.data, me).branch:
+            return
+        from cmux.ops.merge import enqueue
+
+        enqueue(cfg, me)
+    except CmuxError as exc:
+        events.record(cfg.data, "merge-not-queued", me, reason=exc.message)
 
 
 def _mark(cfg: Config, me: str, kind: State, body: str) -> None:

@@ -23,14 +23,16 @@ def trunk_of(cfg: Config) -> str:
     """The branch merges land on: ``[merge] trunk``, else the branch checked
     out at `cmux start`, else the one checked out now."""
     from cmux import git
-    from cmux.merge import queue as q
     from cmux.merge.config import settings
     from cmux.merge.queue import QueueError
 
     s = settings(cfg)
     if s.trunk:
         return s.trunk
-    recorded = q.load(cfg.data).trunk
+    try:
+        recorded = cfg.data.trunk_file.read_text().strip()
+    except OSError:
+        recorded = ""
     if recorded:
         return recorded
     branch = git.Repo(cfg.project_root).current_branch()
@@ -166,21 +168,6 @@ def checks_note(cfg: Config) -> str:
     names = ", ".join(c.name for c in s.checks)
     where = "[[merge.checks]]" if s.checks_from == "merge" else "the [[health.checks]]"
     return f"checks: {names} (from {where}); strategy {s.strategy}, batches of {s.batch}"
-
-
-def states(cfg: Config) -> dict[str, str]:
-    """Each agent's queue state, for `cmux status` (its newest entry)."""
-    from cmux.merge import queue as q
-
-    try:
-        queue = q.load(cfg.data)
-    except Exception:
-        return {}
-    out: dict[str, str] = {}
-    for e in sorted(queue.entries, key=lambda e: e.n):
-        pos = queue.position(e)
-        out[e.agent] = f"{e.state} #{pos}" if e.state == "queued" and pos else e.state
-    return out
 
 
 def wait(

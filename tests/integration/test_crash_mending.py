@@ -91,7 +91,7 @@ def daemons_of(project: Project, what: str) -> list[int]:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-@pytest.mark.parametrize("daemon", ["monitor", "router", "health"])
+@pytest.mark.parametrize("daemon", ["monitor", "router", "merger", "health"])
 def test_each_daemon_comes_back_after_being_killed_again_and_again(
     project: Project, daemon: str, sig: signal.Signals
 ) -> None:
@@ -118,6 +118,7 @@ def test_each_daemon_comes_back_after_being_killed_again_and_again(
         raise
     wait_until(lambda: len(daemons_of(project, "router")) == 1, what="exactly one router")
     wait_until(lambda: len(daemons_of(project, "health")) == 1, what="exactly one health daemon")
+    wait_until(lambda: len(daemons_of(project, "merger")) == 1, what="exactly one merger")
 
 
 def keeper_pid(project: Project) -> int:
