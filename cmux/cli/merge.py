@@ -50,6 +50,8 @@ def merge_cmd(name: str, wait: bool, timeout: float | None, cancel: bool, as_jso
         )
         return
     entry, already = ops.enqueue(cfg, name)
+    if not ops.merger_running(cfg):
+        ui.warn("no merger is running: the entry waits until `cmux start` starts one")
     if not wait:
         if as_json:
             ui.out_json(_entry_json(entry, already=already))
@@ -94,6 +96,8 @@ def queue_cmd(as_json: bool) -> None:
         ui.print_json(rows)
         return
     ui.out(ops.checks_note(cfg))
+    if not ops.merger_running(cfg):
+        ui.out("no merger is running: `cmux start` starts one (queued entries wait for it)")
     if not rows:
         ui.out("the queue is empty: `cmux merge NAME` (or `workers merge NAME`) adds a branch")
         return

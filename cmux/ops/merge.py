@@ -155,6 +155,13 @@ def rows(cfg: Config, *, now: float | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def merger_running(cfg: Config) -> bool:
+    """Whether a merger runs for this data root (by its verified pid file)."""
+    from cmux import pidfile
+
+    return pidfile.alive(cfg.data.run_dir / "merger.pid") is not None
+
+
 def checks_note(cfg: Config) -> str:
     """What the queue tests with, in words (`cmux queue` prints it)."""
     from cmux.merge.config import settings
