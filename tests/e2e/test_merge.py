@@ -27,10 +27,15 @@ from tests.helpers import git, wait_until
 pytestmark = pytest.mark.e2e
 
 # A real check: every Python file of the tree must parse (a broken tree fails it).
-CHECK = """
+PARSE_ALL = (
+    "import ast, pathlib; "
+    "[ast.parse(p.read_text(), str(p)) for p in pathlib.Path('.').rglob('*.py')]; "
+    "print('ok')"
+)
+CHECK = f"""
 [[merge.checks]]
 name = "python-parses"
-command = ["python3", "-c", "import ast, pathlib; [ast.parse(p.read_text(), str(p)) for p in pathlib.Path('.').rglob('*.py')]; print('ok')"]
+command = ["python3", "-c", {json.dumps(PARSE_ALL)}]
 timeout = 30
 """
 
