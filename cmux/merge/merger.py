@@ -598,6 +598,8 @@ def run(cfg: Config) -> None:
 
         def stop(*_: object) -> None:
             nonlocal stopping
+            if stopping:  # a second signal (cmux stop sends SIGHUP and SIGTERM at
+                return  # once) must not cut the cleanup short: the scratch goes
             stopping = True
             raise SystemExit(0)  # out of a running check too (its group is ended)
 
