@@ -414,6 +414,17 @@ class Repo:
         config = (f"user.name={name}", f"user.email={email}")
         self._run("commit", "-q", "--allow-empty", "-m", message, config=config)
 
+    def commit_files(self, paths: Iterable[str], message: str, identity: tuple[str, str]) -> str:
+        """Add ``paths`` (relative to the top) and commit them, and only them;
+        the commit is by ``identity`` when the person has none set. Returns it."""
+        paths = list(paths)
+        lend: tuple[str, ...] = ()
+        if not (self.config("user.email") and self.config("user.name")):
+            lend = (f"user.name={identity[0]}", f"user.email={identity[1]}")
+        self._run("add", "--", *paths)
+        self._run("commit", "-q", "-m", message, "--", *paths, config=lend)
+        return self.resolve("HEAD")
+
     # -- stashes ---------------------------------------------------------------------
 
     def stash_push(self, message: str, *pathspec: str, identity: tuple[str, str]) -> None:

@@ -4,10 +4,15 @@ It shows the whole flow with the same tools a real agent uses:
 
 - as a worker it reads its task, does simple scripted work (each line
   `RUN: <command>` in the task is run; anything else is "thought about"),
-  writes what it learned to the journal and reports `mailbox done`;
+  writes what it learned to the journal, and in its own worktree (spawned
+  with ``--worktree``) commits a note on its branch; then it reports
+  `mailbox done`;
 - as the supervisor it waits for mail; a task from a person is split in two
-  and handed to two demo workers with `workers spawn`; when both report done
-  it tells the person (`mailbox send human`) and ends the workers.
+  and handed to two demo workers with `workers spawn --worktree`; each done
+  report with a branch behind it is queued with `workers merge`; when every
+  worker reported and every queued branch landed (or was refused: the
+  merger's notice says which) it tells the person (`mailbox send human`) and
+  ends the workers.
 
 Mail arrives typed into its pane, one header line per message:
 `[cmux mail <id> from <sender> kind=<kind>] <text>`.
@@ -22,6 +27,7 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -122,6 +128,9 @@ def worker() -> int:
         pace(2)
         results.append(f"considered the task ({words} words) and wrote down what I learned")
     summary = "; ".join(results)
+    note = commit_note(name, task, summary)
+    if note:
+        summary += f"; committed {note} on my branch"
     tool(
         "journal",
         "add",
@@ -137,6 +146,32 @@ def worker() -> int:
     return listen(name, supervisor=False)
 
 
+def commit_note(name: str, task: str, summary: str) -> str | None:
+    """In a worktree of its own (branch ``cmux/<name>``): write and commit
+    ``notes/<name>.md``. Returns its path, or None outside a worktree."""
+    from cmux import git
+    from cmux.errors import CmuxError
+
+    try:
+        repo = git.Repo(Path.cwd())
+        if not (repo.current_branch() or "").startswith("cmux/"):
+            return None
+        path = os.path.join("notes", f"{name}.md")
+        title = task.splitlines()[0][:80] if task else "no task"
+        os.makedirs(repo.top / "notes", exist_ok=True)
+        (repo.top / path).write_text(f"# {name}: {title}\n\n{summary}\n", encoding="utf-8")
+        sha = repo.commit_files([path], f"{name}: {title}", ("cmux demo", "demo@cmux.invalid"))
+    except CmuxError as exc:
+        say(f"(could not commit a note: {exc})")
+        return None
+    say(f"committed {path} on {repo.current_branch()} ({sha[:12]})")
+    return path
+
+
+LANDED = re.compile(r"^merged: cmux/(\S+) \(#\d+, head \w+\) landed on (\S+) at (\w+)")
+REFUSED = re.compile(r"^merge #\d+ of cmux/(\S+) refused: (.*)")
+
+
 def supervisor() -> int:
     set_state("idle", "ready for a task")
     say('I am the demo supervisor. Give me a task:  cmux send supervisor "..."')
@@ -144,8 +179,11 @@ def supervisor() -> int:
 
 
 def listen(name: str, *, supervisor: bool) -> int:
-    waiting: set[str] = set()
+    waiting: set[str] = set()  # workers that have not reported yet
+    branches: set[str] = set()  # workers with a worktree and branch of their own
+    landing: set[str] = set()  # workers whose branch is in the merge queue
     reports: list[str] = []
+    merges: list[str] = []
     n = 0
     while True:
         try:
@@ -161,40 +199,61 @@ def listen(name: str, *, supervisor: bool) -> int:
         if kind == "done" and sender in waiting:
             waiting.discard(sender)
             reports.append(f"{sender}: {text}")
-            if not waiting:
-                set_state("busy", "collecting reports")
-                tool("mailbox", "send", "human", "All done. Reports:\n" + "\n".join(reports))
-                for r in reports:
-                    tool("workers", "kill", r.split(":", 1)[0])
-                tool(
-                    "journal",
-                    "add",
-                    "demo task finished",
-                    "--body",
-                    "\n".join(reports),
-                    "--tags",
-                    "demo",
-                )
-                set_state("idle", "task finished")
-                reports = []
+            if sender in branches:  # its work is on its branch: queue it to land on trunk
+                out = tool("workers", "merge", sender)
+                if out.startswith(("queued", "already queued")):
+                    landing.add(sender)
+                else:
+                    merges.append(f"{sender}: not queued: {out.splitlines()[-1] if out else '?'}")
+        elif sender == "cmux" and (m := LANDED.match(text) or REFUSED.match(text)):
+            who = m.group(1)
+            if who in landing:
+                landing.discard(who)
+                if m.re is LANDED:
+                    merges.append(f"{who}: landed on {m.group(2)} at {m.group(3)}")
+                else:
+                    merges.append(f"{who}: refused: {m.group(2)}")
         elif sender == "human" and kind in ("message", "task"):
             set_state("busy", "splitting the task")
             pace()
             for part in (1, 2):
                 n += 1
                 wname = f"demo-{n}"
-                tool(
-                    "workers",
-                    "spawn",
-                    wname,
-                    "--agent",
-                    "demo",
-                    "--task",
-                    f"Part {part} of 2 of: {text}",
+                task = f"Part {part} of 2 of: {text}"
+                out = tool(
+                    "workers", "spawn", wname, "--worktree", "--agent", "demo", "--task", task
                 )
+                if " on branch " in out:
+                    branches.add(wname)
+                else:  # no worktree to be had (say, a branch kept from before): work in place
+                    tool("workers", "spawn", wname, "--agent", "demo", "--task", task)
                 waiting.add(wname)
             say(f"waiting for {', '.join(sorted(waiting))} to report")
             set_state("idle", "waiting for reports")
+            continue
+        else:
+            continue
+        if waiting or landing:
+            say(
+                "waiting for "
+                + ", ".join(
+                    [*(f"{w} to report" for w in sorted(waiting))]
+                    + [f"{w} to land" for w in sorted(landing)]
+                )
+            )
+            continue
+        if not reports:
+            continue
+        set_state("busy", "collecting reports")
+        body = "All done. Reports:\n" + "\n".join(reports)
+        if merges:
+            body += "\nMerge queue:\n" + "\n".join(merges)
+        tool("mailbox", "send", "human", body)
+        for r in reports:
+            tool("workers", "kill", r.split(":", 1)[0])
+        tool("journal", "add", "demo task finished", "--body", body, "--tags", "demo")
+        set_state("idle", "task finished")
+        reports, merges = [], []
 
 
 def main() -> int:

@@ -11,6 +11,19 @@ import click
 
 from cmux import ui
 
+# The demo's own repository tests what lands on trunk with one cheap check:
+# every note the workers commit has a title line (an empty or untitled note
+# is a broken tree, and the merge queue would refuse it).
+DEMO_MERGE = """
+# Added by `cmux demo`: work lands on trunk through the merge queue, tested.
+[merge]
+batch = 4
+[[merge.checks]]
+name = "notes-have-titles"
+command = "test -d notes && ! grep -L -r --include=*.md '^# ' notes | grep -q ."
+timeout = 30
+"""
+
 
 @click.command("demo")
 @click.option(
@@ -33,7 +46,10 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
 
     Makes a throw-away git repository, starts cmux there with the built-in
     demo agent, sends the supervisor a task, and shows the mail, states and
-    journal entries as the workers report back. Needs no account.
+    journal entries as the workers report back. Each worker commits a note
+    in its own worktree; the supervisor queues each branch with `workers
+    merge`, and the merge queue tests it and lands it on trunk. Needs no
+    account.
     """
     from cmux import git
     from cmux.agents import session
@@ -43,10 +59,14 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
 
     root = (directory or Path(tempfile.mkdtemp(prefix="cmux-demo-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    if not (root / ".git").exists():
+    made = not (root / ".git").exists()
+    if made:
         ui.progress(f"making a git repository in {root}")
         git.init(root).commit_empty("demo", ("cmux demo", "demo@cmux.invalid"))
     init(root)
+    toml = root / "cmux.toml"
+    if made and "[merge" not in toml.read_text():
+        toml.write_text(toml.read_text() + DEMO_MERGE)
     for key in [k for k in os.environ if k.startswith("CMUX_") and k != "CMUX_DEMO_PACE"]:
         del os.environ[key]  # the demo is its own project
     cfg = load_config(root, agent="demo")
@@ -70,6 +90,7 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     from cmux.status import collect_status
 
     ui.print_renderable(ui.status_table(collect_status(cfg), title="agents"))
+    _show_queue(cfg)
     for m in store.read_all(cfg.data, "human"):
         ui.out(f"\nmail for you from {m.sender} ({m.kind}):\n{m.body}")
     if keep:
@@ -118,8 +139,33 @@ def _follow(cfg, timeout: float) -> bool:
     return False
 
 
+def _show_queue(cfg) -> None:
+    from cmux.ops import merge
+
+    rows = merge.rows(cfg)
+    if not rows:
+        return
+    ui.out(f"\nmerge queue ({merge.checks_note(cfg)}):")
+    for r in sorted(rows, key=lambda r: r["n"]):
+        what = f"at {(r['landed'] or '')[:12]}" if r["state"] == "landed" else r["reason"]
+        ui.out(f"  #{r['n']} {r['branch']}: {r['state']} {what}".rstrip())
+
+
 def _describe(e: dict) -> str | None:
     ev, agent = e.get("event"), e.get("agent")
+    if ev == "merge-queued":
+        return f"merge queue: {e.get('branch')} queued by {e.get('by')} (#{e.get('n')})"
+    if ev == "merge-check":
+        verdict = "passed" if e.get("ok") else f"FAILED ({', '.join(e.get('failing') or [])})"
+        entries = ", ".join(f"#{n}" for n in e.get("entries") or [])
+        return (
+            f"merge queue: checks on {str(e.get('commit'))[:12]} ({entries}) {verdict} "
+            f"in {e.get('seconds')} s"
+        )
+    if ev == "merge-landed":
+        return f"merge queue: {e.get('branch')} LANDED on trunk at {str(e.get('commit'))[:12]}"
+    if ev in ("merge-conflict", "merge-failed"):
+        return f"merge queue: {e.get('branch')} refused: {e.get('reason')}"
     if ev == "spawn":
         return f"spawned {agent} ({e.get('profile')}): {str(e.get('task') or '')[:60]}"
     if ev == "send":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project
+from tests.helpers import Project, git
 
 
 @pytest.mark.timeout(120)
@@ -28,5 +28,25 @@ def test_demo_shows_a_supervisor_getting_its_workers_done(
     assert {"demo-1", "demo-2"} <= done_states
     journal = "".join(f.read_text() for f in (where / ".cmux" / "journal").glob("2*.md"))
     assert "demo-1" in journal and "demo task finished" in journal
+    # Each worker committed a note in its own worktree; the supervisor queued
+    # both branches and the narration shows them landing on trunk, tested.
+    for n in (1, 2):
+        assert f"merge queue: cmux/demo-{n} queued by supervisor" in r.out
+        assert f"merge queue: cmux/demo-{n} LANDED on trunk at " in r.out
+    assert "passed in" in r.out and "FAILED" not in r.out
+    landed = [e for e in events if e["event"] == "merge-landed"]
+    assert {e["agent"] for e in landed} == {"demo-1", "demo-2"}
+    tested = {e["commit"] for e in events if e["event"] == "merge-check" and e["ok"]}
+    assert {e["commit"] for e in landed} <= tested
+    trunk = git(where, "symbolic-ref", "--short", "HEAD").strip()
+    assert git(where, "rev-parse", trunk).strip() in {e["commit"] for e in landed}
+    for n in (1, 2):
+        note = git(where, "show", f"{trunk}:notes/demo-{n}.md")
+        assert note.startswith(f"# demo-{n}: Part {n} of 2")
+        assert (where / "notes" / f"demo-{n}.md").read_text() == note  # the main checkout too
+    assert f"demo-1: landed on {trunk} at " in r.out  # in the supervisor's report
+    # Killed after landing, the workers left no worktree or branch behind.
+    assert git(where, "branch", "--list", "cmux/*").strip() == ""
+    assert len(git(where, "worktree", "list").splitlines()) == 1
     # The demo stops its session when it is done.
     assert "stopped" in r.out

@@ -146,3 +146,15 @@ def test_init_and_version(tmp_path: Path) -> None:
     r.commit_empty("first", ("cmux demo", "demo@cmux.invalid"))
     assert r.head() and r.commit(r.head() or "").subject == "first"
     assert (gw.version() or "").startswith("git version")
+
+
+def test_commit_files_commits_only_those_paths(repo: gw.Repo) -> None:
+    (repo.top / "notes").mkdir()
+    (repo.top / "notes" / "a.md").write_text("# a\n")
+    (repo.top / "other.txt").write_text("not this one\n")
+    before = repo.head()
+    sha = repo.commit_files(["notes/a.md"], "a note", ("cmux demo", "demo@cmux.invalid"))
+    assert sha == repo.head() != before
+    assert repo.commit(sha).subject == "a note"
+    assert git(repo.top, "show", "--name-only", "--format=", sha).split() == ["notes/a.md"]
+    assert repo.dirty_paths() == ["other.txt"]
