@@ -16,8 +16,6 @@ from cmux import ui
 # is a broken tree, and the merge queue would refuse it).
 DEMO_MERGE = """
 # Added by `cmux demo`: work lands on trunk through the merge queue, tested.
-[merge]
-batch = 4
 [[merge.checks]]
 name = "notes-have-titles"
 command = "test -d notes && ! grep -L -r --include=*.md '^# ' notes | grep -q ."

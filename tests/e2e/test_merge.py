@@ -66,7 +66,7 @@ def landed(team: Team) -> dict[str, dict[str, Any]]:
     return rows if {rows.get(n, {}).get("state") for n in ("w1", "w2")} == {"landed"} else {}
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(120)
 def test_supervisor_merges_two_worktree_workers_and_both_land(team: Team) -> None:
     root = team.project.root
     with open(root / "cmux.toml", "a") as fh:
