@@ -9,11 +9,16 @@ adds to it.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 from cmux.mail.render import TYPE_LIMIT
 from cmux.tmux import Tmux
+
+# Claude Code shows a multi-line paste as this placeholder on its prompt line,
+# not as the text: while it is there, Enter was not taken.
+PASTE_PLACEHOLDER = re.compile(r"\[Pasted text #\d+(?: \+\d+ lines)?\]$")
 
 
 @dataclass
@@ -43,9 +48,14 @@ def type_into(tmux: Tmux, pane_id: str, text: str, *, buffer: str, settle: float
     retries = 0
     if not tail:
         return Typed(via=via, enter_retries=0)
+
+    def unsent() -> bool:
+        line = tmux.cursor_line(pane_id).rstrip()
+        return line.endswith(tail) or (multi and PASTE_PLACEHOLDER.search(line) is not None)
+
     window = max(settle * 3, 0.05)
     deadline = time.monotonic() + window
-    while tmux.cursor_line(pane_id).rstrip().endswith(tail):
+    while unsent():
         if time.monotonic() < deadline:
             time.sleep(0.01)
             continue
