@@ -17,7 +17,7 @@ from cmux.paths import DataRoot
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -31,6 +31,8 @@ data_root = ".cmux"
 # "claude" (Claude Code), "demo" (built in, needs no account), "shell",
 # or a profile defined under [profiles] below.
 agent = "claude"
+# A token budget for the whole team (0: none); see [claude] max_tokens.
+# max_tokens_total = 0
 
 [claude]
 # The Claude Code binary and its permission mode for cmux's agents:
@@ -39,6 +41,17 @@ command = "claude"
 permission_mode = "acceptEdits"
 # Extra arguments for every Claude Code agent.
 args = []
+# A worker's token budget, counted as `cmux cost` counts (0: none): at 80 % it
+# is warned, at 100 % interrupted and asked to report, then stopped.
+# max_tokens = 0
+
+# [merge]                     # the merge queue (docs/MERGE.md)
+# strategy = "merge"          # or "rebase", "squash"
+# batch = 4                   # entries tested together
+# auto = false                # queue a worktree worker's branch at `mailbox done`
+# [[merge.checks]]            # default: the [[health.checks]]
+# name = "tests"
+# command = "pytest -q"
 
 [mail]
 # Replies deeper than this go to deadletter (stops agents bouncing forever).
