@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from cmux.merge import queue as q
+from cmux.merge.merger import Link, Round
 from cmux.ops import merge as ops
 from cmux.paths import DataRoot
 from tests.helpers import Project
@@ -48,7 +49,7 @@ def test_a_cancel_of_a_waiting_entry_as_it_is_retried(project: Project) -> None:
     assert m.step().waiting == [1]  # type: ignore[union-attr]
     real = m._retry_waiting
 
-    def cancel_first(chain):  # type: ignore[no-untyped-def]
+    def cancel_first(chain: list[Link]) -> Round:
         ops.cancel(project.config(), "w1")
         return real(chain)
 
