@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             baseline=f"{runs['serial']} (serial)",
             goal=f"<= 1 + {bisect} + 1",
             met=runs["batched"] <= bisect + 2,
-            note=f"the clean batch 1, the bad batch bisected, the {BRANCHES - 4 - 1} left",
+            note="1 for a clean batch, 1 + log2(4) to find the culprit in its batch, "
+            "1 for the entries after it",
         ),
         row(
             "merger overhead per landed entry, no checks",
