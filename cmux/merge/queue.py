@@ -180,7 +180,12 @@ def editing(data: DataRoot) -> Iterator[Queue]:
     with locked(queue_dir(data) / ".queue.lock"):
         q = load(data)
         yield q
-        write_json(queue_file(data), q.to_dict(), durable=True)
+        save(data, q)
+
+
+def save(data: DataRoot, q: Queue) -> None:
+    """Write the queue now, durably: inside :func:`editing` only (the lock)."""
+    write_json(queue_file(data), q.to_dict(), durable=True)
 
 
 def agent_states(data: DataRoot) -> dict[str, str]:

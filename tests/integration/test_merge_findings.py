@@ -1,11 +1,8 @@
-"""Merger defects found while writing docs/MERGE.md, each a failing case.
-
-Marked xfail(strict=True): the suite stays green while they fail, and the
-fix that makes one pass has to take its marker off (an XPASS fails)."""
+"""Merger defects found while writing docs/MERGE.md, each once a failing
+case and now a guard: a cancel as trunk moves, a cancel of a waiting entry,
+a waiting entry's time in state, trunk checked out in another worktree."""
 
 from __future__ import annotations
-
-import pytest
 
 from cmux.merge import queue as q
 from cmux.merge.merger import Link, Round
@@ -15,29 +12,43 @@ from tests.helpers import Project
 from tests.integration.test_merge_queue import merger, queue, setup_project, tip, worker
 
 
-@pytest.mark.xfail(strict=True, reason="cancel is not excluded while trunk moves")
 def test_a_cancel_between_the_candidate_and_the_trunk_move(project: Project) -> None:
-    """`cmux merge --cancel` while the merger lands: the entry reads
-    cancelled, yet its work is on trunk."""
+    """`cmux merge --cancel` while the merger lands: trunk moves under the
+    queue's lock, so the cancel waits for it and then finds the entry landed
+    (it is refused); never an entry that reads cancelled with its work on trunk."""
+    import subprocess
+    import sys
+
     setup_project(project)
     worker(project, "w1", {"a.txt": "a\n"})
     project.ok("merge", "w1")
     m = merger(project)
     real = m._move_trunk
+    cancels: list[subprocess.Popen[str]] = []
 
-    def cancel_first(trunk: str, base: str, target: str) -> tuple[str, str]:
-        ops.cancel(project.config(), "w1")  # a person, at this moment
+    def cancel_meanwhile(trunk: str, base: str, target: str) -> tuple[str, str]:
+        cancels.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cmux", "merge", "--cancel", "w1"],
+                cwd=project.root,
+                env=project.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
         return real(trunk, base, target)
 
-    m._move_trunk = cancel_first  # type: ignore[method-assign]
+    m._move_trunk = cancel_meanwhile  # type: ignore[method-assign]
     before = tip(project)
     m.step()
+    [proc] = cancels
+    _, err = proc.communicate(timeout=60)
     row = queue(project)["w1"]
-    landed_anyway = tip(project) != before
-    assert not (row["state"] == "cancelled" and landed_anyway), (row["state"], row["reason"])
+    assert row["state"] == "landed" and tip(project) != before
+    assert proc.returncode != 0 and "nothing in the merge queue" in err, err
 
 
-@pytest.mark.xfail(strict=True, raises=q.QueueError, reason="_retry_waiting moves a decided entry")
 def test_a_cancel_of_a_waiting_entry_as_it_is_retried(project: Project) -> None:
     """The merger's retry of a waiting entry moves it without looking at its
     state: a cancel just before raises QueueError out of step()."""
@@ -58,7 +69,6 @@ def test_a_cancel_of_a_waiting_entry_as_it_is_retried(project: Project) -> None:
     assert q.load(DataRoot(project.data)).get(1).state == "cancelled"  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="each retry moves a waiting entry to testing and back")
 def test_time_in_state_of_a_waiting_entry(project: Project) -> None:
     """A waiting entry is moved to testing and back on every retry (2 s in the
     daemon): `cmux queue` never shows it waiting for longer than that."""
@@ -76,7 +86,6 @@ def test_time_in_state_of_a_waiting_entry(project: Project) -> None:
     assert again.since == first.since, [h[0] for h in again.history]
 
 
-@pytest.mark.xfail(strict=True, reason="trunk moves by update-ref under another worktree")
 def test_trunk_checked_out_in_another_worktree(project: Project) -> None:
     """Trunk is checked out in a worktree other than the main checkout (the
     main checkout is on another branch): trunk moves by update-ref under it,
