@@ -9,13 +9,13 @@ The data root is private to its owner: what is written here is 0600 (and a
 directory 0700), whatever the umask (see cmux/umask.py for the rest).
 
 Imported on ``tools/mailbox send`` (``append_line``, ``fsync_dir``): only
-``os``, ``errno`` and ``fcntl`` at import; paths may be strings or Paths.
+``os`` and ``errno`` at import (``fcntl`` when a lock is taken); paths may be
+strings or Paths.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 
 from cmux.errors import StorageError
@@ -117,6 +117,8 @@ def append_line(path: StrPath, line: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
     try:
         if len(raw) > 4096:
+            import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX)
         n = os.write(fd, raw)
         if n != len(raw):
@@ -145,6 +147,8 @@ class locked:  # a class used as a function: `with locked(path) as got:`
         self.fd = -1
 
     def __enter__(self) -> bool:
+        import fcntl
+
         os.makedirs(os.path.dirname(os.fspath(self.path)) or ".", exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         self.fd = fd
