@@ -347,7 +347,7 @@ def test_tick_entry_point_survives_a_bad_config(tmp_path: Path) -> None:
 
     (tmp_path / "cmux.toml").write_text("")
     # load_config refuses such a file; a Config built around it must not stop the monitor
-    cfg = load_config(tmp_path)._replace(raw={"health": {"threshold": 0}})
+    cfg = load_config(tmp_path).replace(raw={"health": {"threshold": 0}})
     cfg.data.ensure()
     watchdog.reset()
     try:
