@@ -32,8 +32,9 @@ BENCHES = {
     "idle": "CPU of the daemons with 20 idle agents",
     "delivery": "delivery latency and throughput",
     "journal": "journal search over 100,000 entries",
+    "merge": "merge queue: serial against batched, the merger's cost per entry",
 }
-TIMEOUT = {"journal": 420.0}
+TIMEOUT = {"journal": 420.0, "merge": 420.0}
 
 
 def journal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,21 +3,32 @@
 ``load_config`` finds the project (CMUX_HOME for an agent, otherwise the
 nearest cmux.toml upwards from the working directory) and returns a frozen
 Config. Nothing else reads cmux.toml or the CMUX_* variables.
+
+Every tools/ call and hook is a new process that reads the config, so this
+module imports only ``os`` and ``sys`` (and cmux's base modules): paths are
+strings until a caller asks for a Path (``Config.project_root``), the cached
+settings are read with cmux/fastjson.py, and TOML and the schema are loaded
+only when the cache misses (docs/PERFORMANCE.md).
 """
 
-import os
-import re
-import sys
-from pathlib import Path
-from typing import Any, NamedTuple
+from __future__ import annotations
 
+import os
+import sys
+
+from cmux import fastjson
 from cmux.errors import ConfigError, NotInitialized
 from cmux.paths import DataRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -31,6 +42,8 @@ data_root = ".cmux"
 # "claude" (Claude Code), "demo" (built in, needs no account), "shell",
 # or a profile defined under [profiles] below.
 agent = "claude"
+# A token budget for the whole team (0: none); see [claude] max_tokens.
+# max_tokens_total = 0
 
 [claude]
 # The Claude Code binary and its permission mode for cmux's agents:
@@ -39,6 +52,17 @@ command = "claude"
 permission_mode = "acceptEdits"
 # Extra arguments for every Claude Code agent.
 args = []
+# A worker's token budget, counted as `cmux cost` counts (0: none): at 80 % it
+# is warned, at 100 % interrupted and asked to report, then stopped.
+# max_tokens = 0
+
+# [merge]                     # the merge queue (docs/MERGE.md)
+# strategy = "merge"          # or "rebase", "squash"
+# batch = 4                   # entries tested together
+# auto = false                # queue a worktree worker's branch at `mailbox done`
+# [[merge.checks]]            # default: the [[health.checks]]
+# name = "tests"
+# command = "pytest -q"
 
 [mail]
 # Replies deeper than this go to deadletter (stops agents bouncing forever).
@@ -67,31 +91,96 @@ max_body_bytes = 8388608
 """
 
 
-# NamedTuple, not dataclass: importing dataclasses pulls in inspect (~15 ms),
-# and every tools/ call and hook is a new process that reads the config. No
-# `from __future__ import annotations` in this module: with it, every field's
-# annotation is a string that typing.NamedTuple compiles into a ForwardRef
-# (~1.5 ms on `tools/mailbox send`, see docs/PERFORMANCE.md).
-class Profile(NamedTuple):
+# Plain classes with __slots__, not dataclasses (which import inspect, ~15
+# ms) nor typing.NamedTuple (typing costs ~15 ms of a new process): every
+# tools/ call and hook reads the config.
+class Profile:
     """How to start an agent: a command line and how its task reaches it."""
 
-    name: str
-    command: str
-    task: str = "arg"  # arg | type | none
-    builtin: bool = False
+    __slots__ = ("builtin", "command", "name", "task")
+
+    def __init__(self, name: str, command: str, task: str = "arg", builtin: bool = False) -> None:
+        self.name = name
+        self.command = command
+        self.task = task  # arg | type | none
+        self.builtin = builtin
+
+    def _fields(self) -> tuple[str, str, str, bool]:
+        return (self.name, self.command, self.task, self.builtin)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and other._fields() == self._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Profile(name={!r}, command={!r}, task={!r}, builtin={!r})".format(*self._fields())
 
 
-class Config(NamedTuple):
-    project_root: Path
-    data: DataRoot
-    agent: str = "claude"
-    claude_command: str = "claude"
-    claude_permission_mode: str = "acceptEdits"
-    claude_args: tuple[str, ...] = ()
-    depth_limit: int = 8
-    max_body_bytes: int = 8 * 1024 * 1024
-    profiles: dict[str, Profile] = {}  # noqa: RUF012 (immutable by convention)
-    raw: dict[str, Any] = {}  # noqa: RUF012
+class Config:
+    """The settings of one project (immutable by convention; ``replace``
+    gives a changed copy)."""
+
+    __slots__ = (
+        "agent",
+        "claude_args",
+        "claude_command",
+        "claude_permission_mode",
+        "data",
+        "depth_limit",
+        "max_body_bytes",
+        "profiles",
+        "project",
+        "raw",
+    )
+
+    def __init__(
+        self,
+        project_root: Path | str,
+        data: DataRoot,
+        agent: str = "claude",
+        claude_command: str = "claude",
+        claude_permission_mode: str = "acceptEdits",
+        claude_args: tuple[str, ...] = (),
+        depth_limit: int = 8,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        profiles: dict[str, Profile] | None = None,
+        raw: dict[str, Any] | None = None,
+    ) -> None:
+        self.project = os.fspath(project_root)  # the project's root, as a string
+        self.data = data
+        self.agent = agent
+        self.claude_command = claude_command
+        self.claude_permission_mode = claude_permission_mode
+        self.claude_args = claude_args
+        self.depth_limit = depth_limit
+        self.max_body_bytes = max_body_bytes
+        self.profiles: dict[str, Profile] = {} if profiles is None else profiles
+        self.raw: dict[str, Any] = {} if raw is None else raw
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (field names as the constructor's)."""
+        fields: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__ if k != "project"}
+        fields["project_root"] = self.project
+        fields.update(changes)
+        return Config(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Config(project_root={self.project!r}, data={self.data!r}, agent={self.agent!r})"
+
+    @property
+    def project_root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.project)
 
     @property
     def socket_name(self) -> str:
@@ -101,43 +190,64 @@ class Config(NamedTuple):
             return env
         import hashlib  # only here: most processes never need the socket name
 
-        digest = hashlib.sha1(str(self.data.root).encode()).hexdigest()[:10]
+        digest = hashlib.sha1(self.data.home.encode()).hexdigest()[:10]
         return f"cmux-{digest}"
 
     @property
     def session_name(self) -> str:
-        return os.environ.get("CMUX_SESSION") or session_name_for(self.project_root)
+        return os.environ.get("CMUX_SESSION") or session_name_for(self.project)
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         return value if isinstance(value, dict) else {}
 
 
-def session_name_for(project_root: Path) -> str:
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", project_root.name).strip("-") or "project"
+def session_name_for(project_root: Path | str) -> str:
+    import re  # not on the send path
+
+    name = os.path.basename(os.path.normpath(os.fspath(project_root)))
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "project"
     return f"cmux-{base}"[:40]
 
 
-def write_project_marker(data: DataRoot, project_root: Path) -> None:
+def write_project_marker(data: DataRoot, project_root: Path | str) -> None:
     """state/project: how an agent with only CMUX_HOME finds its project."""
     from cmux.fsutil import atomic_write
 
-    atomic_write(data.state_dir / PROJECT_MARKER, f"{project_root}\n")
+    atomic_write(os.path.join(data.state_path, PROJECT_MARKER), f"{project_root}\n")
 
 
-def find_project_root(start: Path | None = None) -> Path | None:
-    here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / CONFIG_NAME).is_file():
-            return d
-    return None
+def _find_root(start: Path | str | None) -> str | None:
+    here = os.path.realpath(start if start is not None else os.getcwd())
+    while True:
+        if os.path.isfile(os.path.join(here, CONFIG_NAME)):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
 
 
-def _parse_toml(path: Path) -> dict[str, Any]:
+def find_project_root(start: Path | str | None = None) -> Path | None:
+    """The nearest folder from ``start`` (the working directory) upwards
+    that holds a cmux.toml."""
+    from pathlib import Path
+
+    root = _find_root(start)
+    return None if root is None else Path(root)
+
+
+def _parse_toml(path: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
-        import tomli as tomllib
+        try:
+            import tomli as tomllib
+        except ImportError:  # tools/ start Python with -S: site-packages come when needed
+            import site
+
+            site.main()
+            import tomli as tomllib
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -159,7 +269,7 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}", hint) from None
 
 
-def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
+def _read_toml(path: str, cache: str | None = None) -> dict[str, Any]:
     """cmux.toml as a dict, checked against cmux.settings_schema (ConfigError
     names the key, the value and what is allowed).
 
@@ -167,8 +277,6 @@ def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
     the schema's version, because parsing TOML (tomllib compiles its regexes
     at import) and importing the schema cost every agent's tools/ call and
     hook ~12 ms. Only a file that passed is ever cached."""
-    import json
-
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -176,8 +284,8 @@ def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
     key = [st.st_mtime_ns, st.st_size, st.st_ino, SCHEMA_VERSION]
     if cache is not None:
         try:
-            with open(cache, encoding="utf-8") as fh:
-                cached = json.load(fh)
+            with open(cache, "rb") as fh:
+                cached = fastjson.loads(fh.read())
             if cached.get("key") == key and isinstance(cached.get("raw"), dict):
                 return dict(cached["raw"])
         except (OSError, ValueError, AttributeError):
@@ -185,8 +293,10 @@ def _read_toml(path: Path, cache: Path | None = None) -> dict[str, Any]:
     raw = _parse_toml(path)
     from cmux.settings_schema import validate
 
-    validate(raw, str(path))
+    validate(raw, path)
     if cache is not None:
+        import json
+
         from cmux.fsutil import atomic_write
 
         try:
@@ -206,39 +316,43 @@ def _env(name: str) -> Any:
     return check_env(name, text)
 
 
-def load_config(start: Path | None = None, *, agent: str | None = None) -> Config:
+def load_config(start: Path | str | None = None, *, agent: str | None = None) -> Config:
     """Find the project and read its settings.
 
     An agent has CMUX_HOME (absolute) and CMUX_PROJECT in its environment, so a
     worker in a worktree or another directory finds the same data root.
     """
     home = os.environ.get("CMUX_HOME")
-    project: Path | None
+    project: str | None
     if home and start is None:
-        data_root = Path(home)
+        data_root = home
         env_project = os.environ.get("CMUX_PROJECT")
-        marker = data_root / "state" / PROJECT_MARKER
+        marker = os.path.join(data_root, "state", PROJECT_MARKER)
         if env_project:
-            project = Path(env_project)
-        elif marker.is_file():
-            project = Path(marker.read_text().strip())
+            project = env_project
+        elif os.path.isfile(marker):
+            with open(marker, encoding="utf-8") as fh:
+                project = fh.read().strip()
         else:
-            project = find_project_root() or data_root.parent
-        raw = _read_toml(project / CONFIG_NAME, data_root / "state" / "config-cache.json")
+            project = _find_root(None) or os.path.dirname(data_root.rstrip("/")) or "."
+        raw = _read_toml(
+            os.path.join(project, CONFIG_NAME),
+            os.path.join(data_root, "state", "config-cache.json"),
+        )
     else:
-        project = find_project_root(start)
+        project = _find_root(start)
         if project is None:
-            where = (start or Path.cwd()).resolve()
+            where = os.path.realpath(start if start is not None else os.getcwd())
             raise NotInitialized(
                 f"no {CONFIG_NAME} in {where} or any folder above it",
                 "run `cmux init` in the project's git repository first",
             )
-        raw = _read_toml(project / CONFIG_NAME)
-        data_root = project / raw.get("cmux", {}).get("data_root", ".cmux")
+        raw = _read_toml(os.path.join(project, CONFIG_NAME))
+        data_root = os.path.join(project, raw.get("cmux", {}).get("data_root", ".cmux"))
     return _build(project, data_root, raw, agent=agent)
 
 
-def _build(project: Path, data_root: Path, raw: dict[str, Any], *, agent: str | None) -> Config:
+def _build(project: str, data_root: str, raw: dict[str, Any], *, agent: str | None) -> Config:
     """Settings from a file that passed the schema, under the CMUX_* overrides."""
     cm = raw.get("cmux", {})
     cl = raw.get("claude", {})
@@ -248,7 +362,7 @@ def _build(project: Path, data_root: Path, raw: dict[str, Any], *, agent: str | 
         for name, spec in raw.get("profiles", {}).items()
     }
     return Config(
-        project_root=project.resolve(),
+        project_root=os.path.realpath(project),
         data=DataRoot(data_root),
         agent=agent or _env("CMUX_AGENT_PROFILE") or cm.get("agent", "claude"),
         claude_command=_env("CMUX_CLAUDE") or cl.get("command", "claude"),

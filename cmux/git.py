@@ -477,8 +477,11 @@ class Repo:
     def checkout_detached(self, sha: str) -> None:
         """The work tree and index exactly at ``sha`` (detached), whatever was
         there: changes, a half merge or rebase, untracked files (not ignored ones)."""
-        self._run("rebase", "--abort", check=False)
-        self._run("merge", "--abort", check=False)
+        gitdir = Path(self._repo.git_dir)
+        if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+            self._run("rebase", "--abort", check=False)
+        if (gitdir / "MERGE_HEAD").exists():
+            self._run("merge", "--abort", check=False)
         self._run("checkout", "-q", "--force", "--detach", sha)
         self._run("clean", "-q", "-ffd")
 

@@ -10,7 +10,7 @@ reading the data root does not reveal a token. Invariants:
   as a ``refused`` event with the pane and pid that tried).
 - ``human`` is a process without ``CMUX_AGENT`` and without a token; a
   process in a live agent's pane of this project's tmux server is not human.
-- ``CMUX_AGENT`` is checked as a name (``NAME_RE``, not a reserved word)
+- ``CMUX_AGENT`` is checked as a name (``paths.valid_name``, not a reserved word)
   before it is used anywhere, so it never builds a path or a header.
 
 What this protects against: an agent that sets ``CMUX_AGENT`` to another name,
@@ -21,7 +21,7 @@ or unset every variable (``env -i``) and pass for the person. The boundary
 against a hostile program of the same user is the operating system (another
 user, a container), not cmux. mailbox/README.md says the same to clients.
 
-Imported on the send path: only ``os``, ``re`` and the built-in sha256 (not
+Imported on the send path: only ``os`` and the built-in sha256 (not
 hashlib, whose OpenSSL costs ~4 ms), and the registry only when a process
 claims to be the person from inside tmux.
 """
@@ -29,12 +29,14 @@ claims to be the person from inside tmux.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from cmux.errors import CmuxError
-from cmux.paths import DEADLETTER, HUMAN, NAME_RE, DataRoot
+from cmux.paths import DEADLETTER, HUMAN, DataRoot, valid_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 NAME_ENV = "CMUX_AGENT"
 TOKEN_ENV = "CMUX_AGENT_TOKEN"
@@ -49,8 +51,8 @@ class IdentityError(CmuxError):
     """A process claims a name it cannot prove."""
 
 
-def token_file(data: DataRoot, name: str) -> Path:
-    return data.state_dir / "tokens" / name
+def token_file(data: DataRoot, name: str) -> str:
+    return os.path.join(data.state_path, "tokens", name)
 
 
 def _digest(token: str) -> str:
@@ -70,19 +72,23 @@ def _same(a: str, b: str) -> bool:
 
 def issue(data: DataRoot, name: str) -> str:
     """A new token for ``name`` (at every spawn); stores only its hash, 0600."""
-    if not NAME_RE.match(name):
+    if not valid_name(name):
         raise IdentityError(f"invalid agent name {name!r}")
     token = os.urandom(32).hex()
     path = token_file(data, name)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.parent / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(_digest(token) + "\n")
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     return token
 
@@ -105,7 +111,7 @@ def _refuse(data: DataRoot, claimed: str, message: str, hint: str) -> IdentityEr
 
 def check_name(name: str) -> str | None:
     """Why ``name`` cannot be an agent's name in CMUX_AGENT, or None."""
-    if not NAME_RE.match(name):
+    if not valid_name(name):
         return (
             f"{NAME_ENV}={name!r} is not an agent name (1-32 characters: lowercase letters, "
             "digits, '-' or '_', starting with a letter)"
@@ -151,7 +157,8 @@ def caller(cfg: Any, env: Mapping[str, str] | None = None) -> str:
             f"keep the environment cmux gave the agent; a person runs without {NAME_ENV}",
         )
     try:
-        expected = token_file(data, name).read_text().strip()
+        with open(token_file(data, name), encoding="utf-8") as fh:
+            expected = fh.read().strip()
     except (FileNotFoundError, NotADirectoryError):
         expected = ""
     except OSError as exc:

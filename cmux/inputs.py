@@ -11,9 +11,12 @@ Light on imports: tools/mailbox and tools/journal use it on every call.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from cmux.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def where_bad(data: bytes, exc: UnicodeDecodeError) -> str:
@@ -43,7 +46,8 @@ def stdin_text(what: str = "standard input") -> str:
 def file_text(path: str | Path, what: str) -> str:
     """A file's content as text; a UsageError if it cannot be read or decoded."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
     return decode(data, f"{what} {path}")

@@ -289,13 +289,15 @@ HEALTH = Table(
 
 PROFILE = Table({"command": Text(), "task": Text(("arg", "type", "none"))}, required=("command",))
 
-CMUX = Table({"data_root": Text(), "agent": Text()})
+TOKENS = Number(int, 0, 10**13, "of tokens")  # 0: no budget
+CMUX = Table({"data_root": Text(), "agent": Text(), "max_tokens_total": TOKENS})
 CLAUDE = Table(
     {
         "command": Text(),
         "permission_mode": Text(PERMISSION_MODES),
         "args": strings,
         "trust": flag,
+        "max_tokens": TOKENS,
     }
 )
 MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})

@@ -18,7 +18,7 @@ from cmux import events
 from cmux.errors import InvalidName, InvalidTransition, UnknownAgent
 from cmux.fsutil import locked, read_json, write_json
 from cmux.identity import RESERVED
-from cmux.paths import NAME_RE, SUPERVISOR, DataRoot
+from cmux.paths import SUPERVISOR, DataRoot, valid_name
 
 # done and blocked are declared by the agent (`mailbox done`, `mailbox blocked`);
 # waiting is a permission dialog on its screen; exited carries ``exit_code``.
@@ -39,7 +39,7 @@ _ALLOWED: dict[State, frozenset[State]] = {
 
 
 def validate_name(name: str, *, allow_supervisor: bool = False) -> str:
-    if not NAME_RE.match(name or ""):
+    if not valid_name(name):
         raise InvalidName(
             f"invalid agent name {name!r}",
             "use 1-32 characters: lowercase letters, digits, '-' or '_', starting with a letter",
@@ -111,7 +111,7 @@ def on_server(agent: Agent, server: str | None) -> bool:
 
 
 def _path_ok(data: DataRoot, name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return valid_name(name)
 
 
 def exists(data: DataRoot, name: str) -> bool:

@@ -335,6 +335,43 @@ def answer(
     return Answered(name, reading.screen, key, reading.detail, new_state)
 
 
+def interrupt(
+    cfg: Config, name: str, *, reason: str, tmux: Tmux | None = None, timeout: float = 5.0
+) -> bool:
+    """Stop what ``name`` is doing, as a person would: Escape in its pane.
+
+    Claude Code ends its turn on Escape and waits for input without a Stop
+    hook, so a busy Claude agent is idle once its screen no longer shows the
+    busy footer (within ``timeout``): its record says so, and mail is typed
+    to it again. Returns whether it was seen to stop; an agent without a live
+    pane is left alone (False).
+    """
+    import time
+
+    from cmux import events
+    from cmux.agents import registry
+    from cmux.agents.server import require_running
+
+    agent = registry.get(cfg.data, name)
+    if not agent.live or not agent.pane_id:
+        return False
+    tmux = require_running(cfg, tmux)
+    tmux.send_keys(agent.pane_id, "Escape")
+    deadline = time.monotonic() + timeout
+    stopped = False
+    while True:
+        if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
+            stopped = True
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if stopped and agent.state == "busy":
+        registry.transition(cfg.data, name, "idle", reason=f"interrupted: {reason}", strict=False)
+    events.record(cfg.data, "interrupt", name, reason=reason, stopped=stopped)
+    return stopped
+
+
 # -- the fallback: states from the screen, once a monitor tick -------------------------------
 
 HOOKED = frozenset({"claude"})  # profiles whose hooks report their state

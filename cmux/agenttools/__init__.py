@@ -4,15 +4,23 @@ They use argparse, not click or rich, to start quickly: an agent may call
 them many times a minute. Identity comes from the environment cmux gives
 every agent (CMUX_AGENT with its CMUX_AGENT_TOKEN, CMUX_HOME), checked by
 cmux/identity.py; a person without it is `human`.
+
+tools/mailbox starts Python with ``-S`` (no site-packages: what the tools
+import is the standard library and cmux, found beside them), and nothing on
+its send path imports ``typing``, ``re``, ``pathlib`` or ``json``: every
+agent's call is a new process (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from cmux.errors import CmuxError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def identity(cfg: Any) -> str:

@@ -13,18 +13,15 @@ them is `human`); see cmux/identity.py.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import argparse
-
-
-import json
 import sys
 
 from cmux.agenttools import identity, run
 from cmux.errors import EmptyMessage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 PROG = "mailbox"
 
@@ -74,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Args:
+    """What parse_args would give for a quick call (argparse.Namespace without argparse)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
 def _quick(argv: list[str]) -> Any:
     """The common calls (``send TO TEXT``, ``done TEXT`` ...) without
     building the argparse parser (~10 ms of every agent's call)."""
@@ -82,11 +86,9 @@ def _quick(argv: list[str]) -> Any:
         return a == "-" or not a.startswith("-")
 
     if len(argv) == 3 and argv[0] == "send" and plain(argv[1]) and plain(argv[2]):
-        return SimpleNamespace(
-            cmd="send", to=argv[1], text=argv[2], subject="", reply_to=None, json=False
-        )
+        return _Args(cmd="send", to=argv[1], text=argv[2], subject="", reply_to=None, json=False)
     if len(argv) == 2 and argv[0] in ("done", "blocked", "status") and plain(argv[1]):
-        return SimpleNamespace(cmd=argv[0], text=argv[1], json=False)
+        return _Args(cmd=argv[0], text=argv[1], json=False)
     return None
 
 
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "ls":
         rows = mail.boxes(cfg)
         if args.json:
+            import json
+
             print(json.dumps(rows))
         else:
             from cmux.text import one_line

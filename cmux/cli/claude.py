@@ -85,6 +85,7 @@ def cost_cmd(as_json: bool) -> None:
     incarnation, and the total.
     """
     from cmux.agents import cost, registry
+    from cmux.health.budget import budgets, share
 
     cfg = load_config()
     agents = registry.list_agents(cfg.data)
@@ -92,13 +93,24 @@ def cost_cmd(as_json: bool) -> None:
     total = cost.Tokens()
     for t in per.values():
         total = total + t
+    b = budgets(cfg.raw)
+
+    def limit(a: registry.Agent) -> int:
+        return b.per_worker if a.role == "worker" else 0
+
     if as_json:
         ui.print_json(
             {
                 "agents": [
-                    {"name": a.name, "profile": a.profile, **per[a.name].to_dict()} for a in agents
+                    {
+                        "name": a.name,
+                        "profile": a.profile,
+                        **per[a.name].to_dict(),
+                        "budget": limit(a) or None,
+                    }
+                    for a in agents
                 ],
-                "total": total.to_dict(),
+                "total": {**total.to_dict(), "budget": b.total or None},
             }
         )
         return
@@ -108,10 +120,14 @@ def cost_cmd(as_json: bool) -> None:
     table.add_column("AGENT", style="bold")
     for col in ("INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "TOTAL", "CALLS"):
         table.add_column(col, justify="right")
+    if b.any:
+        table.add_column("BUDGET", justify="right")
     for a in agents:
         t = per[a.name]
-        table.add_row(ui.styled(a.name), *_cells(t))
-    table.add_row(ui.styled("total", "bold"), *_cells(total))
+        extra = [share(t.total, limit(a)) if limit(a) else "-"] if b.any else []
+        table.add_row(ui.styled(a.name), *_cells(t), *extra)
+    extra = [share(total.total, b.total) if b.total else "-"] if b.any else []
+    table.add_row(ui.styled("total", "bold"), *_cells(total), *extra)
     ui.print_renderable(table)
 
 

@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from cmux import events, watch
 from cmux.agents import registry, screen
@@ -166,7 +165,7 @@ class Router:
             if not self.type_message(agent, pane, loaded.path, loaded.msg):
                 return
 
-    def type_message(self, agent: Agent, pane: Pane, path: Path, msg: Message) -> bool:
+    def type_message(self, agent: Agent, pane: Pane, path: str, msg: Message) -> bool:
         """Type one claimed message; True when delivered. On any failure the
         message leaves cur/ at once: back to new/ (to retry) or, if it is
         the message itself that cannot be rendered, to deadletter."""

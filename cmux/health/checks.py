@@ -138,7 +138,11 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
-def run_command_check(check: Check, cwd: Path, env: Mapping[str, str] | None = None) -> CheckResult:
+def run_command_check(
+    check: Check, cwd: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> CheckResult:
+    """Run a command check; ``log`` keeps its whole output in that file (the
+    result holds the tail)."""
     assert check.command is not None
     ts = time.time()
     r = run_command(
@@ -146,6 +150,7 @@ def run_command_check(check: Check, cwd: Path, env: Mapping[str, str] | None = N
         cwd=cwd,
         timeout=check.timeout,
         env={**(env or {}), "CMUX_HEALTH_CHECK": check.name},
+        log=log,
     )
     if r.timed_out:
         detail = f"timed out after {check.timeout:g}s (its process group was ended)"
@@ -272,10 +277,12 @@ def run_url_check(check: Check) -> CheckResult:
     )
 
 
-def run_check(check: Check, cwd: Path, env: Mapping[str, str] | None = None) -> CheckResult:
+def run_check(
+    check: Check, cwd: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> CheckResult:
     if check.url:
         return run_url_check(check)
-    return run_command_check(check, cwd, env)
+    return run_command_check(check, cwd, env, log)
 
 
 def run_all(

@@ -5,6 +5,9 @@
 - A worker past ``worker_time_limit``: warn it, and ``worker_grace`` seconds
   later end it and report to its parent.
 - A worker whose pane died without reporting done: report to its parent.
+- A worker at 80 % of its token budget (or of the team's): warn it and its
+  parent; at 100 % interrupt it and ask for its report; ``worker_grace``
+  seconds later stop it (cmux/health/budget.py).
 - The supervisor's pane died: start it again (with its memory, through
   ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
@@ -32,6 +35,7 @@ from cmux.agents.registry import Agent, State
 from cmux.config import Config
 from cmux.errors import CmuxError
 from cmux.fsutil import read_json, write_json
+from cmux.health.budget import WARN_AT, Budgets, Marks, decide, share
 from cmux.health.config import HealthSettings
 from cmux.paths import HUMAN, SUPERVISOR, DataRoot
 
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ALERT_PREFIX = "watchdog: "
 OPEN_STATES: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
+BUDGET_EVERY = 5.0  # seconds between looks at the transcripts' token counts
 STALE = 120.0  # exits older than this when the watchdog starts are history, not news
 # Events that happen to an agent without the agent doing anything.
 PASSIVE = frozenset({"send", "claim", "hold", "release", "deadletter", "register", "watchdog"})
@@ -120,6 +125,7 @@ class Memory:
     warned: dict[str, float] = field(default_factory=dict)  # "name#incarnation" -> when
     ended: list[str] = field(default_factory=list)
     supervisor_restarts: list[float] = field(default_factory=list)
+    budget: dict[str, dict[str, float | None]] = field(default_factory=dict)  # key -> Marks
     gave_up: bool = False
     nudged_at: float | None = None
 
@@ -155,6 +161,8 @@ class Actions(Protocol):
     def alert(self, text: str) -> None: ...
     def alert_active(self) -> bool: ...
     def event(self, kind: str, agent: str | None, **fields: Any) -> None: ...
+    def usage(self, agents: list[Agent]) -> dict[str, int]: ...
+    def interrupt(self, name: str, reason: str) -> bool: ...
 
 
 class CmuxActions:
@@ -207,6 +215,16 @@ class CmuxActions:
     def event(self, kind: str, agent: str | None, **fields: Any) -> None:
         events.record(self.cfg.data, "watchdog", agent, kind=kind, **fields)
 
+    def usage(self, agents: list[Agent]) -> dict[str, int]:
+        from cmux.agents import cost
+
+        return {name: t.total for name, t in cost.usage(self.cfg.data, agents).items()}
+
+    def interrupt(self, name: str, reason: str) -> bool:
+        from cmux.agents import screen
+
+        return screen.interrupt(self.cfg, name, reason=reason)
+
 
 def _mtime(path: Path) -> int:
     try:
@@ -224,10 +242,18 @@ def _size(path: Path) -> int:
 
 class Watchdog:
     def __init__(
-        self, data: DataRoot, settings: HealthSettings, actions: Actions, *, now: float
+        self,
+        data: DataRoot,
+        settings: HealthSettings,
+        actions: Actions,
+        *,
+        now: float,
+        budgets: Budgets | None = None,
     ) -> None:
         self.data = data
         self.s = settings
+        self.budgets = budgets or Budgets()
+        self.budget_at = 0.0
         self.act = actions
         self.started = now
         self.memory_file = data.state_dir / "watchdog.json"
@@ -267,6 +293,9 @@ class Watchdog:
             changed |= self._time_limit(agent, now)
         changed |= self._supervisor(now)
         changed |= self._idle(now)
+        if self.budgets.any and now - self.budget_at >= BUDGET_EVERY:
+            self.budget_at = now
+            changed |= self._budgets(now)
         if changed:
             self.mem.save(self.memory_file)
 
@@ -405,6 +434,92 @@ class Watchdog:
         )
         return True
 
+    def _budgets(self, now: float) -> bool:
+        """Each live worker against its own budget and the team's."""
+        used = self.act.usage(self.agents)
+        total = sum(used.values())
+        changed = False
+        team = self.budgets.total
+        if team and total >= WARN_AT * team and "team" not in self.mem.budget:
+            self.mem.budget["team"] = {"warned": now}
+            self.act.tell(
+                HUMAN,
+                "watchdog: team token budget",
+                f"The team has used {share(total, team)} of [cmux] max_tokens_total. At 100 % "
+                "every worker is interrupted and asked to report.",
+            )
+            self.act.event("budget-warning", None, scope="team", used=total, limit=team)
+            changed = True
+        for agent in self.agents:
+            if agent.role != "worker" or not agent.live:
+                continue
+            scopes = [("worker", used.get(agent.name, 0), self.budgets.per_worker)]
+            scopes.append(("team", total, team))
+            for scope, n, limit in scopes:
+                changed |= self._budget(agent, scope, n, limit, now)
+        return changed
+
+    def _budget(self, agent: Agent, scope: str, used: int, limit: int, now: float) -> bool:
+        key = f"{_key(agent)}:{scope}"
+        marks = Marks(**self.mem.budget.get(key, {}))
+        action = decide(used, limit, marks, now, self.s.worker_grace)
+        if action is None:
+            return False
+        what = (
+            "its token budget ([claude] max_tokens)"
+            if scope == "worker"
+            else ("the team's token budget ([cmux] max_tokens_total)")
+        )
+        parent = agent.parent or SUPERVISOR
+        if action == "warn":
+            marks.warned = now
+            self.act.tell(
+                agent.name,
+                "watchdog: token budget",
+                f"You have used {share(used, limit)} of {what.replace('its', 'your')}. Wrap up: "
+                "at 100 % you are interrupted and asked to report.",
+            )
+            self.act.tell(
+                parent,
+                f"watchdog: {agent.name} near its budget",
+                f"{agent.name} has used {share(used, limit)} of {what}.",
+            )
+        elif action == "interrupt":
+            marks.interrupted = now
+            if marks.warned is None:
+                marks.warned = now
+            self._safe(self.act.interrupt, agent.name, f"{scope} token budget spent")
+            grace = _span(self.s.worker_grace)
+            self.act.tell(
+                agent.name,
+                "watchdog: token budget spent",
+                f"You have used {share(used, limit)} of {what.replace('its', 'your')}, so cmux "
+                "interrupted you. Do no more work: commit what you have, then report with "
+                f"`mailbox done` (or `mailbox blocked`). You will be stopped in {grace}.",
+            )
+            self.act.tell(
+                parent,
+                f"watchdog: {agent.name} spent its budget",
+                f"{agent.name} used {share(used, limit)} of {what}; cmux interrupted it and "
+                f"asked for its report. It is stopped in {grace} (its work is kept).",
+            )
+            self._safe(self.act.note, agent.name, f"token budget spent ({share(used, limit)})")
+        else:
+            marks.ended = now
+            try:
+                kept = self.act.end(agent.name, f"{scope} token budget spent")
+            except CmuxError as exc:
+                kept = f"(stopping it failed: {exc.message})"
+            self.act.tell(
+                parent,
+                f"watchdog: stopped {agent.name}",
+                f"{agent.name} spent {what} ({share(used, limit)}) and was stopped "
+                f"{_span(self.s.worker_grace)} after it was interrupted. {kept}".strip(),
+            )
+        self.mem.budget[key] = asdict(marks)
+        self.act.event(f"budget-{action}", agent.name, scope=scope, used=used, limit=limit)
+        return True
+
     @staticmethod
     def _safe(fn: Any, *args: Any) -> None:
         try:
@@ -442,7 +557,11 @@ def tick(cfg: Config, now: float | None = None) -> None:
             log.error("watchdogs are off: %s", exc)
             _WATCHDOGS[root] = None
             return
-        _WATCHDOGS[root] = Watchdog(cfg.data, s, CmuxActions(cfg), now=now)
+        from cmux.health.budget import budgets
+
+        _WATCHDOGS[root] = Watchdog(
+            cfg.data, s, CmuxActions(cfg), now=now, budgets=budgets(cfg.raw)
+        )
     dog = _WATCHDOGS[root]
     if dog is not None:
         dog.tick(now)

@@ -19,7 +19,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 from cmux.mail import maildir, store
@@ -34,12 +33,13 @@ from cmux.paths import DataRoot
 STALE_CLAIM = 60.0
 
 
-def claim(data: DataRoot, agent: str, name: str) -> Path | None:
+def claim(data: DataRoot, agent: str, name: str) -> str | None:
     """Move new/<name> to cur/<name>. Returns None when someone else won, when
     a claimed entry of that name already waits in cur/ (it is put back first,
     by ``requeue``), when the entry cannot be claimed (a directory: it goes to
     deadletter) or the disk refused (it stays in new/ for later)."""
-    src, dst = maildir.new_dir(data, agent) / name, maildir.cur_dir(data, agent) / name
+    src = os.path.join(maildir.new_dir(data, agent), name)
+    dst = os.path.join(maildir.cur_dir(data, agent), name)
     try:
         how = link_over(src, dst)
     except OSError:
@@ -58,18 +58,19 @@ def claim(data: DataRoot, agent: str, name: str) -> Path | None:
     return dst if how == "moved" else None
 
 
-def mark_delivered(path: Path) -> Path:
-    dest = path.with_name(path.name + SEEN)
+def mark_delivered(path: str) -> str:
+    dest = path + SEEN
     os.rename(path, dest)
     return dest
 
 
-def requeue(data: DataRoot, agent: str, path: Path) -> bool:
+def requeue(data: DataRoot, agent: str, path: str) -> bool:
     """Put a claimed entry cur/<name> back into new/, to be delivered again
     (same id). Never replaces an entry in new/: when one of that name waits
     there already, this one is the same file (dropped) or goes to deadletter.
     True when the entry left cur/."""
-    dst = maildir.new_dir(data, agent) / path.name
+    name = os.path.basename(path)
+    dst = os.path.join(maildir.new_dir(data, agent), name)
     try:
         how = link_over(path, dst)
     except OSError:
@@ -88,7 +89,7 @@ def requeue(data: DataRoot, agent: str, path: Path) -> bool:
             return True
     except OSError:
         return False
-    reason = not_regular(st.st_mode) or f"a second entry named {path.name!r} waits in new/"
+    reason = not_regular(st.st_mode) or f"a second entry named {name!r} waits in new/"
     return quarantine(data, agent, path, reason) is not None
 
 
@@ -100,7 +101,7 @@ def unclaim_all(data: DataRoot, agent: str, *, older_than: float = 0.0) -> int:
     cur = maildir.cur_dir(data, agent)
     now = time.time()
     for name in store.claimed(data, agent):
-        path = cur / name
+        path = os.path.join(cur, name)
         try:
             if older_than and now - os.lstat(path).st_ctime < older_than:
                 continue
@@ -114,16 +115,16 @@ def unclaim_all(data: DataRoot, agent: str, *, older_than: float = 0.0) -> int:
 
 
 class Loaded(NamedTuple):
-    path: Path
+    path: str
     msg: Message
 
 
-def load(data: DataRoot, agent: str, path: Path) -> Loaded | None:
+def load(data: DataRoot, agent: str, path: str) -> Loaded | None:
     """Read a claimed entry. One that is not a valid message of this mailbox
     goes to deadletter with its reason and yields None; so does one gone
     meanwhile; one that cannot be read now (an I/O error) stays for a retry."""
     try:
-        return Loaded(path, store.parse(path, agent, path.name))
+        return Loaded(path, store.parse(path, agent, os.path.basename(path)))
     except FileNotFoundError:
         return None
     except BadEntry as exc:

@@ -13,22 +13,31 @@ import json
 import os
 import stat
 import time
-from pathlib import Path
 
 from cmux import events
 from cmux.errors import StorageError
 from cmux.mail.maildir import note, storage_error
-from cmux.paths import DataRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cmux.paths import DataRoot
 
 
-def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) -> Path:
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) -> str:
     """Claim a dead-letter name nobody has used, by creating its ``.reason``
     file (O_EXCL); returns the path the entry itself goes to. Two entries of
     one name (from new/ and cur/, or from two boxes) get ``name``, ``name.1``,
     ... so none overwrites another."""
-    dl = data.deadletter
+    dl = data.deadletter_path
     try:
-        dl.mkdir(parents=True, exist_ok=True)
+        os.makedirs(dl, exist_ok=True)
     except OSError as exc:
         raise storage_error(dl, exc) from exc
     text = json.dumps({"reason": reason, "to": original_to, "ts": events.now_iso()}) + "\n"
@@ -37,7 +46,7 @@ def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) ->
         cand = base if i == 0 else f"{base}.{i}"
         if i == 9_999:
             cand = f"{base}.{time.time_ns():x}{os.urandom(4).hex()}"
-        rpath = dl / f"{cand}.reason"
+        rpath = os.path.join(dl, f"{cand}.reason")
         try:
             fd = os.open(rpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
@@ -45,24 +54,24 @@ def _reserve(data: DataRoot, name: str, reason: str, original_to: str | None) ->
         except OSError as exc:
             raise storage_error(rpath, exc) from exc
         try:
-            taken = os.path.lexists(dl / cand)
+            taken = os.path.lexists(os.path.join(dl, cand))
             if not taken:
                 os.write(fd, text.encode())
         except OSError as exc:
             os.close(fd)
-            rpath.unlink(missing_ok=True)
+            _unlink(rpath)
             raise storage_error(rpath, exc) from exc
         os.close(fd)
         if taken:
-            rpath.unlink(missing_ok=True)
+            _unlink(rpath)
             continue
-        return dl / cand
+        return os.path.join(dl, cand)
     raise StorageError(f"no free dead-letter name for {name!r} in {dl}")
 
 
 def deadletter(
     data: DataRoot, name: str, raw: bytes, reason: str, *, original_to: str | None = None
-) -> Path:
+) -> str:
     """Store ``raw`` in deadletter/ under a unique name, with its reason beside it."""
     dest = _reserve(data, name, reason, original_to)
     try:
@@ -74,34 +83,34 @@ def deadletter(
         finally:
             os.close(fd)
     except OSError as exc:
-        dest.unlink(missing_ok=True)
-        dest.with_name(dest.name + ".reason").unlink(missing_ok=True)
+        _unlink(dest)
+        _unlink(dest + ".reason")
         raise storage_error(dest, exc) from exc
-    note(data, "deadletter", original_to, file=dest.name, reason=reason)
+    note(data, "deadletter", original_to, file=os.path.basename(dest), reason=reason)
     return dest
 
 
-def quarantine(data: DataRoot, agent: str, path: Path, reason: str) -> Path | None:
+def quarantine(data: DataRoot, agent: str, path: str, reason: str) -> str | None:
     """Move the entry at ``path`` itself (a file, a directory, a FIFO, a
     symlink: whatever it is, unopened) into deadletter/ under a unique name,
     with its reason beside it. Returns where it went, or None when it could
     not be moved (already gone, or the disk refused the reason file): then it
     stays where it is, is skipped, and is tried again on a later scan."""
     try:
-        dest = _reserve(data, path.name, reason, agent)
+        dest = _reserve(data, os.path.basename(path), reason, agent)
     except StorageError:
         return None
     try:
         os.rename(path, dest)
     except OSError:
-        dest.with_name(dest.name + ".reason").unlink(missing_ok=True)
+        _unlink(dest + ".reason")
         return None
     _make_private(dest)
-    note(data, "deadletter", agent, file=dest.name, reason=reason)
+    note(data, "deadletter", agent, file=os.path.basename(dest), reason=reason)
     return dest
 
 
-def _make_private(path: Path) -> None:
+def _make_private(path: str) -> None:
     """A dead letter is private like the rest of the data root, whoever wrote
     it and with what mode: 0600 (0700 for a directory). A symlink is left as
     it is: chmod would follow it to its target."""

@@ -17,7 +17,8 @@ through a symlink, never blocking on a FIFO), and moved only by a link that
 never replaces what is at its destination.
 
 It imports no message code, so the Stop hook's "is any mail waiting" check
-(``waiting``) costs a listdir and nothing more.
+(``waiting``) costs a listdir and nothing more. Paths are strings (os.path),
+as everywhere in cmux/mail/: ``tools/mailbox send`` imports no pathlib.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
-from typing import Any
 
 from cmux import events
 from cmux.errors import StorageError
-from cmux.paths import DEADLETTER, DataRoot
+from cmux.paths import DEADLETTER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cmux.paths import DataRoot
 
 SUFFIX = ".json"
 SEEN = ":2,S"
@@ -56,30 +61,30 @@ def note(data: DataRoot, event: str, agent: str | None = None, **fields: Any) ->
 # -- paths --------------------------------------------------------------------------------
 
 
-def box(data: DataRoot, agent: str) -> Path:
-    return data.mailbox(agent)
+def box(data: DataRoot, agent: str) -> str:
+    return data.mailbox_path(agent)
 
 
-def tmp_dir(data: DataRoot, agent: str) -> Path:
-    return box(data, agent) / "tmp"
+def tmp_dir(data: DataRoot, agent: str) -> str:
+    return os.path.join(box(data, agent), "tmp")
 
 
-def new_dir(data: DataRoot, agent: str) -> Path:
+def new_dir(data: DataRoot, agent: str) -> str:
     """Where mail for ``agent`` lands when it is sent: what a watcher watches."""
-    return box(data, agent) / "new"
+    return os.path.join(box(data, agent), "new")
 
 
-def cur_dir(data: DataRoot, agent: str) -> Path:
-    return box(data, agent) / "cur"
+def cur_dir(data: DataRoot, agent: str) -> str:
+    return os.path.join(box(data, agent), "cur")
 
 
-def held_file(data: DataRoot, agent: str) -> Path:
-    return box(data, agent) / "held"
+def held_file(data: DataRoot, agent: str) -> str:
+    return os.path.join(box(data, agent), "held")
 
 
-def large_file(data: DataRoot, agent: str, msg_id: str) -> Path:
+def large_file(data: DataRoot, agent: str, msg_id: str) -> str:
     """Where a body too large to type is written (names checked by the caller)."""
-    return box(data, agent) / "large" / f"{msg_id}.txt"
+    return os.path.join(box(data, agent), "large", f"{msg_id}.txt")
 
 
 def waiting(home: str, name: str) -> bool:
@@ -96,23 +101,27 @@ def waiting(home: str, name: str) -> bool:
 def box_names(data: DataRoot) -> list[str]:
     """Every mailbox directory but the dead letters (its new/ may not be made yet)."""
     try:
-        return [e.name for e in os.scandir(data.mailbox_dir) if e.is_dir() and e.name != DEADLETTER]
+        return [
+            e.name for e in os.scandir(data.mailboxes_path) if e.is_dir() and e.name != DEADLETTER
+        ]
     except FileNotFoundError:
         return []
 
 
 def has_new(data: DataRoot, agent: str) -> bool:
-    return new_dir(data, agent).is_dir()
+    return os.path.isdir(new_dir(data, agent))
 
 
-def storage_error(path: Path, exc: OSError) -> StorageError:
+def storage_error(path: str, exc: OSError) -> StorageError:
     """What a failed write in ``path``'s folder tells the sender."""
+    folder = os.path.dirname(path)
     if exc.errno == errno.ENOSPC:
         return StorageError(
-            f"the disk is full: the message to {path.parent.parent.name} was not sent",
+            f"the disk is full: the message to {os.path.basename(os.path.dirname(folder))} "
+            "was not sent",
             "free some space and send it again; nothing was half written",
         )
-    return StorageError(f"cannot store the message in {path.parent}: {exc.strerror}")
+    return StorageError(f"cannot store the message in {folder}: {exc.strerror}")
 
 
 # -- one entry ------------------------------------------------------------------------------
@@ -135,7 +144,7 @@ def not_regular(mode: int) -> str | None:
     return f"{what}, not a message file"
 
 
-def read_entry(path: Path) -> bytes:
+def read_entry(path: str) -> bytes:
     """The bytes of a mailbox entry that is a regular file, opened without
     following a symlink and without blocking on a FIFO. Raises BadEntry for
     anything else (the entry is left untouched: not opened, not followed),
@@ -167,7 +176,7 @@ def read_entry(path: Path) -> bytes:
         os.close(fd)
 
 
-def link_over(src: Path, dst: Path) -> str:
+def link_over(src: str, dst: str) -> str:
     """Move ``src`` to ``dst`` without ever replacing what is at ``dst``
     (link, then unlink). Returns "moved", "gone" (src vanished: someone else
     took it), "taken" (dst exists), or "unlinkable" (a directory: no hard link)."""

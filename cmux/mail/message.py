@@ -1,24 +1,35 @@
-"""The message: one JSON file, schema v1 (see mailbox/README.md)."""
+"""The message: one JSON file, schema v1 (see mailbox/README.md).
+
+On the send path: no ``re``, ``typing`` or ``json`` (cmux/fastjson.py), see
+docs/PERFORMANCE.md.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from _thread import allocate_lock  # threading.Lock itself; `threading` costs ~1 ms
-from typing import Any
 
+from cmux import fastjson
 from cmux.events import now_iso
-from cmux.paths import NAME_RE
+from cmux.paths import valid_name  # the rule for ``from`` and ``to`` (and a mailbox's name)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("message", "task", "done", "blocked", "status", "notice")
-# Message ids: what new_id() makes, or any id of a safe charset. An id names
-# files (<id>.json, large/<id>.txt), so no '/', no ':' (the Maildir flags), no
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+# Message ids: what new_id() makes, or any id of a safe charset: a letter or
+# digit, then up to 127 letters, digits, '.', '_' or '-'. An id names files
+# (<id>.json, large/<id>.txt), so no '/', no ':' (the Maildir flags), no
 # control characters, and it cannot start with '.' nor hold '..'.
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-# The time of sending, RFC 3339 (printed as it is by `mailbox read`, `cmux inbox`).
-TS_RE = re.compile(r"^[0-9A-Za-z:.+ -]{0,64}\Z")
+_ID_CHARS = _ALNUM | frozenset("._-")
+ID_MAX = 128
+# The time of sending, RFC 3339 (printed as it is by `mailbox read`, `cmux
+# inbox`): up to 64 letters, digits, ':', '.', '+', ' ' or '-'.
+_TS_CHARS = _ALNUM | frozenset(":.+ -")
+TS_MAX = 64
 _lock = allocate_lock()
 _last_ns = 0
 
@@ -39,14 +50,20 @@ class MalformedMessage(ValueError):
     """A message file that breaks the schema (mailbox/README.md); the text says how."""
 
 
-def valid_name(name: object) -> bool:
-    """True for a name that may stand in ``from`` or ``to`` (and name a mailbox)."""
-    return isinstance(name, str) and NAME_RE.match(name) is not None
-
-
 def valid_id(msg_id: object) -> bool:
-    """True for an id that may name a file: ID_RE, and no '..' anywhere."""
-    return isinstance(msg_id, str) and ID_RE.match(msg_id) is not None and ".." not in msg_id
+    """True for an id that may name a file (see _ID_CHARS), with no '..' anywhere."""
+    return (
+        isinstance(msg_id, str)
+        and 0 < len(msg_id) <= ID_MAX
+        and msg_id[0] in _ALNUM
+        and _ID_CHARS.issuperset(msg_id)
+        and ".." not in msg_id
+    )
+
+
+def valid_ts(ts: str) -> bool:
+    """True for a time of sending as the schema allows it (see _TS_CHARS)."""
+    return len(ts) <= TS_MAX and _TS_CHARS.issuperset(ts)
 
 
 def check_paths(msg: Message) -> None:
@@ -110,7 +127,7 @@ class Message:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), ensure_ascii=False)
+        return fastjson.dumps(self.as_dict())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and other.as_dict() == self.as_dict()
@@ -123,7 +140,7 @@ class Message:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Message:
         try:
-            d: Any = json.loads(raw)
+            d: Any = fastjson.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedMessage(f"not JSON: {exc}") from None
         if not isinstance(d, dict):
@@ -150,7 +167,7 @@ class Message:
         subject, ts = d.get("subject") or "", d.get("ts") or ""
         if not isinstance(subject, str) or not isinstance(ts, str):
             raise MalformedMessage("subject and ts must be strings")
-        if not TS_RE.match(ts):
+        if not valid_ts(ts):
             raise MalformedMessage(f"ts {ts[:80]!r} is not an RFC 3339 time")
         _utf8("body", d["body"])
         _utf8("subject", subject)

@@ -12,8 +12,8 @@ agent can read:
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 from cmux.fsutil import atomic_write
 from cmux.mail import maildir
@@ -42,7 +42,7 @@ def header(msg: Message) -> str:
     return f"[cmux mail {token(msg.id)} from {who} kind={token(msg.kind, 16)}{subject}]"
 
 
-def large_body_file(data: DataRoot, msg: Message) -> Path:
+def large_body_file(data: DataRoot, msg: Message) -> str:
     """Where a body too large to type is written. The path is built from the
     message's ``to`` and ``id`` only after both are checked against the schema,
     so no field can point it outside the recipient's mailbox."""
@@ -74,7 +74,7 @@ def _render(msg: Message, data: DataRoot) -> str:
     head = header(msg)
     if len(body.encode()) > INLINE_LIMIT:
         path = large_body_file(data, msg)
-        if not path.exists():
+        if not os.path.exists(path):
             atomic_write(path, msg.body)
         size = len(msg.body.encode())
         return f"{head} {size} bytes, too long to type here: read it with `cat {path}`"

@@ -9,18 +9,17 @@ cmux/mail/deadletter.py; the folders themselves cmux/mail/maildir.py
 
 Every entry is opened and loaded one at a time, and only as a regular file
 (maildir.read_entry); paths are built only from names checked against the
-schema.
+schema. Paths are strings; on ``tools/mailbox send`` this module and what
+it imports stay off ``re``, ``typing``, ``pathlib`` and ``json``
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
-from pathlib import Path
 
 from cmux import identity
-from cmux.config import Config
 from cmux.errors import (
     ConfigError,
     EmptyMessage,
@@ -32,20 +31,26 @@ from cmux.errors import (
 )
 from cmux.fsutil import atomic_write, fsync_dir
 from cmux.mail import maildir
-from cmux.mail.deadletter import deadletter
 from cmux.mail.maildir import SEEN, SUFFIX, BadEntry, note, read_entry
 from cmux.mail.message import KINDS, MalformedMessage, Message, check_paths, valid_id, valid_name
-from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR, DataRoot
+from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from cmux.config import Config
+    from cmux.paths import DataRoot
 
 # A reply sent this soon after the message it answers counts as one more hop
 # in a conversation; past the depth limit the hop goes to deadletter.
 REPLY_WINDOW = 300.0
 
 
-def ensure(data: DataRoot, agent: str) -> Path:
+def ensure(data: DataRoot, agent: str) -> str:
     """Make ``agent``'s mailbox: from now on it is a recipient."""
     for folder in (maildir.tmp_dir, maildir.new_dir, maildir.cur_dir):
-        folder(data, agent).mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder(data, agent), exist_ok=True)
     return maildir.box(data, agent)
 
 
@@ -79,7 +84,7 @@ def claimed(data: DataRoot, agent: str) -> list[str]:
         return []
 
 
-def parse(path: Path, agent: str, name: str) -> Message:
+def parse(path: str, agent: str, name: str) -> Message:
     """Read and check one entry of ``agent``'s mailbox: a regular file, a valid
     message (message.from_json), addressed to this box, named after its id."""
     msg = Message.from_json(read_entry(path))
@@ -93,12 +98,13 @@ def parse(path: Path, agent: str, name: str) -> Message:
 # -- sending ------------------------------------------------------------------------------
 
 
-def deliver_to_new(data: DataRoot, msg: Message) -> Path:
+def deliver_to_new(data: DataRoot, msg: Message) -> str:
     """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/."""
-    tmp = maildir.tmp_dir(data, msg.to) / f"{msg.id}{SUFFIX}"
-    dest = maildir.new_dir(data, msg.to) / f"{msg.id}{SUFFIX}"
-    raw = msg.to_json().encode()
     check_paths(msg)
+    new = maildir.new_dir(data, msg.to)
+    tmp = os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}")
+    dest = os.path.join(new, f"{msg.id}{SUFFIX}")
+    raw = msg.to_json().encode()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
@@ -111,19 +117,24 @@ def deliver_to_new(data: DataRoot, msg: Message) -> Path:
             os.close(fd)
         os.link(tmp, dest)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise maildir.storage_error(tmp, exc) from exc
     # Linked into new/: the message is sent. What follows is tidying, and a
     # failure of it (a full disk, an I/O error) must not tell the sender otherwise.
     try:
-        tmp.unlink(missing_ok=True)
-        fsync_dir(dest.parent)
+        _unlink(tmp)
+        fsync_dir(new)
     except OSError:
         pass
     return dest
+
+
+def _unlink(path: str) -> None:
+    """Remove ``path`` if it is there; other errors are the caller's to ignore."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _infer_depth(data: DataRoot, sender: str, to: str) -> tuple[int, str | None]:
@@ -135,11 +146,11 @@ def _infer_depth(data: DataRoot, sender: str, to: str) -> tuple[int, str | None]
         return 0, None
     now = time.time()
     for name in names[:50]:
-        path = cur / name
+        path = os.path.join(cur, name)
         if not name.endswith((SUFFIX, SUFFIX + SEEN)):
             continue
         try:
-            if now - path.lstat().st_mtime > REPLY_WINDOW:
+            if now - os.lstat(path).st_mtime > REPLY_WINDOW:
                 break
             m = parse(path, sender, name)
         except (OSError, BadEntry, MalformedMessage):
@@ -165,7 +176,7 @@ def find(data: DataRoot, agent: str, msg_id: str) -> Message | None:
         (cur, msg_id + SUFFIX + SEEN),
     ):
         try:
-            return parse(folder / name, agent, name)
+            return parse(os.path.join(folder, name), agent, name)
         except (OSError, BadEntry, MalformedMessage):
             continue
     return None
@@ -238,11 +249,13 @@ def send(
             f"reply depth {depth} is past the limit of {cfg.depth_limit}: a message loop between "
             f"{sender} and {to}?"
         )
+        from cmux.mail.deadletter import deadletter
+
         where = deadletter(data, msg.id + SUFFIX, msg.to_json().encode(), reason, original_to=to)
         told = _notify_loop(cfg, msg)
         raise MessageLoop(
-            f"not delivered to {to}: {reason} The message is in mailbox/deadletter/{where.name}"
-            + (f" and {told} was told." if told else "."),
+            f"not delivered to {to}: {reason} The message is in mailbox/deadletter/"
+            f"{os.path.basename(where)}" + (f" and {told} was told." if told else "."),
             "stop answering this conversation automatically; to start afresh, send a new "
             "message (not a reply) once the loop is sorted out",
         )
@@ -300,7 +313,7 @@ def read_all(data: DataRoot, agent: str) -> list[Message]:
             if n.startswith("."):
                 continue
             try:
-                out.append((n, parse(folder / n, agent, n)))
+                out.append((n, parse(os.path.join(folder, n), agent, n)))
             except (OSError, BadEntry, MalformedMessage):
                 continue
     out.sort(key=lambda t: t[1].id)
@@ -328,7 +341,7 @@ def set_hold(data: DataRoot, agent: str, reason: str | None) -> bool:
         atomic_write(path, reason + "\n")
         note(data, "hold", agent, reason=reason, waiting=len(pending(data, agent)))
     else:
-        path.unlink(missing_ok=True)
+        _unlink(path)
         note(data, "release", agent)
     return True
 

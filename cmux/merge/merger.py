@@ -38,7 +38,7 @@ from cmux import events, git
 from cmux.agents.worktrees import MERGED_REFS
 from cmux.config import Config
 from cmux.errors import CmuxError, GitError
-from cmux.health.checks import CheckResult, run_all
+from cmux.health.checks import CheckResult, run_check
 from cmux.merge import queue as q
 from cmux.merge.config import MergeSettings, settings
 from cmux.merge.policy import Settle, Test, decide
@@ -103,11 +103,26 @@ class Merger:
         self.tell = tell or self._tell
         self.clock = clock
         self._told_waiting: set[tuple[int, str]] = set()
+        self._testing = ""  # the commit whose checks run
 
     # -- the outside world -------------------------------------------------------------
 
     def _run_checks(self, cwd: Path) -> list[CheckResult]:
-        return run_all(self.settings.checks, cwd)
+        """Every check, one after another, each one's whole output in a log
+        under state/merge/logs/ (kept only for a check that failed)."""
+        results = []
+        for check in self.settings.checks:
+            path = self.log_path(check.name)
+            r = run_check(check, cwd, log=path)
+            if r.ok:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            results.append(r)
+        return results
+
+    def log_path(self, check: str) -> Path:
+        """Where the output of ``check`` on the commit being tested goes."""
+        return logs_dir(self.cfg) / f"{self._testing[:12]}-{_safe(check)}.log"
 
     def _tell(self, to: str, body: str, kind: str) -> None:
         from cmux.mail import store
@@ -319,6 +334,7 @@ class Merger:
     ) -> tuple[bool, list[CheckResult]]:
         """Run the checks on ``commit`` in the scratch worktree."""
         scratch = self.scratch(commit)
+        self._testing = commit
         t0 = time.monotonic()
         results = self.run_checks(scratch.top) if self.settings.checks else []
         rnd.runs += 1 if self.settings.checks else 0
@@ -346,42 +362,73 @@ class Merger:
         """Move trunk from ``base`` to the last link's commit. Returns
         ``landed``, ``moved`` (trunk is not at base: test again), ``cancelled``
         (an entry was cancelled meanwhile) or ``waiting`` (the main checkout's
-        work is in the way)."""
+        work is in the way).
+
+        Trunk moves under the queue's lock, with ``candidate`` written first:
+        a cancel comes before (nothing lands) or after (it landed), never
+        between; a merger killed after the move is mended by :meth:`recover`.
+        """
         target = links[-1].commit
         trunk = links[0].entry.trunk
+        done: list[Entry] = []
+        waiting_words = ""
         with q.editing(self.data) as queue:
             live = [queue.get(link.entry.n) for link in links]
-            if any(e is None or e.state != "testing" for e in live):
+            if any(e is None or e.state not in ("testing", "waiting") for e in live):
                 return "cancelled"
-            for e in live:
-                assert e is not None
+            entries = [e for e in live if e is not None]
+            for e in entries:
                 e.candidate = target
-        outcome, words = self._move_trunk(trunk, base, target)
-        if outcome == "waiting":
-            self._wait(links, base, words, rnd)
-            return "waiting"
-        if outcome == "moved":
-            return "moved"
-        with q.editing(self.data) as queue:
-            done = []
-            for link in links:
-                e = queue.get(link.entry.n)
-                if e is not None and e.active:
+            q.save(self.data, queue)  # on disk before trunk moves
+            outcome, words = self._move_trunk(trunk, base, target)
+            if outcome == "landed":
+                for e in entries:
                     self._mark_landed(e, target)
                     done.append(e)
+            elif outcome == "waiting":
+                waiting_words = words
+                reason = "the main checkout has uncommitted work that landing would overwrite"
+                for e in entries:
+                    e.base = base  # what trunk must still be at when it lands
+                    if e.state != "waiting":
+                        e.move("waiting", reason)
+                    rnd.waiting.append(e.n)
+            else:
+                for e in entries:
+                    e.candidate = None
+        if outcome == "waiting":
+            self._tell_waiting(links, waiting_words)
+            return "waiting"
+        if outcome != "landed":
+            return outcome
         self._after_landing(target)
         for e in done:
             rnd.landed.append(e.n)
             self._landed_news(e)
         return "landed"
 
+    def _checkout_of(self, trunk: str) -> git.Repo | None:
+        """The work tree that has ``trunk`` checked out (the main checkout or
+        another worktree), if one has: trunk moves there by --ff-only."""
+        ref = f"refs/heads/{trunk}"
+        if self.repo.current_branch() == trunk:
+            return self.repo
+        for wt in self.repo.worktrees():
+            if wt.branch == ref and not wt.bare and wt.path.resolve() != self.repo.top:
+                try:
+                    return git.Repo(wt.path)
+                except GitError:
+                    return None
+        return None
+
     def _move_trunk(self, trunk: str, base: str, target: str) -> tuple[str, str]:
         """("landed" | "moved" | "waiting", git's words)."""
         ref = f"refs/heads/{trunk}"
         if self.repo.verify(ref) != base:
             return "moved", ""
-        if self.repo.current_branch() == trunk:
-            ok, words = self.repo.fast_forward(target)
+        checkout = self._checkout_of(trunk)
+        if checkout is not None:
+            ok, words = checkout.fast_forward(target)
             if ok:
                 return "landed", ""
             if self.repo.verify(ref) != base:
@@ -439,38 +486,29 @@ class Merger:
                 mine.notified = True
         e.notified = True
 
-    def _wait(self, links: list[Link], base: str, words: str, rnd: Round) -> None:
+    def _tell_waiting(self, links: list[Link], words: str) -> None:
+        """Tell the supervisor, once per entry and reason, why a tested entry waits."""
         reason = "the main checkout has uncommitted work that landing would overwrite"
-        with q.editing(self.data) as queue:
-            for link in links:
-                e = queue.get(link.entry.n)
-                if e is not None and e.state in ("testing", "waiting"):
-                    e.base = base  # what trunk must still be at when it lands
-                    if e.state != "waiting":
-                        e.move("waiting", reason)
-                    rnd.waiting.append(e.n)
         first = links[0].entry
         key = (first.n, words)
-        if key not in self._told_waiting:
-            self._told_waiting.add(key)
-            for link in links:
-                self.event("merge-waiting", link.entry, reason=reason, git=words[:500])
-            self.tell(
-                "supervisor",
-                f"merge #{first.n} ({first.branch}) passed its checks but waits: {reason}. "
-                f"git says: {words[:400]}\nCommit or stash that work in {self.repo.top} "
-                "and it lands by itself.",
-                "notice",
-            )
+        if key in self._told_waiting:
+            return
+        self._told_waiting.add(key)
+        for link in links:
+            self.event("merge-waiting", link.entry, reason=reason, git=words[:500])
+        self.tell(
+            "supervisor",
+            f"merge #{first.n} ({first.branch}) passed its checks but waits: {reason}. "
+            f"git says: {words[:400]}\nCommit or stash that work in {self.repo.top} "
+            "and it lands by itself.",
+            "notice",
+        )
 
     def _retry_waiting(self, chain: list[Link]) -> Round:
+        """Land entries that passed and wait for the main checkout (their state
+        stays ``waiting`` while they still must)."""
         rnd = Round(batch=[link.entry.n for link in chain])
         base = chain[0].entry.base or ""
-        with q.editing(self.data) as queue:
-            for link in chain:
-                e = queue.get(link.entry.n)
-                if e is not None:
-                    e.move("testing", "landing again")
         outcome = self._land(chain, base, rnd)
         if outcome in ("moved", "cancelled"):
             self._requeue_rest(chain, outcome, rnd)
@@ -535,14 +573,18 @@ class Merger:
         name = first.name if first else "checks"
         output_file: str | None = None
         if first is not None:
-            path = logs_dir(self.cfg) / f"{e.n}-{_safe(name)}.log"
-            try:
-                from cmux.fsutil import atomic_write
+            kept = self.log_path(name)
+            if kept.is_file():  # the whole output, written as the check ran
+                output_file = str(kept)
+            else:
+                path = logs_dir(self.cfg) / f"{e.n}-{_safe(name)}.log"
+                try:
+                    from cmux.fsutil import atomic_write
 
-                atomic_write(path, first.output)
-                output_file = str(path)
-            except CmuxError:
-                log.exception("could not keep the output of %s", name)
+                    atomic_write(path, first.output)
+                    output_file = str(path)
+                except CmuxError:
+                    log.exception("could not keep the output of %s", name)
         detail = first.detail if first else "failed"
         self._refuse(
             e, "failed", f"check {name!r} failed: {detail}", rnd, check=name, output=output_file

@@ -167,12 +167,13 @@ def _tool_id(msg_index: int, step: int, command: str) -> str:
     return f"{TOOL_PREFIX}_{msg_index}_{step}_{digest}"
 
 
-def usage_for(body: dict[str, Any]) -> dict[str, int]:
-    """Deterministic token counts, so a test can check what cmux adds up."""
+def usage_for(body: dict[str, Any], output: int = 7) -> dict[str, int]:
+    """Deterministic token counts, so a test can check what cmux adds up
+    (``output`` per answer: a test of budgets makes answers expensive)."""
     size = len(json.dumps(body.get("messages") or []))
     return {
         "input_tokens": 10 + size // 100,
-        "output_tokens": 7,
+        "output_tokens": output,
         "cache_creation_input_tokens": 3,
         "cache_read_input_tokens": 5,
     }
@@ -290,6 +291,7 @@ class ModelServer:
         self.requests: list[Request] = []
         self.log = log  # a JSONL copy of every request, for a person reading along
         self.delay = delay  # seconds before each conversation answer (keeps agents busy)
+        self.output_tokens = 7  # reported per answer
         self._lock = threading.Lock()
         self._count = 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -345,7 +347,7 @@ class ModelServer:
         """Sum of the usage this server reported to one session's conversation."""
         total: dict[str, int] = {}
         for r in self.conversation(session_id):
-            for k, v in usage_for(r.body).items():
+            for k, v in usage_for(r.body, self.output_tokens).items():
                 total[k] = total.get(k, 0) + v
         return total
 
@@ -405,7 +407,7 @@ class ModelServer:
                     self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
                     return
                 step = plan(req.body)
-                usage = usage_for(req.body)
+                usage = usage_for(req.body, server.output_tokens)
                 if server.delay and not req.is_title:
                     time.sleep(server.delay)
                 if not req.body.get("stream"):

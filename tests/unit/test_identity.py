@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def env(name: str, token: str) -> dict[str, str]:
 def test_the_token_proves_the_name_and_only_its_hash_is_kept(cfg: Config) -> None:
     token = identity.issue(cfg.data, "w1")
     assert identity.caller(cfg, env("w1", token)) == "w1"
-    stored = identity.token_file(cfg.data, "w1")
+    stored = Path(identity.token_file(cfg.data, "w1"))
     assert token not in stored.read_text() and len(stored.read_text().strip()) == 64
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     other = identity.issue(cfg.data, "w2")

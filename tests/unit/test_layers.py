@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux.umask",
             "cmux.text",
             "cmux.inputs",
+            "cmux.fastjson",
             "cmux.paths",
             "cmux.fsutil",
             "cmux.events",

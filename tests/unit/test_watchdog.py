@@ -112,6 +112,8 @@ class FakeActions:
     alerts: list[str] = field(default_factory=list)
     alert_up: bool = False
     lookups: int = 0
+    used: dict[str, int] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
 
     def agents(self) -> list[Agent]:
         self.lookups += 1
@@ -147,6 +149,13 @@ class FakeActions:
 
     def event(self, kind: str, agent: str | None, **fields: Any) -> None:
         events.record(self.data, "watchdog", agent, kind=kind, **fields)
+
+    def usage(self, agents: list[Agent]) -> dict[str, int]:
+        return {a.name: self.used.get(a.name, 0) for a in agents}
+
+    def interrupt(self, name: str, reason: str) -> bool:
+        self.interrupted.append(name)
+        return True
 
     def told(self, to: str) -> list[str]:
         return [body for t, _, body in self.tells if t == to]
@@ -338,7 +347,7 @@ def test_tick_entry_point_survives_a_bad_config(tmp_path: Path) -> None:
 
     (tmp_path / "cmux.toml").write_text("")
     # load_config refuses such a file; a Config built around it must not stop the monitor
-    cfg = load_config(tmp_path)._replace(raw={"health": {"threshold": 0}})
+    cfg = load_config(tmp_path).replace(raw={"health": {"threshold": 0}})
     cfg.data.ensure()
     watchdog.reset()
     try:
@@ -346,3 +355,69 @@ def test_tick_entry_point_survives_a_bad_config(tmp_path: Path) -> None:
         watchdog.tick(cfg, time.time())
     finally:
         watchdog.reset()
+
+
+# -- token budgets ----------------------------------------------------------------------------
+
+
+def test_budget_decisions() -> None:
+    from cmux.health.budget import Marks, decide
+
+    assert decide(79, 100, Marks(), NOW, 60) is None
+    assert decide(80, 100, Marks(), NOW, 60) == "warn"
+    assert decide(90, 100, Marks(warned=NOW), NOW, 60) is None
+    assert decide(100, 100, Marks(warned=NOW), NOW, 60) == "interrupt"
+    assert decide(150, 100, Marks(), NOW, 60) == "interrupt"  # past it in one go
+    assert decide(150, 100, Marks(interrupted=NOW), NOW + 59, 60) is None
+    assert decide(150, 100, Marks(interrupted=NOW), NOW + 60, 60) == "end"
+    assert decide(150, 100, Marks(interrupted=NOW, ended=NOW + 60), NOW + 99, 60) is None
+    assert decide(10**9, 0, Marks(), NOW, 60) is None  # no budget
+
+
+def test_a_worker_over_its_budget_is_warned_interrupted_then_stopped(data: DataRoot) -> None:
+    from cmux.health.budget import Budgets
+
+    t0 = time.time()
+    register(data, "supervisor", role="supervisor", state="idle")
+    register(data, "w1", state="busy", parent="supervisor")
+    s = replace(HealthSettings(), worker_grace=30)
+    acts = FakeActions(data)
+    wd = Watchdog(data, s, acts, now=t0, budgets=Budgets(per_worker=1000))
+    acts.used["w1"] = 500
+    wd.tick(t0)
+    assert acts.tells == []
+    acts.used["w1"] = 850
+    wd.tick(t0 + 5)
+    assert any("85 %" in b for b in acts.told("w1"))
+    assert any("w1 has used" in b for b in acts.told("supervisor"))
+    acts.used["w1"] = 1200
+    wd.tick(t0 + 10)
+    assert acts.interrupted == ["w1"]
+    assert any("interrupted you" in b and "mailbox done" in b for b in acts.told("w1"))
+    wd.tick(t0 + 35)
+    assert acts.ended == []  # the grace runs
+    wd.tick(t0 + 40)
+    assert acts.ended == ["w1"]
+    assert any("was stopped" in b for b in acts.told("supervisor"))
+    # a restarted watchdog remembers: nothing twice
+    again = Watchdog(data, s, acts, now=t0 + 41, budgets=Budgets(per_worker=1000))
+    n = len(acts.tells)
+    again.tick(t0 + 50)
+    assert len(acts.tells) == n and acts.interrupted == ["w1"]
+
+
+def test_the_team_budget_tells_the_person_and_stops_every_worker(data: DataRoot) -> None:
+    from cmux.health.budget import Budgets
+
+    t0 = time.time()
+    register(data, "supervisor", role="supervisor", state="idle")
+    register(data, "w1", state="busy", parent="supervisor")
+    register(data, "w2", state="idle", parent="supervisor")
+    acts = FakeActions(data)
+    wd = Watchdog(data, HealthSettings(), acts, now=t0, budgets=Budgets(total=1000))
+    acts.used.update(supervisor=300, w1=300, w2=250)
+    wd.tick(t0)
+    assert any("team has used 850 of 1.0k" in b for b in acts.told("human"))
+    acts.used["w2"] = 500
+    wd.tick(t0 + 5)
+    assert sorted(acts.interrupted) == ["w1", "w2"]
