@@ -244,9 +244,9 @@ def _parse_toml(path: str) -> dict[str, Any]:
         try:
             import tomli as tomllib
         except ImportError:  # tools/ start Python with -S: site-packages come when needed
-            import site
+            from cmux.sitepath import ensure
 
-            site.main()
+            ensure()
             import tomli as tomllib
     try:
         with open(path, "rb") as fh:

@@ -83,6 +83,9 @@ class Worktree:
 @functools.cache
 def _gitpython() -> tuple[Any, type[gitpython.Repo], type[gitpython.Git]]:
     """gitpython, and its Repo and command wrapper with cmux's environment built in."""
+    from cmux.sitepath import ensure
+
+    ensure()  # tools/mailbox runs without site-packages until they are needed
     try:
         import git as gitpython
     except ImportError as exc:  # gitpython refuses to import without git

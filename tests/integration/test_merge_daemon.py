@@ -149,7 +149,11 @@ timeout = 30
             proc.terminate()
             proc.wait(timeout=10)
             break
-        time.sleep(rng.uniform(0.05, 0.9))  # a random moment to be killed at
+        # A random moment after it is up (its pid file is written before it
+        # mends and works): counting from the start would spend most kills on
+        # the imports of a loaded machine.
+        wait_until(lambda: pid_of(project, "merger") == proc.pid, timeout=30, what="merger up")
+        time.sleep(rng.uniform(0.0, 0.7))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         kills += 1

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux",  # cmux/__init__.py: the version, nothing else
             "cmux.errors",
             "cmux.umask",
+            "cmux.sitepath",
             "cmux.text",
             "cmux.inputs",
             "cmux.fastjson",
