@@ -10,7 +10,9 @@ knows each Claude agent's state exactly:
 
     SessionStart      starting -> idle; records the session; the supervisor
                       gets what the journal remembers (stdout joins its context)
-    UserPromptSubmit  -> busy (also out of done/blocked: new work arrived)
+    UserPromptSubmit  -> busy (also out of done/blocked: new work arrived;
+                      not for a prompt of cmux's own notices only, such as
+                      "your branch landed": the report stands)
     PreToolUse        -> busy (not out of done/blocked: the report stands)
     Notification      a permission question -> waiting, and the supervisor
                       (or the person) is told
@@ -193,9 +195,24 @@ def _start_context(data: DataRoot) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
 
 
+def only_notices(prompt: str) -> bool:
+    """Whether ``prompt`` is nothing but cmux's own notices (mail headed
+    ``[cmux mail <id> from cmux kind=notice]``): news, not new work."""
+    text = prompt.lstrip()
+    heads = [ln for ln in text.splitlines() if ln.startswith("[cmux mail ")]
+    return (
+        text.startswith("[cmux mail ")
+        and bool(heads)
+        and all(" from cmux kind=notice" in ln for ln in heads)
+    )
+
+
 def on_user_prompt(
     payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
 ) -> None:
+    if _state(data, name) in STICKY and only_notices(str(payload.get("prompt") or "")):
+        result.actions.append("a notice from cmux: the report stands")
+        return
     move(data, name, "busy", "a prompt was submitted", result)
 
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,8 @@ timeout = 30
         # A random moment after it is up (its pid file is written before it
         # mends and works): counting from the start would spend most kills on
         # the imports of a loaded machine.
-        wait_until(lambda: pid_of(project, "merger") == proc.pid, timeout=30, what="merger up")
+        up = partial(lambda pid: pid_of(project, "merger") == pid, proc.pid)
+        wait_until(up, timeout=30, what="the merger up")
         time.sleep(rng.uniform(0.0, 0.7))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

@@ -123,6 +123,19 @@ def test_done_stays_done_through_tool_use_and_stop_but_not_a_new_prompt(cfg: Con
     assert state(cfg) == "busy"
 
 
+def test_a_notice_from_cmux_does_not_undo_a_report(cfg: Config) -> None:
+    set_state(cfg, "busy", "done")
+    landed = "[cmux mail 18ed-1 from cmux kind=notice]\nmerged: cmux/w1 landed on main at abc."
+    hook(cfg, "UserPromptSubmit", prompt=landed)
+    assert state(cfg) == "done"
+    hook(cfg, "Stop", stop_hook_active=False)
+    assert state(cfg) == "done"
+    # a notice together with mail from someone else is new work
+    both = landed + "\n[cmux mail 18ed-2 from supervisor kind=message]\nfix the test too"
+    hook(cfg, "UserPromptSubmit", prompt=both)
+    assert state(cfg) == "busy"
+
+
 def test_a_busy_agents_tool_use_writes_nothing(cfg: Config) -> None:
     hook(cfg, "SessionStart")
     set_state(cfg, "busy")
