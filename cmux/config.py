@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -69,6 +69,10 @@ args = []
 depth_limit = 8
 # Bodies over this many bytes are refused at send time.
 max_body_bytes = 8388608
+# A message delivered to a Claude agent but not read by its model after this
+# many seconds (while it is idle) is delivered again, once; then its sender
+# and you are told.
+# read_timeout = 120
 
 # [profiles.myagent]
 # command = "aider --yes"     # the task is appended as the last argument

@@ -300,7 +300,13 @@ CLAUDE = Table(
         "max_tokens": TOKENS,
     }
 )
-MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})
+MAIL = Table(
+    {
+        "depth_limit": Number(int, 1, 1000),
+        "max_body_bytes": Number(int, 1, 1 << 30),
+        "read_timeout": Number(float, 0.05, DAY, "of seconds"),
+    }
+)
 
 # [merge]: the merge queue (docs/MERGE.md); its checks default to the health checks.
 MERGE_STRATEGIES = ("merge", "rebase", "squash")

@@ -51,13 +51,17 @@ def collect_status(cfg: Config, *, reconcile: bool = True) -> list[dict[str, Any
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
     own loop reconciles (from inside the server, see deaths.reconcile)."""
     from cmux.agents import deaths, registry
-    from cmux.mail import store
+    from cmux.mail import receipts, store
 
     if reconcile:
         deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     mail = store.counts(cfg.data, [a.name for a in agents])
     rows = status_rows(agents, mail)
+    for row, a in zip(rows, agents, strict=True):
+        # Delivered, not yet read by the model (None: its program gives no receipts).
+        has = receipts.has_receipts(a.profile)
+        row["unread"] = len(receipts.unread(cfg.data, a.name)) if has else None
     if any(a.branch for a in agents):
         from cmux.merge.queue import agent_states
 

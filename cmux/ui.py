@@ -154,11 +154,14 @@ def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Ta
             else state
         )
         style = STATE_STYLE.get(state, "")
-        mail = ""
+        parts = []
         if r.get("pending") or r.get("held"):
-            mail = f"{r.get('pending', 0)} pending"
-            if r.get("held"):
-                mail += f", {r['held']} held"
+            parts.append(f"{r.get('pending', 0)} pending")
+        if r.get("held"):
+            parts.append(f"{r['held']} held")
+        if r.get("unread"):
+            parts.append(f"{r['unread']} unread")
+        mail = ", ".join(parts)
         last = r["last_event"] + (f" [{r['note']}]" if r.get("note") else "")
         total = (r.get("tokens") or {}).get("total", 0)
         tokens = short(total) if total else ""

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 held = r["held_reason"]
                 line = f"{r['name']:<20} {r['pending']} waiting"
+                line += f", {r['unread']} unread" if r.get("unread") else ""
                 line += f" (held: {held})" if held else ""
                 print(one_line(line))
         return 0

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "send": "cmux.cli.mail:send_cmd",
     "inbox": "cmux.cli.mail:inbox_cmd",
     "events": "cmux.cli.mail:events_cmd",
+    "mail": "cmux.cli.mail:mail_group",
     "router": "cmux.cli.mail:router_cmd",
     "merge": "cmux.cli.merge:merge_cmd",
     "queue": "cmux.cli.merge:queue_cmd",

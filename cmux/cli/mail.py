@@ -111,3 +111,45 @@ def router_cmd() -> None:
     )
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     run(cfg)
+
+
+@click.group("mail")
+def mail_group() -> None:
+    """One message, followed from send to read (`cmux inbox` is your own mail)."""
+
+
+@mail_group.command("show")
+@click.argument("msg_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The trail as JSON.")
+def mail_show_cmd(msg_id: str, as_json: bool) -> None:
+    """The whole trail of message ID: sent, claimed, held and why, delivered
+    how, read by what proof (or `delivered (no receipt)` where its program
+    cannot prove it), delivered again, and the replies to it.
+
+    \b
+    The id is in the header an agent is shown: [cmux mail <id> from ...],
+    in `cmux events`, and in what `mailbox send` prints.
+    """
+    from cmux.ops import mail
+
+    t = mail.trail(load_config(), msg_id)
+    if as_json:
+        ui.print_json(t)
+        return
+    m = t["message"] or {}
+    ui.out(
+        one_line(
+            f"message {t['id']}  to {t['to']}  from {m.get('from', '?')}  ({m.get('kind', '?')})"
+        )
+    )
+    ui.out(one_line(f"now: {t['state']}"))
+    for e in t["steps"]:
+        rest = " ".join(
+            f"{k}={v}" for k, v in e.items() if k not in ("ts", "event", "agent", "id") and v
+        )
+        ui.out(one_line(f"  {e.get('ts', '')}  {e.get('event', ''):<10} {rest}"))
+    if m:
+        ui.out("")
+        ui.out(str(m.get("body", "")).rstrip("\n"))
+    for r in t["replies"]:
+        ui.out(one_line(f"reply {r['id']} from {r['from']} at {r['ts']}"))

@@ -90,6 +90,10 @@ def handover(data: DataRoot, name: str, result: HookResult) -> bool:
             kind=loaded.msg.kind,
             via="stop-hook",
         )
+    from cmux.mail import receipts
+
+    # Read once the model answers this hand-over (the next hook event).
+    receipts.expect(str(data.root), name, [t.msg.id for t in taken], "stop-hook")
     result.actions.append(f"handed over {len(taken)} message(s)")
     move(data, name, "busy", f"mail from {taken[0].msg.sender} handed over at Stop", result)
     return True

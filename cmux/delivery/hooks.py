@@ -43,6 +43,7 @@ def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> 
     t0 = time.monotonic()
     try:
         payload = claude_hooks.parse(stdin.read())
+        receipts(event, payload, home, name)
         if claude_hooks.unchanged(event, payload, home, name):
             if event == "UserPromptSubmit":
                 from cmux.delivery.handover import reset_chain
@@ -72,6 +73,32 @@ def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> 
                 home, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             )
     return 0
+
+
+# Events that come only after the model answered a request of this session:
+# what the turn was given (a prompt, a Stop hand-over) reached the model.
+PROVING = frozenset({"PreToolUse", "Stop", "Notification", "UserPromptSubmit"})
+
+
+def receipts(event: str, payload: dict[str, Any], home: str, name: str) -> None:
+    """Read receipts (cmux/mail/receipts.py): a proving event marks what the
+    turn before was given as read; a prompt's mail ids wait for the next one.
+    Costs one stat when there is nothing to do."""
+    unconfirmed = os.path.join(home, "state", "hooks", f"{name}.unconfirmed")
+    pending = os.path.exists(unconfirmed)
+    prompt = str(payload.get("prompt") or "") if event == "UserPromptSubmit" else ""
+    if not pending and "[cmux mail " not in prompt and event not in ("SessionStart", "StopFailure"):
+        return
+    from cmux.mail import receipts as rc
+    from cmux.paths import DataRoot
+
+    if event in ("SessionStart", "StopFailure"):
+        rc.forget(home, name)  # a new session, or a turn the model never answered
+        return
+    if pending and event in PROVING:
+        rc.confirm(DataRoot(home), name)
+    if prompt:
+        rc.expect(home, name, rc.ids_in(prompt), "prompt")
 
 
 def handle(

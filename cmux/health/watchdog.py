@@ -8,6 +8,9 @@
 - A worker at 80 % of its token budget (or of the team's): warn it and its
   parent; at 100 % interrupt it and ask for its report; ``worker_grace``
   seconds later stop it (cmux/health/budget.py).
+- A message delivered to an idle Claude agent and not read by its model for
+  ``[mail] read_timeout`` seconds: deliver it again, once; still unread,
+  tell its sender and the person (cmux/mail/receipts.py).
 - The supervisor's pane died: start it again (with its memory, through
   ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ALERT_PREFIX = "watchdog: "
 OPEN_STATES: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
+RECEIPTS_EVERY = 2.0  # seconds between looks for delivered but unread mail
 BUDGET_EVERY = 5.0  # seconds between looks at the transcripts' token counts
 STALE = 120.0  # exits older than this when the watchdog starts are history, not news
 # Events that happen to an agent without the agent doing anything.
@@ -249,8 +253,11 @@ class Watchdog:
         *,
         now: float,
         budgets: Budgets | None = None,
+        read_timeout: float = 0.0,
     ) -> None:
         self.data = data
+        self.read_timeout = read_timeout
+        self.receipts_at = 0.0
         self.s = settings
         self.budgets = budgets or Budgets()
         self.budget_at = 0.0
@@ -293,6 +300,9 @@ class Watchdog:
             changed |= self._time_limit(agent, now)
         changed |= self._supervisor(now)
         changed |= self._idle(now)
+        if self.read_timeout > 0 and now - self.receipts_at >= RECEIPTS_EVERY:
+            self.receipts_at = now
+            self._receipts(now)
         if self.budgets.any and now - self.budget_at >= BUDGET_EVERY:
             self.budget_at = now
             changed |= self._budgets(now)
@@ -434,6 +444,42 @@ class Watchdog:
         )
         return True
 
+    def _receipts(self, now: float) -> None:
+        """Delivered but unread by an idle Claude agent's model: again, then tell."""
+        from cmux.mail import claims, receipts, store
+
+        for agent in self.agents:
+            if not agent.live or not receipts.has_receipts(agent.profile):
+                continue
+            waiting = receipts.unread(self.data, agent.name)
+            if not waiting:
+                continue
+            marks = receipts.load(self.data, agent.name)
+            for msg_id, at in waiting:
+                action = receipts.decide(
+                    at, marks.get(msg_id, {}), now, self.read_timeout, agent.state == "idle"
+                )
+                if action == "redeliver":
+                    try:
+                        if claims.redeliver(self.data, agent.name, msg_id):
+                            receipts.mark(self.data, agent.name, msg_id, "redelivered")
+                    except CmuxError:
+                        log.exception("could not deliver %s again", msg_id)
+                elif action == "report":
+                    receipts.mark(self.data, agent.name, msg_id, "reported")
+                    msg = store.find(self.data, agent.name, msg_id)
+                    about = (
+                        f"Message {msg_id} to {agent.name} was delivered twice, but its model "
+                        f"has not read it ({_span(self.read_timeout)} after each delivery, "
+                        "while it was idle). `cmux mail show "
+                        f"{msg_id}` has its trail; `cmux attach` to look at {agent.name}."
+                    )
+                    sender = msg.sender if msg else None
+                    if sender and sender not in (HUMAN, "cmux", agent.name):
+                        self.act.tell(sender, f"watchdog: {agent.name} has not read", about)
+                    self.act.tell(HUMAN, f"watchdog: {agent.name} has not read", about)
+                    self.act.event("unread", agent.name, id=msg_id, sender=sender)
+
     def _budgets(self, now: float) -> bool:
         """Each live worker against its own budget and the team's."""
         used = self.act.usage(self.agents)
@@ -558,9 +604,11 @@ def tick(cfg: Config, now: float | None = None) -> None:
             _WATCHDOGS[root] = None
             return
         from cmux.health.budget import budgets
+        from cmux.mail.receipts import DEFAULT_READ_TIMEOUT
 
+        timeout = float(cfg.section("mail").get("read_timeout", DEFAULT_READ_TIMEOUT))
         _WATCHDOGS[root] = Watchdog(
-            cfg.data, s, CmuxActions(cfg), now=now, budgets=budgets(cfg.raw)
+            cfg.data, s, CmuxActions(cfg), now=now, budgets=budgets(cfg.raw), read_timeout=timeout
         )
     dog = _WATCHDOGS[root]
     if dog is not None:

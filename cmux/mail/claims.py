@@ -59,9 +59,31 @@ def claim(data: DataRoot, agent: str, name: str) -> str | None:
 
 
 def mark_delivered(path: str) -> str:
+    """cur/<id>.json -> cur/<id>.json:2,S; its mtime becomes the time of
+    delivery (what a read receipt's timeout counts from)."""
     dest = path + SEEN
     os.rename(path, dest)
+    try:
+        os.utime(dest)
+    except OSError:
+        pass
     return dest
+
+
+def redeliver(data: DataRoot, agent: str, msg_id: str) -> bool:
+    """Put a delivered message back into new/ to be delivered again (same
+    id); False when it is not (or no longer) there as delivered."""
+    src = os.path.join(maildir.cur_dir(data, agent), msg_id + SUFFIX + SEEN)
+    dst = os.path.join(maildir.new_dir(data, agent), msg_id + SUFFIX)
+    try:
+        os.link(src, dst)
+    except (FileNotFoundError, FileExistsError):
+        return False
+    except OSError as exc:
+        raise maildir.storage_error(dst, exc) from exc
+    os.unlink(src)
+    maildir.note(data, "redeliver", agent, id=msg_id)
+    return True
 
 
 def requeue(data: DataRoot, agent: str, path: str) -> bool:

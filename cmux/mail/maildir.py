@@ -7,6 +7,7 @@ Layout (mailbox/README.md is the public description):
     mailbox/<agent>/cur/<id>.json         claimed by a router, not yet delivered
     mailbox/<agent>/cur/<id>.json:2,S     delivered (or read, for `human`)
     mailbox/<agent>/held                  why mail is held (absent: not held)
+    mailbox/<agent>/receipts              which delivered messages were read
     mailbox/<agent>/large/<id>.txt        a body too large to type
     mailbox/deadletter/<id>.json          undeliverable, with <id>.json.reason
 
@@ -80,6 +81,11 @@ def cur_dir(data: DataRoot, agent: str) -> str:
 
 def held_file(data: DataRoot, agent: str) -> str:
     return os.path.join(box(data, agent), "held")
+
+
+def receipts_file(data: DataRoot, agent: str) -> str:
+    """What proves each delivered message read (cmux/mail/receipts.py)."""
+    return os.path.join(box(data, agent), "receipts")
 
 
 def large_file(data: DataRoot, agent: str, msg_id: str) -> str:

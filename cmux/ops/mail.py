@@ -136,4 +136,105 @@ def boxes(cfg: Config) -> list[dict[str, Any]]:
 
     names = store.recipients(cfg.data)
     counts = store.counts(cfg.data, names)
-    return [{"name": n, **counts[n], "held_reason": store.hold_reason(cfg.data, n)} for n in names]
+    unread = unread_counts(cfg, names)
+    return [
+        {
+            "name": n,
+            **counts[n],
+            "unread": unread.get(n),
+            "held_reason": store.hold_reason(cfg.data, n),
+        }
+        for n in names
+    ]
+
+
+def unread_counts(cfg: Config, names: list[str]) -> dict[str, int | None]:
+    """Delivered but not yet read by the model, per agent whose program can
+    prove reading (cmux/mail/receipts.py); None for the others (no receipt)."""
+    from cmux.agents import registry
+    from cmux.errors import UnknownAgent
+    from cmux.mail import receipts
+
+    out: dict[str, int | None] = {}
+    for n in names:
+        try:
+            profile = registry.get(cfg.data, n).profile
+        except UnknownAgent:
+            out[n] = None
+            continue
+        out[n] = len(receipts.unread(cfg.data, n)) if receipts.has_receipts(profile) else None
+    return out
+
+
+def trail(cfg: Config, msg_id: str) -> dict[str, Any]:
+    """Everything known of one message: its fields, where it is now, each
+    step from the event log (sent, claimed, held and why, delivered how,
+    read by what proof, delivered again), and the replies to it."""
+    from cmux import events
+    from cmux.agents import registry
+    from cmux.errors import UnknownAgent, UsageError
+    from cmux.mail import receipts, store
+    from cmux.mail.message import valid_id
+
+    if not valid_id(msg_id):
+        raise UsageError(
+            f"{msg_id[:80]!r} is not a message id", "ids look like 18ed29802bc622de-4400-91ee53"
+        )
+    found = None
+    for box in store.recipients(cfg.data):
+        msg = store.find(cfg.data, box, msg_id)
+        if msg is not None:
+            found = msg
+            break
+    log, _ = events.read(cfg.data)
+    steps = [
+        e
+        for e in log
+        if e.get("id") == msg_id
+        or (e.get("event") == "deadletter" and str(e.get("file", "")).startswith(msg_id))
+    ]
+    if found is None and not steps:
+        raise UsageError(
+            f"no message {msg_id} in any mailbox or in the event log", "see `cmux events`"
+        )
+    to = found.to if found else str(steps[0].get("agent") or "")
+    sent = next((e["ts"] for e in steps if e.get("event") == "send"), "")
+    delivered = next((e["ts"] for e in steps if e.get("event") == "deliver"), None)
+    holds = [
+        e
+        for e in log
+        if e.get("event") == "hold"
+        and e.get("agent") == to
+        and sent
+        and str(e.get("ts", "")) >= sent
+        and (delivered is None or str(e.get("ts", "")) <= delivered)
+    ]
+    try:
+        profile = registry.get(cfg.data, to).profile
+    except UnknownAgent:
+        profile = ""
+    if any(e.get("event") == "read" for e in steps):
+        state = "read"
+    elif any(e.get("event") == "deadletter" for e in steps):
+        state = "deadletter"
+    elif delivered is not None:
+        state = receipts.state_of(cfg.data, to, msg_id, profile)
+    elif any(e.get("event") == "claim" for e in steps):
+        state = "claimed"
+    else:
+        state = "sent"
+    replies = [
+        m.as_dict()
+        for box in store.recipients(cfg.data)
+        for m in store.read_all(cfg.data, box)
+        if m.reply_to == msg_id
+    ]
+    steps = sorted([*steps, *holds], key=lambda e: str(e.get("ts", "")))
+    return {
+        "id": msg_id,
+        "to": to,
+        "state": state,
+        "message": found.as_dict() if found else None,
+        "steps": steps,
+        "replies": replies,
+    }
