@@ -17,7 +17,7 @@ from cmux.paths import DataRoot
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\

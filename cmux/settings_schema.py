@@ -279,6 +279,8 @@ HEALTH = Table(
         "worker_grace": _seconds(0),
         "supervisor_restarts": Number(int, 0, 1000),
         "supervisor_restart_window": _seconds(1, 366 * DAY),
+        "stuck_after": _seconds(0, 366 * DAY),
+        "stuck_action": Text(("tell", "interrupt")),
         "checks": checks,
     },
     doc="docs/HEALTH.md",
@@ -296,6 +298,7 @@ CLAUDE = Table(
         "permission_mode": Text(PERMISSION_MODES),
         "args": strings,
         "trust": flag,
+        "retry_after": _seconds(0.05),
     }
 )
 MAIL = Table({"depth_limit": Number(int, 1, 1000), "max_body_bytes": Number(int, 1, 1 << 30)})

@@ -185,6 +185,22 @@ def _prompt_box(lines: list[str]) -> bool:
     return any(_PROMPT.match(ln) for ln in lines[upper + 1 : lower])
 
 
+# A line that animates while nothing happens: a spinner glyph and its verb
+# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second.
+_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…")
+
+
+def fingerprint(text: str) -> str:
+    """The screen without what moves by itself (spinner lines): two captures
+    with the same fingerprint show that nothing happened in between."""
+    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.match(ln))
+
+
+def last_lines(text: str, n: int = 12) -> str:
+    """The last ``n`` non-blank lines of a screen, for a notice."""
+    return "\n".join([ln for ln in _lines(text) if ln.strip()][-n:])
+
+
 def dialog(text: str) -> str | None:
     """What dialog the screen shows, in words (None when there is none)."""
     reading = classify(text)
@@ -409,6 +425,8 @@ def observe(
     new = STATE_FOR.get(reading.screen)
     if new is None or new == agent.state:
         return None
+    if agent.state == "stuck" and new == "busy":
+        return None  # still busy: only a change on its screen ends stuck (the watchdog)
     if agent.profile in HOOKED and agent.state != "waiting":
         return None  # hooks tell busy and idle exactly
     if agent.state in ("done", "blocked"):

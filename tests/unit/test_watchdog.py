@@ -112,6 +112,9 @@ class FakeActions:
     alerts: list[str] = field(default_factory=list)
     alert_up: bool = False
     lookups: int = 0
+    screens: dict[str, str] = field(default_factory=dict)
+    resumed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
 
     def agents(self) -> list[Agent]:
         self.lookups += 1
@@ -147,6 +150,21 @@ class FakeActions:
 
     def event(self, kind: str, agent: str | None, **fields: Any) -> None:
         events.record(self.data, "watchdog", agent, kind=kind, **fields)
+
+    def screen(self, agent: Agent) -> str | None:
+        return self.screens.get(agent.name)
+
+    def resume(self, agent: Agent, body: str) -> None:
+        self.resumed.append((agent.name, body))
+        registry.transition(self.data, agent.name, "idle", reason="asked to continue")
+
+    def set_state(self, agent: Agent, state: State, reason: str) -> None:
+        registry.transition(
+            self.data, agent.name, state, reason=reason, strict=False, only_from={agent.state}
+        )
+
+    def interrupt(self, agent: Agent) -> None:
+        self.interrupted.append(agent.name)
 
     def told(self, to: str) -> list[str]:
         return [body for t, _, body in self.tells if t == to]
