@@ -279,6 +279,8 @@ HEALTH = Table(
         "worker_grace": _seconds(0),
         "supervisor_restarts": Number(int, 0, 1000),
         "supervisor_restart_window": _seconds(1, 366 * DAY),
+        "stuck_after": _seconds(0, 366 * DAY),
+        "stuck_action": Text(("tell", "interrupt")),
         "checks": checks,
     },
     doc="docs/HEALTH.md",
@@ -298,6 +300,7 @@ CLAUDE = Table(
         "args": strings,
         "trust": flag,
         "max_tokens": TOKENS,
+        "retry_after": _seconds(0.05),
     }
 )
 MAIL = Table(

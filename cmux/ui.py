@@ -36,6 +36,11 @@ STATE_STYLE = {
     "blocked": "bold red",
     "exited": "red",
     "killed": "dim",
+    "rate-limited": "bold yellow",
+    "overloaded": "bold yellow",
+    "auth-error": "bold red",
+    "stuck": "bold red",
+    "crashed": "bold red",
 }
 
 

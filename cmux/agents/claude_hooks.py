@@ -18,6 +18,12 @@ knows each Claude agent's state exactly:
                       (or the person) is told
     Stop              -> idle (done/blocked stay), unless mail waiting was
                       handed over as the agent's next input (delivery)
+    StopFailure       the model API ended the turn with an error (fires
+                      instead of Stop): a rate limit -> rate-limited, an
+                      overloaded or failing API -> overloaded (its parent is
+                      told; the watchdog asks it to continue after [claude]
+                      retry_after), a key or login refused -> auth-error (the
+                      person is told at once); another error -> idle
     SessionEnd        -> exited (unless the session was only cleared)
 
 The hook runs on every tool call, so it imports only the standard library and
@@ -47,6 +53,7 @@ EVENTS = (
     "UserPromptSubmit",
     "PreToolUse",
     "Stop",
+    "StopFailure",
     "Notification",
     "SessionEnd",
 )
@@ -289,11 +296,102 @@ def on_session_end(
     move(data, name, "exited", f"claude session ended ({reason})", result)
 
 
+# StopFailure's ``error`` (Claude Code 2.1.197 names these) -> the state it means.
+API_ERRORS: dict[str, State] = {
+    "rate_limit": "rate-limited",
+    "overloaded": "overloaded",
+    "server_error": "overloaded",  # a 529 past Claude Code's retries arrives as this
+    "authentication_failed": "auth-error",
+    "oauth_org_not_allowed": "auth-error",
+    "billing_error": "auth-error",
+}
+
+
+def api_error_state(error: str, message: str = "") -> State | None:
+    """The state a StopFailure (or an API error in the transcript) means, or
+    None for an error that is not about being allowed to work (a bad request,
+    a missing model, output too long: the turn simply ended)."""
+    if error in API_ERRORS and error != "server_error":
+        return API_ERRORS[error]
+    text = message.lower()
+    if "429" in text or "rate limit" in text:
+        return "rate-limited"
+    if "529" in text or "overloaded" in text:
+        return "overloaded"
+    if "401" in text or "invalid api key" in text:
+        return "auth-error"
+    return API_ERRORS.get(error)
+
+
+def on_stop_failure(
+    payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str], result: HookResult
+) -> None:
+    """The turn ended on an API error: the agent is alive but cannot work."""
+    error = str(payload.get("error") or "unknown")
+    message = " ".join(str(payload.get("last_assistant_message") or "").split())[:300]
+    new = api_error_state(error, message)
+    before = _state(data, name)
+    if new is None:
+        if before not in STICKY:
+            move(data, name, "idle", f"its turn ended on an API error ({error})", result)
+        return
+    reason = f"the model API refused: {message or error}"
+    if move(data, name, new, reason, result) != new or before == new:
+        return
+    try:
+        to = tell_refused(data, name, new, message or error)
+        result.actions.append(f"told {to}")
+    except Exception as exc:  # a notice that cannot be sent must not break the hook
+        log(str(data.root), f"StopFailure {name}: could not tell anyone: {exc}")
+
+
+def tell_refused(data: DataRoot, name: str, state: str, message: str) -> str:
+    """Tell who must know that ``name`` cannot work: its parent (the person for
+    the supervisor) of a rate limit or an overloaded API, which cmux waits out;
+    the person at once of a key or login the API refused. Returns who."""
+    from cmux.agents import registry
+    from cmux.config import load_config
+    from cmux.mail import store
+    from cmux.paths import HUMAN
+
+    cfg = load_config()
+    agent = registry.get(data, name)
+    if state == "auth-error":
+        to = HUMAN
+        body = (
+            f"{name} cannot work: the model API refused its key or login ({message}). "
+            f"Fix the key (ANTHROPIC_API_KEY, or /login in its pane: `cmux attach`, window "
+            f"{name}); then type `continue` in its pane or send it a message."
+        )
+    else:
+        to = agent.parent if agent.role != "supervisor" and agent.parent else HUMAN
+        if to != HUMAN and not store.known(data, to):
+            to = HUMAN
+        wait = retry_after(cfg)
+        body = (
+            f"{name} is {state}: the model API refused its request ({message}). "
+            f"cmux will ask it to continue in {int(wait)}s ([claude] retry_after); "
+            "nothing to do unless it stays so."
+        )
+    store.send(cfg, to=to, body=body, sender="cmux", kind="notice")
+    return to
+
+
+DEFAULT_RETRY_AFTER = 300.0  # as HealthSettings.retry_after
+
+
+def retry_after(cfg: Config) -> float:
+    """``[claude] retry_after``: seconds before a rate-limited or overloaded
+    agent is asked to continue."""
+    return float(cfg.section("claude").get("retry_after", DEFAULT_RETRY_AFTER))
+
+
 HANDLERS = {
     "SessionStart": on_session_start,
     "UserPromptSubmit": on_user_prompt,
     "PreToolUse": on_pre_tool,
     "Notification": on_notification,
     "Stop": on_stop,
+    "StopFailure": on_stop_failure,
     "SessionEnd": on_session_end,
 }

@@ -6,16 +6,25 @@ a spawn, a person's command) and Claude Code's SessionEnd hook. All of them
 mark the agent exited through ``_mark_exited``, under the record's lock, so
 none undoes another and a known exit code is never lost. An agent recorded on
 a server that has ended is exited: pane ids restart on a new server.
+
+A program can also end while its pane lives on: a profile run under a shell
+(``sh -c 'claude; exec sh'``) leaves that shell at its prompt. The reconcile
+sees it by the pane's terminal: its foreground process group is then an
+interactive shell's own, no longer the group of cmux's wrapper (a shell with
+job control takes the terminal for itself). Such an agent is ``crashed``;
+when the pane dies later it is ``exited`` as any other.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import time
 
 from cmux import events
 from cmux.agents import registry
-from cmux.agents.registry import LIVE, Agent
+from cmux.agents.registry import CRASHED, LIVE, Agent, State
 from cmux.agents.server import MONITOR, base_env, journal_note, monitor_argv
 from cmux.config import Config
 from cmux.errors import TmuxError
@@ -25,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DEAD_GRACE = 2.0  # seconds to wait for the exit status of a pane that just died
 SERVER_ENDED = "the tmux server ended"
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "tcsh", "csh", "ash"})
+# The states a later death still changes: the live ones, and crashed.
+ENDING: frozenset[State] = LIVE | CRASHED
 
 
 def pane_died(
@@ -40,7 +52,7 @@ def pane_died(
             continue
         if server is not None and not registry.on_server(agent, server):
             continue
-        if agent.live or agent.state == "exited":
+        if agent.state in ENDING or agent.state == "exited":
             return _mark_exited(cfg, agent, status, "its process exited")
     return None
 
@@ -57,7 +69,7 @@ def _mark_exited(cfg: Config, agent: Agent, code: int | None, why: str) -> Agent
         "exited",
         reason=f"{why}, code {code if code is not None else 'unknown'}",
         strict=False,
-        only_from=LIVE,
+        only_from=ENDING,
         exit_code=code,
     )
     if updated.state == "exited" and updated.exit_code is None and code is not None:
@@ -65,7 +77,7 @@ def _mark_exited(cfg: Config, agent: Agent, code: int | None, why: str) -> Agent
         updated = registry.transition(
             cfg.data, agent.name, "exited", only_from={"exited"}, exit_code=code, strict=False
         )
-    if updated.state == "exited" and agent.state not in ("done", "exited"):
+    if updated.state == "exited" and agent.state not in ("done", "exited", "crashed"):
         journal_note(
             cfg,
             agent.name,
@@ -94,7 +106,7 @@ def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) ->
     # The registry first, then the panes: a record read here got its pane
     # before the listing below, so an agent spawned meanwhile is never taken
     # for one whose pane is gone.
-    agents = [a for a in registry.list_agents(cfg.data) if a.live]
+    agents = [a for a in registry.list_agents(cfg.data) if a.state in ENDING]
     panes = {p.pane_id: p for p in tmux.list_panes()}
     server = next((p.server for p in panes.values() if p.server), None)
     if server is None and inside:
@@ -119,7 +131,76 @@ def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) ->
             changed.append(_mark_exited(cfg, agent, None, "its process ended"))
         elif pane.dead:
             changed.append(_mark_exited(cfg, agent, pane.dead_status, "its process exited"))
+        elif agent.live and left_a_shell(agent, pane):
+            changed.append(_mark_crashed(cfg, agent, foreground(pane.pid or 0)))
     return changed
+
+
+# -- a program gone, its shell alive -------------------------------------------------------
+
+
+def foreground(pid: int) -> tuple[int, int, str] | None:
+    """(the process group of ``pid``, the foreground group of its terminal,
+    the name of that group's leader), read from /proc; None where there is
+    no /proc or the process is gone."""
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        pgrp, tpgid = int(fields[2]), int(fields[5])
+        with open(f"/proc/{tpgid}/comm", encoding="utf-8", errors="replace") as fh:
+            comm = fh.read().strip()
+    except (OSError, IndexError, ValueError):
+        return None
+    return pgrp, tpgid, comm
+
+
+def runs_a_shell(argv: list[str]) -> bool:
+    """Whether the agent's own program is an interactive shell (the shell
+    profile, or a profile whose command is one): its prompt is its work."""
+    words = argv
+    if len(argv) == 3 and argv[:2] == ["sh", "-c"]:  # a --command: its own words
+        try:
+            words = shlex.split(argv[2])
+        except ValueError:
+            return False
+    return bool(words) and os.path.basename(words[0]) in SHELLS and "-c" not in words[1:]
+
+
+def shell_took_over(fg: tuple[int, int, str] | None, argv: list[str], profile: str) -> bool:
+    """The pure rule: the terminal's foreground belongs to an interactive
+    shell that is not cmux's wrapper's group, and the agent's program is not
+    itself a shell."""
+    if fg is None or profile == "shell" or runs_a_shell(argv):
+        return False
+    pgrp, tpgid, comm = fg
+    return tpgid > 0 and tpgid != pgrp and comm in SHELLS
+
+
+def left_a_shell(agent: Agent, pane: Pane) -> bool:
+    return shell_took_over(foreground(pane.pid or 0), agent.command, agent.profile)
+
+
+def _mark_crashed(cfg: Config, agent: Agent, fg: tuple[int, int, str] | None) -> Agent:
+    shell = fg[2] if fg else "a shell"
+    updated = registry.transition(
+        cfg.data,
+        agent.name,
+        "crashed",
+        reason=f"its program ended; {shell} took over its pane",
+        strict=False,
+        only_from=LIVE,
+    )
+    if updated.state == "crashed" and agent.state != "crashed":
+        journal_note(
+            cfg,
+            agent.name,
+            f"{agent.name} crashed: its program ended, its pane shows {shell}",
+            f"Task: {agent.task_summary or '(none)'}\nState before: {agent.state}",
+            ["crash"],
+        )
+    return updated
 
 
 def check(cfg: Config) -> None:

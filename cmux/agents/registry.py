@@ -3,6 +3,11 @@
 States (:data:`State`; README.md, "Agent states"): ``starting -> idle <->
 busy``, ``busy -> waiting`` (permission dialog), ``-> done | blocked``
 (declared by the agent through the mailbox), ``-> exited(code) | killed``.
+Alive but unable to work: ``rate-limited``, ``overloaded`` and
+``auth-error`` (the model API refused: Claude Code's StopFailure hook),
+``stuck`` (busy, and nothing moved for ``[health] stuck_after``: the
+watchdog), ``crashed`` (the program is gone but its pane lives on, a shell
+in it: the reconcile). ``since`` is when the state last changed.
 ``transition`` is the one function that changes a state: it checks the
 move, writes the file atomically under a per-agent lock, and appends an
 event. ``cmux status`` reads these files; it never guesses.
@@ -22,17 +27,38 @@ from cmux.paths import SUPERVISOR, DataRoot, valid_name
 
 # done and blocked are declared by the agent (`mailbox done`, `mailbox blocked`);
 # waiting is a permission dialog on its screen; exited carries ``exit_code``.
-State = Literal["starting", "idle", "busy", "waiting", "done", "blocked", "exited", "killed"]
+State = Literal[
+    "starting",
+    "idle",
+    "busy",
+    "waiting",
+    "done",
+    "blocked",
+    "exited",
+    "killed",
+    "rate-limited",
+    "overloaded",
+    "auth-error",
+    "stuck",
+    "crashed",
+]
 STATES: tuple[State, ...] = get_args(State)
-LIVE: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "done", "blocked"})
+# Alive (the program runs) but unable to work: the model API refused it, or
+# nothing moves.
+REFUSED: frozenset[State] = frozenset({"rate-limited", "overloaded", "auth-error"})
+UNABLE: frozenset[State] = REFUSED | frozenset[State]({"stuck"})
+LIVE: frozenset[State] = (
+    frozenset[State]({"starting", "idle", "busy", "waiting", "done", "blocked"}) | UNABLE
+)
 GONE: frozenset[State] = frozenset({"exited", "killed"})
+# The program is gone but its pane lives on (a shell): not live; it ends as the
+# pane does (exited), by cmux kill, or comes back (spawn).
+CRASHED: frozenset[State] = frozenset({"crashed"})
+_FROM_LIVE: frozenset[State] = (LIVE | GONE | CRASHED) - frozenset[State]({"starting"})
 _ALLOWED: dict[State, frozenset[State]] = {
-    "starting": frozenset(LIVE | GONE),
-    "idle": frozenset(LIVE | GONE) - {"starting"},
-    "busy": frozenset(LIVE | GONE) - {"starting"},
-    "waiting": frozenset(LIVE | GONE) - {"starting"},
-    "done": frozenset(LIVE | GONE) - {"starting"},
-    "blocked": frozenset(LIVE | GONE) - {"starting"},
+    "starting": LIVE | GONE | CRASHED,
+    **{s: _FROM_LIVE for s in LIVE - frozenset[State]({"starting"})},
+    "crashed": frozenset({"starting", "exited", "killed"}),
     "exited": frozenset({"starting", "killed"}),
     "killed": frozenset({"starting"}),
 }
@@ -73,6 +99,7 @@ class Agent:
     incarnation: int = 1
     command: list[str] = field(default_factory=list)
     note: str = ""
+    since: float | None = None  # when ``state`` last changed (None: before this was kept)
 
     @property
     def task_summary(self) -> str:
@@ -201,6 +228,7 @@ def transition(
         agent.state = new
         agent.updated = time.time()
         if old != new:
+            agent.since = agent.updated
             agent.last_event = f"{old} → {new}" + (f": {reason}" if reason else "")
         write_json(data.agent_file(name), agent.to_dict())
     if old != new:

@@ -185,6 +185,22 @@ def _prompt_box(lines: list[str]) -> bool:
     return any(_PROMPT.match(ln) for ln in lines[upper + 1 : lower])
 
 
+# A line that animates while nothing happens: a spinner glyph and its verb
+# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second.
+_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…")
+
+
+def fingerprint(text: str) -> str:
+    """The screen without what moves by itself (spinner lines): two captures
+    with the same fingerprint show that nothing happened in between."""
+    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.match(ln))
+
+
+def last_lines(text: str, n: int = 12) -> str:
+    """The last ``n`` non-blank lines of a screen, for a notice."""
+    return "\n".join([ln for ln in _lines(text) if ln.strip()][-n:])
+
+
 def dialog(text: str) -> str | None:
     """What dialog the screen shows, in words (None when there is none)."""
     reading = classify(text)
@@ -338,13 +354,14 @@ def answer(
 def interrupt(
     cfg: Config, name: str, *, reason: str, tmux: Tmux | None = None, timeout: float = 5.0
 ) -> bool:
-    """Stop what ``name`` is doing, as a person would: Escape in its pane.
+    """Stop what ``name`` is doing, as a person would: Escape for Claude Code,
+    C-c for other programs.
 
     Claude Code ends its turn on Escape and waits for input without a Stop
-    hook, so a busy Claude agent is idle once its screen no longer shows the
-    busy footer (within ``timeout``): its record says so, and mail is typed
-    to it again. Returns whether it was seen to stop; an agent without a live
-    pane is left alone (False).
+    hook, so a busy (or stuck) Claude agent is idle once its screen no longer
+    shows the busy footer (within ``timeout``): its record says so, and mail
+    is typed to it again. Returns whether it was seen to stop (always True
+    for a C-c); an agent without a live pane is left alone (False).
     """
     import time
 
@@ -356,17 +373,18 @@ def interrupt(
     if not agent.live or not agent.pane_id:
         return False
     tmux = require_running(cfg, tmux)
-    tmux.send_keys(agent.pane_id, "Escape")
+    claude = agent.profile in HOOKED
+    tmux.send_keys(agent.pane_id, "Escape" if claude else "C-c")
+    stopped = not claude
     deadline = time.monotonic() + timeout
-    stopped = False
-    while True:
+    while claude:
         if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    if stopped and agent.state == "busy":
+    if claude and stopped and agent.state in ("busy", "stuck"):
         registry.transition(cfg.data, name, "idle", reason=f"interrupted: {reason}", strict=False)
     events.record(cfg.data, "interrupt", name, reason=reason, stopped=stopped)
     return stopped
@@ -446,6 +464,8 @@ def observe(
     new = STATE_FOR.get(reading.screen)
     if new is None or new == agent.state:
         return None
+    if agent.state == "stuck" and new == "busy":
+        return None  # still busy: only a change on its screen ends stuck (the watchdog)
     if agent.profile in HOOKED and agent.state != "waiting":
         return None  # hooks tell busy and idle exactly
     if agent.state in ("done", "blocked"):

@@ -105,6 +105,8 @@ def spawn(
                     f"an agent named {name!r} already exists ({old.state})",
                     f"choose another name, or end it with `cmux kill {name}`",
                 )
+            if old.state == "crashed":
+                _close_window(cfg, tmux, old)  # the shell its program left behind
         workdir = Path(cwd).resolve() if cwd else cfg.project_root
         if cwd and not workdir.is_dir():
             raise UsageError(f"--dir {cwd}: no such directory")

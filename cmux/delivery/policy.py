@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cmux.agents import registry
+from cmux.agents.registry import UNABLE
 
 if TYPE_CHECKING:
     from cmux.agents.registry import Agent
@@ -63,7 +64,7 @@ def decide(agent: Agent, pane: Pane | None, dialog: Callable[[], str | None]) ->
     capture), or None; it is called only for a screen-checked profile and
     only when nothing before it has decided."""
     name = agent.name
-    if agent.state in ("exited", "killed"):
+    if agent.state in ("exited", "killed", "crashed"):
         return Hold(f"{name} has {agent.state}")
     if agent.state == "starting":
         return Hold(f"{name} is starting")
@@ -73,6 +74,8 @@ def decide(agent: Agent, pane: Pane | None, dialog: Callable[[], str | None]) ->
         return Hold(f"{name}'s pane is in copy mode")
     if agent.state == "waiting":
         return Hold(f"{name} is waiting for a permission answer")
+    if agent.state in UNABLE:  # the API refused it, or nothing moves: typing helps nothing
+        return Hold(f"{name} is {agent.state}")
     shown = dialog() if agent.profile in SCREEN_CHECKED else None
     if shown:
         return Hold(f"{name}'s pane shows {shown}")

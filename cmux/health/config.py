@@ -68,6 +68,11 @@ class HealthSettings:
     worker_grace: float = 300.0
     supervisor_restarts: int = 5
     supervisor_restart_window: float = 600.0
+    stuck_after: float = 900.0  # busy with nothing moving this long: stuck (0: off)
+    stuck_action: str = "tell"  # or "interrupt"
+    # [claude] retry_after: seconds before a rate-limited or overloaded agent
+    # is asked to continue (the watchdog applies it, so it is carried here).
+    retry_after: float = 300.0
 
     @property
     def enabled(self) -> bool:
@@ -86,6 +91,7 @@ _NUMBERS = (
     "worker_grace",
     "supervisor_restarts",
     "supervisor_restart_window",
+    "stuck_after",
 )
 
 
@@ -116,10 +122,16 @@ def parse(section: dict[str, Any]) -> HealthSettings:
     return HealthSettings(
         checks=tuple(parse_check(i, spec) for i, spec in enumerate(raw_checks)),
         restart=restart.strip() if restart else None,
+        stuck_action=str(section.get("stuck_action", d.stuck_action)),
         **numbers,
     )
 
 
 def settings(cfg: Config) -> HealthSettings:
-    """The project's ``[health]`` settings (defaults when the table is absent)."""
-    return parse(cfg.raw.get("health", {}))
+    """The project's ``[health]`` settings (defaults when the table is absent),
+    with ``[claude] retry_after`` for the watchdog's resumes."""
+    from dataclasses import replace
+
+    parsed = parse(cfg.raw.get("health", {}))
+    retry = cfg.section("claude").get("retry_after")
+    return replace(parsed, retry_after=float(retry)) if retry is not None else parsed

@@ -15,6 +15,16 @@
   ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
 - A dead daemon is restarted by the monitor itself (cmux/daemons.py).
+- An agent the model API refused (``rate-limited``, ``overloaded``: its
+  StopFailure hook said so) is asked to continue ``[claude] retry_after``
+  seconds later: a notice in its mailbox, and the agent made ``idle`` so the
+  router types it in (Claude Code, told so, goes on where the error stopped
+  it). Refused again, it waits again.
+- A ``busy`` agent whose screen (spinners aside), transcript and record have
+  not changed for ``[health] stuck_after`` seconds is ``stuck``: its parent
+  gets its last screen lines; with ``stuck_action = "interrupt"`` it is
+  interrupted too (Escape for Claude Code, C-c for others). It is ``busy``
+  again as soon as anything moves.
 
 ``tick`` must cost next to nothing when nothing happens: it stats the agents
 folder and the event log, and reads only what was appended to the log since
@@ -29,12 +39,12 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from cmux import events
-from cmux.agents.registry import Agent, State
+from cmux.agents.registry import UNABLE, Agent, State
 from cmux.config import Config
 from cmux.errors import CmuxError
 from cmux.fsutil import read_json, write_json
@@ -45,7 +55,12 @@ from cmux.paths import HUMAN, SUPERVISOR, DataRoot
 log = logging.getLogger(__name__)
 
 ALERT_PREFIX = "watchdog: "
-OPEN_STATES: frozenset[State] = frozenset({"starting", "idle", "busy", "waiting", "blocked"})
+OPEN_STATES: frozenset[State] = (
+    frozenset[State]({"starting", "idle", "busy", "waiting", "blocked"}) | UNABLE
+)
+RESUMABLE: frozenset[State] = frozenset({"rate-limited", "overloaded"})
+GONE_WITHOUT_DONE: frozenset[State] = frozenset({"exited", "crashed"})
+STUCK_LOOK = 5.0  # seconds between looks at a busy agent's screen and transcript
 RECEIPTS_EVERY = 2.0  # seconds between looks for delivered but unread mail
 BUDGET_EVERY = 5.0  # seconds between looks at the transcripts' token counts
 STALE = 120.0  # exits older than this when the watchdog starts are history, not news
@@ -98,7 +113,61 @@ def state_before(agent: Agent) -> str:
 
 
 def died_without_done(agent: Agent) -> bool:
-    return agent.role == "worker" and agent.state == "exited" and state_before(agent) != "done"
+    return (
+        agent.role == "worker"
+        and agent.state in GONE_WITHOUT_DONE
+        and state_before(agent) != "done"
+    )
+
+
+def resume_due(agent: Agent, now: float, wait: float) -> bool:
+    """A rate-limited or overloaded agent waited ``wait`` seconds: ask it to
+    continue. (An auth-error waits for a person: no resume fixes a key.)"""
+    if agent.state not in RESUMABLE or not agent.pane_id:
+        return False
+    since = agent.since if agent.since is not None else agent.updated
+    return now - since >= wait
+
+
+@dataclass
+class Progress:
+    """What a busy agent showed at the last look, and when it last moved."""
+
+    screen: str | None
+    transcript: int
+    moved: float
+    looked: float
+
+
+def stuck_action(
+    agent: Agent, before: Progress | None, now_seen: Progress, limit: float
+) -> str | None:
+    """'stuck' when a busy agent has not moved for ``limit`` seconds (its
+    screen, its transcript, its record); 'moving' when a stuck one moved
+    again; None otherwise. ``now_seen.moved`` is already brought up to date."""
+    if limit <= 0:
+        return None
+    if agent.state == "stuck":
+        return "moving" if before is not None and now_seen.moved > before.moved else None
+    if agent.state != "busy":
+        return None
+    quiet_since = max(now_seen.moved, agent.updated)
+    return "stuck" if now_seen.looked - quiet_since >= limit else None
+
+
+def moved(before: Progress | None, screen: str | None, transcript: int, now: float) -> Progress:
+    """This look, with ``moved`` the time anything last changed."""
+    if before is None:
+        return Progress(screen, transcript, now, now)
+    changed = transcript != before.transcript or (
+        screen is not None and before.screen is not None and screen != before.screen
+    )
+    return Progress(
+        screen if screen is not None else before.screen,
+        transcript,
+        now if changed else before.moved,
+        now,
+    )
 
 
 def restart_backoff(n: int) -> float:
@@ -110,7 +179,7 @@ def supervisor_action(
     agent: Agent | None, restarts: list[float], now: float, limit: int, window: float
 ) -> str | None:
     """'restart', 'wait' (back-off), 'give-up' (past the limit) or None."""
-    if agent is None or agent.role != "supervisor" or agent.state != "exited":
+    if agent is None or agent.role != "supervisor" or agent.state not in GONE_WITHOUT_DONE:
         return None
     recent = [t for t in restarts if now - t < window]
     if len(recent) >= limit:
@@ -130,6 +199,7 @@ class Memory:
     ended: list[str] = field(default_factory=list)
     supervisor_restarts: list[float] = field(default_factory=list)
     budget: dict[str, dict[str, float | None]] = field(default_factory=dict)  # key -> Marks
+    resumed: dict[str, float] = field(default_factory=dict)  # "name#incarnation" -> since
     gave_up: bool = False
     nudged_at: float | None = None
 
@@ -145,6 +215,7 @@ class Memory:
     def save(self, path: Path) -> None:
         self.reported = self.reported[-500:]
         self.ended = self.ended[-500:]
+        self.resumed = dict(list(self.resumed.items())[-500:])
         write_json(path, asdict(self))
 
 
@@ -166,7 +237,10 @@ class Actions(Protocol):
     def alert_active(self) -> bool: ...
     def event(self, kind: str, agent: str | None, **fields: Any) -> None: ...
     def usage(self, agents: list[Agent]) -> dict[str, int]: ...
-    def interrupt(self, name: str, reason: str) -> bool: ...
+    def screen(self, agent: Agent) -> str | None: ...
+    def resume(self, agent: Agent, body: str) -> None: ...
+    def set_state(self, agent: Agent, state: State, reason: str) -> None: ...
+    def interrupt(self, agent: Agent, reason: str) -> bool: ...
 
 
 class CmuxActions:
@@ -224,10 +298,50 @@ class CmuxActions:
 
         return {name: t.total for name, t in cost.usage(self.cfg.data, agents).items()}
 
-    def interrupt(self, name: str, reason: str) -> bool:
+    def _tmux(self) -> Any:
+        from cmux.tmux import Tmux
+
+        return Tmux.for_config(self.cfg)
+
+    def screen(self, agent: Agent) -> str | None:
+        from cmux.errors import TmuxError
+
+        if not agent.pane_id:
+            return None
+        try:
+            text: str = self._tmux().capture(agent.pane_id)
+            return text
+        except TmuxError:
+            return None
+
+    def resume(self, agent: Agent, body: str) -> None:
+        """The notice first, then idle: the router, woken by the record's
+        change, types it (with any mail held while the agent could not work)."""
+        from cmux.agents import registry
+        from cmux.mail import store
+
+        store.send(self.cfg, to=agent.name, body=body, sender="cmux", kind="notice")
+        registry.transition(
+            self.cfg.data,
+            agent.name,
+            "idle",
+            reason="asked to continue after the API refused it",
+            strict=False,
+            only_from={agent.state},
+        )
+
+    def set_state(self, agent: Agent, state: State, reason: str) -> None:
+        from cmux.agents import registry
+
+        registry.transition(
+            self.cfg.data, agent.name, state, reason=reason, strict=False, only_from={agent.state}
+        )
+
+    def interrupt(self, agent: Agent, reason: str) -> bool:
+        """Escape for Claude Code (its turn ends: idle), C-c for others."""
         from cmux.agents import screen
 
-        return screen.interrupt(self.cfg, name, reason=reason)
+        return screen.interrupt(self.cfg, agent.name, reason=reason)
 
 
 def _mtime(path: Path) -> int:
@@ -269,6 +383,7 @@ class Watchdog:
         self.agents_sig = -1
         self.events_offset = _size(data.events_file)
         self.last_activity = now
+        self.progress: dict[str, Progress] = {}  # "name#incarnation" -> the last look
 
     # -- looking -------------------------------------------------------------------
 
@@ -298,6 +413,8 @@ class Watchdog:
         for agent in self.agents:
             changed |= self._dead_worker(agent, now)
             changed |= self._time_limit(agent, now)
+            changed |= self._resume(agent, now)
+            self._stuck(agent, now)
         changed |= self._supervisor(now)
         changed |= self._idle(now)
         if self.read_timeout > 0 and now - self.receipts_at >= RECEIPTS_EVERY:
@@ -330,6 +447,86 @@ class Watchdog:
         )
         self.act.event("idle-nudge", None, quiet=round(quiet))
         return True
+
+    def _resume(self, agent: Agent, now: float) -> bool:
+        wait = self.s.retry_after
+        if not resume_due(agent, now, wait):
+            return False
+        key = _key(agent)
+        since = agent.since if agent.since is not None else agent.updated
+        if self.mem.resumed.get(key) == since:
+            return False  # asked once for this refusal; the router has it
+        self.mem.resumed[key] = since
+        why = agent.last_event.split("refused: ", 1)[-1] if "refused: " in agent.last_event else ""
+        try:
+            self.act.resume(
+                agent,
+                f"The model API refused your last request ({agent.state}"
+                + (f": {why}" if why else "")
+                + "); "
+                f"{_span(now - since)} have passed. Continue your task where you left off.",
+            )
+        except CmuxError as exc:
+            log.warning("could not resume %s: %s", agent.name, exc)
+            return True
+        self.act.event("resumed", agent.name, after=round(now - since), was=agent.state)
+        return True
+
+    def _stuck(self, agent: Agent, now: float) -> None:
+        """Look at a busy (or stuck) agent every STUCK_LOOK seconds at most."""
+        limit = self.s.stuck_after
+        key = _key(agent)
+        if limit <= 0 or agent.state not in ("busy", "stuck") or not agent.pane_id:
+            self.progress.pop(key, None)
+            return
+        before = self.progress.get(key)
+        if before is not None and now - before.looked < min(STUCK_LOOK, limit / 3):
+            return
+        from cmux.agents.screen import fingerprint, last_lines
+
+        text = self.act.screen(agent)
+        seen = moved(
+            before,
+            fingerprint(text) if text is not None else None,
+            _size(Path(agent.transcript)) if agent.transcript else 0,
+            now,
+        )
+        self.progress[key] = seen
+        action = stuck_action(agent, before, seen, limit)
+        if action == "moving":
+            self._safe(self.act.set_state, agent, "busy", "it moves again")
+            return
+        if action != "stuck":
+            return
+        quiet = now - max(seen.moved, agent.updated)
+        self._safe(self.act.set_state, agent, "stuck", f"nothing moved for {_span(quiet)}")
+        interrupt = self.s.stuck_action == "interrupt"
+        to = agent.parent if agent.role != "supervisor" and agent.parent else HUMAN
+        screen = last_lines(text or "") or "(its screen could not be read)"
+        self.act.tell(
+            to,
+            f"watchdog: {agent.name} is stuck",
+            f"{agent.name} has been busy for {_span(quiet)} with nothing moving: no hook "
+            "event, no new line in its transcript, no change on its screen. "
+            + (
+                "cmux interrupted it. "
+                if interrupt
+                else "Look at it (`cmux attach`), send it a message, or end it. "
+            )
+            + f"Task: {agent.task_summary or '(none)'}. Its last screen lines:\n{screen}",
+        )
+        self.act.event("stuck", agent.name, quiet=round(quiet), interrupted=interrupt)
+        if interrupt:
+            try:
+                self.act.interrupt(agent, "stuck")
+            except CmuxError as exc:
+                log.warning("could not interrupt %s: %s", agent.name, exc)
+                return
+            if agent.profile == "claude":
+                # Claude Code is back at its prompt, and no hook says so.
+                self._safe(
+                    self.act.set_state, replace(agent, state="stuck"), "idle", "interrupted by cmux"
+                )
 
     def _time_limit(self, agent: Agent, now: float) -> bool:
         key = _key(agent)
@@ -378,10 +575,15 @@ class Watchdog:
         if agent.updated < self.started - STALE:
             return True  # it died before this watchdog was watching: old news
         code = agent.exit_code if agent.exit_code is not None else "unknown"
+        how = (
+            "crashed: its program ended and left a shell in its pane,"
+            if agent.state == "crashed"
+            else f"exited (code {code})"
+        )
         self.act.tell(
             agent.parent or SUPERVISOR,
             f"watchdog: {agent.name} died",
-            f"{agent.name} exited (code {code}) without reporting done. "
+            f"{agent.name} {how} without reporting done. "
             f"It was {state_before(agent) or 'working'}; task: {agent.task_summary or '(none)'}. "
             f"Its screen is in state/logs/{agent.name}.log. Spawn it again or give the task "
             "to someone else.",
@@ -534,7 +736,7 @@ class Watchdog:
             marks.interrupted = now
             if marks.warned is None:
                 marks.warned = now
-            self._safe(self.act.interrupt, agent.name, f"{scope} token budget spent")
+            self._safe(self.act.interrupt, agent, f"{scope} token budget spent")
             grace = _span(self.s.worker_grace)
             self.act.tell(
                 agent.name,

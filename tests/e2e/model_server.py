@@ -18,6 +18,13 @@ Every request is recorded (path, headers, body) so tests can assert what
 reached each agent's conversation: ``texts(session_id)`` is everything the
 model was shown in that session.
 
+A test can make the API refuse or go silent, for conversation requests
+(title requests keep their answer): ``fail(429, retry_after=2)`` answers
+each one with that HTTP error (429 rate limit, 529 overloaded, 401 invalid
+key, as the real API words them) until ``clear()``, or ``count`` times;
+``hang()`` answers none (the request waits, the agent stays busy) until
+``clear()``.
+
 Run it by hand: ``python -m tests.e2e.model_server [PORT [LOG.jsonl]]``.
 """
 
@@ -182,6 +189,30 @@ def usage_for(body: dict[str, Any], output: int = 7) -> dict[str, int]:
 # -- answering ------------------------------------------------------------------------
 
 
+# The API's error bodies (https://docs.anthropic.com/en/api/errors).
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use this resource"),
+    429: ("rate_limit_error", "Number of requests has exceeded your rate limit"),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+@dataclass
+class Failure:
+    """How the server refuses conversation requests while it is set."""
+
+    status: int
+    retry_after: float | None = None  # seconds, sent as the retry-after header
+    count: int | None = None  # how many requests to refuse (None: until cleared)
+
+    def body(self) -> dict[str, Any]:
+        kind, message = ERRORS.get(self.status, ("api_error", "error"))
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -294,6 +325,10 @@ class ModelServer:
         self.output_tokens = 7  # reported per answer
         self._lock = threading.Lock()
         self._count = 0
+        self.failure: Failure | None = None
+        self.refused = 0  # conversation requests answered with an error
+        self._answer = threading.Event()  # cleared while hanging
+        self._answer.set()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -312,6 +347,7 @@ class ModelServer:
         return self
 
     def stop(self) -> None:
+        self._answer.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -320,6 +356,37 @@ class ModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- what tests set --------------------------------------------------------------
+
+    def fail(
+        self, status: int, *, retry_after: float | None = None, count: int | None = None
+    ) -> None:
+        """Answer conversation requests with HTTP ``status`` (see :class:`Failure`)."""
+        with self._lock:
+            self.failure = Failure(status, retry_after, count)
+
+    def hang(self) -> None:
+        """Answer no conversation request until :meth:`clear`."""
+        self._answer.clear()
+
+    def clear(self) -> None:
+        """Answer normally again (a hanging request is answered now)."""
+        with self._lock:
+            self.failure = None
+        self._answer.set()
+
+    def _refusal(self) -> Failure | None:
+        with self._lock:
+            f = self.failure
+            if f is None:
+                return None
+            self.refused += 1
+            if f.count is not None:
+                f.count -= 1
+                if f.count <= 0:
+                    self.failure = None
+            return f
 
     # -- what tests ask ---------------------------------------------------------------
 
@@ -382,6 +449,16 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _refuse(self, failure: Failure) -> None:
+                raw = json.dumps(failure.body()).encode()
+                self.send_response(failure.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                if failure.retry_after is not None:
+                    self.send_header("retry-after", f"{failure.retry_after:g}")
+                self.end_headers()
+                self.wfile.write(raw)
+
             def do_GET(self) -> None:
                 self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
 
@@ -406,6 +483,12 @@ class ModelServer:
                 if not self.path.startswith("/v1/messages"):
                     self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
                     return
+                if not req.is_title:
+                    failure = server._refusal()
+                    if failure is not None:
+                        self._refuse(failure)
+                        return
+                    server._answer.wait()
                 step = plan(req.body)
                 usage = usage_for(req.body, server.output_tokens)
                 if server.delay and not req.is_title:

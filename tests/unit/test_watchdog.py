@@ -113,6 +113,8 @@ class FakeActions:
     alert_up: bool = False
     lookups: int = 0
     used: dict[str, int] = field(default_factory=dict)
+    screens: dict[str, str] = field(default_factory=dict)
+    resumed: list[tuple[str, str]] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
 
     def agents(self) -> list[Agent]:
@@ -153,8 +155,20 @@ class FakeActions:
     def usage(self, agents: list[Agent]) -> dict[str, int]:
         return {a.name: self.used.get(a.name, 0) for a in agents}
 
-    def interrupt(self, name: str, reason: str) -> bool:
-        self.interrupted.append(name)
+    def screen(self, agent: Agent) -> str | None:
+        return self.screens.get(agent.name)
+
+    def resume(self, agent: Agent, body: str) -> None:
+        self.resumed.append((agent.name, body))
+        registry.transition(self.data, agent.name, "idle", reason="asked to continue")
+
+    def set_state(self, agent: Agent, state: State, reason: str) -> None:
+        registry.transition(
+            self.data, agent.name, state, reason=reason, strict=False, only_from={agent.state}
+        )
+
+    def interrupt(self, agent: Agent, reason: str) -> bool:
+        self.interrupted.append(agent.name)
         return True
 
     def told(self, to: str) -> list[str]:
