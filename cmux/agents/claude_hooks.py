@@ -9,6 +9,7 @@ hook_event_name, and fields per event). From these events the registry
 knows each Claude agent's state exactly:
 
     SessionStart      starting -> idle; records the session; the supervisor
+                      (and a worker restarted without its conversation)
                       gets what the journal remembers (stdout joins its context)
     UserPromptSubmit  -> busy (also out of done/blocked: new work arrived)
     PreToolUse        -> busy (not out of done/blocked: the report stands)
@@ -180,7 +181,9 @@ def on_session_start(
     # A session that starts (or resumes) is ready for input; one that was
     # cleared or compacted mid-work keeps its state.
     move(data, name, "idle", f"claude session {source}", result, only_from=("starting", "waiting"))
-    if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor":
+    # A worker started afresh because its conversation was lost (CMUX_MEMORY,
+    # cmux/agents/resume.py) gets the journal's memory as the supervisor does.
+    if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor" or env.get("CMUX_MEMORY"):
         result.stdout = _start_context(data)
         if result.stdout:
             result.actions.append("start context")

@@ -73,6 +73,10 @@ class Agent:
     incarnation: int = 1
     command: list[str] = field(default_factory=list)
     note: str = ""
+    # How this incarnation began when it was brought back (cmux/agents/resume.py):
+    # "" a new spawn, "conversation" (claude --resume), "fresh" (its conversation
+    # was lost: task and memory), "rerun" (a program without one, run again).
+    resume: str = ""
 
     @property
     def task_summary(self) -> str:

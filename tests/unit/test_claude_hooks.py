@@ -56,9 +56,12 @@ def payload(event: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def hook(cfg: Config, event: str, name: str = "w1", **extra: Any) -> tuple[int, str]:
+def hook(
+    cfg: Config, event: str, name: str = "w1", env_extra: dict[str, str] | None = None, **extra: Any
+) -> tuple[int, str]:
     out = io.StringIO()
     env = {"CMUX_HOME": str(cfg.data.root), "CMUX_AGENT": name, "CMUX_ROLE": _role(name)}
+    env.update(env_extra or {})
     code = hooks.run(event, io.StringIO(json.dumps(payload(event, **extra))), out, env)
     return code, out.getvalue()
 
@@ -102,6 +105,9 @@ def test_the_supervisor_starts_with_what_the_journal_remembers(cfg: Config) -> N
     assert "The build needs Python 3.12" in out
     # a worker's context is its task file; it gets no journal dump
     assert hook(cfg, "SessionStart", name="w1", source="startup")[1] == ""
+    # ... unless it starts afresh because its conversation was lost (resume.py)
+    out = hook(cfg, "SessionStart", name="w1", source="startup", env_extra={"CMUX_MEMORY": "1"})
+    assert "The build needs Python 3.12" in out[1]
 
 
 def test_prompt_and_tool_use_make_it_busy(cfg: Config) -> None:
