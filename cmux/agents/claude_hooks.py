@@ -116,9 +116,18 @@ def log(home: str, text: str) -> None:
 # -- the events -----------------------------------------------------------------------
 
 
-def begin(event: str, data: DataRoot, name: str, result: HookResult) -> bool:
+def begin(
+    event: str,
+    data: DataRoot,
+    name: str,
+    result: HookResult,
+    env: Mapping[str, str] | None = None,
+) -> bool:
     """Whether ``event`` is one to handle for ``name``: a known agent, a known
-    event (else ``result`` says which it was not)."""
+    event, of the agent's current incarnation (``CMUX_INCARNATION``: the
+    SessionEnd of a process the tmux server's end is taking down can come
+    after its successor started, with the same session id when that
+    successor resumed its conversation); else ``result`` says why not."""
     from cmux.agents import registry
 
     if not registry.exists(data, name):
@@ -126,6 +135,10 @@ def begin(event: str, data: DataRoot, name: str, result: HookResult) -> bool:
         return False
     if event not in HANDLERS:
         result.actions.append(f"ignored event {event!r}")
+        return False
+    mine = (env or {}).get("CMUX_INCARNATION", "")
+    if mine.isdigit() and registry.get(data, name).incarnation != int(mine):
+        result.actions.append(f"from incarnation {mine}, not the current one")
         return False
     return True
 

@@ -118,14 +118,21 @@ def start(
         back = resume.candidates(registry.list_agents(cfg.data), last)
         bring_back = resume.should_resume(mode, last) and bool(back)
         why = "the tmux server ended" if last and last.stopped is None else "`cmux stop`"
-        monitor = tmux.new_session(
-            cfg.session_name,
-            MONITOR,
-            monitor_argv(),
-            cwd=str(cfg.project_root),
-            env=base_env(cfg),
-            then=session_options(cfg),
-        )
+        if bring_back:
+            _reserve(cfg, back, why)
+        try:
+            monitor = tmux.new_session(
+                cfg.session_name,
+                MONITOR,
+                monitor_argv(),
+                cwd=str(cfg.project_root),
+                env=base_env(cfg),
+                then=session_options(cfg),
+            )
+        except BaseException:
+            if bring_back:
+                _unreserve(cfg, back, "the session could not be created")
+            raise
         events.record(
             cfg.data,
             "session-start",
@@ -148,8 +155,9 @@ def start(
             back = []
         try:
             sup: Agent | None = None
-            if any(a.name == SUPERVISOR for a in back):
-                sup = _bring_back(cfg, tmux, SUPERVISOR, f"{why} (cmux start)", result)
+            old_sup = next((a for a in back if a.name == SUPERVISOR), None)
+            if old_sup is not None:
+                sup = _bring_back(cfg, tmux, old_sup, f"{why} (cmux start)", result)
             if sup is None:
                 sup = spawn(
                     cfg,
@@ -166,24 +174,58 @@ def start(
             raise
         for agent in back:
             if agent.name != SUPERVISOR:
-                _bring_back(cfg, tmux, agent.name, f"{why} (cmux start)", result)
+                _bring_back(cfg, tmux, agent, f"{why} (cmux start)", result)
     assert sup is not None and sup.pane_id
     result.supervisor_pane = sup.pane_id
     result.seconds = time.monotonic() - t0
     return result
 
 
+def _reserve(cfg: Config, agents: list[Agent], why: str) -> None:
+    """Mark the agents about to come back starting, without a pane, before the
+    monitor runs: its watchdog must not report them dead (nor restart the
+    supervisor twice) and the router holds their mail until they are back.
+    Their records as they were are what ``respawn`` is given."""
+    for a in agents:
+        registry.transition(
+            cfg.data,
+            a.name,
+            "starting",
+            reason=f"being brought back ({why})",
+            strict=False,
+            only_from=registry.GONE,
+            pane_id=None,
+            server=None,
+        )
+
+
+def _unreserve(cfg: Config, agents: list[Agent], why: str) -> None:
+    for a in agents:
+        current = registry.get(cfg.data, a.name)
+        if current.state == "starting" and not current.pane_id:
+            registry.transition(
+                cfg.data,
+                a.name,
+                a.state,
+                reason=f"not brought back: {why}",
+                strict=False,
+                pane_id=a.pane_id,
+                server=a.server,
+            )
+
+
 def _bring_back(
-    cfg: Config, tmux: Tmux, name: str, reason: str, result: StartResult
+    cfg: Config, tmux: Tmux, old: Agent, reason: str, result: StartResult
 ) -> Agent | None:
     """One agent back in its window; a failure is recorded, never raised."""
     try:
-        agent = respawn(cfg, name, reason=reason, tmux=tmux)
+        agent = respawn(cfg, old.name, reason=reason, tmux=tmux, old=old)
     except CmuxError as exc:
-        result.failed[name] = exc.message
-        events.record(cfg.data, "respawn-failed", name, reason=reason, error=exc.message)
+        result.failed[old.name] = exc.message
+        events.record(cfg.data, "respawn-failed", old.name, reason=reason, error=exc.message)
+        _unreserve(cfg, [old], exc.message)
         return None
-    result.resumed[name] = agent.resume
+    result.resumed[old.name] = agent.resume
     return agent
 
 

@@ -119,7 +119,9 @@ def spawn(
             raise DuplicateAgent(f"agent {name!r} is being spawned right now")
         if registry.exists(cfg.data, name):
             old = registry.get(cfg.data, name)
-            if old.live:
+            # (A record `cmux start` reserved for this comeback: starting, no pane.)
+            reserved = _back is not None and old.state == "starting" and not old.pane_id
+            if old.live and not reserved:
                 raise DuplicateAgent(
                     f"an agent named {name!r} already exists ({old.state})",
                     f"choose another name, or end it with `cmux kill {name}`",
@@ -137,6 +139,9 @@ def spawn(
         how = _back.plan.how if _back else ""
         notice = resume.fresh_notice(_back.plan.why, role) if how == "fresh" and _back else ""
         write_context(cfg, name, role, task, parent, notice=notice, memory=how == "fresh")
+        incarnation = (
+            registry.get(cfg.data, name).incarnation + 1 if registry.exists(cfg.data, name) else 1
+        )
         launch = profiles.build_launch(
             cfg,
             name=name,
@@ -148,6 +153,7 @@ def spawn(
             prompt="\n\n".join(p for p in (notice, task) if p) if notice else None,
             memory=how == "fresh",
         )
+        launch.env["CMUX_INCARNATION"] = str(incarnation)  # hooks of an older one are ignored
         agent = Agent(
             name=name,
             role=role,
@@ -160,9 +166,7 @@ def spawn(
             branch=branch,
             session_id=launch.session_id,
             command=launch.argv,
-            incarnation=(registry.get(cfg.data, name).incarnation + 1)
-            if registry.exists(cfg.data, name)
-            else 1,
+            incarnation=incarnation,
             resume=how,
         )
         registry.save(cfg.data, agent, event=None)
@@ -172,7 +176,10 @@ def spawn(
                 cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
             )
         except TmuxError:
-            registry.remove(cfg.data, name)
+            if _back is not None:
+                registry.save(cfg.data, _back.old, event=None)  # a comeback keeps its record
+            else:
+                registry.remove(cfg.data, name)
             raise
         # Agents that report their own state (claude via hooks, demo) start in
         # `starting`; anything else is ready for input as soon as it runs.
@@ -277,6 +284,7 @@ def respawn(
     reason: str = "restarted",
     tmux: Tmux | None = None,
     conversation: bool = True,
+    old: Agent | None = None,
 ) -> Agent:
     """Start a gone agent again in a fresh window: same name, role, parent,
     profile, working directory, worktree, branch and task; incarnation + 1.
@@ -287,8 +295,12 @@ def respawn(
     command again. A report (done, blocked) outlives the restart; an agent
     that was at work when it went is told to go on. Used by `cmux start`
     after the server ended and by the watchdog for a dead supervisor.
+
+    ``old``: the record as it was when the agent went, when `cmux start` has
+    since reserved it (marked it starting, without a pane, so that neither
+    the watchdog nor the router takes it for dead meanwhile).
     """
-    old = registry.get(cfg.data, name)
+    old = old or registry.get(cfg.data, name)
     tmux = require_running(cfg, tmux)
     _close_window(cfg, tmux, old)
     if old.live:

@@ -111,7 +111,8 @@ def test_after_the_server_died_start_brings_back_every_live_agent_and_its_mail(
 
     # The mail sent while down is delivered once w1 is back, each message once.
     wait_until(lambda: sorted(deliveries(project, "w1")) == sorted(ids), what="both delivered")
-    text = wait_until(lambda: all(i in got.read_text() for i in ids) and got.read_text())
+    wait_until(lambda: all(i in got.read_text() for i in ids), what="both in w1's input")
+    text = got.read_text()
     for mid in ids:
         assert text.count(mid) == 1, text
     assert "while-down-1" in text and "while-down-2" in text
