@@ -9,6 +9,7 @@ hook_event_name, and fields per event). From these events the registry
 knows each Claude agent's state exactly:
 
     SessionStart      starting -> idle; records the session; the supervisor
+                      (and a worker restarted without its conversation)
                       gets what the journal remembers (stdout joins its context)
     UserPromptSubmit  -> busy (also out of done/blocked: new work arrived;
                       not for a prompt of cmux's own notices only, such as
@@ -124,9 +125,18 @@ def log(home: str, text: str) -> None:
 # -- the events -----------------------------------------------------------------------
 
 
-def begin(event: str, data: DataRoot, name: str, result: HookResult) -> bool:
+def begin(
+    event: str,
+    data: DataRoot,
+    name: str,
+    result: HookResult,
+    env: Mapping[str, str] | None = None,
+) -> bool:
     """Whether ``event`` is one to handle for ``name``: a known agent, a known
-    event (else ``result`` says which it was not)."""
+    event, of the agent's current incarnation (``CMUX_INCARNATION``: the
+    SessionEnd of a process the tmux server's end is taking down can come
+    after its successor started, with the same session id when that
+    successor resumed its conversation); else ``result`` says why not."""
     from cmux.agents import registry
 
     if not registry.exists(data, name):
@@ -134,6 +144,10 @@ def begin(event: str, data: DataRoot, name: str, result: HookResult) -> bool:
         return False
     if event not in HANDLERS:
         result.actions.append(f"ignored event {event!r}")
+        return False
+    mine = (env or {}).get("CMUX_INCARNATION", "")
+    if mine.isdigit() and registry.get(data, name).incarnation != int(mine):
+        result.actions.append(f"from incarnation {mine}, not the current one")
         return False
     return True
 
@@ -189,7 +203,9 @@ def on_session_start(
     # A session that starts (or resumes) is ready for input; one that was
     # cleared or compacted mid-work keeps its state.
     move(data, name, "idle", f"claude session {source}", result, only_from=("starting", "waiting"))
-    if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor":
+    # A worker started afresh because its conversation was lost (CMUX_MEMORY,
+    # cmux/agents/resume.py) gets the journal's memory as the supervisor does.
+    if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor" or env.get("CMUX_MEMORY"):
         result.stdout = _start_context(data)
         if result.stdout:
             result.actions.append("start context")

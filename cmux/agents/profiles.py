@@ -130,13 +130,31 @@ def build_launch(
     profile: Profile | None,
     task: str,
     command: str | None = None,
+    resume_session: str | None = None,
+    prompt: str | None = None,
+    memory: bool = False,
 ) -> Launch:
+    """What to run for one agent. For the built-in Claude profile only:
+    ``resume_session`` continues that conversation (``--resume``, no first
+    prompt: the conversation has its task); ``prompt`` replaces the task as
+    the first prompt; ``memory`` has the SessionStart hook give a worker the
+    journal's memory too (the supervisor always gets it)."""
     env = agent_env(cfg, name, role)
     if command is not None:
         return Launch(argv=["sh", "-c", command], env=env)
     assert profile is not None
     if profile.name == "claude" and profile.builtin:
-        return _claude_launch(cfg, name=name, role=role, task=task, env=env, binary=profile.command)
+        if memory:
+            env["CMUX_MEMORY"] = "1"
+        return _claude_launch(
+            cfg,
+            name=name,
+            role=role,
+            task=task if prompt is None else prompt,
+            env=env,
+            binary=profile.command,
+            resume_session=resume_session,
+        )
     argv = shlex.split(profile.command)
     if profile.name == "demo" and profile.builtin:
         argv += ["--role", role]
@@ -149,17 +167,27 @@ def build_launch(
 
 
 def _claude_launch(
-    cfg: Config, *, name: str, role: str, task: str, env: dict[str, str], binary: str
+    cfg: Config,
+    *,
+    name: str,
+    role: str,
+    task: str,
+    env: dict[str, str],
+    binary: str,
+    resume_session: str | None = None,
 ) -> Launch:
-    session_id = str(uuid.uuid4())
+    # A resumed conversation keeps its session id (Claude Code reuses it
+    # unless told --fork-session), so its transcript stays where it was.
+    session_id = resume_session or str(uuid.uuid4())
     mode = cfg.claude_permission_mode
     settings = cfg.data.settings_dir / f"{name}.json"
     atomic_write(settings, json.dumps(claude_settings(mode, role), indent=1) + "\n")
     argv = [*shlex.split(binary)]
     argv += ["--append-system-prompt", role_prompt(role)]
-    argv += ["--settings", str(settings), "--session-id", session_id]
+    session = ["--resume", session_id] if resume_session else ["--session-id", session_id]
+    argv += ["--settings", str(settings), *session]
     argv += ["--permission-mode", mode, *cfg.claude_args]
-    if task:
+    if task and not resume_session:
         # A task that starts with "-" must not be read as an option.
         argv += ["--", task] if task.startswith("-") else [task]
     env = {**env, "CMUX_SESSION_ID": session_id}

@@ -100,6 +100,10 @@ class Agent:
     command: list[str] = field(default_factory=list)
     note: str = ""
     since: float | None = None  # when ``state`` last changed (None: before this was kept)
+    # How this incarnation began when it was brought back (cmux/agents/resume.py):
+    # "" a new spawn, "conversation" (claude --resume), "fresh" (its conversation
+    # was lost: task and memory), "rerun" (a program without one, run again).
+    resume: str = ""
 
     @property
     def task_summary(self) -> str:

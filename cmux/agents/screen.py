@@ -201,6 +201,29 @@ def last_lines(text: str, n: int = 12) -> str:
     return "\n".join([ln for ln in _lines(text) if ln.strip()][-n:])
 
 
+def typed_where(text: str, needle: str) -> str:
+    """Where typed text ending in ``needle`` is on the screen: ``box`` (still
+    in the input box: typed, not submitted), ``sent`` (above the box, in the
+    conversation, and not in the box) or ``unknown`` (not drawn yet, scrolled
+    away, or no input box: a dialog took its place).
+
+    Claude Code reads a burst of keys as a paste, and an Enter inside a paste
+    as a new line: when it is slow to read its input (just after a resumed
+    conversation loads) the text stays in the box with the cursor on a fresh
+    line below it, so the cursor line alone does not show it was not sent.
+    """
+    lines = _lines(text)
+    rules = [i for i, ln in enumerate(lines) if _RULE.match(ln)]
+    if len(rules) < 2 or not needle:
+        return "unknown"
+    upper, lower = rules[-2], rules[-1]
+    if lower < len(lines) - BOTTOM_LINES:
+        return "unknown"
+    if any(needle in ln for ln in lines[upper + 1 : lower]):
+        return "box"
+    return "sent" if any(needle in ln for ln in lines[:upper]) else "unknown"
+
+
 def dialog(text: str) -> str | None:
     """What dialog the screen shows, in words (None when there is none)."""
     reading = classify(text)

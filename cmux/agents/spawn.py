@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmux import events
-from cmux.agents import profiles, registry, worktrees
+from cmux.agents import profiles, registry, resume, worktrees
 from cmux.agents.deaths import reconcile
 from cmux.agents.registry import Agent
 from cmux.agents.server import journal_note, require_running
@@ -45,7 +45,19 @@ def read_task(task: str | None, task_file: str | Path | None) -> str:
     return text_or_stdin(task, "the task")
 
 
-def write_context(cfg: Config, name: str, role: str, task: str, parent: str | None) -> Path:
+def write_context(
+    cfg: Config,
+    name: str,
+    role: str,
+    task: str,
+    parent: str | None,
+    *,
+    notice: str = "",
+    memory: bool = False,
+) -> Path:
+    """The agent's context file ($CMUX_TASK_FILE): role, task, how to report;
+    ``notice`` first when there is one (a fresh start after a lost
+    conversation); the journal's memory for the supervisor, or with ``memory``."""
     path = cfg.data.context_file(name)
     report = (
         "## How to report\n\n"
@@ -57,12 +69,13 @@ def write_context(cfg: Config, name: str, role: str, task: str, parent: str | No
     )
     text = (
         f"# {name}: {role} in cmux session {cfg.session_name}\n\n"
-        f"{profiles.role_prompt(role).strip()}\n\n"
+        + (f"{notice}\n\n" if notice else "")
+        + f"{profiles.role_prompt(role).strip()}\n\n"
         f"## Your task\n\n{task.strip() or '(none yet: wait for a message)'}\n\n"
         f"{report}\n"
         f"Project: {cfg.project_root}\nData root (CMUX_HOME): {cfg.data.root}\n"
     )
-    if role == "supervisor":
+    if role == "supervisor" or memory:
         from cmux.journal.context import start_context
 
         text += "\n" + start_context(cfg.data)
@@ -83,8 +96,14 @@ def spawn(
     parent: str | None = SUPERVISOR,
     tmux: Tmux | None = None,
     _profile: profiles.Profile | None = None,
+    _back: Comeback | None = None,
 ) -> Agent:
-    """Start an agent in a new window of the running session."""
+    """Start an agent in a new window of the running session.
+
+    ``_back`` (from ``respawn``) brings a gone agent back: its worktree and
+    branch are kept, and its plan says whether its Claude conversation is
+    continued, or it starts afresh and is told why (cmux/agents/resume.py).
+    """
     registry.validate_name(name, allow_supervisor=(role == "supervisor"))
     if profile and command:
         raise UsageError("give either --agent or --command, not both")
@@ -100,7 +119,9 @@ def spawn(
             raise DuplicateAgent(f"agent {name!r} is being spawned right now")
         if registry.exists(cfg.data, name):
             old = registry.get(cfg.data, name)
-            if old.live:
+            # (A record `cmux start` reserved for this comeback: starting, no pane.)
+            reserved = _back is not None and old.state == "starting" and not old.pane_id
+            if old.live and not reserved:
                 raise DuplicateAgent(
                     f"an agent named {name!r} already exists ({old.state})",
                     f"choose another name, or end it with `cmux kill {name}`",
@@ -114,11 +135,27 @@ def spawn(
         if worktree:
             wt_path, branch = worktrees.add(cfg, name)
             workdir = wt_path
+        elif _back is not None and _back.old.worktree:
+            wt_path, branch = Path(_back.old.worktree), _back.old.branch
         cfg.data.ensure()
-        write_context(cfg, name, role, task, parent)
-        launch = profiles.build_launch(
-            cfg, name=name, role=role, profile=prof, task=task, command=command
+        how = _back.plan.how if _back else ""
+        notice = resume.fresh_notice(_back.plan.why, role) if how == "fresh" and _back else ""
+        write_context(cfg, name, role, task, parent, notice=notice, memory=how == "fresh")
+        incarnation = (
+            registry.get(cfg.data, name).incarnation + 1 if registry.exists(cfg.data, name) else 1
         )
+        launch = profiles.build_launch(
+            cfg,
+            name=name,
+            role=role,
+            profile=prof,
+            task=task,
+            command=command,
+            resume_session=_back.plan.session_id if _back and how == "conversation" else None,
+            prompt="\n\n".join(p for p in (notice, task) if p) if notice else None,
+            memory=how == "fresh",
+        )
+        launch.env["CMUX_INCARNATION"] = str(incarnation)  # hooks of an older one are ignored
         agent = Agent(
             name=name,
             role=role,
@@ -131,9 +168,8 @@ def spawn(
             branch=branch,
             session_id=launch.session_id,
             command=launch.argv,
-            incarnation=(registry.get(cfg.data, name).incarnation + 1)
-            if registry.exists(cfg.data, name)
-            else 1,
+            incarnation=incarnation,
+            resume=how,
         )
         registry.save(cfg.data, agent, event=None)
         store.ensure(cfg.data, name)  # after the registry: a mailbox means a known agent
@@ -142,7 +178,10 @@ def spawn(
                 cfg.session_name, name, launch.wrapped(), cwd=str(workdir), env=launch.env
             )
         except TmuxError:
-            registry.remove(cfg.data, name)
+            if _back is not None:
+                registry.save(cfg.data, _back.old, event=None)  # a comeback keeps its record
+            else:
+                registry.remove(cfg.data, name)
             raise
         # Agents that report their own state (claude via hooks, demo) start in
         # `starting`; anything else is ready for input as soon as it runs.
@@ -157,11 +196,21 @@ def spawn(
             server=pane.server,
             profile=agent.profile,
             task=task[:200] or None,
+            resume=how or None,
         )
         if launch.type_task:
             _queue_typed_task(cfg, name, launch.type_task)
-    journal_note(cfg, name, f"spawned {role} {name}", task or "(no task)", ["spawn"])
+    if _back is None:
+        journal_note(cfg, name, f"spawned {role} {name}", task or "(no task)", ["spawn"])
     return agent
+
+
+@dataclass(frozen=True)
+class Comeback:
+    """An agent being brought back: its last record and how it comes back."""
+
+    old: Agent
+    plan: resume.Plan
 
 
 def _queue_typed_task(cfg: Config, name: str, task: str) -> None:
@@ -230,17 +279,34 @@ def save_log(cfg: Config, tmux: Tmux, agent: Agent) -> None:
     atomic_write(cfg.data.logs_dir / f"{agent.name}.log", text)
 
 
-def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
-    """Start a gone agent again in a fresh window, same name, profile and task.
+def respawn(
+    cfg: Config,
+    name: str,
+    *,
+    reason: str = "restarted",
+    tmux: Tmux | None = None,
+    conversation: bool = True,
+    old: Agent | None = None,
+) -> Agent:
+    """Start a gone agent again in a fresh window: same name, role, parent,
+    profile, working directory, worktree, branch and task; incarnation + 1.
 
-    Used by the watchdogs to bring back a dead supervisor; its new incarnation
-    gets a new Claude session id and starts with the journal's memory.
+    A Claude agent continues its conversation when it can (``resume.plan``;
+    never with ``conversation=False``); else it starts afresh with its task
+    and the journal's memory, and is told why. Any other program runs its
+    command again. A report (done, blocked) outlives the restart; an agent
+    that was at work when it went is told to go on. Used by `cmux start`
+    after the server ended and by the watchdog for a dead supervisor.
+
+    ``old``: the record as it was when the agent went, when `cmux start` has
+    since reserved it (marked it starting, without a pane, so that neither
+    the watchdog nor the router takes it for dead meanwhile).
     """
-    old = registry.get(cfg.data, name)
-    tmux = require_running(cfg)
+    old = old or registry.get(cfg.data, name)
+    tmux = require_running(cfg, tmux)
     _close_window(cfg, tmux, old)
     if old.live:
-        registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
+        old = registry.transition(cfg.data, name, "exited", reason=reason, strict=False)
     command: str | None = None
     profile: str | None = old.profile
     if old.profile == "command":
@@ -248,6 +314,10 @@ def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
             old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
         )
         profile = None
+    claude = command is None and _builtin_claude(cfg, profile)
+    plan = resume.plan(old, claude=claude, transcript=_transcript(old) if claude else None)
+    if plan.how == "conversation" and not conversation:
+        plan = resume.Plan("fresh", why="a fresh start was asked for")
     agent = spawn(
         cfg,
         name,
@@ -258,6 +328,52 @@ def respawn(cfg: Config, name: str, *, reason: str = "restarted") -> Agent:
         role=old.role,
         parent=old.parent,
         tmux=tmux,
+        _back=Comeback(old, plan),
     )
-    events.record(cfg.data, "respawn", name, reason=reason, incarnation=agent.incarnation)
+    carried = resume.carried_state(old)
+    if carried:
+        agent = registry.transition(
+            cfg.data, name, carried, reason="brought back; its report stands", strict=False
+        )
+    events.record(
+        cfg.data,
+        "respawn",
+        name,
+        reason=reason,
+        incarnation=agent.incarnation,
+        how=plan.how,
+        why=plan.why or None,
+        session=plan.session_id,
+    )
+    if plan.how == "conversation" and resume.was_working(old):
+        try:
+            store.send(
+                cfg, to=name, body=resume.comeback_notice(reason), sender="cmux", kind="notice"
+            )
+        except Exception:  # the nudge is a courtesy; the agent is back either way
+            log.exception("could not tell %s to go on", name)
+    body = f"Task: {old.task_summary or '(none)'}\nReason: {reason}\nHow: {plan.how}"
+    if plan.why:
+        body += f" ({plan.why})"
+    journal_note(cfg, name, f"brought back {old.role} {name}", body, ["respawn"])
     return agent
+
+
+def _builtin_claude(cfg: Config, profile: str | None) -> bool:
+    try:
+        prof = profiles.resolve(cfg, profile)
+    except UsageError:
+        return False
+    return prof.name == "claude" and prof.builtin
+
+
+def _transcript(agent: Agent) -> Path | None:
+    """The agent's current transcript, if the file is there."""
+    if agent.transcript:
+        path = Path(agent.transcript)
+        return path if path.is_file() else None
+    if not agent.session_id:
+        return None
+    from cmux.agents.cost import guess_transcript
+
+    return guess_transcript(agent.session_id, agent.cwd)

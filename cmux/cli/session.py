@@ -47,26 +47,52 @@ def init_cmd(directory: Path | None, as_json: bool) -> None:
 @click.option(
     "--no-attach", is_flag=True, help="Start in the background; attach later with `cmux attach`."
 )
-def start_cmd(profile: str | None, command: str | None, no_attach: bool) -> None:
+@click.option(
+    "--resume",
+    "resume_",
+    is_flag=True,
+    help="Bring back the agents the last session had (also after `cmux stop`).",
+)
+@click.option("--fresh", is_flag=True, help="Start anew: bring back nobody, even after a crash.")
+def start_cmd(
+    profile: str | None, command: str | None, no_attach: bool, resume_: bool, fresh: bool
+) -> None:
     """Start the session: a monitor window and the supervisor.
 
     One tmux session on a private socket for this project. The `monitor`
     window runs cmux's daemons (router, health monitor, watchdogs) and a live
     status; the `supervisor` window runs the supervisor agent. From inside
     tmux it switches your client; otherwise it attaches, unless --no-attach.
+
+    When the last session's tmux server died (a crash, `tmux kill-server`, a
+    reboot), every agent that was live comes back in its own window: a
+    Claude agent with its conversation (`claude --resume`), any other program
+    run again with its task; mail sent meanwhile is delivered. After a clean
+    `cmux stop` only --resume does that; --fresh never does.
     """
     from cmux.agents import session
+    from cmux.agents.resume import Mode
+    from cmux.errors import UsageError
 
+    if resume_ and fresh:
+        raise UsageError("give either --resume or --fresh, not both")
     cfg = load_config(agent=profile)
-    r = session.start(cfg, profile=profile, command=command)
-    if r.left_by_dead_server:
+    mode: Mode = "resume" if resume_ else "fresh" if fresh else "auto"
+    r = session.start(cfg, profile=profile, command=command, mode=mode)
+    if r.resumed:
+        ui.out("brought back: " + ", ".join(f"{name} ({how})" for name, how in r.resumed.items()))
+    for name, why in r.failed.items():
+        ui.err(f"could not bring back {name}: {why}")
+    gone = [n for n in r.left_by_dead_server if n not in r.resumed]
+    if gone and not r.resumed:
+        ui.out("the tmux server of the last session had ended; marked exited: " + ", ".join(gone))
+    if r.not_resumed:
         ui.out(
-            "the tmux server of the last session had ended; marked exited: "
-            + ", ".join(r.left_by_dead_server)
+            f"not brought back: {', '.join(r.not_resumed)} "
+            + ("(--fresh)" if fresh else "(`cmux start --resume` brings them back)")
         )
-    ui.out(
-        f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows monitor, supervisor"
-    )
+    windows = ", ".join(["monitor", "supervisor", *(n for n in r.resumed if n != "supervisor")])
+    ui.out(f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows {windows}")
     from cmux.agents import registry
     from cmux.cli.agents import warn_if_shell
 

@@ -109,7 +109,7 @@ def handle(
     from cmux.delivery import handover
 
     result = HookResult()
-    if not claude_hooks.begin(event, data, name, result):
+    if not claude_hooks.begin(event, data, name, result, env):
         return result
     claude_hooks.record_session(data, name, payload, result)
     home = str(data.root)

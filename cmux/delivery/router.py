@@ -28,7 +28,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from cmux import events, watch
@@ -52,6 +52,11 @@ SETTLE = {"claude": 0.05}  # pause between text and Enter, per profile
 FULL_SCAN = 30.0  # seconds between safety scans of every mailbox
 HELD_RECHECK = 0.5  # seconds between looks at held mail while any is held
 COALESCE = 0.001  # after a wake-up, gather what else lands within this time
+# Claude Code runs its SessionStart hook (-> idle) before it draws its input
+# box, most visibly while a resumed conversation loads: keys typed then are
+# lost. For this long after an incarnation starts, a Claude pane that shows no
+# input box yet is held; past it, the screen is not waited on any more.
+INPUT_BOX_GRACE = 30.0
 
 
 class Router:
@@ -133,13 +138,27 @@ class Router:
 
     # -- one recipient ---------------------------------------------------------
 
-    def dialog_on_screen(self, pane: Pane) -> str | None:
-        """What the pane's screen shows that would take typed keys as an answer."""
+    def dialog_on_screen(self, pane: Pane, agent: Agent | None = None) -> str | None:
+        """What the pane's screen shows that would take typed keys as an answer
+        (or lose them: no input box yet, early in ``agent``'s incarnation)."""
         try:
             text = self.tmux.capture(pane.pane_id)
         except TmuxError:
             return None
-        return screen.dialog(text)
+        reading = screen.classify(text)
+        if reading.dialog:
+            return screen.DESCRIPTION.get(reading.screen)
+        early = agent is not None and time.time() - agent.created < INPUT_BOX_GRACE
+        return "no input box yet" if early and reading.screen == screen.Screen.UNKNOWN else None
+
+    def _typed_where(self, pane: Pane) -> Callable[[str], str]:
+        def where(tail: str) -> str:
+            try:
+                return screen.typed_where(self.tmux.capture(pane.pane_id), tail)
+            except TmuxError:
+                return "sent"  # the pane is gone: nothing more to watch
+
+        return where
 
     def deliver_agent(self, name: str) -> None:
         if not store.pending(self.data, name):
@@ -153,7 +172,9 @@ class Router:
             self.deadletter_box(name, f"unknown recipient {name!r}: no agent of that name")
             return
         pane = self.tmux.pane(agent.pane_id) if agent.pane_id else None
-        decision = policy.decide(agent, pane, lambda: self.dialog_on_screen(pane) if pane else None)
+        decision = policy.decide(
+            agent, pane, lambda: self.dialog_on_screen(pane, agent) if pane else None
+        )
         if isinstance(decision, policy.Defer):
             return
         if isinstance(decision, policy.Hold):
@@ -180,6 +201,7 @@ class Router:
             self._hold(agent.name, f"delivery failed: {getattr(exc, 'message', exc)}")
             return False
         t0 = time.monotonic()
+        boxed = agent.profile in policy.SCREEN_CHECKED
         try:
             typed = type_into(
                 self.tmux,
@@ -187,6 +209,7 @@ class Router:
                 text,
                 buffer=f"cmux-{msg.id}",
                 settle=SETTLE.get(agent.profile, 0.0),
+                probe=self._typed_where(pane) if boxed else None,
             )
         except TmuxError as exc:
             # The pane went away under us: put the message back, hold the rest.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cmux.mail.render import TYPE_LIMIT
@@ -27,12 +28,34 @@ class Typed:
     enter_retries: int
 
 
-def type_into(tmux: Tmux, pane_id: str, text: str, *, buffer: str, settle: float = 0.0) -> Typed:
+# Where the program shows an input box (Claude Code): how long to watch for the
+# text to be seen as sent, and how often Enter is pressed again meanwhile while
+# the text sits in the box (a program slow to read its input takes a burst of
+# keys as a paste, Enter included, just after a resumed conversation loads).
+PENDING_TOTAL = 6.0
+PENDING_WINDOW = 0.5
+PENDING_RETRIES = 8
+
+
+def type_into(
+    tmux: Tmux,
+    pane_id: str,
+    text: str,
+    *,
+    buffer: str,
+    settle: float = 0.0,
+    probe: Callable[[str], str] | None = None,
+) -> Typed:
     """Type ``text`` into the pane, press Enter, and verify it was submitted.
 
     With no settle time the text and Enter go in one tmux call. Verification:
     if the cursor's line still ends with what we typed, Enter was not taken;
-    press it again (at most twice).
+    press it again (at most twice). ``probe(tail)``, where the program has an
+    input box (Claude Code), says where the end of the text is on its screen
+    (``screen.typed_where``): until it is seen ``sent`` (PENDING_TOTAL at
+    most), Enter is pressed again whenever the text has sat in the box for
+    PENDING_WINDOW: the Enter was read as a new line. Enter is never pressed
+    when the text is not seen in the box (a dialog may have replaced it).
     """
     multi = "\n" in text or "\t" in text or len(text) > TYPE_LIMIT
     via = "paste" if multi else "keys"
@@ -64,4 +87,25 @@ def type_into(tmux: Tmux, pane_id: str, text: str, *, buffer: str, settle: float
         retries += 1
         tmux.send_keys(pane_id, "Enter")
         deadline = time.monotonic() + window
+    if probe is not None:
+        retries += _until_sent(tmux, pane_id, tail, probe)
     return Typed(via=via, enter_retries=retries)
+
+
+def _until_sent(tmux: Tmux, pane_id: str, tail: str, probe: Callable[[str], str]) -> int:
+    """Watch until the text is seen sent; press Enter again while it sits in
+    the box. Returns how many times Enter was pressed."""
+    tries = 0
+    now = time.monotonic()
+    end, next_enter = now + PENDING_TOTAL, now + PENDING_WINDOW
+    while now < end:
+        where = probe(tail)
+        if where == "sent":
+            break
+        if where == "box" and now >= next_enter and tries < PENDING_RETRIES:
+            tries += 1
+            tmux.send_keys(pane_id, "Enter")
+            next_enter = now + PENDING_WINDOW
+        time.sleep(0.03)
+        now = time.monotonic()
+    return tries

@@ -11,8 +11,9 @@
 - A message delivered to an idle Claude agent and not read by its model for
   ``[mail] read_timeout`` seconds: deliver it again, once; still unread,
   tell its sender and the person (cmux/mail/receipts.py).
-- The supervisor's pane died: start it again (with its memory, through
-  ``spawn.respawn``), with back-off, at most ``supervisor_restarts``
+- The supervisor's pane died: start it again (``spawn.respawn``: with its
+  conversation when its transcript is there, else afresh with the journal's
+  memory), with back-off, at most ``supervisor_restarts``
   times per ``supervisor_restart_window``; past that, alert the human.
 - A dead daemon is restarted by the monitor itself (cmux/daemons.py).
 - An agent the model API refused (``rate-limited``, ``overloaded``: its
@@ -231,7 +232,7 @@ class Actions(Protocol):
     def tell(self, to: str, subject: str, body: str) -> None: ...
     def note(self, name: str, text: str) -> None: ...
     def end(self, name: str, reason: str) -> str: ...
-    def respawn(self, name: str, reason: str) -> None: ...
+    def respawn(self, name: str, reason: str) -> str | None: ...
     def session_running(self) -> bool: ...
     def alert(self, text: str) -> None: ...
     def alert_active(self) -> bool: ...
@@ -270,10 +271,16 @@ class CmuxActions:
             return f"Its branch {r.kept_branch} is kept at {r.kept_worktree}: {r.reason}."
         return ""
 
-    def respawn(self, name: str, reason: str) -> None:
+    def respawn(self, name: str, reason: str) -> str | None:
+        """Bring ``name`` back; says how (with its conversation, or why not)."""
         from cmux.agents import spawn
 
-        spawn.respawn(self.cfg, name, reason=reason)
+        agent = spawn.respawn(self.cfg, name, reason=reason)
+        if agent.resume == "conversation":
+            return "with its conversation (the same Claude session)"
+        if agent.resume == "fresh":
+            return "afresh with its memory: its conversation could not be resumed"
+        return "by running its command again"
 
     def session_running(self) -> bool:
         from cmux.agents import server
@@ -627,7 +634,7 @@ class Watchdog:
         ] + [now]
         code = sup.exit_code if sup.exit_code is not None else "unknown"
         try:
-            self.act.respawn(SUPERVISOR, f"its pane died (code {code})")
+            how = self.act.respawn(SUPERVISOR, f"its pane died (code {code})")
         except CmuxError as exc:
             log.warning("could not restart the supervisor: %s", exc)
             self.act.event("supervisor-restart-failed", SUPERVISOR, error=exc.message)
@@ -641,8 +648,8 @@ class Watchdog:
         self.act.tell(
             HUMAN,
             "watchdog: supervisor restarted",
-            f"The supervisor's process exited (code {code}); cmux started it again with its "
-            "memory. Its old screen is in state/logs/supervisor.log.",
+            f"The supervisor's process exited (code {code}); cmux started it again "
+            f"{how or 'with its memory'}. Its old screen is in state/logs/supervisor.log.",
         )
         return True
 

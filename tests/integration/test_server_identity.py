@@ -17,8 +17,8 @@ from tests.helpers import Project, wait_until
 SLEEP = "sleep 600"
 
 
-def start(project: Project) -> None:
-    project.ok("start", "--command", SLEEP, "--no-attach")
+def start(project: Project, *args: str) -> None:
+    project.ok("start", "--command", SLEEP, "--no-attach", *args)
 
 
 def crash_server(project: Project) -> None:
@@ -57,7 +57,9 @@ def test_start_after_the_tmux_server_died_just_works(project: Project) -> None:
     project.ok("spawn", "w1", "--command", SLEEP, "--task", "x")
     crash_server(project)
 
-    r = project.ok("start", "--command", SLEEP, "--no-attach")  # no "already exists"
+    # No "already exists"; --fresh: what was live stays exited (by default a
+    # start after a dead server brings it back: tests/integration/test_resume.py).
+    r = project.ok("start", "--command", SLEEP, "--no-attach", "--fresh")
     assert "marked exited: supervisor, w1" in r.out
     status = project.status()
     assert status["supervisor"]["state"] == "idle"
@@ -76,7 +78,7 @@ def test_mail_for_an_agent_of_a_dead_server_never_reaches_the_new_owner_of_its_p
     project.ok("kill", "supervisor", "--force")
     crash_server(project)
 
-    start(project)
+    start(project, "--fresh")
     project.ok("spawn", "fresh", "--command", "cat", "--task", "y")
     assert project.status()["fresh"]["pane_id"] == old_pane  # the id came round again
 
@@ -128,7 +130,7 @@ def test_kill_and_logs_never_touch_a_pane_id_of_another_server(project: Project)
     project.ok("spawn", "old", "--command", SLEEP, "--task", "x")
     project.ok("kill", "supervisor", "--force")
     crash_server(project)
-    start(project)
+    start(project, "--fresh")
     project.ok("spawn", "fresh", "--command", "echo I-am-fresh; exec sleep 600", "--task", "y")
     pane = project.status()["fresh"]["pane_id"]
     assert record(project, "old")["pane_id"] == pane

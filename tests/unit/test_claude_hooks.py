@@ -59,6 +59,7 @@ def payload(event: str, **extra: Any) -> dict[str, Any]:
 def hook(cfg: Config, event: str, name: str = "w1", **extra: Any) -> tuple[int, str]:
     out = io.StringIO()
     env = {"CMUX_HOME": str(cfg.data.root), "CMUX_AGENT": name, "CMUX_ROLE": _role(name)}
+    env.update(extra.pop("env_extra", None) or {})
     code = hooks.run(event, io.StringIO(json.dumps(payload(event, **extra))), out, env)
     return code, out.getvalue()
 
@@ -102,6 +103,9 @@ def test_the_supervisor_starts_with_what_the_journal_remembers(cfg: Config) -> N
     assert "The build needs Python 3.12" in out
     # a worker's context is its task file; it gets no journal dump
     assert hook(cfg, "SessionStart", name="w1", source="startup")[1] == ""
+    # ... unless it starts afresh because its conversation was lost (resume.py)
+    _, memory = hook(cfg, "SessionStart", source="startup", env_extra={"CMUX_MEMORY": "1"})
+    assert "The build needs Python 3.12" in memory
 
 
 def test_prompt_and_tool_use_make_it_busy(cfg: Config) -> None:
@@ -423,3 +427,14 @@ def test_stop_hands_over_good_mail_past_a_fifo_a_directory_and_a_symlink(
     assert {p.name for p in dl.glob("*.reason")} == {f"{n}.reason" for n in (fifo, folder, link)}
     assert store.pending(cfg.data, "w1") == [] and store.claimed(cfg.data, "w1") == []
     assert (tmp_path / "target").read_text() == "not mail"
+
+
+def test_a_hook_of_an_earlier_incarnation_changes_nothing(cfg: Config) -> None:
+    """The SessionEnd of a process the server's end took down can come after its
+    successor resumed the same session: it must not end the successor."""
+    set_state(cfg, "idle")
+    registry.update(cfg.data, "w1", incarnation=2)
+    hook(cfg, "SessionEnd", reason="other", env_extra={"CMUX_INCARNATION": "1"})
+    assert state(cfg) == "idle"
+    hook(cfg, "SessionEnd", reason="other", env_extra={"CMUX_INCARNATION": "2"})
+    assert state(cfg) == "exited"
