@@ -42,7 +42,11 @@ def test_unread_mail_is_delivered_again_once_then_reported(project: Project) -> 
         toml.replace("[mail]\n", "[mail]\nread_timeout = 1\n", 1)
     )
     project.ok("start", "--command", "sleep 600", "--no-attach")
-    project.ok("spawn", "w1", "--command", "cat", "--task", "x")
+    # A pane that looks like Claude Code's idle input box (so the router types
+    # into it) and never runs a hook (so nothing proves the mail read).
+    rule = "─" * 40
+    box = f'sh -c \'printf "%s\\n" {rule} "❯ " {rule}; exec cat\''
+    project.ok("spawn", "w1", "--command", box, "--task", "x")
     from cmux.agents import registry
     from cmux.paths import DataRoot
 
