@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,17 @@ class Codex:
 
     def keys(self, *keys: str, literal: bool = False) -> None:
         self.tmux("send-keys", "-t", "codex", *(["-l"] if literal else []), *keys)
+
+    def submit(self, text: str) -> None:
+        """Type ``text`` into the composer and submit it. Codex takes keys that
+        come less than 8 ms apart for a paste, and an Enter within 120 ms of one
+        for a newline (tui/src/bottom_pane/paste_burst.rs): an Enter right after
+        the text was seen to leave it unsent, so wait until the text shows,
+        then a pause well past that window."""
+        self.keys(text, literal=True)
+        self.wait_screen(f"› {text}", timeout=10)
+        time.sleep(0.5)
+        self.keys("Enter")
 
     def wait_screen(self, needle: str, timeout: float = 30) -> str:
         def seen() -> str:
@@ -312,8 +324,7 @@ def test_a_stop_hook_that_blocks_continues_the_turn_with_its_reason(
     ]
     assert shown and "RUN: echo again &gt; again.txt</hook_prompt>" in shown[0]
     # /quit ends the session: SessionEnd fires and the pane's program exits.
-    c.keys("/quit", literal=True)
-    c.keys("Enter")
+    c.submit("/quit")
     end = c.wait_hook("SessionEnd")[0]
     assert end["session_id"] == first["session_id"] and "reason" in end
     c.wait_screen("codex resume")
