@@ -358,3 +358,22 @@ def test_an_approval_prompt_shows_and_y_approves_it(start_codex: Any, server: Co
         "PostToolUse",
         "Stop",
     ]
+
+
+def test_esc_at_the_approval_prompt_denies_and_ends_the_turn_without_a_stop_hook(
+    start_codex: Any, server: CodexServer
+) -> None:
+    """Esc denies: the command does not run, the turn is interrupted, no Stop
+    hook fires; the transcript records ``turn_aborted``."""
+    server.escalate = True
+    c: Codex = start_codex(TASK, "--ask-for-approval", "on-request")
+    c.wait_screen(APPROVAL)
+    c.wait_hook("PermissionRequest")
+    c.keys("Escape")
+    screen = c.wait_screen("Conversation interrupted")
+    assert "You canceled the request to run echo hello > out.txt" in screen
+    time.sleep(1)  # a Stop hook, if one came, would have come by now
+    assert not (c.cwd / "out.txt").exists()
+    assert "Stop" not in c.names()
+    kinds = [e["payload"].get("type") for e in c.transcript_events() if e["type"] == "event_msg"]
+    assert "turn_aborted" in kinds and "task_complete" not in kinds
