@@ -21,7 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 # What a private environment keeps of the caller's.
-KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "TZ", "CMUX_TEST_CLAUDE")
+KEEP_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TZ",
+    "CMUX_TEST_CLAUDE",
+    "CMUX_TEST_GEMINI",
+)
 
 
 def private_env(home: Path, sockdir: Path) -> dict[str, str]:
