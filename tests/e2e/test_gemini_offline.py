@@ -50,13 +50,16 @@ EVENTS = (
     "Notification",
     "PreCompress",
 )
-# The hook: append the event (one JSON line) to HOOKS_LOG; at AfterAgent, while
+# The hook: append the event (one JSON line, with the values of a few environment
+# variables under "_env") to HOOKS_LOG; at AfterAgent, while
 # a file CONTINUE holds text, answer "deny" with that text as the reason once
 # (the CLI then goes on with the reason as a new prompt).
 HOOK = """\
 #!{python}
 import json, os, sys
 data = json.load(sys.stdin)
+probe = ("CMUX_PANE_PROBE", "CMUX_HOOK_PROBE", "GEMINI_SESSION_ID", "GEMINI_PROJECT_DIR")
+data["_env"] = {{k: os.environ.get(k) for k in probe}}
 with open({log!r}, "a", encoding="utf-8") as fh:
     fh.write(json.dumps(data) + "\\n")
 out = {{}}
@@ -109,6 +112,7 @@ def settings(hook: Path) -> dict[str, Any]:
                             "command": str(hook),
                             "name": f"cmux-{event}",
                             "timeout": 10000,
+                            "env": {"CMUX_HOOK_PROBE": "from-settings"},
                         }
                     ],
                 }
@@ -157,6 +161,7 @@ class Gemini:
             "GEMINI_API_KEY": API_KEY,
             "GOOGLE_GEMINI_BASE_URL": self.server.session_url(self.session_id),
             "GEMINI_CLI_NO_RELAUNCH": "1",  # one node process, not a relaunched child
+            "CMUX_PANE_PROBE": "from-pane",
         }
         argv = [
             "env",
@@ -263,6 +268,14 @@ def test_task_runs_hooks_fire_tokens_recorded(gemini: Gemini, server: GeminiServ
     assert after["prompt_response"] == "Done: 1 step(s) finished."
     assert after["stop_hook_active"] is False
     assert not gemini.events("Notification"), "yolo asks nothing"
+    # A hook's environment: the pane's (not redacted by default), the hook's own
+    # "env" from settings.json, and the CLI's GEMINI_* variables.
+    assert before_tool["_env"] == {
+        "CMUX_PANE_PROBE": "from-pane",
+        "CMUX_HOOK_PROBE": "from-settings",
+        "GEMINI_SESSION_ID": gemini.session_id,
+        "GEMINI_PROJECT_DIR": str(gemini.work),
+    }
 
     # The transcript: a JSONL file named after the session, with per-answer tokens
     # equal to what the server reported.
@@ -289,9 +302,15 @@ def test_task_runs_hooks_fire_tokens_recorded(gemini: Gemini, server: GeminiServ
     gemini.wait_event("AfterAgent", count=2)
     assert gemini.events("BeforeAgent")[1]["prompt"] == "RUN: echo typed > typed.txt"
 
-    # Gone: killing the pane's program is seen as SessionEnd.
-    gemini.tmux("kill-session", "-t", "g")
+    # Gone: /quit ends the session with a SessionEnd hook. (A killed pane is not
+    # sure to get one: the CLI does not wait for that hook; the pane's death is
+    # the sure sign.)
+    gemini.tmux("send-keys", "-t", "g", "-l", "/quit")
+    gemini.wait_screen("* /quit", "Exit the cli")  # the input line, its completion
+    time.sleep(0.3)
+    gemini.tmux("send-keys", "-t", "g", "Enter")
     end = gemini.wait_event("SessionEnd", timeout=15)[0]
+    print("SessionEnd after /quit:", end)
     assert end["reason"] == "exit"
 
 
