@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KEEP_ENV, Project, kill_servers, make_repo, private_env
+from tests.helpers import Project, kill_servers, make_repo, private_env
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,10 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[di
     # Short path: tmux sockets must fit in 108 bytes.
     sockdir = Path(tempfile.mkdtemp(prefix="cxt", dir="/tmp"))
     for key in list(os.environ):
-        if (key.startswith("CMUX_") and key not in KEEP_ENV) or key in ("TMUX", "TMUX_PANE"):
+        if (key.startswith("CMUX_") and not key.startswith("CMUX_TEST_")) or key in (
+            "TMUX",
+            "TMUX_PANE",
+        ):
             monkeypatch.delenv(key, raising=False)
     env = private_env(home, sockdir)
     for key in ("HOME", "TMUX_TMPDIR", "LANG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM"):

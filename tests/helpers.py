@@ -32,6 +32,7 @@ KEEP_ENV = (
     "TZ",
     "CMUX_TEST_CLAUDE",
     "CMUX_TEST_CODEX",
+    "CMUX_TEST_GEMINI",
 )
 
 
