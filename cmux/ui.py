@@ -131,57 +131,107 @@ def state_text(agent: Agent) -> str:
     return agent.state
 
 
-def status_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
-    from rich.table import Table
+# Columns a narrow terminal drops first (the rest are cut with an ellipsis):
+# below 120 columns LAST EVENT, below 100 also ROLE and TOKENS.
+DROP_BELOW = {"LAST EVENT": 120, "ROLE": 100, "TOKENS": 100}
 
+
+def status_cells(r: dict[str, Any]) -> dict[str, str]:
+    """One status row as the text of each column (what --watch compares)."""
     from cmux.agents.cost import short
 
+    state = str(r["state"])
+    shown = (
+        f"exited({r['exit_code'] if r['exit_code'] is not None else '?'})"
+        if state == "exited"
+        else state
+    )
+    parts = []
+    if r.get("pending") or r.get("held"):
+        parts.append(f"{r.get('pending', 0)} pending")
+    if r.get("held"):
+        parts.append(f"{r['held']} held")
+    if r.get("unread"):
+        parts.append(f"{r['unread']} unread")
+    total = (r.get("tokens") or {}).get("total", 0)
+    return {
+        "AGENT": str(r["name"]),
+        "ROLE": str(r["role"]),
+        "STATE": shown,
+        "MERGE": str(r.get("queue") or ""),
+        "TASK": str(r["task"] or ""),
+        "AGE": age(r["age_seconds"]),
+        "MAIL": ", ".join(parts),
+        "TOKENS": short(total) if total else "",
+        "LAST EVENT": r["last_event"] + (f" [{r['note']}]" if r.get("note") else ""),
+    }
+
+
+def status_table(
+    rows: Sequence[dict[str, Any]],
+    title: str | None = None,
+    *,
+    width: int | None = None,
+    changed: dict[str, set[str]] | None = None,
+) -> Table:
+    """One line per agent, whatever the width: every cell stays on its line
+    (cut with an ellipsis), and a terminal narrower than ``DROP_BELOW`` loses
+    the columns that matter least. ``changed`` (agent -> columns) is shown
+    highlighted: what `cmux status --watch` saw change."""
+    from rich.table import Table
+
+    width = width or console().width
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
     merging = any(r.get("queue") for r in rows)
-    columns: list[tuple[str, dict[str, Any]]] = [
-        ("AGENT", {"style": "bold"}),
-        ("ROLE", {}),
-        ("STATE", {}),
-        *([("MERGE", {})] if merging else []),
-        ("TASK", {"overflow": "ellipsis", "max_width": 48}),
-        ("AGE", {"justify": "right"}),
-        ("MAIL", {"justify": "right"}),
-        ("TOKENS", {"justify": "right"}),
-        ("LAST EVENT", {"overflow": "ellipsis", "max_width": 48}),
-    ]
-    for col, kw in columns:
+    names = ["AGENT", "ROLE", "STATE", *(["MERGE"] if merging else []), "TASK"]
+    names += ["AGE", "MAIL", "TOKENS", "LAST EVENT"]
+    names = [c for c in names if width >= DROP_BELOW.get(c, 0)]
+    all_cells = [status_cells(r) for r in rows]
+
+    def need(col: str) -> int:  # a column's width: its widest cell (LAST EVENT: 48 at most)
+        widest = max([len(col), *(len(c[col]) for c in all_cells)])
+        return min(widest, 48) if col == "LAST EVENT" else widest
+
+    # Every column but TASK as wide as its widest cell; TASK gets what is left
+    # (3 columns of border and padding per column), cut with an ellipsis.
+    fixed = sum(need(c) + 3 for c in names if c != "TASK")
+    task_width = max(8, min(need("TASK"), 60, width - fixed - 4))
+    for col in names:
+        kw: dict[str, Any] = {"no_wrap": True, "overflow": "ellipsis"}
+        if col == "TASK":
+            kw.update(width=task_width)
+        else:
+            kw.update(min_width=need(col), max_width=need(col))
+        if col == "AGENT":
+            kw["style"] = "bold"
+        if col in ("AGE", "MAIL", "TOKENS"):
+            kw["justify"] = "right"
         table.add_column(col, **kw)
-    for r in rows:
-        state = str(r["state"])
-        shown = (
-            f"exited({r['exit_code'] if r['exit_code'] is not None else '?'})"
-            if state == "exited"
-            else state
-        )
-        style = STATE_STYLE.get(state, "")
-        parts = []
-        if r.get("pending") or r.get("held"):
-            parts.append(f"{r.get('pending', 0)} pending")
-        if r.get("held"):
-            parts.append(f"{r['held']} held")
-        if r.get("unread"):
-            parts.append(f"{r['unread']} unread")
-        mail = ", ".join(parts)
-        last = r["last_event"] + (f" [{r['note']}]" if r.get("note") else "")
-        total = (r.get("tokens") or {}).get("total", 0)
-        tokens = short(total) if total else ""
-        table.add_row(
-            styled(r["name"]),
-            styled(r["role"]),
-            styled(shown, style),
-            *((styled(r.get("queue") or ""),) if merging else ()),
-            styled(r["task"] or ""),
-            age(r["age_seconds"]),
-            mail,
-            tokens,
-            styled(last),
-        )
+    columns: list[tuple[str, dict[str, Any]]] = [(c, {}) for c in names]
+    for r, cells in zip(rows, all_cells, strict=True):
+        hot = (changed or {}).get(str(r["name"]), set())
+        out = []
+        for col, _ in columns:
+            style = STATE_STYLE.get(str(r["state"]), "") if col == "STATE" else ""
+            if col in hot:
+                style = (style + " reverse").strip()
+            out.append(styled(cells[col], style))
+        table.add_row(*out)
     return table
+
+
+def changes(
+    before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]
+) -> dict[str, set[str]]:
+    """Which columns of which agents differ (a new agent: all of them).
+    AGE is left out: it changes every second by itself."""
+    out: dict[str, set[str]] = {}
+    for name, cells in after.items():
+        old = before.get(name)
+        diff = {c for c, v in cells.items() if c != "AGE" and (old is None or old.get(c) != v)}
+        if diff:
+            out[name] = diff
+    return out
 
 
 def print_renderable(obj: Any) -> None:

@@ -133,10 +133,15 @@ def kill_cmd(name: str, force: bool, as_json: bool) -> None:
     "--interval", default=1.0, show_default=True, help="Seconds between refreshes with --watch."
 )
 def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
-    """Every agent: role, state, task, age, mail and last event.
+    """Every agent: role, state, task, age, mail and last event, one line each
+    (cut to the terminal's width; a narrow one drops LAST EVENT, then ROLE
+    and TOKENS).
 
     States: starting, idle, busy, waiting (a permission prompt), done and
-    blocked (reported by the agent), exited(code), killed.
+    blocked (reported by the agent), rate-limited, overloaded, auth-error,
+    stuck, crashed, exited(code), killed (the table in README.md).
+    With --watch, what changed since the last refresh is shown highlighted
+    for a few seconds.
     """
     from cmux.status import collect_status, status_header
 
@@ -156,8 +161,27 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
     from rich.live import Live
     from rich.text import Text
 
-    def render():
-        return Group(Text(status_header(cfg)), ui.status_table(collect_status(cfg)))
+    HOT = 3.0  # seconds a change stays highlighted
+    seen: dict[str, dict[str, str]] = {}
+    hot: dict[tuple[str, str], float] = {}
+
+    def render() -> Group:
+        nonlocal seen
+        rows = collect_status(cfg)
+        now = time.monotonic()
+        cells = {str(r["name"]): ui.status_cells(r) for r in rows}
+        if seen:
+            for name, cols in ui.changes(seen, cells).items():
+                for col in cols:
+                    hot[(name, col)] = now
+        seen = cells
+        changed: dict[str, set[str]] = {}
+        for (name, col), at in list(hot.items()):
+            if now - at > HOT:
+                del hot[(name, col)]
+            else:
+                changed.setdefault(name, set()).add(col)
+        return Group(Text(status_header(cfg)), ui.status_table(rows, changed=changed))
 
     with Live(render(), console=ui.console(), auto_refresh=False, screen=False) as live:
         while True:
