@@ -80,6 +80,9 @@ class Agent:
     name: str
     role: str = "worker"  # supervisor | worker
     profile: str = "shell"
+    # Its program's adapter (cmux/agents/adapters/); "" in a record from
+    # before adapters: then its profile name says (capabilities.adapter_of).
+    adapter: str = ""
     state: State = "starting"
     pane_id: str | None = None
     # The tmux server the pane lives on ("<pid>:<start time>", tmux.SERVER_ID):
