@@ -80,8 +80,9 @@ class Agent:
     name: str
     role: str = "worker"  # supervisor | worker
     profile: str = "shell"
-    # Its program's adapter (cmux/agents/adapters/); "" in a record from
-    # before adapters: then its profile name says (capabilities.adapter_of).
+    # Its program's adapter (cmux/agents/adapters/) where its profile name does
+    # not say it (a [profiles.X] entry's adapter); "" when it does, as in a
+    # record from before adapters (capabilities.adapter_of).
     adapter: str = ""
     state: State = "starting"
     pane_id: str | None = None

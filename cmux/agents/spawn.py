@@ -162,7 +162,7 @@ def spawn(
             name=name,
             role=role,
             profile=prof.name if prof else "command",
-            adapter=prof.adapter if prof else capabilities.COMMAND,
+            adapter=_recorded_adapter(prof),
             state="starting",
             cwd=str(workdir),
             task=task,
@@ -362,6 +362,15 @@ def respawn(
         body += f" ({plan.why})"
     journal_note(cfg, name, f"brought back {old.role} {name}", body, ["respawn"])
     return agent
+
+
+def _recorded_adapter(prof: profiles.Profile | None) -> str:
+    """The adapter a new record names: "" where its profile name already says
+    it (capabilities.adapter_of), so a record reads the same as before
+    adapters; a [profiles.X] entry's own adapter otherwise."""
+    if prof is None or prof.adapter == capabilities.adapter_for_profile(prof.name):
+        return ""
+    return prof.adapter
 
 
 def _resumes(cfg: Config, profile: str | None) -> bool:
