@@ -17,6 +17,7 @@ import os
 import sys
 
 from cmux import fastjson
+from cmux.agents.adapters import capabilities
 from cmux.errors import ConfigError, NotInitialized
 from cmux.paths import DataRoot
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -77,6 +78,8 @@ max_body_bytes = 8388608
 # [profiles.myagent]
 # command = "aider --yes"     # the task is appended as the last argument
 # task = "arg"                # "arg" (default), "type" (typed in) or "none"
+# adapter = "program"         # what cmux knows of it: "program" (default; its
+#                             # screen is read), "claude", "demo", "shell", "command"
 
 # [health]
 # interval = 30               # seconds between checks
@@ -101,16 +104,28 @@ max_body_bytes = 8388608
 class Profile:
     """How to start an agent: a command line and how its task reaches it."""
 
-    __slots__ = ("builtin", "command", "name", "task")
+    __slots__ = ("adapter", "builtin", "command", "name", "task")
 
-    def __init__(self, name: str, command: str, task: str = "arg", builtin: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: str,
+        task: str = "arg",
+        builtin: bool = False,
+        adapter: str | None = None,
+    ) -> None:
         self.name = name
         self.command = command
         self.task = task  # arg | type | none
         self.builtin = builtin
+        # The program's adapter (cmux/agents/adapters/): a built-in profile is
+        # its own, a [profiles.X] entry names one or is a plain program.
+        if adapter is None:
+            adapter = capabilities.adapter_for_profile(name) if builtin else capabilities.PROGRAM
+        self.adapter = adapter
 
-    def _fields(self) -> tuple[str, str, str, bool]:
-        return (self.name, self.command, self.task, self.builtin)
+    def _fields(self) -> tuple[str, str, str, bool, str]:
+        return (self.name, self.command, self.task, self.builtin, self.adapter)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Profile) and other._fields() == self._fields()
@@ -362,7 +377,12 @@ def _build(project: str, data_root: str, raw: dict[str, Any], *, agent: str | No
     cl = raw.get("claude", {})
     mail = raw.get("mail", {})
     profiles = {
-        name: Profile(name=name, command=spec["command"], task=spec.get("task", "arg"))
+        name: Profile(
+            name=name,
+            command=spec["command"],
+            task=spec.get("task", "arg"),
+            adapter=spec.get("adapter", capabilities.PROGRAM),
+        )
         for name, spec in raw.get("profiles", {}).items()
     }
     return Config(

@@ -53,6 +53,7 @@ def check_git() -> Check:
 
 def run_checks() -> list[Check]:
     from cmux.agents import profiles
+    from cmux.agents.adapters import base as adapters
     from cmux.config import load_config
 
     checks = [check_tmux(), check_git()]
@@ -93,12 +94,7 @@ def run_checks() -> list[Check]:
         if found:
             checks.append(Check(f"agent {name}", "ok", found))
         else:
-            fix = (
-                "install Claude Code: `npm install -g @anthropic-ai/claude-code`, or set"
-                " [claude] command in cmux.toml; `--agent demo` needs no account"
-                if name == "claude"
-                else f"install {exe} or fix [profiles.{name}] in cmux.toml"
-            )
+            fix = adapters.for_profile(prof).install_hint(prof, exe)
             checks.append(
                 Check(
                     f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from cmux.agents.adapters import capabilities
 from cmux.errors import ConfigError
 
 # The agent programs cmux knows without a [profiles.X] entry (cmux/agents/profiles.py
@@ -289,7 +290,14 @@ HEALTH = Table(
 
 # -- the file -------------------------------------------------------------------
 
-PROFILE = Table({"command": Text(), "task": Text(("arg", "type", "none"))}, required=("command",))
+PROFILE = Table(
+    {
+        "command": Text(),
+        "task": Text(("arg", "type", "none")),
+        "adapter": Text(capabilities.NAMES),  # cmux/agents/adapters/
+    },
+    required=("command",),
+)
 
 TOKENS = Number(int, 0, 10**13, "of tokens")  # 0: no budget
 CMUX = Table({"data_root": Text(), "agent": Text(), "max_tokens_total": TOKENS})

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from cmux.agents.adapters import capabilities
 from cmux.agents.registry import Agent
 from cmux.config import Config
 from cmux.text import one_line
@@ -60,7 +61,7 @@ def collect_status(cfg: Config, *, reconcile: bool = True) -> list[dict[str, Any
     rows = status_rows(agents, mail)
     for row, a in zip(rows, agents, strict=True):
         # Delivered, not yet read by the model (None: its program gives no receipts).
-        has = receipts.has_receipts(a.profile)
+        has = receipts.has_receipts(capabilities.adapter_of(a))
         row["unread"] = len(receipts.unread(cfg.data, a.name)) if has else None
     if any(a.branch for a in agents):
         from cmux.merge.queue import agent_states

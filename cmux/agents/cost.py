@@ -14,13 +14,15 @@ path, with the offset read up to; ``cmux status`` rereads only what is new.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cmux.agents.adapters import base as adapters
+
+# Where Claude Code keeps its transcripts is the Claude adapter's; named here too.
+from cmux.agents.adapters.claude import guess_transcript as guess_transcript
 from cmux.agents.registry import Agent
 from cmux.fsutil import atomic_write
 from cmux.paths import DataRoot
@@ -122,30 +124,6 @@ def read_transcript(
 # -- where an agent's transcripts are -------------------------------------------------------
 
 
-def claude_config_dir() -> Path:
-    env = os.environ.get("CLAUDE_CONFIG_DIR")
-    return Path(env) if env else Path.home() / ".claude"
-
-
-def project_dir_name(cwd: str) -> str:
-    """Claude Code's folder name for a working directory under projects/."""
-    return re.sub(r"[^A-Za-z0-9]", "-", cwd)
-
-
-def guess_transcript(session_id: str, cwd: str | None) -> Path | None:
-    """Where Claude Code writes a session's transcript (for agents whose hooks
-    never reported it)."""
-    projects = claude_config_dir() / "projects"
-    if cwd:
-        path = projects / project_dir_name(cwd) / f"{session_id}.jsonl"
-        if path.exists():
-            return path
-    try:
-        return next(projects.glob(f"*/{session_id}.jsonl"))
-    except (StopIteration, OSError):
-        return None
-
-
 def sessions_file(data: DataRoot, name: str) -> Path:
     return data.state_dir / "hooks" / f"{name}.sessions"
 
@@ -172,8 +150,8 @@ def transcripts(data: DataRoot, agent: Agent) -> list[Path]:
     """Every transcript of every incarnation of ``agent``, with subagents'."""
     paths = [Path(p) for p in known_transcripts(data, agent.name)]
     current = Path(agent.transcript) if agent.transcript else None
-    if current is None and agent.session_id and agent.profile == "claude":
-        current = guess_transcript(agent.session_id, agent.cwd)
+    if current is None:
+        current = adapters.for_agent(agent).transcript(agent)
     if current is not None and current not in paths:
         paths.append(current)
     out: list[Path] = []

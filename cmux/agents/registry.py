@@ -80,6 +80,10 @@ class Agent:
     name: str
     role: str = "worker"  # supervisor | worker
     profile: str = "shell"
+    # Its program's adapter (cmux/agents/adapters/) where its profile name does
+    # not say it (a [profiles.X] entry's adapter); "" when it does, as in a
+    # record from before adapters (capabilities.adapter_of).
+    adapter: str = ""
     state: State = "starting"
     pane_id: str | None = None
     # The tmux server the pane lives on ("<pid>:<start time>", tmux.SERVER_ID):

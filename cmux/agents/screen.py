@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cmux.agents.adapters import capabilities
+
 if TYPE_CHECKING:
     from cmux.agents.registry import Agent, State
     from cmux.config import Config
@@ -396,8 +398,11 @@ def interrupt(
     if not agent.live or not agent.pane_id:
         return False
     tmux = require_running(cfg, tmux)
-    claude = agent.profile in HOOKED
-    tmux.send_keys(agent.pane_id, "Escape" if claude else "C-c")
+    caps = capabilities.for_agent(agent)
+    # A hooked program (Claude Code) waits for input after the key without a
+    # hook to say so: its screen is watched for the busy footer.
+    claude = caps.hooks
+    tmux.send_keys(agent.pane_id, caps.interrupt_key)
     stopped = not claude
     deadline = time.monotonic() + timeout
     while claude:
@@ -414,9 +419,6 @@ def interrupt(
 
 
 # -- the fallback: states from the screen, once a monitor tick -------------------------------
-
-HOOKED = frozenset({"claude"})  # profiles whose hooks report their state
-NOT_SCREEN_READ = frozenset({"demo", "shell", "command"})  # report themselves or never ask
 
 
 @dataclass
@@ -437,9 +439,10 @@ def needs_a_look(agent: Agent) -> bool:
     and waiting (answered in the pane itself, with no hook to say so);
     agents of other profiles (no hooks) whenever they are live.
     """
-    if not agent.live or not agent.pane_id or agent.profile in NOT_SCREEN_READ:
+    caps = capabilities.for_agent(agent)
+    if not agent.live or not agent.pane_id or not caps.screen_read:
         return False
-    if agent.profile in HOOKED:
+    if caps.hooks:
         return agent.state in ("starting", "busy", "waiting")
     return agent.state not in ("done", "blocked")
 
@@ -459,7 +462,8 @@ def observe(
     from cmux.agents import claude_hooks, registry
 
     reading = classify(text)
-    if reading.screen == Screen.TRUST and trust and agent.profile in HOOKED:
+    hooked = capabilities.for_agent(agent).hooks
+    if reading.screen == Screen.TRUST and trust and hooked:
         key = answer_key(reading, True)
         if key and agent.pane_id:
             tmux.send_keys(agent.pane_id, key)
@@ -489,7 +493,7 @@ def observe(
         return None
     if agent.state == "stuck" and new == "busy":
         return None  # still busy: only a change on its screen ends stuck (the watchdog)
-    if agent.profile in HOOKED and agent.state != "waiting":
+    if hooked and agent.state != "waiting":
         return None  # hooks tell busy and idle exactly
     if agent.state in ("done", "blocked"):
         return None

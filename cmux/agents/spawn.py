@@ -16,6 +16,8 @@ from pathlib import Path
 
 from cmux import events
 from cmux.agents import profiles, registry, resume, worktrees
+from cmux.agents.adapters import base as adapters
+from cmux.agents.adapters import capabilities
 from cmux.agents.deaths import reconcile
 from cmux.agents.registry import Agent
 from cmux.agents.server import journal_note, require_running
@@ -160,6 +162,7 @@ def spawn(
             name=name,
             role=role,
             profile=prof.name if prof else "command",
+            adapter=_recorded_adapter(prof),
             state="starting",
             cwd=str(workdir),
             task=task,
@@ -185,7 +188,9 @@ def spawn(
             raise
         # Agents that report their own state (claude via hooks, demo) start in
         # `starting`; anything else is ready for input as soon as it runs.
-        first: registry.State = "starting" if agent.profile in ("claude", "demo") else "idle"
+        first: registry.State = (
+            "starting" if capabilities.for_agent(agent).reports_start else "idle"
+        )
         agent.pane_id, agent.server = pane
         agent.state = first
         registry.save(
@@ -314,7 +319,7 @@ def respawn(
             old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
         )
         profile = None
-    claude = command is None and _builtin_claude(cfg, profile)
+    claude = command is None and _resumes(cfg, profile)
     plan = resume.plan(old, claude=claude, transcript=_transcript(old) if claude else None)
     if plan.how == "conversation" and not conversation:
         plan = resume.Plan("fresh", why="a fresh start was asked for")
@@ -359,12 +364,22 @@ def respawn(
     return agent
 
 
-def _builtin_claude(cfg: Config, profile: str | None) -> bool:
+def _recorded_adapter(prof: profiles.Profile | None) -> str:
+    """The adapter a new record names: "" where its profile name already says
+    it (capabilities.adapter_of), so a record reads the same as before
+    adapters; a [profiles.X] entry's own adapter otherwise."""
+    if prof is None or prof.adapter == capabilities.adapter_for_profile(prof.name):
+        return ""
+    return prof.adapter
+
+
+def _resumes(cfg: Config, profile: str | None) -> bool:
+    """Whether ``profile``'s adapter can continue a conversation (Claude Code's)."""
     try:
         prof = profiles.resolve(cfg, profile)
     except UsageError:
         return False
-    return prof.name == "claude" and prof.builtin
+    return adapters.for_profile(prof).resumes
 
 
 def _transcript(agent: Agent) -> Path | None:
@@ -372,8 +387,4 @@ def _transcript(agent: Agent) -> Path | None:
     if agent.transcript:
         path = Path(agent.transcript)
         return path if path.is_file() else None
-    if not agent.session_id:
-        return None
-    from cmux.agents.cost import guess_transcript
-
-    return guess_transcript(agent.session_id, agent.cwd)
+    return adapters.for_agent(agent).transcript(agent)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cmux.agents import registry
+from cmux.agents.adapters import capabilities
 from cmux.agents.registry import UNABLE
 
 if TYPE_CHECKING:
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 # delivers what is left through the keyboard.
 MAX_CHAINED_HANDOVERS = 5
 MAX_HANDOVER_MESSAGES = 20  # messages handed over in one Stop
-# Profiles whose screen is read for a dialog before typing (a dialog would
-# take the keys as its answer).
-SCREEN_CHECKED = ("claude",)
 
 
 @dataclass(frozen=True)
@@ -76,10 +74,13 @@ def decide(agent: Agent, pane: Pane | None, dialog: Callable[[], str | None]) ->
         return Hold(f"{name} is waiting for a permission answer")
     if agent.state in UNABLE:  # the API refused it, or nothing moves: typing helps nothing
         return Hold(f"{name} is {agent.state}")
-    shown = dialog() if agent.profile in SCREEN_CHECKED else None
+    # A screen-checked program's dialog would take typed keys as its answer;
+    # a hooked one takes mail at its turn end (its Stop hook).
+    caps = capabilities.for_agent(agent)
+    shown = dialog() if caps.screen_checked else None
     if shown:
         return Hold(f"{name}'s pane shows {shown}")
-    if agent.profile == "claude" and agent.state == "busy":
+    if caps.hooks and agent.state == "busy":
         return Defer()
     return Deliver()
 

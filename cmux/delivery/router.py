@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cmux import events, watch
 from cmux.agents import registry, screen
+from cmux.agents.adapters import capabilities
 from cmux.agents.registry import Agent
 from cmux.config import Config
 from cmux.delivery import policy
@@ -48,7 +49,6 @@ from cmux.tmux import Pane, Tmux
 
 log = logging.getLogger(__name__)
 
-SETTLE = {"claude": 0.05}  # pause between text and Enter, per profile
 FULL_SCAN = 30.0  # seconds between safety scans of every mailbox
 HELD_RECHECK = 0.5  # seconds between looks at held mail while any is held
 COALESCE = 0.001  # after a wake-up, gather what else lands within this time
@@ -201,14 +201,14 @@ class Router:
             self._hold(agent.name, f"delivery failed: {getattr(exc, 'message', exc)}")
             return False
         t0 = time.monotonic()
-        boxed = agent.profile in policy.SCREEN_CHECKED
+        boxed = capabilities.for_agent(agent).screen_checked
         try:
             typed = type_into(
                 self.tmux,
                 pane.pane_id,
                 text,
                 buffer=f"cmux-{msg.id}",
-                settle=SETTLE.get(agent.profile, 0.0),
+                settle=capabilities.for_agent(agent).settle,  # between text and Enter
                 probe=self._typed_where(pane) if boxed else None,
             )
         except TmuxError as exc:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cmux import events
+from cmux.agents.adapters import capabilities
 from cmux.agents.registry import UNABLE, Agent, State
 from cmux.config import Config
 from cmux.errors import CmuxError
@@ -529,7 +530,7 @@ class Watchdog:
             except CmuxError as exc:
                 log.warning("could not interrupt %s: %s", agent.name, exc)
                 return
-            if agent.profile == "claude":
+            if capabilities.for_agent(agent).hooks:
                 # Claude Code is back at its prompt, and no hook says so.
                 self._safe(
                     self.act.set_state, replace(agent, state="stuck"), "idle", "interrupted by cmux"
@@ -658,7 +659,7 @@ class Watchdog:
         from cmux.mail import claims, receipts, store
 
         for agent in self.agents:
-            if not agent.live or not receipts.has_receipts(agent.profile):
+            if not agent.live or not receipts.has_receipts(capabilities.adapter_of(agent)):
                 continue
             waiting = receipts.unread(self.data, agent.name)
             if not waiting:

@@ -29,6 +29,7 @@ import json
 import os
 import time
 
+from cmux.agents.adapters import capabilities
 from cmux.fsutil import append_line
 from cmux.mail import maildir
 
@@ -36,13 +37,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cmux.paths import DataRoot
 
-HOOKED = frozenset({"claude"})  # profiles whose hooks can prove a message was read
 DEFAULT_READ_TIMEOUT = 120.0
 MARK = "[cmux mail "  # how a message's header starts in what an agent is shown
 
 
-def has_receipts(profile: str) -> bool:
-    return profile in HOOKED
+def has_receipts(adapter: str) -> bool:
+    """Whether an agent of ``adapter`` (capabilities.adapter_of its record)
+    gives read receipts: only hooks can prove a message was read."""
+    return capabilities.of(adapter).hooks
 
 
 def ids_in(text: str) -> list[str]:
@@ -131,9 +133,9 @@ def unread(data: DataRoot, agent: str) -> list[tuple[str, float]]:
     return [(i, t) for i, t in delivered(data, agent) if "read" not in known.get(i, {})]
 
 
-def state_of(data: DataRoot, agent: str, msg_id: str, profile: str) -> str:
+def state_of(data: DataRoot, agent: str, msg_id: str, adapter: str) -> str:
     """``read``, ``delivered`` or ``delivered (no receipt)`` for a delivered id."""
-    if not has_receipts(profile):
+    if not has_receipts(adapter):
         return "delivered (no receipt)"
     return "read" if "read" in load(data, agent).get(msg_id, {}) else "delivered"
 

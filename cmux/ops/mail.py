@@ -152,17 +152,18 @@ def unread_counts(cfg: Config, names: list[str]) -> dict[str, int | None]:
     """Delivered but not yet read by the model, per agent whose program can
     prove reading (cmux/mail/receipts.py); None for the others (no receipt)."""
     from cmux.agents import registry
+    from cmux.agents.adapters import capabilities
     from cmux.errors import UnknownAgent
     from cmux.mail import receipts
 
     out: dict[str, int | None] = {}
     for n in names:
         try:
-            profile = registry.get(cfg.data, n).profile
+            adapter = capabilities.adapter_of(registry.get(cfg.data, n))
         except UnknownAgent:
             out[n] = None
             continue
-        out[n] = len(receipts.unread(cfg.data, n)) if receipts.has_receipts(profile) else None
+        out[n] = len(receipts.unread(cfg.data, n)) if receipts.has_receipts(adapter) else None
     return out
 
 
@@ -172,6 +173,7 @@ def trail(cfg: Config, msg_id: str) -> dict[str, Any]:
     read by what proof, delivered again), and the replies to it."""
     from cmux import events
     from cmux.agents import registry
+    from cmux.agents.adapters import capabilities
     from cmux.errors import UnknownAgent, UsageError
     from cmux.mail import receipts, store
     from cmux.mail.message import valid_id
@@ -210,15 +212,15 @@ def trail(cfg: Config, msg_id: str) -> dict[str, Any]:
         and (delivered is None or str(e.get("ts", "")) <= delivered)
     ]
     try:
-        profile = registry.get(cfg.data, to).profile
+        adapter = capabilities.adapter_of(registry.get(cfg.data, to))
     except UnknownAgent:
-        profile = ""
+        adapter = ""
     if any(e.get("event") == "read" for e in steps):
         state = "read"
     elif any(e.get("event") == "deadletter" for e in steps):
         state = "deadletter"
     elif delivered is not None:
-        state = receipts.state_of(cfg.data, to, msg_id, profile)
+        state = receipts.state_of(cfg.data, to, msg_id, adapter)
     elif any(e.get("event") == "claim" for e in steps):
         state = "claimed"
     else:

@@ -35,6 +35,9 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux.pidfile",
             "cmux.config",
             "cmux.settings_schema",
+            # The adapters' capability flags, plain data the stores and the
+            # router ask (the adapters themselves are cmux.agents.adapters).
+            "cmux.agents.adapters.capabilities",
         ],
     ),
     ("gateways", ["cmux.tmux", "cmux.git", "cmux.watch"]),

@@ -1,0 +1,160 @@
+"""The adapter shape: what cmux knows of one agent program, in one place.
+
+An adapter says how to launch its program (argv, env, the first prompt, a
+settings/config file of cmux's own per agent, never the user's), which hook
+events it sends and what they mean to cmux, where its transcript is (tokens,
+read receipts), which dialogs its screen shows and which keys answer them,
+and the plain capability flags the lower layers need
+(cmux.agents.adapters.capabilities). ``get`` finds an adapter by name.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from cmux.agents.adapters import capabilities
+from cmux.agents.adapters.capabilities import Capabilities
+from cmux.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from cmux.agents.registry import Agent
+    from cmux.agents.screen import Reading
+    from cmux.config import Config, Profile
+
+# Every agent command runs under this wrapper: the pane stays (remain-on-exit)
+# and its exit status is the agent's, 128+N when a signal ended the agent.
+# tmux gives a new pane the PATH of the client that asked for it, so tools/ is
+# put in front here rather than through `-e PATH=...`.
+_WRAPPER = (
+    'PATH="$CMUX_TOOLS:$PATH"; export PATH; "$@"; code=$?; '
+    'printf "\\n[cmux] %s exited with code %s\\n" "$CMUX_AGENT" "$code"; exit $code'
+)
+
+
+@dataclass
+class Launch:
+    """What to run in the agent's pane."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    type_task: str | None = None  # text the router types in once it is ready
+    session_id: str | None = None
+
+    def wrapped(self) -> list[str]:
+        return ["sh", "-c", _WRAPPER, "cmux-agent", *self.argv]
+
+
+def role_prompt(role: str) -> str:
+    # A path beside this package, not importlib.resources (~10 ms to import
+    # on every spawn); the roles ship as package data next to the code.
+    return (Path(__file__).resolve().parents[2] / "roles" / f"{role}.md").read_text(
+        encoding="utf-8"
+    )
+
+
+class Adapter:
+    """One agent program. This base is a program cmux knows nothing of: its
+    command line from the profile, the task as an argument, typed in or not
+    at all (the profile's ``task``), no hooks, no transcript, the screen read
+    for its state."""
+
+    name: str = capabilities.PROGRAM
+    # The hook events its settings install (each calls `cmux hook EVENT`).
+    hook_events: ClassVar[tuple[str, ...]] = ()
+    # The states its hook events move an agent to (None: no move of its own,
+    # "handover": mail handed over as the next turn at turn end).
+    hook_states: ClassVar[dict[str, str | None]] = {}
+    # Whether it can continue an agent's conversation when it is brought back.
+    resumes: bool = False
+
+    @property
+    def caps(self) -> Capabilities:
+        return capabilities.of(self.name)
+
+    def launch(
+        self,
+        cfg: Config,
+        *,
+        name: str,
+        role: str,
+        profile: Profile,
+        task: str,
+        env: dict[str, str],
+        resume_session: str | None = None,
+        prompt: str | None = None,
+        memory: bool = False,
+    ) -> Launch:
+        """What to run for one agent of this program."""
+        launch = Launch(argv=shlex.split(profile.command), env=env)
+        if task and profile.task == "arg":
+            launch.argv.append(task)
+        elif task and profile.task == "type":
+            launch.type_task = task
+        return launch
+
+    def missing(self, profile: Profile, exe: str) -> UsageError:
+        """The error for a profile whose program is not on PATH."""
+        return UsageError(
+            f"the program of profile {profile.name!r} was not found: {exe!r}",
+            f"install it, or fix [profiles.{profile.name}] command in cmux.toml",
+        )
+
+    def install_hint(self, profile: Profile, exe: str) -> str:
+        """What `cmux doctor` says to do when the program is missing."""
+        return f"install {exe} or fix [profiles.{profile.name}] in cmux.toml"
+
+    def transcript(self, agent: Agent) -> Path | None:
+        """Where the agent's current transcript is, when no hook said."""
+        return None
+
+    def dialogs(self) -> frozenset[str]:
+        """The dialogs its screen shows (cmux.agents.screen.Screen values)."""
+        return frozenset()
+
+    def answer_key(self, reading: Reading, yes: bool) -> str | None:
+        """The key that answers the dialog ``reading`` shows yes (approve) or
+        no (deny); None when this program shows no such dialog."""
+        return None
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(adapter: Adapter) -> Adapter:
+    _ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+def _load() -> None:
+    # Each adapter module registers itself when imported; one may already be.
+    from cmux.agents.adapters import claude, plain  # noqa: F401
+
+
+def get(name: str) -> Adapter:
+    """The adapter called ``name``; ConfigError naming the known ones if none is."""
+    _load()
+    try:
+        return _ADAPTERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_ADAPTERS))
+        raise ConfigError(
+            f"unknown agent adapter {name!r}", f"use one of: {known} (adapter = ... in cmux.toml)"
+        ) from None
+
+
+def names() -> tuple[str, ...]:
+    _load()
+    return tuple(sorted(_ADAPTERS))
+
+
+def for_profile(profile: Profile) -> Adapter:
+    """The adapter of a resolved profile."""
+    return get(profile.adapter)
+
+
+def for_agent(agent: Agent) -> Adapter:
+    """The adapter of a registry record (an old record: by its profile name)."""
+    return get(capabilities.adapter_of(agent))
