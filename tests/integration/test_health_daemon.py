@@ -45,12 +45,22 @@ def pid_of(project: Project, name: str) -> int | None:
 
 
 def mail_for(project: Project, agent: str) -> list[dict[str, Any]]:
-    out = []
+    """Every message in ``agent``'s mailbox, once each. A claim links new/X
+    into cur/ before it unlinks new/X, so a listing of both folders can see one
+    message twice (or miss a file that moved on): by id, as the protocol says
+    a recipient must (mailbox/README.md, "At least once")."""
+    out: dict[str, dict[str, Any]] = {}
     for sub in ("new", "cur"):
         d = project.data / "mailbox" / agent / sub
-        if d.is_dir():
-            out += [json.loads(p.read_text()) for p in sorted(d.iterdir())]
-    return out
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            try:
+                msg = json.loads(p.read_text())
+            except FileNotFoundError:
+                continue
+            out.setdefault(msg["id"], msg)
+    return sorted(out.values(), key=lambda m: m["id"])
 
 
 @pytest.mark.timeout(90)
