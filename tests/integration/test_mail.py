@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -244,12 +245,15 @@ BOT = textwrap.dedent(
     import os, re, subprocess, sys, termios, tty
     other = sys.argv[1]
     tty.setraw(0, termios.TCSANOW)
+    print("bot ready", flush=True)
     buf = b""
     while True:
         chunk = os.read(0, 4096)
         if not chunk:
             break
-        buf += chunk
+        # Enter is CR in raw mode; a line typed before setraw took effect was
+        # read in cooked mode, its CR turned into LF: either ends a line.
+        buf += chunk.replace(b"\\n", b"\\r")
         while b"\\r" in buf:
             line, buf = buf.split(b"\\r", 1)
             m = re.match(rb"\\[cmux mail (\\S+) from (\\S+)", line)
@@ -268,6 +272,12 @@ def test_a_message_loop_stops_at_the_depth_limit(project: Project, tmp_path: Pat
     bot.write_text(BOT)
     project.ok("spawn", "ping", "--command", f"{sys.executable} {bot} pong", "--task", "bounce")
     project.ok("spawn", "pong", "--command", f"{sys.executable} {bot} ping", "--task", "bounce")
+
+    def ready(pane: str) -> bool:
+        return "bot ready" in project.tmux("capture-pane", "-p", "-t", pane)
+
+    for name in ("ping", "pong"):  # both reading their terminal before the first hop
+        wait_until(partial(ready, project.status()[name]["pane_id"]), what=f"{name} ready")
     project.tool("mailbox", "send", "pong", "start the loop", agent="ping")
     dl = project.data / "mailbox" / "deadletter"
     reason = wait_until(lambda: next(dl.glob("*.reason"), None), timeout=30, what="deadletter")
