@@ -239,3 +239,28 @@ class Project:
         from cmux.config import load_config
 
         return load_config(self.root)
+
+
+def crash_server(project: Project) -> None:
+    """The project's tmux server dies (as with `tmux kill-server` or a reboot);
+    returns once it no longer answers."""
+    project.tmux("kill-server")
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["tmux", "-L", project.socket(), "list-sessions"],
+                env=project.env,
+                capture_output=True,
+            ).returncode
+            != 0
+        ),
+        what="the server gone",
+    )
+
+
+def record(project: Project, name: str) -> dict[str, Any]:
+    """Agent ``name``'s registry record, as on disk."""
+    rec: dict[str, Any] = json.loads(
+        (project.data / "state" / "agents" / f"{name}.json").read_text()
+    )
+    return rec

@@ -13,35 +13,13 @@ Real tmux on a private socket, real cmux processes, real git.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project, wait_until
+from tests.helpers import Project, crash_server, record, wait_until
 
 SLEEP = "sleep 600"
-
-
-def crash_server(project: Project) -> None:
-    """The tmux server dies (as with `tmux kill-server` or a reboot)."""
-    project.tmux("kill-server")
-    wait_until(
-        lambda: (
-            subprocess.run(
-                ["tmux", "-L", project.socket(), "list-sessions"],
-                env=project.env,
-                capture_output=True,
-            ).returncode
-            != 0
-        ),
-        what="the server gone",
-    )
-
-
-def record(project: Project, name: str) -> dict:
-    return json.loads((project.data / "state" / "agents" / f"{name}.json").read_text())
 
 
 def windows(project: Project) -> dict[str, str]:

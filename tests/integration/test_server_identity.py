@@ -7,38 +7,17 @@ the server process goes away (kill-server) with the registry left as it was.
 from __future__ import annotations
 
 import json
-import subprocess
 
 from cmux.agents import registry
 from cmux.agents.registry import Agent
 from cmux.mail import store
-from tests.helpers import Project, wait_until
+from tests.helpers import Project, crash_server, record, wait_until
 
 SLEEP = "sleep 600"
 
 
 def start(project: Project, *args: str) -> None:
     project.ok("start", "--command", SLEEP, "--no-attach", *args)
-
-
-def crash_server(project: Project) -> None:
-    """The tmux server dies; nothing of cmux runs afterwards."""
-    project.tmux("kill-server")
-    wait_until(
-        lambda: (
-            subprocess.run(
-                ["tmux", "-L", project.socket(), "list-sessions"],
-                env=project.env,
-                capture_output=True,
-            ).returncode
-            != 0
-        ),
-        what="the server gone",
-    )
-
-
-def record(project: Project, name: str) -> dict:
-    return json.loads((project.data / "state" / "agents" / f"{name}.json").read_text())
 
 
 def write_ghost(project: Project, pane: str, **fields: object) -> None:
