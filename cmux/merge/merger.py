@@ -227,7 +227,13 @@ class Merger:
         return any(e.state in ("queued", "waiting") for e in q.load(self.data).active())
 
     def step(self) -> Round | None:
-        """One round over the head of the queue; None when nothing is queued."""
+        """One round over the head of the queue; None when nothing is queued.
+
+        Nothing to do is found by reading alone: an edit under the lock writes
+        the queue file and closes its lock file, and the daemon's watcher on
+        that folder would wake it again at once (a busy loop when idle)."""
+        if not self.pending():
+            return None
         waiting: list[Entry] = []
         with q.editing(self.data) as queue:
             line = queue.active()

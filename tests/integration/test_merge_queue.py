@@ -298,3 +298,18 @@ def test_cancel_and_queue_listing(project: Project) -> None:
     assert "w1" in out and "cancelled" in out and "checks: tests" in out
     assert settle(project) == 0
     assert json.loads(project.ok("queue", "--json").out)[0]["state"] == "cancelled"
+
+
+def test_an_idle_merger_writes_nothing(project: Project) -> None:
+    """With nothing queued a round only reads: a write would wake the daemon's
+    watcher on the queue's folder at once, a busy loop (bench_idle saw 55 %)."""
+    setup_project(project)
+    worker(project, "w1", {"a.txt": "a\n"})
+    project.ok("merge", "w1")
+    m = merger(project)
+    assert m.step() is not None
+    qdir = project.data / "state" / "merge"
+    before = {p.name: p.stat().st_mtime_ns for p in qdir.iterdir() if p.is_file()}
+    assert m.step() is None
+    after = {p.name: p.stat().st_mtime_ns for p in qdir.iterdir() if p.is_file()}
+    assert after == before
