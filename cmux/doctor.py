@@ -82,7 +82,9 @@ def run_checks() -> list[Check]:
                 "free disk space" if status != "ok" else "",
             )
         )
-    for name in sorted({cfg.agent, "claude", *cfg.profiles}):
+    # Claude Code always; another built-in program when cmux.toml configures it.
+    configured = {n for n in ("gemini",) if n in cfg.raw}
+    for name in sorted({cfg.agent, "claude", *configured, *cfg.profiles}):
         try:
             prof = profiles.resolve(cfg, name)
         except CmuxError as exc:
@@ -91,10 +93,14 @@ def run_checks() -> list[Check]:
         exe = shlex.split(prof.command)[0] if prof.command else ""
         found = shutil.which(exe)
         wanted = name == cfg.agent
-        if found:
+        program = adapters.for_profile(prof)
+        if found and program.version_args:
+            status, detail, fix = program.check_version(_version([found, *program.version_args]))
+            checks.append(Check(f"agent {name}", status, f"{found}: {detail}", fix))
+        elif found:
             checks.append(Check(f"agent {name}", "ok", found))
         else:
-            fix = adapters.for_profile(prof).install_hint(prof, exe)
+            fix = program.install_hint(prof, exe)
             checks.append(
                 Check(
                     f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix

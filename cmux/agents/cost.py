@@ -1,4 +1,7 @@
-"""Tokens each Claude agent used, read from Claude Code's transcripts.
+"""Tokens each agent used, read from its program's transcripts.
+
+A program's adapter reads its own format (``Adapter.usage(path)``; the
+Gemini CLI's chats, for one); None from it means Claude Code's, read here:
 
 Every assistant message in a transcript (``~/.claude/projects/<dir>/<session
 id>.jsonl``) carries the API's ``usage``: input, output, cache-creation and
@@ -203,8 +206,11 @@ def usage(data: DataRoot, agents: Iterable[Agent]) -> dict[str, Tokens]:
     out: dict[str, Tokens] = {}
     for agent in agents:
         total = Tokens()
+        program = adapters.for_agent(agent)
         for path in transcripts(data, agent):
-            total = total + transcript_tokens(path, cache)
+            # A program with a transcript format of its own reads it itself.
+            own = program.usage(path)
+            total = total + (own if own is not None else transcript_tokens(path, cache))
         out[agent.name] = total
     after = json.dumps(cache, sort_keys=True)
     if after != before:

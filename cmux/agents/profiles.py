@@ -2,6 +2,7 @@
 (cmux/agents/adapters/: how each program is launched).
 
 - ``claude``: the real Claude Code CLI (cmux/agents/adapters/claude.py).
+- ``gemini``: the Gemini CLI (cmux/agents/adapters/gemini.py, ``[gemini]``).
 - ``demo``: a small built-in agent that needs no account (cmux.agents.demo).
 - ``shell``: an interactive shell with the agent's environment.
 - any ``[profiles.NAME]`` in cmux.toml (``adapter = ...`` says which adapter;
@@ -43,6 +44,9 @@ def resolve(cfg: Config, name: str | None) -> Profile:
         return cfg.profiles[name]
     if name == "claude":
         return Profile("claude", cfg.claude_command, "arg", builtin=True)
+    if name == "gemini":
+        command = str(cfg.section("gemini").get("command", "gemini"))
+        return Profile("gemini", command, "arg", builtin=True)
     if name == "demo":
         return Profile("demo", shlex.join([sys.executable, "-m", "cmux.agents.demo"]), "none", True)
     if name == "shell":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities
 
 if TYPE_CHECKING:
@@ -326,8 +327,9 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    reading = classify(tmux.capture(agent.pane_id))
-    key = answer_key(reading, yes) if reading.dialog else None
+    program = adapters.for_agent(agent)  # its own dialogs and keys
+    reading = program.read_screen(tmux.capture(agent.pane_id))
+    key = program.answer_key(reading, yes) if reading.dialog else None
     if key is None:
         shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")
         if reading.screen == Screen.ONBOARDING:
@@ -342,7 +344,7 @@ def answer(
     tmux.send_keys(agent.pane_id, key)
     deadline = time.monotonic() + timeout
     while True:
-        after = classify(tmux.capture(agent.pane_id))
+        after = program.read_screen(tmux.capture(agent.pane_id))
         if (after.screen, after.options, after.detail) != (
             reading.screen,
             reading.options,
@@ -399,6 +401,7 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
+    program = adapters.for_agent(agent)
     # A hooked program (Claude Code) waits for input after the key without a
     # hook to say so: its screen is watched for the busy footer.
     claude = caps.hooks
@@ -406,7 +409,7 @@ def interrupt(
     stopped = not claude
     deadline = time.monotonic() + timeout
     while claude:
-        if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
+        if program.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
@@ -461,10 +464,11 @@ def observe(
     from cmux import events
     from cmux.agents import claude_hooks, registry
 
-    reading = classify(text)
+    program = adapters.for_agent(agent)
+    reading = program.read_screen(text)
     hooked = capabilities.for_agent(agent).hooks
     if reading.screen == Screen.TRUST and trust and hooked:
-        key = answer_key(reading, True)
+        key = program.answer_key(reading, True)
         if key and agent.pane_id:
             tmux.send_keys(agent.pane_id, key)
             events.record(cfg.data, "approve", agent.name, dialog="trust", key=key, by="cmux")

@@ -20,6 +20,7 @@ from cmux.agents.adapters.capabilities import Capabilities
 from cmux.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from cmux.agents.cost import Tokens
     from cmux.agents.registry import Agent
     from cmux.agents.screen import Reading
     from cmux.config import Config, Profile
@@ -106,13 +107,41 @@ class Adapter:
         """What `cmux doctor` says to do when the program is missing."""
         return f"install {exe} or fix [profiles.{profile.name}] in cmux.toml"
 
+    # The arguments that make its program print its version, for `cmux
+    # doctor` (empty: not asked).
+    version_args: ClassVar[tuple[str, ...]] = ()
+
+    def check_version(self, version: str | None) -> tuple[str, str, str]:
+        """`cmux doctor`'s verdict on what ``<program> <version_args>`` printed
+        (None: it failed): (ok | warn | fail, what was found, what to do)."""
+        return ("ok", version or "", "")
+
     def transcript(self, agent: Agent) -> Path | None:
         """Where the agent's current transcript is, when no hook said."""
+        return None
+
+    def usage(self, path: Path) -> Tokens | None:
+        """Tokens in one of its transcripts; None: the transcript is Claude
+        Code's format, read (and cached) by cmux/agents/cost.py."""
         return None
 
     def dialogs(self) -> frozenset[str]:
         """The dialogs its screen shows (cmux.agents.screen.Screen values)."""
         return frozenset()
+
+    def read_screen(self, text: str) -> Reading:
+        """What its captured screen shows (Claude Code's patterns unless the
+        program draws its own: cmux.agents.screen.classify)."""
+        from cmux.agents.screen import classify
+
+        return classify(text)
+
+    def typed_where(self, text: str, needle: str) -> str:
+        """Where typed text ending in ``needle`` is on its screen: ``box``,
+        ``sent`` or ``unknown`` (cmux.agents.screen.typed_where)."""
+        from cmux.agents.screen import typed_where
+
+        return typed_where(text, needle)
 
     def answer_key(self, reading: Reading, yes: bool) -> str | None:
         """The key that answers the dialog ``reading`` shows yes (approve) or
@@ -130,7 +159,7 @@ def register(adapter: Adapter) -> Adapter:
 
 def _load() -> None:
     # Each adapter module registers itself when imported; one may already be.
-    from cmux.agents.adapters import claude, plain  # noqa: F401
+    from cmux.agents.adapters import claude, gemini, plain  # noqa: F401
 
 
 def get(name: str) -> Adapter:

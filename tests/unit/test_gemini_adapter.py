@@ -1,0 +1,213 @@
+"""The Gemini CLI adapter without the CLI: its launch (a GEMINI_CLI_HOME of
+cmux's own, settings.json with cmux's hooks, the role and policy files), its
+screens (captured from the real CLI 0.61.0 in tmux: tests/fixtures/screens/
+gemini_*.txt), its transcript's tokens, its `cmux doctor` verdict and its
+[gemini] config section. tests/e2e/test_gemini.py runs the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmux.agents import profiles
+from cmux.agents.adapters import base as adapters
+from cmux.agents.adapters import capabilities, gemini
+from cmux.agents.screen import Screen
+from cmux.config import Config, load_config
+from cmux.errors import ConfigError
+
+
+def toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(path.read_text())
+
+
+SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "screens"
+
+
+def screen(name: str) -> str:
+    return (SCREENS / f"gemini_{name}.txt").read_text()
+
+
+def with_gemini(cfg: Config, section: str) -> Config:
+    toml = cfg.project_root / "cmux.toml"
+    base = toml.read_text().split("\n[gemini]\n")[0]
+    toml.write_text(base + "\n[gemini]\n" + section)
+    return load_config(cfg.project_root)
+
+
+def test_launch_uses_a_home_of_cmux_own_with_hooks_role_and_policy(cfg: Config) -> None:
+    cfg = with_gemini(
+        cfg,
+        'command = "/opt/gemini --debug"\napproval_mode = "auto_edit"\n'
+        'model = "gemini-2.5-flash"\nbase_url = "http://127.0.0.1:9/s/{agent}-{session}"\n',
+    )
+    prof = profiles.resolve(cfg, "gemini")
+    assert prof.adapter == "gemini" and prof.builtin
+    launch = profiles.build_launch(cfg, name="w1", role="worker", profile=prof, task="RUN: ls")
+    sid = launch.session_id
+    assert sid
+    assert launch.argv == [
+        "/opt/gemini", "--debug", "--session-id", sid, "--approval-mode", "auto_edit", "RUN: ls",
+    ]  # fmt: skip
+    home = Path(launch.env["GEMINI_CLI_HOME"])
+    assert home == cfg.data.root / "state" / "settings" / "gemini" / "w1"
+    assert launch.env["GOOGLE_GEMINI_BASE_URL"] == f"http://127.0.0.1:9/s/w1-{sid}"
+    assert launch.env["CMUX_SESSION_ID"] == sid and launch.env["CMUX_AGENT"] == "w1"
+    settings = json.loads((home / ".gemini" / "settings.json").read_text())
+    assert settings["security"] == {
+        "auth": {"selectedType": "gemini-api-key"},
+        "folderTrust": {"enabled": False},
+    }
+    assert settings["model"] == {"name": "gemini-2.5-flash"}
+    assert settings["telemetry"] == {"enabled": False}
+    assert set(settings["hooks"]) == set(gemini.HOOK_EVENTS)
+    for event, [entry] in settings["hooks"].items():
+        [hook] = entry["hooks"]
+        argv = shlex.split(hook["command"])
+        assert argv == [sys.executable, "-m", "cmux", "hook", event, "gemini"]
+        assert hook["env"]["CMUX_AGENT"] == "w1"
+        assert hook["env"]["CMUX_HOME"] == str(cfg.data.root)
+    # The role is the CLI's global context file; cmux's tools run unasked.
+    assert "worker" in (home / ".gemini" / "GEMINI.md").read_text().lower()
+    policy = toml(home / ".gemini" / "policies" / "cmux.toml")
+    [rule] = policy["rule"]
+    assert rule["toolName"] == "run_shell_command" and rule["decision"] == "allow"
+    assert rule["commandPrefix"] == ["mailbox", "journal", "workers list"]
+
+
+def test_launch_defaults_and_a_task_that_looks_like_an_option(cfg: Config) -> None:
+    prof = profiles.resolve(cfg, "gemini")
+    assert prof.command == "gemini"
+    launch = profiles.build_launch(
+        cfg, name="supervisor", role="supervisor", profile=prof, task="-v is not a flag"
+    )
+    assert launch.argv[-1] == "--prompt-interactive=-v is not a flag"
+    assert launch.argv[launch.argv.index("--approval-mode") + 1] == "default"
+    assert "GOOGLE_GEMINI_BASE_URL" not in launch.env  # the CLI's own default endpoint
+    home = Path(launch.env["GEMINI_CLI_HOME"])
+    settings = json.loads((home / ".gemini" / "settings.json").read_text())
+    assert "model" not in settings
+    policy = toml(home / ".gemini" / "policies" / "cmux.toml")
+    assert policy["rule"][0]["commandPrefix"] == ["mailbox", "journal", "workers"]
+    # Nothing was written to the user's ~/.gemini (HOME is the test's own).
+    assert not (Path.home() / ".gemini").exists()
+
+
+def test_the_gemini_section_is_checked(cfg: Config) -> None:
+    for bad in ('approval_mode = "always"', 'base_url = "ftp://x"', 'modle = "x"'):
+        with pytest.raises(ConfigError) as exc:
+            with_gemini(cfg, bad + "\n")
+        assert "[gemini]" in exc.value.message
+
+
+def test_capabilities_and_registry() -> None:
+    caps = capabilities.of("gemini")
+    assert caps.hooks and caps.reports_start and caps.screen_checked
+    assert caps.settle > 0 and caps.interrupt_key == "Escape"
+    assert adapters.get("gemini").name == "gemini"
+
+
+# -- the screen -------------------------------------------------------------------------
+
+
+def test_the_permission_dialog_and_its_keys() -> None:
+    program = adapters.get("gemini")
+    reading = program.read_screen(screen("permission"))
+    assert reading.screen == Screen.PERMISSION and reading.dialog
+    assert reading.options == {
+        1: "Allow once",
+        2: "Allow for this session",
+        3: "No, suggest changes (esc)",
+    }
+    assert reading.detail.startswith("1. Allow once | Shell")
+    assert "sleep 2" in reading.detail
+    assert program.answer_key(reading, True) == "Enter"
+    assert program.answer_key(reading, False) == "Escape"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("busy", Screen.BUSY), ("idle", Screen.IDLE), ("idle_after_deny", Screen.IDLE)],
+)
+def test_busy_and_idle_screens(name: str, expected: Screen) -> None:
+    program = adapters.get("gemini")
+    reading = program.read_screen(screen(name))
+    assert reading.screen == expected
+    assert program.answer_key(reading, True) is None
+    assert program.answer_key(reading, False) is None
+
+
+def test_where_typed_text_is() -> None:
+    program = adapters.get("gemini")
+    # In the box, not yet sent (the conversation above shows past prompts with
+    # the same ">" mark: only the box's place below the last rule counts).
+    assert program.typed_where(screen("typed"), "typed words here") == "box"
+    assert program.typed_where(screen("typed"), "touch b.txt") == "sent"
+    assert program.typed_where(screen("idle"), "typed words here") == "sent"
+    assert program.typed_where(screen("idle"), "never typed") == "unknown"
+    assert program.typed_where(screen("permission"), "sleep 2") == "unknown"
+
+
+def test_claude_patterns_do_not_read_gemini_screens_as_dialogs() -> None:
+    from cmux.agents import screen as claude_screen
+
+    for name in ("busy", "idle", "typed", "idle_after_deny"):
+        assert not claude_screen.classify(screen(name)).dialog
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+def test_tokens_count_each_message_id_once_last_record_winning(tmp_path: Path) -> None:
+    path = tmp_path / "session-2026-12-01T17-00-abcdef12.jsonl"
+    rows = [
+        {"sessionId": "abcdef12", "projectHash": "x", "startTime": "t", "kind": "main"},
+        {"id": "u1", "type": "user", "content": [{"text": "hi"}]},
+        {"id": "g1", "type": "gemini", "content": "", "tokens": None},
+        {"id": "g1", "type": "gemini", "tokens": {"input": 100, "output": 7, "cached": 5,
+                                                   "thoughts": 3, "tool": 0, "total": 110}},
+        {"id": "g1", "type": "gemini", "toolCalls": [{}], "tokens": {
+            "input": 100, "output": 7, "cached": 5, "thoughts": 3, "tool": 0, "total": 110}},
+        {"$set": {"lastUpdated": "t"}},
+        {"id": "g2", "type": "gemini", "tokens": {"input": 120, "output": 9, "cached": 0,
+                                                   "thoughts": 0, "tool": 0, "total": 129}},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    tokens = adapters.get("gemini").usage(path)
+    assert tokens is not None
+    assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (215, 5, 19, 2)
+    assert tokens.total == 100 + 7 + 3 + 120 + 9
+    assert adapters.get("claude").usage(path) is None  # Claude Code's: cost.py reads it
+    assert gemini.read_usage(tmp_path / "missing.jsonl").total == 0
+
+
+# -- cmux doctor ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "status"),
+    [
+        ("0.61.0", "ok"),
+        ("0.70.2\n", "ok"),
+        ("0.40.1", "warn"),
+        ("0.12.0", "fail"),
+        ("nightly", "warn"),
+        (None, "fail"),
+    ],
+)
+def test_doctor_verdict_on_the_version(output: str | None, status: str) -> None:
+    verdict, detail, fix = adapters.get("gemini").check_version(output)
+    assert verdict == status
+    if status != "ok":
+        assert fix
+    if status == "fail" and output:
+        assert "hooks" in detail and "npm install -g @google/gemini-cli" in fix
