@@ -459,7 +459,7 @@ def observe(
     agent's only when it was waiting and the dialog went away.
     """
     from cmux import events
-    from cmux.agents import claude_hooks, registry
+    from cmux.agents import hookstate, registry
 
     reading = classify(text)
     hooked = capabilities.for_agent(agent).hooks
@@ -484,7 +484,7 @@ def observe(
                 if reading.screen == Screen.PERMISSION
                 else f"shows {what} and cannot go on until it is answered"
             )
-            told = claude_hooks.tell_waiting(cfg.data, agent.name, question, cfg)
+            told = hookstate.tell_waiting(cfg.data, agent.name, question, cfg)
         except Exception:  # telling is best effort; the state is what matters
             pass
         return Change(agent.name, reading.screen, agent.state, "waiting", told=told)

@@ -83,7 +83,7 @@ def test_the_plan_continues_a_conversation_only_when_it_can(tmp_path: Path) -> N
     [
         ("exited", "done → exited: the tmux server ended", "done", False),
         ("killed", "blocked → killed: cmux stop", "blocked", False),
-        ("exited", "busy → exited: claude session ended (other)", None, True),
+        ("exited", "busy → exited: session ended (other)", None, True),
         ("killed", "waiting → killed: cmux stop", None, True),
         ("idle", "", None, False),
         ("done", "busy → done: reported", "done", False),
