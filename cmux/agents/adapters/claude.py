@@ -139,6 +139,9 @@ class Claude(Adapter):
     name = capabilities.CLAUDE
     hook_events = HOOK_EVENTS
     resumes = True
+    # StopFailure (the unable states) is the newest event cmux relies on.
+    hooks_since = "2.1.0"
+    tested_version = "2.1.197"
     # What each event does to the record (hookstate.py has the details):
     # "handover": waiting mail becomes the next turn, else idle.
     hook_states: ClassVar[dict[str, str | None]] = {
