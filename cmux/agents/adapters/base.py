@@ -70,6 +70,12 @@ class Adapter:
     hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
+    # For `cmux doctor`: how the program prints its version, the first
+    # version with the hooks cmux relies on ("" when it has none) and the
+    # version cmux's end-to-end tier runs.
+    version_args: ClassVar[tuple[str, ...]] = ("--version",)
+    hooks_since: ClassVar[str] = ""
+    tested_version: ClassVar[str] = ""
 
     @property
     def caps(self) -> Capabilities:
@@ -107,15 +113,6 @@ class Adapter:
         """What `cmux doctor` says to do when the program is missing."""
         return f"install {exe} or fix [profiles.{profile.name}] in cmux.toml"
 
-    # The arguments that make its program print its version, for `cmux
-    # doctor` (empty: not asked).
-    version_args: ClassVar[tuple[str, ...]] = ()
-
-    def check_version(self, version: str | None) -> tuple[str, str, str]:
-        """`cmux doctor`'s verdict on what ``<program> <version_args>`` printed
-        (None: it failed): (ok | warn | fail, what was found, what to do)."""
-        return ("ok", version or "", "")
-
     def transcript(self, agent: Agent) -> Path | None:
         """Where the agent's current transcript is, when no hook said."""
         return None
@@ -150,6 +147,9 @@ class Adapter:
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+# The agent programs with a built-in profile and a cmux.toml section of their
+# own ([claude], [codex], [gemini]).
+PROGRAMS = ("claude", "codex", "gemini")
 
 
 def register(adapter: Adapter) -> Adapter:

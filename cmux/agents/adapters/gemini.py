@@ -60,10 +60,6 @@ APPROVAL_MODES = ("default", "auto_edit", "yolo", "plan")
 DEFAULT_APPROVAL_MODE = "default"
 DEFAULT_AUTH = "gemini-api-key"
 INSTALL = "npm install -g @google/gemini-cli"
-TESTED_VERSION = "0.61.0"
-# Command hooks with AfterAgent's "deny" (continue the turn) came in 0.2x;
-# older versions run no hooks and cmux would see only the screen.
-MIN_HOOKS_VERSION = (0, 26, 0)
 
 # What each role's Gemini CLI may run without asking (as Claude Code's ALLOW):
 # cmux's tools, no broader than each tool lets that role do (the tools check
@@ -142,6 +138,10 @@ def base_url(section: dict[str, Any], name: str, session_id: str) -> str | None:
 class Gemini(Adapter):
     name = capabilities.GEMINI
     hook_events = HOOK_EVENTS
+    # Command hooks were announced as a feature in January 2026 (0.26; an
+    # assumption: not run with an older version); 0.61.0 is what the tier runs.
+    hooks_since = "0.26.0"
+    tested_version = "0.61.0"
     # What each native event does to the record (through its canonical event,
     # cmux/agents/adapters/events.py; the states are cmux/agents/hookstate.py's).
     hook_states: ClassVar[dict[str, str | None]] = {
@@ -214,11 +214,6 @@ class Gemini(Adapter):
             return super().install_hint(profile, exe)
         return f"install the Gemini CLI: `{INSTALL}`, or set [gemini] command in cmux.toml"
 
-    version_args: ClassVar[tuple[str, ...]] = ("--version",)
-
-    def check_version(self, version: str | None) -> tuple[str, str, str]:
-        return version_verdict(version)
-
     def transcript(self, agent: Agent) -> Path | None:
         if not agent.session_id:
             return None
@@ -247,32 +242,6 @@ class Gemini(Adapter):
 
     def typed_where(self, text: str, needle: str) -> str:
         return typed_where(text, needle)
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def version_verdict(version: str | None) -> tuple[str, str, str]:
-    """What `cmux doctor` says of ``gemini --version``'s output (pure)."""
-    tested = f"tested with {TESTED_VERSION}"
-    if version is None:
-        return ("fail", "`gemini --version` failed", f"reinstall it: `{INSTALL}`")
-    found = parse_version(version)
-    if found is None:
-        return ("warn", f"unknown version {version!r}", tested)
-    shown = ".".join(map(str, found))
-    if found < MIN_HOOKS_VERSION:
-        need = ".".join(map(str, MIN_HOOKS_VERSION))
-        return (
-            "fail",
-            f"{shown} has no command hooks (cmux needs >= {need})",
-            f"upgrade: `{INSTALL}`",
-        )
-    if found < parse_version(TESTED_VERSION):  # type: ignore[operator]
-        return ("warn", f"{shown}: hooks, older than the tested version", f"{tested}: `{INSTALL}`")
-    return ("ok", f"{shown} (hooks; {tested})", "")
 
 
 GEMINI = register(Gemini())
