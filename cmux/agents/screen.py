@@ -285,6 +285,8 @@ def answer_key(reading: Reading, yes: bool) -> str | None:
 
 # -- cmux approve / cmux deny -------------------------------------------------------------
 
+DRAW_GRACE = 3.0  # seconds a waiting agent's question may take to show
+
 
 @dataclass
 class Answered:
@@ -329,6 +331,12 @@ def answer(
     tmux = require_running(cfg, tmux)
     program = adapters.for_agent(agent)  # its own dialogs and keys
     reading = program.read_screen(tmux.capture(agent.pane_id))
+    # A hook can say ``waiting`` before the question is drawn (the Gemini
+    # CLI runs its Notification hook first): give the screen a moment.
+    drawn_by = time.monotonic() + (DRAW_GRACE if agent.state == "waiting" else 0.0)
+    while not reading.dialog and time.monotonic() < drawn_by:
+        time.sleep(0.1)
+        reading = program.read_screen(tmux.capture(agent.pane_id))
     key = program.answer_key(reading, yes) if reading.dialog else None
     if key is None:
         shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")

@@ -146,6 +146,14 @@ def test_busy_and_idle_screens(name: str, expected: Screen) -> None:
     assert program.answer_key(reading, False) is None
 
 
+def test_nothing_is_read_while_cmux_hooks_run() -> None:
+    """While a hook runs the CLI shows a spinner naming it; the Notification
+    hook of a question runs before the question is drawn, so that screen is
+    neither busy (the monitor would end ``waiting``) nor idle."""
+    reading = adapters.get("gemini").read_screen(screen("hooks_running"))
+    assert reading.screen == Screen.UNKNOWN
+
+
 def test_where_typed_text_is() -> None:
     program = adapters.get("gemini")
     # In the box, not yet sent (the conversation above shows past prompts with

@@ -314,6 +314,7 @@ _RULE = re.compile(r"^\s*─{20,}\s*$")
 _INPUT = re.compile(r"^\s*[>*!]\s")  # ">" (or "*" in yolo mode, "!" in shell mode)
 _FOOTER = re.compile(r"^\s*workspace\b")
 _BUSY = re.compile(r"\(esc to cancel, \d+[smh]")
+_HOOKS_RUNNING = re.compile(r"Executing Hooks?: ")
 _EXITED = re.compile(r"^\[cmux\] \S+ exited with code (-?\d+)\s*$")
 
 
@@ -344,7 +345,9 @@ def classify(text: str) -> Reading:
     choices, the highlighted one marked ``●``; its detail starts with the
     highlighted choice (``1. Allow once``), then what it wants to run.
     Busy: a spinner line ending ``(esc to cancel, Ns)`` (the input box is
-    drawn while busy too). Idle: the input box under the last rule.
+    drawn while busy too), unless it says hooks are running (``Executing
+    Hook: cmux-Notification``): then nothing is read from it. Idle: the input
+    box under the last rule.
     """
     from cmux.agents.screen import Reading, Screen
 
@@ -373,7 +376,13 @@ def classify(text: str) -> Reading:
             what = next((a for a in reversed(asks) if a.startswith("? ")), "")
             detail = " | ".join(x for x in (chosen, what[2:].strip()) if x)
             return Reading(Screen.PERMISSION, options, detail=detail)
-    if any(_BUSY.search(ln) for ln in bottom):
+    spinner = [ln for ln in bottom if _BUSY.search(ln)]
+    if any(_HOOKS_RUNNING.search(ln) for ln in spinner):
+        # cmux's own hooks are running (the Notification of a question about
+        # to show, the AfterAgent of a turn ending): the hook, not the
+        # screen, says what comes next.
+        return Reading(Screen.UNKNOWN)
+    if spinner:
         return Reading(Screen.BUSY)
     if box is not None:
         return Reading(Screen.IDLE)
