@@ -225,3 +225,31 @@ def test_doctor_verdict_on_the_version(output: str | None, status: str) -> None:
         assert "hooks" in detail and "0.61.0" in fix
     profile = Profile("gemini", "gemini", builtin=True, adapter="gemini")
     assert "npm install -g @google/gemini-cli" in program.install_hint(profile, "gemini")
+
+
+def test_doctor_checks_gemini_when_cmux_toml_configures_it(
+    cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from cmux import doctor
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(cfg.project_root)
+    assert "agent gemini" not in {c.name for c in doctor.run_checks()}  # not configured
+
+    with_gemini(cfg, 'approval_mode = "yolo"\n')
+    missing = {c.name: c for c in doctor.run_checks()}["agent gemini"]
+    assert missing.status == "warn" and "npm install -g @google/gemini-cli" in missing.fix
+
+    fake = bindir / "gemini"
+    for version, status in (("0.12.0", "fail"), ("0.61.0", "ok")):
+        fake.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo {version}\n')
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+        check = {c.name: c for c in doctor.run_checks()}["agent gemini"]
+        assert check.status == status, check
+        if status == "fail":
+            assert "hooks" in check.detail and "npm install -g @google/gemini-cli" in check.fix
