@@ -484,6 +484,11 @@ def observe(
     if reading.dialog:
         if agent.state == "waiting":
             return None
+        if hooked and reading.screen == Screen.PERMISSION and program.hooks_announce_questions:
+            # Its Notification hook comes before the question is drawn: the
+            # hook said waiting; a question still drawn after the answer
+            # (or after cmux approve) must not say it again.
+            return None
         what = DESCRIPTION[reading.screen]
         reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")
         moved = registry.transition(cfg.data, agent.name, "waiting", reason=reason, strict=False)

@@ -253,3 +253,36 @@ def test_doctor_checks_gemini_when_cmux_toml_configures_it(
         assert check.status == status, check
         if status == "fail":
             assert "hooks" in check.detail and "npm install -g @google/gemini-cli" in check.fix
+
+
+def test_a_missing_gemini_says_how_to_install_it(cfg: Config) -> None:
+    from cmux.errors import UsageError
+
+    cfg = with_gemini(cfg, 'command = "no-such-gemini-here"\n')
+    with pytest.raises(UsageError) as exc:
+        profiles.require_binary(profiles.resolve(cfg, "gemini"))
+    assert "Gemini CLI is not installed" in exc.value.message
+    assert "npm install -g @google/gemini-cli" in (exc.value.hint or "")
+
+
+def test_the_monitor_reads_a_gemini_screen_with_its_own_patterns(cfg: Config) -> None:
+    """A busy Gemini agent's question does not make it waiting from the screen
+    (its Notification hook says so, before the question is drawn, and a
+    question still drawn just after `cmux approve` must not say it again); a
+    waiting one whose question went (answered in the pane) is idle or busy."""
+    from cmux.agents import registry
+    from cmux.agents import screen as screens
+    from cmux.agents.registry import Agent
+
+    registry.save(cfg.data, Agent(name="supervisor", role="supervisor", profile="shell"))
+    rec = Agent(name="w1", role="worker", profile="gemini", adapter="gemini", parent="supervisor")
+    registry.save(cfg.data, rec)
+    registry.transition(cfg.data, "w1", "busy", reason="test", strict=False)
+    busy = registry.get(cfg.data, "w1")
+    assert screens.observe(cfg, None, busy, screen("permission")) is None  # type: ignore[arg-type]
+    assert registry.get(cfg.data, "w1").state == "busy"
+    registry.transition(cfg.data, "w1", "waiting", reason="test", strict=False)
+    waiting = registry.get(cfg.data, "w1")
+    assert screens.observe(cfg, None, waiting, screen("hooks_running")) is None  # type: ignore[arg-type]
+    change = screens.observe(cfg, None, waiting, screen("idle_after_deny"))  # type: ignore[arg-type]
+    assert change is not None and change.new == "idle"

@@ -142,6 +142,8 @@ class Gemini(Adapter):
     # assumption: not run with an older version); 0.61.0 is what the tier runs.
     hooks_since = "0.26.0"
     tested_version = "0.61.0"
+    # Its Notification hook runs before the question is drawn (checked).
+    hooks_announce_questions = True
     # What each native event does to the record (through its canonical event,
     # cmux/agents/adapters/events.py; the states are cmux/agents/hookstate.py's).
     hook_states: ClassVar[dict[str, str | None]] = {
