@@ -175,27 +175,36 @@ def test_claude_patterns_do_not_read_gemini_screens_as_dialogs() -> None:
 # -- tokens -----------------------------------------------------------------------------
 
 
-def test_tokens_count_each_message_id_once_last_record_winning(tmp_path: Path) -> None:
+def test_tokens_count_each_message_id_once(tmp_path: Path) -> None:
+    from cmux.agents.cost import Tokens, transcript_tokens
+
     path = tmp_path / "session-2026-12-01T17-00-abcdef12.jsonl"
+    g1 = {"input": 100, "output": 7, "cached": 5, "thoughts": 3, "tool": 0, "total": 110}
     rows = [
         {"sessionId": "abcdef12", "projectHash": "x", "startTime": "t", "kind": "main"},
         {"id": "u1", "type": "user", "content": [{"text": "hi"}]},
         {"id": "g1", "type": "gemini", "content": "", "tokens": None},
-        {"id": "g1", "type": "gemini", "tokens": {"input": 100, "output": 7, "cached": 5,
-                                                   "thoughts": 3, "tool": 0, "total": 110}},
-        {"id": "g1", "type": "gemini", "toolCalls": [{}], "tokens": {
-            "input": 100, "output": 7, "cached": 5, "thoughts": 3, "tool": 0, "total": 110}},
+        {"id": "g1", "type": "gemini", "tokens": g1},
+        {"id": "g1", "type": "gemini", "toolCalls": [{}], "tokens": g1},
         {"$set": {"lastUpdated": "t"}},
-        {"id": "g2", "type": "gemini", "tokens": {"input": 120, "output": 9, "cached": 0,
-                                                   "thoughts": 0, "tool": 0, "total": 129}},
-    ]  # fmt: skip
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
-    tokens = adapters.get("gemini").usage(path)
-    assert tokens is not None
-    assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (215, 5, 19, 2)
-    assert tokens.total == 100 + 7 + 3 + 120 + 9
-    assert adapters.get("claude").usage(path) is None  # Claude Code's: cost.py reads it
-    assert gemini.read_usage(tmp_path / "missing.jsonl").total == 0
+    program = adapters.get("gemini")
+    tokens, offset, recent = program.read_tokens(path, base=Tokens())
+    assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (95, 5, 10, 1)
+    assert offset == path.stat().st_size and recent == ["g1"]
+    # Through cost.py's cache: a later line of the same id is not counted again,
+    # a new message is, and a partly written line waits.
+    cache: dict[str, Any] = {}
+    assert transcript_tokens(path, cache, program).total == 110
+    g2 = {"input": 120, "output": 9, "cached": 0, "thoughts": 0, "tool": 0, "total": 129}
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"id": "g1", "type": "gemini", "tokens": g1}) + "\n")
+        fh.write(json.dumps({"id": "g2", "type": "gemini", "tokens": g2}) + "\n")
+        fh.write('{"id": "g3", "type": "gem')
+    total = transcript_tokens(path, cache, program)
+    assert (total.input, total.cache_read, total.output, total.messages) == (215, 5, 19, 2)
+    assert gemini.read_usage(tmp_path / "missing.jsonl")[0].total == 0
 
 
 # -- cmux doctor ------------------------------------------------------------------------

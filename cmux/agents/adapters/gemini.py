@@ -16,8 +16,8 @@
 - hooks: the Gemini names of events and what cmux makes of them are its
   dialect in cmux/agents/adapters/events.py.
 - transcript: ``$GEMINI_CLI_HOME/.gemini/tmp/<project>/chats/session-*-<first
-  8 of the session id>.jsonl``; tokens per message id, the last record of an
-  id counting (``usage``).
+  8 of the session id>.jsonl``; tokens per message id, each id once
+  (``read_tokens``, read on from where cmux/agents/cost.py's cache left off).
 - screen: its tool-permission dialog (``read_screen``); Enter takes the
   highlighted "1. Allow once", Escape picks "No, suggest changes (esc)".
 
@@ -221,8 +221,11 @@ class Gemini(Adapter):
             return None
         return guess_transcript(agent, agent.session_id)
 
-    def usage(self, path: Path) -> Tokens | None:
-        return read_usage(path)
+    def read_tokens(
+        self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens
+    ) -> tuple[Tokens, int, list[str]]:
+        more, end, seen = read_usage(path, offset=offset, recent=recent)
+        return base + more, end, seen
 
     def dialogs(self) -> frozenset[str]:
         from cmux.agents.screen import Screen
@@ -267,39 +270,53 @@ def guess_transcript(agent: Agent, session_id: str) -> Path | None:
         return None
 
 
-def read_usage(path: Path) -> Tokens:
-    """Tokens in one chat transcript. A ``gemini`` record carries
-    ``tokens: {input, output, cached, thoughts, tool, total}``; the same
-    message id is written more than once (first without, then with its tool
-    calls), so each id counts once, its last record winning. ``input``
-    includes ``cached`` (the API's promptTokenCount): cmux's input is the
-    uncached part, cache_read the cached one; thoughts count as output."""
+RECENT_IDS = 64  # message ids remembered across reads (cost.py keeps them)
+
+
+def read_usage(
+    path: Path, *, offset: int = 0, recent: list[str] | None = None
+) -> tuple[Tokens, int, list[str]]:
+    """Tokens in a chat transcript from byte ``offset``; returns them, the
+    offset read up to (a partly written last line waits for next time) and
+    the latest message ids counted.
+
+    A ``gemini`` record carries ``tokens: {input, output, cached, thoughts,
+    tool, total}``; the same message id is written more than once (first
+    without, then with its tool calls, the same tokens), so an id counts once:
+    its first record with tokens. ``input`` includes ``cached`` (the API's
+    promptTokenCount): cmux's ``input`` is the uncached part, ``cache_read``
+    the cached one; thoughts count as output."""
     from cmux.agents.cost import Tokens
 
-    by_id: dict[str, dict[str, Any]] = {}
+    seen = list(recent or [])
+    out = Tokens()
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            fh.seek(offset)
+            chunk = fh.read()
     except OSError:
-        return Tokens()
-    for line in raw.splitlines():
+        return out, offset, seen
+    cut = chunk.rfind(b"\n")
+    if cut < 0:
+        return out, offset, seen
+    for line in chunk[: cut + 1].splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
         if not isinstance(rec, dict) or rec.get("type") != "gemini":
             continue
-        tokens = rec.get("tokens")
-        if isinstance(tokens, dict) and rec.get("id"):
-            by_id[str(rec["id"])] = tokens
-    out = Tokens()
-    for t in by_id.values():
+        t, mid = rec.get("tokens"), str(rec.get("id") or "")
+        if not isinstance(t, dict) or not mid or mid in seen:
+            continue
+        seen.append(mid)
+        del seen[:-RECENT_IDS]
         cached = _num(t.get("cached"))
         out.input += max(_num(t.get("input")) - cached, 0)
         out.cache_read += cached
         out.output += _num(t.get("output")) + _num(t.get("thoughts"))
         out.messages += 1
-    return out
+    return out, offset + cut + 1, seen
 
 
 def _num(v: Any) -> int:
