@@ -8,8 +8,12 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cmux.errors import CmuxError
+
+if TYPE_CHECKING:
+    from cmux.config import Config
 
 
 @dataclass
@@ -51,6 +55,14 @@ def check_git() -> Check:
     return Check("git", "ok", v)
 
 
+def _configured_extra(cfg: Config) -> list[str]:
+    """Built-in programs worth a check besides the default: the Codex CLI when
+    cmux.toml has a [codex] section or `codex` is on PATH."""
+    if cfg.section("codex") or shutil.which("codex"):
+        return ["codex"]
+    return []
+
+
 def run_checks() -> list[Check]:
     from cmux.agents import profiles
     from cmux.agents.adapters import base as adapters
@@ -82,7 +94,7 @@ def run_checks() -> list[Check]:
                 "free disk space" if status != "ok" else "",
             )
         )
-    for name in sorted({cfg.agent, "claude", *cfg.profiles}):
+    for name in sorted({cfg.agent, "claude", *cfg.profiles, *_configured_extra(cfg)}):
         try:
             prof = profiles.resolve(cfg, name)
         except CmuxError as exc:
@@ -92,7 +104,8 @@ def run_checks() -> list[Check]:
         found = shutil.which(exe)
         wanted = name == cfg.agent
         if found:
-            checks.append(Check(f"agent {name}", "ok", found))
+            status, detail, fix = adapters.for_profile(prof).check_program(prof, found)
+            checks.append(Check(f"agent {name}", status, detail, fix))
         else:
             fix = adapters.for_profile(prof).install_hint(prof, exe)
             checks.append(

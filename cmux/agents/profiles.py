@@ -2,6 +2,7 @@
 (cmux/agents/adapters/: how each program is launched).
 
 - ``claude``: the real Claude Code CLI (cmux/agents/adapters/claude.py).
+- ``codex``: the Codex CLI (cmux/agents/adapters/codex.py), ``[codex] command``.
 - ``demo``: a small built-in agent that needs no account (cmux.agents.demo).
 - ``shell``: an interactive shell with the agent's environment.
 - any ``[profiles.NAME]`` in cmux.toml (``adapter = ...`` says which adapter;
@@ -43,6 +44,9 @@ def resolve(cfg: Config, name: str | None) -> Profile:
         return cfg.profiles[name]
     if name == "claude":
         return Profile("claude", cfg.claude_command, "arg", builtin=True)
+    if name == "codex":
+        command = str(cfg.section("codex").get("command") or "codex")
+        return Profile("codex", command, "arg", builtin=True)
     if name == "demo":
         return Profile("demo", shlex.join([sys.executable, "-m", "cmux.agents.demo"]), "none", True)
     if name == "shell":

@@ -315,6 +315,7 @@ def answer(
 
     from cmux import events
     from cmux.agents import registry
+    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
     from cmux.errors import AgentError
 
@@ -326,10 +327,11 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    reading = classify(tmux.capture(agent.pane_id))
-    key = answer_key(reading, yes) if reading.dialog else None
+    adapter = adapters.for_agent(agent)
+    reading = adapter.read_screen(tmux.capture(agent.pane_id))
+    key = adapter.answer_key(reading, yes) if reading.dialog else None
     if key is None:
-        shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")
+        shows = adapter.describe(reading)
         if reading.screen == Screen.ONBOARDING:
             raise AgentError(
                 f"{name} shows {shows}, which cmux cannot answer",
@@ -342,7 +344,7 @@ def answer(
     tmux.send_keys(agent.pane_id, key)
     deadline = time.monotonic() + timeout
     while True:
-        after = classify(tmux.capture(agent.pane_id))
+        after = adapter.read_screen(tmux.capture(agent.pane_id))
         if (after.screen, after.options, after.detail) != (
             reading.screen,
             reading.options,
@@ -392,6 +394,7 @@ def interrupt(
 
     from cmux import events
     from cmux.agents import registry
+    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
 
     agent = registry.get(cfg.data, name)
@@ -406,7 +409,7 @@ def interrupt(
     stopped = not claude
     deadline = time.monotonic() + timeout
     while claude:
-        if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
+        if adapters.for_agent(agent).read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
@@ -460,11 +463,13 @@ def observe(
     """
     from cmux import events
     from cmux.agents import claude_hooks, registry
+    from cmux.agents.adapters import base as adapters
 
-    reading = classify(text)
+    adapter = adapters.for_agent(agent)
+    reading = adapter.read_screen(text)
     hooked = capabilities.for_agent(agent).hooks
     if reading.screen == Screen.TRUST and trust and hooked:
-        key = answer_key(reading, True)
+        key = adapter.answer_key(reading, True)
         if key and agent.pane_id:
             tmux.send_keys(agent.pane_id, key)
             events.record(cfg.data, "approve", agent.name, dialog="trust", key=key, by="cmux")
@@ -472,7 +477,7 @@ def observe(
     if reading.dialog:
         if agent.state == "waiting":
             return None
-        what = DESCRIPTION[reading.screen]
+        what = adapter.describe(reading)
         reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")
         moved = registry.transition(cfg.data, agent.name, "waiting", reason=reason, strict=False)
         if moved.state != "waiting":
