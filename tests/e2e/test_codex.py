@@ -282,7 +282,7 @@ def test_mail_to_a_busy_codex_worker_is_handed_over_at_its_turn_end_once(
     team.wait_state("w1", "idle")
 
 
-def test_an_approval_prompt_is_waiting_and_cmux_approve_lets_the_command_run(
+def test_an_approval_prompt_is_waiting_cmux_approve_runs_it_and_cmux_deny_does_not(
     team: CodexTeam,
 ) -> None:
     team.server.escalate = True  # the shell call asks to leave the sandbox
@@ -302,3 +302,16 @@ def test_an_approval_prompt_is_waiting_and_cmux_approve_lets_the_command_run(
     assert (team.project.root / "approved.txt").read_text() == "approved\n"
     team.wait_state("w1", "idle")
     assert re.search(r"waiting(, busy)+, idle$", ", ".join(team.states_of("w1")))
+
+    # cmux deny: Esc; Codex ends the turn without a Stop hook, cmux says idle.
+    team.server.escalate = True
+    team.spawn("w2", "RUN: echo denied > denied.txt")
+    team.wait_state("w2", "waiting")
+    wait_until(lambda: APPROVAL in team.screen("w2"), timeout=10, what="w2's approval prompt")
+    r = team.project.ok("deny", "w2", "--json").json()
+    assert (r["dialog"], r["key"], r["state"]) == ("permission", "Escape", "idle")
+    wait_until(
+        lambda: "Conversation interrupted" in team.screen("w2"), timeout=10, what="the turn ended"
+    )
+    assert team.state("w2") == "idle"
+    assert not (team.project.root / "denied.txt").exists()
