@@ -70,6 +70,12 @@ class Adapter:
     hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
+    # For `cmux doctor`: how the program prints its version, the first
+    # version with the hooks cmux relies on ("" when it has none) and the
+    # version cmux's end-to-end tier runs.
+    version_args: ClassVar[tuple[str, ...]] = ("--version",)
+    hooks_since: ClassVar[str] = ""
+    tested_version: ClassVar[str] = ""
 
     @property
     def caps(self) -> Capabilities:
@@ -106,11 +112,6 @@ class Adapter:
     def install_hint(self, profile: Profile, exe: str) -> str:
         """What `cmux doctor` says to do when the program is missing."""
         return f"install {exe} or fix [profiles.{profile.name}] in cmux.toml"
-
-    def check_program(self, profile: Profile, path: str) -> tuple[str, str, str]:
-        """What `cmux doctor` says of the program found at ``path``: (status
-        ``ok``/``warn``/``fail``, what was found, what to do)."""
-        return "ok", path, ""
 
     def transcript(self, agent: Agent) -> Path | None:
         """Where the agent's current transcript is, when no hook said."""
@@ -167,6 +168,9 @@ class Adapter:
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+# The agent programs with a built-in profile and a cmux.toml section of their
+# own ([claude], [codex], [gemini]).
+PROGRAMS = ("claude", "codex", "gemini")
 
 
 def register(adapter: Adapter) -> Adapter:
