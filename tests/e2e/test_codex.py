@@ -107,6 +107,10 @@ class CodexTeam:
                 out.append(str(e["to"]))
         return out
 
+    def hooks_log(self) -> str:
+        path = self.project.data / "state" / "hooks.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def mail_to(self, name: str) -> list[dict[str, Any]]:
         from cmux.mail import store
 
@@ -148,6 +152,7 @@ def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
                 "HTTP_PROXY": "http://127.0.0.1:9",
                 "ALL_PROXY": "http://127.0.0.1:9",
                 "NO_PROXY": "127.0.0.1,localhost",
+                "CMUX_HOOK_DEBUG": "1",  # state/hooks.log lists every hook call
             }
         )
         t0 = time.monotonic()
@@ -289,6 +294,13 @@ def test_an_approval_prompt_is_waiting_cmux_approve_runs_it_and_cmux_deny_does_n
     team.spawn("w1", "RUN: echo approved > approved.txt")
     waiting = team.wait_state("w1", "waiting")
     assert "echo approved > approved.txt" in waiting["last_event"]
+    # Codex's PermissionRequest hook reached cmux as a permission Notification
+    # (the screen may have said so first: both are the same waiting).
+    wait_until(
+        lambda: re.search(r"Notification w1: .*(-> waiting|told)", team.hooks_log()),
+        timeout=10,
+        what="the PermissionRequest hook in hooks.log",
+    )
     screen = team.screen("w1")
     assert APPROVAL in screen
     assert not (team.project.root / "approved.txt").exists()
