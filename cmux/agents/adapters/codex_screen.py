@@ -106,7 +106,9 @@ def classify(text: str) -> Reading:
     if t is not None and 1 in _options(bottom[t:]):
         return Reading(Screen.TRUST, _options(bottom[t:]))
     c = _composer(bottom)
-    if any(_BUSY.search(ln) for ln in bottom[max(0, (c or len(bottom)) - 4) :]):
+    # The `• Working (Ns • esc to interrupt)` line sits just above the composer.
+    above = len(bottom) if c is None else c
+    if any(_BUSY.search(ln) for ln in bottom[max(0, above - 6) :]):
         return Reading(Screen.BUSY)
     if c is not None:
         return Reading(Screen.IDLE)
