@@ -142,6 +142,8 @@ def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
             fh.write(
                 f'\n[codex]\ncommand = "{codex_bin}"\nmodel = "{MODEL}"\n'
                 f'base_url = "{server.base_url}"\nenv_key = "{API_KEY_ENV}"\n'
+                # Every key of cmux's config.toml is one this version knows.
+                'args = ["--strict-config"]\n'
             )
         # What every pane gets: the key of the scripted provider, and any
         # address but loopback goes to a dead proxy.
