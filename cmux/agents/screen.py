@@ -329,17 +329,17 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    program = adapters.for_agent(agent)  # its own dialogs and keys
-    reading = program.read_screen(tmux.capture(agent.pane_id))
+    adapter = adapters.for_agent(agent)  # its own dialogs and keys
+    reading = adapter.read_screen(tmux.capture(agent.pane_id))
     # A hook can say ``waiting`` before the question is drawn (the Gemini
     # CLI runs its Notification hook first): give the screen a moment.
     drawn_by = time.monotonic() + (DRAW_GRACE if agent.state == "waiting" else 0.0)
     while not reading.dialog and time.monotonic() < drawn_by:
         time.sleep(0.1)
-        reading = program.read_screen(tmux.capture(agent.pane_id))
-    key = program.answer_key(reading, yes) if reading.dialog else None
+        reading = adapter.read_screen(tmux.capture(agent.pane_id))
+    key = adapter.answer_key(reading, yes) if reading.dialog else None
     if key is None:
-        shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")
+        shows = adapter.describe(reading)
         if reading.screen == Screen.ONBOARDING:
             raise AgentError(
                 f"{name} shows {shows}, which cmux cannot answer",
@@ -352,7 +352,7 @@ def answer(
     tmux.send_keys(agent.pane_id, key)
     deadline = time.monotonic() + timeout
     while True:
-        after = program.read_screen(tmux.capture(agent.pane_id))
+        after = adapter.read_screen(tmux.capture(agent.pane_id))
         if (after.screen, after.options, after.detail) != (
             reading.screen,
             reading.options,
@@ -409,7 +409,7 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
-    program = adapters.for_agent(agent)
+    adapter = adapters.for_agent(agent)
     # A hooked program waits for input after the key without a hook to say
     # so: its screen is watched for the busy footer.
     hooked = caps.hooks
@@ -417,7 +417,7 @@ def interrupt(
     stopped = not hooked
     deadline = time.monotonic() + timeout
     while hooked:
-        if program.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
+        if adapter.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
@@ -472,11 +472,11 @@ def observe(
     from cmux import events
     from cmux.agents import hookstate, registry
 
-    program = adapters.for_agent(agent)
-    reading = program.read_screen(text)
+    adapter = adapters.for_agent(agent)
+    reading = adapter.read_screen(text)
     hooked = capabilities.for_agent(agent).hooks
     if reading.screen == Screen.TRUST and trust and hooked:
-        key = program.answer_key(reading, True)
+        key = adapter.answer_key(reading, True)
         if key and agent.pane_id:
             tmux.send_keys(agent.pane_id, key)
             events.record(cfg.data, "approve", agent.name, dialog="trust", key=key, by="cmux")
@@ -484,12 +484,12 @@ def observe(
     if reading.dialog:
         if agent.state == "waiting":
             return None
-        if hooked and reading.screen == Screen.PERMISSION and program.hooks_announce_questions:
+        if hooked and reading.screen == Screen.PERMISSION and adapter.hooks_announce_questions:
             # Its Notification hook comes before the question is drawn: the
             # hook said waiting; a question still drawn after the answer
             # (or after cmux approve) must not say it again.
             return None
-        what = DESCRIPTION[reading.screen]
+        what = adapter.describe(reading)
         reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")
         moved = registry.transition(cfg.data, agent.name, "waiting", reason=reason, strict=False)
         if moved.state != "waiting":

@@ -146,19 +146,19 @@ class Router:
             text = self.tmux.capture(pane.pane_id)
         except TmuxError:
             return None
-        program = adapters.for_agent(agent) if agent else adapters.get(capabilities.CLAUDE)
-        reading = program.read_screen(text)
+        adapter = adapters.for_agent(agent) if agent is not None else None
+        reading = adapter.read_screen(text) if adapter else screen.classify(text)
         if reading.dialog:
-            return screen.DESCRIPTION.get(reading.screen)
+            return adapter.describe(reading) if adapter else screen.DESCRIPTION.get(reading.screen)
         early = agent is not None and time.time() - agent.created < INPUT_BOX_GRACE
         return "no input box yet" if early and reading.screen == screen.Screen.UNKNOWN else None
 
     def _typed_where(self, pane: Pane, agent: Agent) -> Callable[[str], str]:
-        program = adapters.for_agent(agent)  # where its screen shows typed text
+        adapter = adapters.for_agent(agent)
 
         def where(tail: str) -> str:
             try:
-                return program.typed_where(self.tmux.capture(pane.pane_id), tail)
+                return adapter.typed_where(self.tmux.capture(pane.pane_id), tail)
             except TmuxError:
                 return "sent"  # the pane is gone: nothing more to watch
 

@@ -17,6 +17,7 @@ import pytest
 from cmux.agents import profiles
 from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities, gemini
+from cmux.agents.cost import Tokens
 from cmux.agents.screen import Screen
 from cmux.config import Config, Profile, load_config
 from cmux.errors import ConfigError
@@ -190,11 +191,16 @@ def test_tokens_count_each_message_id_once_last_record_winning(tmp_path: Path) -
                                                    "thoughts": 0, "tool": 0, "total": 129}},
     ]  # fmt: skip
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
-    tokens = adapters.get("gemini").usage(path)
-    assert tokens is not None
+    size = path.stat().st_size
+    tokens, offset, _ = adapters.get("gemini").read_tokens(path, base=Tokens())
     assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (215, 5, 19, 2)
     assert tokens.total == 100 + 7 + 3 + 120 + 9
-    assert adapters.get("claude").usage(path) is None  # Claude Code's: cost.py reads it
+    assert offset == size
+    # The same message written again as the chat grows is still counted once.
+    with path.open("a") as fh:
+        fh.write(json.dumps(rows[-1]) + "\n")
+    again, _, _ = adapters.get("gemini").read_tokens(path, offset=offset, base=tokens)
+    assert again.total == tokens.total
     assert gemini.read_usage(tmp_path / "missing.jsonl").total == 0
 
 

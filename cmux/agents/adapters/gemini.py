@@ -221,8 +221,18 @@ class Gemini(Adapter):
             return None
         return guess_transcript(agent, agent.session_id)
 
-    def usage(self, path: Path) -> Tokens | None:
-        return read_usage(path)
+    def read_tokens(
+        self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens
+    ) -> tuple[Tokens, int, list[str]]:
+        """The chat's tokens. The same message is written more than once (its
+        last record winning), so a chat that grew is read whole again; the
+        offset returned is its size before that read (never past what was
+        read, so growth meanwhile is read next time)."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return base, offset, []
+        return read_usage(path), size, []
 
     def dialogs(self) -> frozenset[str]:
         from cmux.agents.screen import Screen
