@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities
 
 if TYPE_CHECKING:
@@ -317,7 +318,6 @@ def answer(
 
     from cmux import events
     from cmux.agents import registry
-    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
     from cmux.errors import AgentError
 
@@ -329,7 +329,7 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    adapter = adapters.for_agent(agent)
+    adapter = adapters.for_agent(agent)  # its own dialogs and keys
     reading = adapter.read_screen(tmux.capture(agent.pane_id))
     # A hook can say ``waiting`` before the question is drawn (the Gemini
     # CLI runs its Notification hook first): give the screen a moment.
@@ -402,7 +402,6 @@ def interrupt(
 
     from cmux import events
     from cmux.agents import registry
-    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
 
     agent = registry.get(cfg.data, name)
@@ -410,13 +409,13 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
+    adapter = adapters.for_agent(agent)
     # A hooked program waits for input after the key without a hook to say
     # so: its screen is watched for the busy footer.
     hooked = caps.hooks
     tmux.send_keys(agent.pane_id, caps.interrupt_key)
     stopped = not hooked
     deadline = time.monotonic() + timeout
-    adapter = adapters.for_agent(agent)
     while hooked:
         if adapter.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
@@ -472,7 +471,6 @@ def observe(
     """
     from cmux import events
     from cmux.agents import hookstate, registry
-    from cmux.agents.adapters import base as adapters
 
     adapter = adapters.for_agent(agent)
     reading = adapter.read_screen(text)

@@ -183,7 +183,7 @@ def register(adapter: Adapter) -> Adapter:
 
 def _load() -> None:
     # Each adapter module registers itself when imported; one may already be.
-    from cmux.agents.adapters import claude, gemini, plain  # noqa: F401
+    from cmux.agents.adapters import claude, codex, gemini, plain  # noqa: F401
 
 
 def get(name: str) -> Adapter:

@@ -85,6 +85,21 @@ def _gemini(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "notification_type": PERMISSION, "message": message}
 
 
+def _codex_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Codex's PermissionRequest (``tool_name``, ``tool_input.command``,
+    ``tool_input.description``: the model's justification) as a permission
+    Notification. It fires as the approval prompt shows, before any answer;
+    cmux's handler prints nothing, so the prompt stays for a person."""
+    if event != "PermissionRequest":
+        return payload
+    tool = payload.get("tool_input")
+    tool = tool if isinstance(tool, dict) else {}
+    what = str(tool.get("command") or payload.get("tool_name") or "a tool")
+    why = str(tool.get("description") or "")
+    message = f"Codex asks to run {what}" + (f" ({why})" if why else "")
+    return {**payload, "notification_type": PERMISSION, "message": message}
+
+
 DIALECTS: dict[str, Dialect] = {
     "claude": Dialect({e: e for e in CANONICAL}),
     # The Gemini CLI (cmux/agents/adapters/gemini.py; docs/AGENTS.md, checked
@@ -106,6 +121,22 @@ DIALECTS: dict[str, Dialect] = {
         continue_decision="deny",
         chain_in_payload=False,
         normalize=_gemini,
+    ),
+    # The Codex CLI (docs/AGENTS.md, "Hooks"): Claude's names, plus
+    # PermissionRequest (waiting) and PostToolUse (working again: an approved
+    # command ran). Stop continues the turn with "block"; its payload's
+    # stop_hook_active is truthful. No Notification, no StopFailure.
+    "codex": Dialect(
+        {
+            "SessionStart": "SessionStart",
+            "UserPromptSubmit": "UserPromptSubmit",
+            "PreToolUse": "PreToolUse",
+            "PermissionRequest": "Notification",
+            "PostToolUse": "PreToolUse",
+            "Stop": "Stop",
+            "SessionEnd": "SessionEnd",
+        },
+        normalize=_codex_payload,
     ),
 }
 DEFAULT = "claude"  # `cmux hook EVENT` without an adapter: what older settings files call
