@@ -379,7 +379,7 @@ def tell_refused(data: DataRoot, name: str, state: str, message: str) -> str:
         to = HUMAN
         body = (
             f"{name} cannot work: the model API refused its key or login ({message}). "
-            f"Fix the key (ANTHROPIC_API_KEY, or /login in its pane: `cmux attach`, window "
+            f"Fix the key (its API key variable, or the login in its pane: `cmux attach`, window "
             f"{name}); then type `continue` in its pane or send it a message."
         )
     else:
