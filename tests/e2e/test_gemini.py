@@ -138,7 +138,10 @@ def team(gemini_bin: Path, project: Project) -> Iterator[Team]:
             + f'base_url = "{server.url}/s/{{session}}"\n'
             + 'approval_mode = "default"\n'
         )
-        project.env.update(GEMINI_API_KEY=API_KEY)
+        # GITHUB_SHA (as on GitHub Actions) makes the CLI pass its shell commands
+        # and hooks only an allow-list of variables: cmux's tools still need
+        # theirs (without the allow-list in cmux's settings, `mailbox done` fails).
+        project.env.update(GEMINI_API_KEY=API_KEY, GITHUB_SHA="0123456789abcdef")
         t = Team(project, server)
         yield t
         for name in ("w1", "w2"):

@@ -63,10 +63,14 @@ def test_launch_uses_a_home_of_cmux_own_with_hooks_role_and_policy(cfg: Config) 
     assert launch.env["GOOGLE_GEMINI_BASE_URL"] == f"http://127.0.0.1:9/s/w1-{sid}"
     assert launch.env["CMUX_SESSION_ID"] == sid and launch.env["CMUX_AGENT"] == "w1"
     settings = json.loads((home / ".gemini" / "settings.json").read_text())
-    assert settings["security"] == {
-        "auth": {"selectedType": "gemini-api-key"},
-        "folderTrust": {"enabled": False},
-    }
+    security = settings["security"]
+    assert security["auth"] == {"selectedType": "gemini-api-key"}
+    assert security["folderTrust"] == {"enabled": False}
+    # The CLI filters its commands' environment (GITHUB_SHA, redaction): what
+    # cmux's tools need is allowed through, the identity token too.
+    kept = set(security["environmentVariableRedaction"]["allowed"])
+    assert {"CMUX_AGENT", "CMUX_AGENT_TOKEN", "CMUX_HOME", "CMUX_INCARNATION"} <= kept
+    assert {k for k in launch.env if k.startswith("CMUX_")} <= kept
     assert settings["model"] == {"name": "gemini-2.5-flash"}
     assert settings["telemetry"] == {"enabled": False}
     assert set(settings["hooks"]) == set(gemini.HOOK_EVENTS)

@@ -76,11 +76,21 @@ def home_dir(cfg: Config, name: str) -> Path:
     return cfg.data.settings_dir / "gemini" / name
 
 
-def gemini_settings(section: dict[str, Any], hook_env: dict[str, str]) -> dict[str, object]:
+# Variables of cmux's own that the agent's shell commands (cmux's tools) and
+# hooks need, besides those of agent_env: the CLI filters its children's
+# environment down to an allow-list when GITHUB_SHA is set (or redaction is
+# on, which also drops names with TOKEN in them), so they are listed as allowed.
+KEPT = ("CMUX_SESSION_ID", "CMUX_INCARNATION", "CMUX_MEMORY", "TMUX_TMPDIR", "HOME")
+
+
+def gemini_settings(
+    section: dict[str, Any], hook_env: dict[str, str], keep: tuple[str, ...] = ()
+) -> dict[str, object]:
     """The CLI's settings.json for one agent: no first-run question, nothing
     sent anywhere but the model endpoint (as far as settings can say), the
     model from ``[gemini] model``, and cmux's hooks. ``hook_env`` is added to
-    every hook's environment (the CLI may filter the pane's: docs/AGENTS.md)."""
+    every hook's environment; ``keep`` names the variables the CLI must pass
+    to its shell commands and hooks even when it filters them (docs/AGENTS.md)."""
     cmd = shlex.join([sys.executable, "-m", "cmux", "hook"])
     hooks: dict[str, object] = {}
     for event in HOOK_EVENTS:
@@ -102,6 +112,7 @@ def gemini_settings(section: dict[str, Any], hook_env: dict[str, str]) -> dict[s
         "security": {
             "auth": {"selectedType": str(section.get("auth", DEFAULT_AUTH))},
             "folderTrust": {"enabled": False},
+            "environmentVariableRedaction": {"allowed": sorted({*keep, *KEPT})},
         },
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
         "privacy": {"usageStatisticsEnabled": False},
@@ -181,7 +192,8 @@ class Gemini(Adapter):
         if memory:
             env["CMUX_MEMORY"] = "1"
             hook_env["CMUX_MEMORY"] = "1"
-        settings = gemini_settings(section, hook_env)
+        keep = tuple(k for k in env if k.startswith("CMUX_"))
+        settings = gemini_settings(section, hook_env, keep)
         atomic_write(gem / "settings.json", json.dumps(settings, indent=1) + "\n")
         atomic_write(gem / "GEMINI.md", role_prompt(role))
         atomic_write(gem / "policies" / "cmux.toml", policy(role))
