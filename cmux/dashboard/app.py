@@ -306,7 +306,6 @@ def create_app(cfg: Config, token: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.start()
         try:
             yield
         finally:

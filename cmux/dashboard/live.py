@@ -1,11 +1,12 @@
 """The live stream: what changed in the registry and the event log, pushed
 to every open page (GET /api/stream, Server-Sent Events).
 
-One thread per dashboard blocks in the kernel on cmux/watch.py (the
-registry's directory and state/, where events.jsonl is appended), so an idle
-dashboard costs nothing. A wake-up is coalesced: the thread gathers what
-else lands within ``COALESCE`` seconds, then sends one batch: an ``agent``
-event per agent whose record or mail changed (its status row, with
+One thread per dashboard (started by the first page that subscribes) blocks
+in the kernel on cmux/watch.py (the registry's directory and state/, where
+events.jsonl is appended), so an idle dashboard costs nothing. A wake-up
+is coalesced: the thread gathers what else lands within ``COALESCE``
+seconds, then sends one batch: an ``agent`` event per agent whose record
+or mail changed (its status row, with
 ``cells`` and ``preview``), each new event-log line as ``event`` (the newest
 ``EVENTS_CAP`` of the batch), and each new or moved message as ``mail`` (the
 newest ``MAIL_CAP``). 100 messages a second thus become a few batches a
@@ -65,6 +66,7 @@ class Hub:
         q: asyncio.Queue[Batch | None] = asyncio.Queue(QUEUE_MAX)
         with self.lock:
             self.subs[q] = asyncio.get_running_loop()
+        self.start()  # the first page to subscribe starts the thread
         self._poke()
         return q
 
@@ -73,7 +75,7 @@ class Hub:
             self.subs.pop(q, None)
 
     def start(self) -> None:
-        if self.thread is None:
+        if self.thread is None and not self.stopping:
             self.thread = threading.Thread(target=self._run, name="dashboard-live", daemon=True)
             self.thread.start()
 
