@@ -261,7 +261,10 @@ def journal(cfg: Config, q: str = "", *, days: int = 7) -> dict[str, Any]:
 
     hits = []
     if q.strip():
-        hits = [h.to_dict() for h in ops.search(cfg.data, q, limit=20, marks=("\x02", "\x03"))]
+        found = ops.search(cfg.data, q, limit=20, marks=("\x02", "\x03"))
+        # The index reads every day file; a hit from one that resolves out of
+        # the data root (a planted symlink) is not shown.
+        hits = [h.to_dict() for h in found if inside(cfg.data, h.file)]
     entries = []
     for path in store.daily_files(cfg.data)[-days:]:
         try:
