@@ -102,7 +102,9 @@ def create_app(cfg: Config, token: str) -> Starlette:
     # -- pages ------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        return RedirectResponse("/team", 307)
+        # The URL printed is /?token=T: the team page gets the query on (and sets the cookie).
+        query = "?" + request.url.query if request.url.query else ""
+        return RedirectResponse("/team" + query, 307)
 
     async def team_page(request: Request) -> Response:
         from cmux.status import status_header

@@ -35,7 +35,7 @@ from cmux.dashboard import pages, views
 
 log = logging.getLogger(__name__)
 
-COALESCE = 0.1
+COALESCE = 0.15
 EVENTS_CAP = 100
 MAIL_CAP = 50
 PREVIEW_EVERY = 2.0
@@ -58,7 +58,9 @@ class Hub:
         self.stop_r, self.stop_w = os.pipe()
         self.stopping = False
         self.trails: dict[str, dict[str, str | None]] = {}
-        self.previews: dict[str, str] = {}
+        self.previews: dict[str, str] = {}  # the last preview sent, per agent
+        self.looked: dict[str, float] = {}  # when its pane was last read
+        self.states: dict[str, str] = {}  # its state then
 
     # -- subscribers (called on the event loop) --------------------------------------
 
@@ -205,7 +207,19 @@ class Hub:
         names = None if everything else sorted(changed | busy)
         if names is None or names:
             rows = views.status(self.cfg, names=names, reconcile=False)
-            shots = views.previews(self.cfg, rows)
+            now = time.monotonic()
+            # A pane is read again only when its agent's state moved, or
+            # PREVIEW_EVERY after the last look: mail at 100/s reads no more.
+            stale = [
+                r
+                for r in rows
+                if r["state"] != self.states.get(r["name"])
+                or now - self.looked.get(r["name"], 0.0) >= PREVIEW_EVERY
+            ]
+            shots = {**self.previews, **views.previews(self.cfg, stale)}
+            for r in stale:
+                self.looked[r["name"]] = now
+                self.states[r["name"]] = str(r["state"])
             for r in rows:
                 shot = shots.get(r["name"], "")
                 only_looked = r["name"] in busy and r["name"] not in changed and not everything

@@ -23,7 +23,7 @@ from cmux.config import Config
 from cmux.errors import CmuxError, UsageError
 from cmux.paths import DataRoot, valid_name
 
-PREVIEW_LINES = 6
+PREVIEW_LINES = 4
 EVENTS_KEPT = 200  # the newest events a page shows
 MAIL_KEPT = 200  # the newest messages a page shows
 TAIL_BYTES = 4 << 20  # how much of the event log the mail trails and history read

@@ -165,8 +165,8 @@ def test_every_route_refuses_a_request_without_the_token(team: Team) -> None:
 
 
 def test_the_first_page_load_sets_a_strict_cookie_that_then_opens_the_pages(team: Team) -> None:
-    r = team.client.get(f"/team?token={team.token}")
-    assert r.status_code == 200
+    r = team.client.get(f"/?token={team.token}", follow_redirects=True)  # the URL printed
+    assert r.status_code == 200 and r.url.path == "/team"
     cookie = r.headers["set-cookie"].lower()
     assert f"cmux_token={team.token}".lower() in cookie
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -323,6 +323,11 @@ class Stream:
                 return data, at
         return None
 
+    def wait(self, kind: str, what: str, **match: Any) -> tuple[dict[str, Any], float]:
+        found = wait_until(lambda: self.find(kind, **match), what=what)
+        assert found is not None
+        return found
+
     def close(self) -> None:
         self.client.close()
 
@@ -331,23 +336,21 @@ def test_the_stream_pushes_a_new_agent_its_state_change_mail_and_events(team: Te
     stream = Stream(team)
     try:
         team.project.ok("spawn", "w2", "--agent", "shell", "--task", "short-lived")
-        row, _ = wait_until(lambda: stream.find("agent", name="w2"), what="w2's row")
+        row, _ = stream.wait("agent", "w2's row", name="w2")
         assert row["role"] == "worker" and row["cells"]["program"] == "shell"
         assert "preview" in row["cells"]
 
         sent = team.post("/api/send", {"to": "w2", "body": "echo live-mail"}).json()
-        mail, _ = wait_until(lambda: stream.find("mail", id=sent["id"]), what="the mail row")
+        mail, _ = stream.wait("mail", "the mail row", id=sent["id"])
         assert mail["from"] == "human" and mail["to"] == "w2" and mail["body"] == "echo live-mail"
 
         r = team.post("/api/kill/w2")
         assert r.status_code == 200 and r.json()["ok"] is True
         asked = time.monotonic()
-        killed, at = wait_until(
-            lambda: stream.find("agent", name="w2", state="killed"), what="w2 killed, live"
-        )
+        killed, at = stream.wait("agent", "w2 killed, live", name="w2", state="killed")
         assert at - asked < 2.0, f"the state change took {at - asked:.2f}s to arrive"
         assert killed["cells"]["state"] == "killed"
-        wait_until(lambda: stream.find("event", event="action", agent="w2"), what="the event")
+        stream.wait("event", "the action event", event="action", agent="w2")
         states = [e for e in team.project.events() if e.get("event") == "state"]
         assert any(
             e["agent"] == "w2" and e.get("to") == "killed" and "human" in str(e.get("reason"))
@@ -375,7 +378,7 @@ def test_a_dashboard_alone_publishes_itself_privately_and_removes_that_on_exit(
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or lines[-1] != "}":
             line = proc.stdout.readline()
             assert line, f"the dashboard ended: {proc.stderr.read() if proc.stderr else ''}"
