@@ -36,8 +36,8 @@ from cmux.dashboard import pages, views
 log = logging.getLogger(__name__)
 
 COALESCE = 0.15
-EVENTS_CAP = 100
-MAIL_CAP = 50
+EVENTS_CAP = 200  # = the rows a page keeps
+MAIL_CAP = 200
 PREVIEW_EVERY = 2.0
 QUEUE_MAX = 64  # batches a subscriber may fall behind
 TRAILS_KEPT = 20000

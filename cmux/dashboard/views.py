@@ -98,31 +98,35 @@ def status(cfg: Config, *, names: list[str] | None = None, reconcile: bool = Tru
 
 
 def previews(cfg: Config, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """The last lines of each live agent's pane (empty for the others)."""
+    """The last lines of each live agent's pane (empty for the others, and
+    for a pane id left from another tmux server: it may name another's pane).
+    The panes are read a few at a time (each read is a tmux call)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cmux.agents import registry
     from cmux.agents.screen import last_lines
     from cmux.errors import TmuxError
     from cmux.tmux import Tmux
 
+    out: dict[str, str] = {r["name"]: "" for r in rows}
+    wanted = set(out)
+    agents = [a for a in registry.list_agents(cfg.data) if a.name in wanted]
+    live = [a for a in agents if a.live and a.pane_id]
+    if not live:
+        return out
     tmux = Tmux.for_config(cfg)
-    out: dict[str, str] = {}
-    server = None
-    for r in rows:
-        out[r["name"]] = ""
-        pane = r.get("pane_id")
-        if (
-            not pane
-            or r.get("state") in ("killed", "crashed")
-            or str(r["state"]).startswith("exited")
-        ):
-            continue
-        if server is None:
-            server = tmux.server_id() or ""
-        if not server:
-            break
+    server = tmux.server_id()
+    live = [a for a in live if registry.on_server(a, server)]
+
+    def read(pane: str) -> str:
         try:
-            out[r["name"]] = last_lines(tmux.capture(pane), PREVIEW_LINES)
+            return last_lines(tmux.capture(pane), PREVIEW_LINES)
         except TmuxError:
-            continue
+            return ""
+
+    with ThreadPoolExecutor(max_workers=min(8, len(live) or 1)) as pool:
+        for a, text in zip(live, pool.map(read, [str(a.pane_id) for a in live]), strict=True):
+            out[a.name] = text
     return out
 
 
