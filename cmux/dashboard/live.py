@@ -137,6 +137,12 @@ class Hub:
                 changed: set[str] = set()
                 everything = False
                 new_events: list[dict[str, Any]] = []
+                if watcher.fileno() in ready and not self.subs:
+                    # Nobody looks: only keep up with the log's end (one stat).
+                    watcher.read()
+                    with contextlib.suppress(OSError):
+                        offset = os.path.getsize(d.events_path)
+                    continue
                 if watcher.fileno() in ready:
                     deadline = time.monotonic() + COALESCE
                     while True:
