@@ -91,6 +91,11 @@ max_body_bytes = 8388608
 #                             # screen is read), "claude", "codex", "demo", "shell",
 #                             # "command"
 
+# [dashboard]                 # the web dashboard `cmux start` runs (docs/DASHBOARD.md)
+# enabled = true              # `cmux dashboard --url` prints its address with its token
+# host = "127.0.0.1"          # listen on loopback only, unless you say otherwise
+# port = 0                    # 0: a free port
+
 # [health]
 # interval = 30               # seconds between checks
 # threshold = 3               # consecutive failures before restart/rollback
