@@ -1,0 +1,240 @@
+"""The browser tier: the dashboard (cmux/dashboard, DASH-CONTRACT) driven by a
+real headless Chromium, against a real cmux session with real agents.
+
+Needs Debian's ``chromium`` (bin/test installs it with apt-get when it can) and
+the Python ``playwright`` package (the dev extra), used with that system
+browser: Playwright never downloads one of its own. Without either, every test
+here is skipped with the reason in pytest's summary (-ra). ``bin/test -m
+browser`` runs the tier alone.
+
+One session of the module shares one browser, one cmux project (its own
+private HOME and tmux socket directory, like every test's) and one dashboard
+process: starting them once keeps the tier inside its time budget. Each test
+gets a fresh browser context (no cookies, no storage) and names its own
+agents, so the tests do not depend on one another's order.
+
+CMUX_SCREENSHOTS=1 makes the tests save each page into docs/dashboard/*.png
+(docs/DASHBOARD.md shows them); without it nothing in the tree is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, Project, kill_servers, make_repo, private_env, wait_until
+
+CHROMIUM = os.environ.get("CMUX_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium dials out at start, and
+# this machine's closed network refuses it (slow start, noise in the logs).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "docs" / "dashboard"
+VIEWPORT = {"width": 1280, "height": 800}
+
+# The session every test looks at: checks that pass until a test breaks them
+# (rounds far apart, and never an automatic rollback: the rollback test makes
+# its own), and no dashboard of `cmux start`'s own (the fixture runs one).
+TEAM_TOML = """
+[dashboard]
+enabled = false
+
+[health]
+interval = 3600
+threshold = 1
+rollback_budget = 0
+
+[[health.checks]]
+name = "code"
+command = "test ! -e BROKEN"
+timeout = 10
+"""
+
+
+def missing() -> str | None:
+    """Why the tier cannot run here, or None."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return (
+            f"browser: no chromium at {CHROMIUM} (bin/test installs Debian's `chromium` "
+            "with apt-get as root; or set CMUX_CHROMIUM)"
+        )
+    if importlib.util.find_spec("playwright") is None:
+        return "browser: the playwright package is missing (pip install -e '.[dev]')"
+    if importlib.util.find_spec("cmux.dashboard") is None:
+        return "browser: cmux.dashboard is not in this tree"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole run (Debian's, not Playwright's)."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page in a fresh context (no cookie of an earlier test); JavaScript
+    errors on it fail the test at the end."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@dataclass
+class Dashboard:
+    """A running `cmux dashboard`, as state/dashboard.json describes it."""
+
+    url: str  # with ?token=
+    token: str
+    port: int
+    pid: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def at(self, path: str) -> str:
+        """``path`` with the token, the way a person's first click arrives."""
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
+
+
+@dataclass
+class Team:
+    project: Project
+    dash: Dashboard
+    helper_dir: Path
+
+    def spawn(self, name: str, *args: str, task: str = "") -> None:
+        self.project.ok("spawn", name, *args, "--task", task or f"the task of {name}")
+
+    def pane(self, name: str) -> str:
+        pane = self.project.status()[name]["pane_id"]
+        return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
+
+
+def start_dashboard(project: Project, log: Path) -> Dashboard:
+    """`cmux dashboard --port 0` in the background; returns once
+    state/dashboard.json names this process (the contract: written when it
+    listens)."""
+    info_path = project.data / "state" / "dashboard.json"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cmux", "dashboard", "--port", "0"],
+            cwd=project.root,
+            env=project.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def listening() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"cmux dashboard exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            info: dict[str, Any] = json.loads(info_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return info if info.get("pid") == proc.pid else None
+
+    info = wait_until(listening, timeout=20, what="state/dashboard.json of the new dashboard")
+    assert info_path.stat().st_mode & 0o777 == 0o600, "dashboard.json holds the token: 0600"
+    assert info["url"] == f"http://127.0.0.1:{info['port']}/?token={info['token']}"
+    return Dashboard(info["url"], info["token"], int(info["port"]), proc.pid, proc)
+
+
+def stop_dashboard(project: Project, dash: Dashboard) -> None:
+    """End it as a person would (Ctrl-C / SIGTERM); it removes its file."""
+    if dash.proc.poll() is None:
+        dash.proc.send_signal(signal.SIGINT)
+        try:
+            dash.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            dash.proc.kill()
+            dash.proc.wait()
+    wait_until(
+        lambda: not (project.data / "state" / "dashboard.json").exists(),
+        timeout=5,
+        what="the dashboard to remove state/dashboard.json on exit",
+    )
+
+
+@pytest.fixture(scope="module")
+def team(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    """A running cmux session (a command supervisor, a finished demo worker,
+    a shell, a `cat`) and a dashboard on it, for the module's tests."""
+    base = tmp_path_factory.mktemp("team")
+    home = base / "home"
+    home.mkdir()
+    sockdir = Path(tempfile.mkdtemp(prefix="cxb", dir="/tmp"))  # short: sockets fit
+    env = {**private_env(home, sockdir), "SHELL": "bash", "CMUX_DEMO_PACE": "0"}
+    project = Project(root=make_repo(base / "proj"), env=env)
+    project.ok("init")
+    with open(project.root / "cmux.toml", "a") as fh:
+        fh.write(TEAM_TOML)
+    dash: Dashboard | None = None
+    try:
+        project.ok("start", "--command", "sleep 3600", "--no-attach")
+        project.ok("spawn", "demo-1", "--agent", "demo", "--task", "count the words")
+        project.ok("spawn", "sh1", "--agent", "shell", "--task", "a shell")
+        project.ok("spawn", "cat1", "--command", "cat", "--task", "echo what it is told")
+        wait_until(
+            lambda: project.status()["demo-1"]["state"] == "done",
+            timeout=20,
+            what="the demo worker to finish",
+        )
+        dash = start_dashboard(project, base / "dashboard.log")
+        yield Team(project, dash, base)
+    finally:
+        if dash is not None:
+            stop_dashboard(project, dash)
+        project.cmux("stop")
+        kill_servers(sockdir)
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def shot(page: Any, name: str) -> None:
+    """Save what the page shows as docs/dashboard/NAME.png, with CMUX_SCREENSHOTS=1."""
+    if os.environ.get("CMUX_SCREENSHOTS") != "1":
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
