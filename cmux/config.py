@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\
@@ -80,6 +80,11 @@ max_body_bytes = 8388608
 # task = "arg"                # "arg" (default), "type" (typed in) or "none"
 # adapter = "program"         # what cmux knows of it: "program" (default; its
 #                             # screen is read), "claude", "demo", "shell", "command"
+
+# [dashboard]                 # the web dashboard `cmux start` runs (docs/DASHBOARD.md)
+# enabled = true              # `cmux dashboard --url` prints its address with its token
+# host = "127.0.0.1"          # listen on loopback only, unless you say otherwise
+# port = 0                    # 0: a free port
 
 # [health]
 # interval = 30               # seconds between checks

@@ -332,6 +332,16 @@ MERGE = Table(
     doc="docs/MERGE.md",
 )
 
+# [dashboard]: the web dashboard `cmux start` runs in the monitor window (docs/DASHBOARD.md).
+DASHBOARD = Table(
+    {
+        "enabled": flag,
+        "host": Text(),
+        "port": Number(int, 0, 65535),  # 0: a free port, picked when it starts
+    },
+    doc="docs/DASHBOARD.md",
+)
+
 SECTIONS: dict[str, Validator] = {
     "cmux": CMUX,
     "claude": CLAUDE,
@@ -339,6 +349,7 @@ SECTIONS: dict[str, Validator] = {
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,
     "merge": MERGE,
+    "dashboard": DASHBOARD,
 }
 
 

@@ -49,7 +49,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("delivery and merging", ["cmux.delivery", "cmux.merge"]),
     ("daemons and views", ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper"]),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
-    ("front ends", ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.__main__"]),
+    (
+        "front ends",
+        ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.dashboard", "cmux.__main__"],
+    ),
 ]
 
 
