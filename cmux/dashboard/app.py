@@ -102,7 +102,12 @@ def create_app(cfg: Config, token: str) -> Starlette:
     # -- pages ------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        return RedirectResponse("/team", 307)
+        # The URL `cmux dashboard` prints is /?token=T: the redirect must
+        # carry the cookie, or the team page it leads to refuses the person.
+        resp = RedirectResponse("/team", 307)
+        if request.query_params.get("token") == token:
+            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        return resp
 
     async def team_page(request: Request) -> Response:
         from cmux.status import status_header

@@ -228,12 +228,11 @@ def test_approving_and_denying_from_the_agent_page_answer_a_waiting_agent(
     command = shlex.join([sys.executable, str(ASKER)])
     for name in ("asker", "asker2"):
         p.ok("spawn", name, "--command", command, "--task", "ask before touching")
-    for name in ("asker", "asker2"):
-        wait_until(
-            lambda n=name: p.status()[n]["state"] == "waiting",  # type: ignore[misc]
-            timeout=15,
-            what=f"{name} waiting on its permission dialog",
-        )
+    wait_until(
+        lambda: all(p.status()[n]["state"] == "waiting" for n in ("asker", "asker2")),
+        timeout=15,
+        what="both askers waiting on their permission dialogs",
+    )
     seen = len(p.events())
     goto(page, team, "/team")
     row = rows(page)["asker"]
