@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,7 @@ def start_dashboard(project: Project, log: Path) -> Dashboard:
         return info if info.get("pid") == proc.pid else None
 
     info = wait_until(listening, timeout=20, what="state/dashboard.json of the new dashboard")
+    assert info is not None
     assert info_path.stat().st_mode & 0o777 == 0o600, "dashboard.json holds the token: 0600"
     assert info["url"] == f"http://127.0.0.1:{info['port']}/?token={info['token']}"
     return Dashboard(info["url"], info["token"], int(info["port"]), proc.pid, proc)
@@ -209,8 +211,10 @@ def team(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tea
     env = {**private_env(home, sockdir), "SHELL": "bash", "CMUX_DEMO_PACE": "0"}
     project = Project(root=make_repo(base / "proj"), env=env)
     project.ok("init")
+    asker = shlex.join([sys.executable, str(Path(__file__).with_name("asker.py"))])
     with open(project.root / "cmux.toml", "a") as fh:
-        fh.write(TEAM_TOML)
+        # A [profiles.X] program: its screen is read (a --command's is not).
+        fh.write(TEAM_TOML + f'\n[profiles.asker]\ncommand = "{asker}"\ntask = "none"\n')
     dash: Dashboard | None = None
     try:
         project.ok("start", "--command", "sleep 3600", "--no-attach")
