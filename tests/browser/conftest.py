@@ -51,6 +51,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS = REPO / "docs" / "dashboard"
+# Read at import: every test's isolated_env takes CMUX_* out of the environment.
+TAKE_SHOTS = os.environ.get("CMUX_SCREENSHOTS") == "1"
 VIEWPORT = {"width": 1280, "height": 800}
 
 # The session every test looks at: checks that pass until a test breaks them
@@ -238,7 +240,11 @@ def team(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tea
 
 def shot(page: Any, name: str) -> None:
     """Save what the page shows as docs/dashboard/NAME.png, with CMUX_SCREENSHOTS=1."""
-    if os.environ.get("CMUX_SCREENSHOTS") != "1":
+    if not TAKE_SHOTS:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function(  # the header's dot shows the stream connected
+        "() => { const l = document.getElementById('live'); return !l || l.className === 'on'; }",
+        timeout=5_000,
+    )
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

@@ -85,6 +85,14 @@ def timed(page: Any, condition: str, arg: Any, action: Callable[[], Any]) -> Lat
     return Latency(shown - t0, shown - box["t"])
 
 
+def wait_live(page: Any) -> None:
+    """Until the page's stream is connected (the header's dot, #live, is on)."""
+    page.wait_for_function(
+        "() => { const l = document.getElementById('live'); return !l || l.className === 'on'; }",
+        timeout=5_000,
+    )
+
+
 def mark_page(page: Any) -> None:
     """A flag that a reload would lose: proves a change came in place."""
     page.evaluate("window.__cmux_no_reload = true")
@@ -139,6 +147,7 @@ def test_a_spawn_a_state_change_and_a_message_show_on_open_pages_within_a_second
     stream = page.context.new_page()
     goto(stream, team, "/events")
     for pg in (page, mail, stream):
+        wait_live(pg)
         mark_page(pg)
 
     spawn = timed(
@@ -206,14 +215,45 @@ def test_a_message_sent_from_the_mail_page_reaches_the_agents_pane(team: Team, p
     wait_until(lambda: body in team.pane("cat1"), timeout=10, what="the message in cat1's pane")
     sent = [e for e in events_since(p, seen) if e["event"] == "send" and e.get("agent") == "cat1"]
     assert sent and by_human(sent[0]), sent
-    # And the page shows it in the flow, without a reload.
+    # And the page shows it in the flow, without a reload, with its trail.
     page.wait_for_function(
-        """b => [...document.querySelectorAll('[data-mail-id] [data-field="body"]')]
-                  .some(e => e.textContent.includes(b))""",
+        """b => [...document.querySelectorAll('[data-mail-id]')].some(r =>
+                  r.querySelector('[data-field="body"]').textContent.includes(b)
+                  && r.querySelector('[data-field="trail"]').textContent.includes('delivered'))""",
         arg=body,
         timeout=5_000,
     )
+
+    # A bad entry in a mailbox goes to deadletter; the page says why.
+    from cmux.mail.message import new_id
+
+    bad = f"{new_id()}.json"
+    (p.data / "mailbox" / "cat1" / "new" / bad).write_text("this is not a message")
+    wait_until(
+        lambda: (p.data / "mailbox" / "deadletter" / bad).exists(), what="the bad entry dead"
+    )
+    goto(page, team, "/mail")
+    dead = page.locator("[data-deadletter]").filter(has_text=bad[:12])
+    assert dead.count() == 1, page.locator("[data-deadletter]").all_inner_texts()
+    assert dead.locator('[data-field="reason"]').inner_text().strip()
     shot(page, "mail")
+
+    # The filters: one kind, one agent.
+    page.select_option("select#mail-kind", "message")
+    page.wait_for_function(
+        """() => { const rows = [...document.querySelectorAll('[data-mail-id]')]
+                     .filter(r => r.offsetParent !== null);
+                   return rows.length > 0 && rows.every(r =>
+                     r.querySelector('[data-field="kind"]').textContent.trim() === 'message'); }"""
+    )
+    page.select_option("select#mail-kind", "")
+    page.select_option("select#mail-agent", "cat1")
+    page.wait_for_function(
+        """() => { const rows = [...document.querySelectorAll('[data-mail-id]')]
+                     .filter(r => r.offsetParent !== null);
+                   return rows.length > 0 && rows.every(r => ['from', 'to'].some(f =>
+                     r.querySelector(`[data-field="${f}"]`).textContent.trim() === 'cat1')); }"""
+    )
 
 
 def test_approving_and_denying_from_the_agent_page_answer_a_waiting_agent(
