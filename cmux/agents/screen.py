@@ -399,20 +399,20 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
-    # A hooked program (Claude Code) waits for input after the key without a
-    # hook to say so: its screen is watched for the busy footer.
-    claude = caps.hooks
+    # A hooked program waits for input after the key without a hook to say
+    # so: its screen is watched for the busy footer.
+    hooked = caps.hooks
     tmux.send_keys(agent.pane_id, caps.interrupt_key)
-    stopped = not claude
+    stopped = not hooked
     deadline = time.monotonic() + timeout
-    while claude:
+    while hooked:
         if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    if claude and stopped and agent.state in ("busy", "stuck"):
+    if hooked and stopped and agent.state in ("busy", "stuck"):
         registry.transition(cfg.data, name, "idle", reason=f"interrupted: {reason}", strict=False)
     events.record(cfg.data, "interrupt", name, reason=reason, stopped=stopped)
     return stopped
@@ -459,7 +459,7 @@ def observe(
     agent's only when it was waiting and the dialog went away.
     """
     from cmux import events
-    from cmux.agents import claude_hooks, registry
+    from cmux.agents import hookstate, registry
 
     reading = classify(text)
     hooked = capabilities.for_agent(agent).hooks
@@ -484,7 +484,7 @@ def observe(
                 if reading.screen == Screen.PERMISSION
                 else f"shows {what} and cannot go on until it is answered"
             )
-            told = claude_hooks.tell_waiting(cfg.data, agent.name, question, cfg)
+            told = hookstate.tell_waiting(cfg.data, agent.name, question, cfg)
         except Exception:  # telling is best effort; the state is what matters
             pass
         return Change(agent.name, reading.screen, agent.state, "waiting", told=told)

@@ -102,12 +102,9 @@ def create_app(cfg: Config, token: str) -> Starlette:
     # -- pages ------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        # The URL `cmux dashboard` prints is /?token=T: the redirect must
-        # carry the cookie, or the team page it leads to refuses the person.
-        resp = RedirectResponse("/team", 307)
-        if request.query_params.get("token") == token:
-            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
-        return resp
+        # The URL printed is /?token=T: the team page gets the query on (and sets the cookie).
+        query = "?" + request.url.query if request.url.query else ""
+        return RedirectResponse("/team" + query, 307)
 
     async def team_page(request: Request) -> Response:
         from cmux.status import status_header
@@ -311,7 +308,6 @@ def create_app(cfg: Config, token: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.start()
         try:
             yield
         finally:

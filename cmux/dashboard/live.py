@@ -1,11 +1,12 @@
 """The live stream: what changed in the registry and the event log, pushed
 to every open page (GET /api/stream, Server-Sent Events).
 
-One thread per dashboard blocks in the kernel on cmux/watch.py (the
-registry's directory and state/, where events.jsonl is appended), so an idle
-dashboard costs nothing. A wake-up is coalesced: the thread gathers what
-else lands within ``COALESCE`` seconds, then sends one batch: an ``agent``
-event per agent whose record or mail changed (its status row, with
+One thread per dashboard (started by the first page that subscribes) blocks
+in the kernel on cmux/watch.py (the registry's directory and state/, where
+events.jsonl is appended), so an idle dashboard costs nothing. A wake-up
+is coalesced: the thread gathers what else lands within ``COALESCE``
+seconds, then sends one batch: an ``agent`` event per agent whose record
+or mail changed (its status row, with
 ``cells`` and ``preview``), each new event-log line as ``event`` (the newest
 ``EVENTS_CAP`` of the batch), and each new or moved message as ``mail`` (the
 newest ``MAIL_CAP``). 100 messages a second thus become a few batches a
@@ -34,7 +35,7 @@ from cmux.dashboard import pages, views
 
 log = logging.getLogger(__name__)
 
-COALESCE = 0.1
+COALESCE = 0.15
 EVENTS_CAP = 100
 MAIL_CAP = 50
 PREVIEW_EVERY = 2.0
@@ -57,7 +58,9 @@ class Hub:
         self.stop_r, self.stop_w = os.pipe()
         self.stopping = False
         self.trails: dict[str, dict[str, str | None]] = {}
-        self.previews: dict[str, str] = {}
+        self.previews: dict[str, str] = {}  # the last preview sent, per agent
+        self.looked: dict[str, float] = {}  # when its pane was last read
+        self.states: dict[str, str] = {}  # its state then
 
     # -- subscribers (called on the event loop) --------------------------------------
 
@@ -65,6 +68,7 @@ class Hub:
         q: asyncio.Queue[Batch | None] = asyncio.Queue(QUEUE_MAX)
         with self.lock:
             self.subs[q] = asyncio.get_running_loop()
+        self.start()  # the first page to subscribe starts the thread
         self._poke()
         return q
 
@@ -73,7 +77,7 @@ class Hub:
             self.subs.pop(q, None)
 
     def start(self) -> None:
-        if self.thread is None:
+        if self.thread is None and not self.stopping:
             self.thread = threading.Thread(target=self._run, name="dashboard-live", daemon=True)
             self.thread.start()
 
@@ -203,7 +207,19 @@ class Hub:
         names = None if everything else sorted(changed | busy)
         if names is None or names:
             rows = views.status(self.cfg, names=names, reconcile=False)
-            shots = views.previews(self.cfg, rows)
+            now = time.monotonic()
+            # A pane is read again only when its agent's state moved, or
+            # PREVIEW_EVERY after the last look: mail at 100/s reads no more.
+            stale = [
+                r
+                for r in rows
+                if r["state"] != self.states.get(r["name"])
+                or now - self.looked.get(r["name"], 0.0) >= PREVIEW_EVERY
+            ]
+            shots = {**self.previews, **views.previews(self.cfg, stale)}
+            for r in stale:
+                self.looked[r["name"]] = now
+                self.states[r["name"]] = str(r["state"])
             for r in rows:
                 shot = shots.get(r["name"], "")
                 only_looked = r["name"] in busy and r["name"] not in changed and not everything

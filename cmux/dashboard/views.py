@@ -23,7 +23,7 @@ from cmux.config import Config
 from cmux.errors import CmuxError, UsageError
 from cmux.paths import DataRoot, valid_name
 
-PREVIEW_LINES = 6
+PREVIEW_LINES = 4
 EVENTS_KEPT = 200  # the newest events a page shows
 MAIL_KEPT = 200  # the newest messages a page shows
 TAIL_BYTES = 4 << 20  # how much of the event log the mail trails and history read
@@ -261,7 +261,10 @@ def journal(cfg: Config, q: str = "", *, days: int = 7) -> dict[str, Any]:
 
     hits = []
     if q.strip():
-        hits = [h.to_dict() for h in ops.search(cfg.data, q, limit=20, marks=("\x02", "\x03"))]
+        found = ops.search(cfg.data, q, limit=20, marks=("\x02", "\x03"))
+        # The index reads every day file; a hit from one that resolves out of
+        # the data root (a planted symlink) is not shown.
+        hits = [h.to_dict() for h in found if inside(cfg.data, h.file)]
     entries = []
     for path in store.daily_files(cfg.data)[-days:]:
         try:

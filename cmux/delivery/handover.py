@@ -4,6 +4,7 @@ its turn as its next input, instead of typed into a working pane.
 ``at_stop`` claims what waits (one message at a time through the store, bad
 entries going to deadletter on the way), answers Claude Code with
 ``{"decision": "block", "reason": <the mail, as the router would type it>}``
+(the decision word is the program's: cmux/agents/adapters/events.py)
 and marks each message delivered right then. Whether it may is the policy's
 (cmux/delivery/policy.py: ``hand_over_at_stop``, the loop guard); the count of
 hand-overs in a row is kept in ``state/hooks/<name>.chain``.
@@ -19,22 +20,33 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cmux.agents.claude_hooks import HookResult
+    from cmux.agents.hookstate import HookResult
     from cmux.mail.message import Message
     from cmux.paths import DataRoot
 
 
-def at_stop(payload: dict[str, Any], data: DataRoot, name: str, result: HookResult) -> bool:
+def at_stop(
+    payload: dict[str, Any], data: DataRoot, name: str, result: HookResult, adapter: str = "claude"
+) -> bool:
     """At a Stop: hand waiting mail over when the policy allows; True when
     it did (the agent goes on, busy). Otherwise the chain count is reset and
-    the agent's Stop (its state) is for the caller to handle."""
+    the agent's Stop (its state) is for the caller to handle.
+
+    Whether this turn was itself a hand-over comes from the payload
+    (``stop_hook_active``) where the program says so truthfully, else from
+    cmux's own count (reset by a real new prompt)."""
+    from cmux.agents.adapters import events
     from cmux.delivery import policy
 
     home = str(data.root)
-    chained = bool(payload.get("stop_hook_active"))
-    count = chain_count(home, name) if chained else 0
+    if events.chain_in_payload(adapter):
+        chained = bool(payload.get("stop_hook_active"))
+        count = chain_count(home, name) if chained else 0
+    else:
+        count = chain_count(home, name)
+        chained = count > 0
     allowed = policy.hand_over_at_stop(chained, count)
-    if allowed and handover(data, name, result):
+    if allowed and handover(data, name, result, adapter):
         set_chain(home, name, count + 1)
         return True
     if not allowed:
@@ -50,7 +62,7 @@ def mail_waiting(home: str, name: str) -> bool:
     return maildir.waiting(home, name)
 
 
-def handover(data: DataRoot, name: str, result: HookResult) -> bool:
+def handover(data: DataRoot, name: str, result: HookResult, adapter: str = "claude") -> bool:
     """Claim waiting mail and answer with it as the agent's next input.
 
     One message at a time through the store (bad entries go to deadletter on
@@ -59,7 +71,7 @@ def handover(data: DataRoot, name: str, result: HookResult) -> bool:
     """
     if not mail_waiting(str(data.root), name):
         return False  # the common case, without importing the mailbox
-    from cmux.agents.claude_hooks import log, move
+    from cmux.agents.hookstate import log, move
     from cmux.delivery.policy import MAX_HANDOVER_MESSAGES
     from cmux.mail import claims, maildir
 
@@ -75,7 +87,9 @@ def handover(data: DataRoot, name: str, result: HookResult) -> bool:
     if not taken:
         return False
     text = "\n\n".join(texts)
-    result.stdout = json.dumps({"decision": "block", "reason": text}, ensure_ascii=False) + "\n"
+    from cmux.agents.adapters.events import continue_output
+
+    result.stdout = json.dumps(continue_output(adapter, text), ensure_ascii=False) + "\n"
     for loaded in taken:
         try:
             claims.mark_delivered(loaded.path)

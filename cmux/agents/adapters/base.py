@@ -69,6 +69,12 @@ class Adapter:
     hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
+    # For `cmux doctor`: how the program prints its version, the first
+    # version with the hooks cmux relies on ("" when it has none) and the
+    # version cmux's end-to-end tier runs.
+    version_args: ClassVar[tuple[str, ...]] = ("--version",)
+    hooks_since: ClassVar[str] = ""
+    tested_version: ClassVar[str] = ""
 
     @property
     def caps(self) -> Capabilities:
@@ -121,6 +127,9 @@ class Adapter:
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+# The agent programs with a built-in profile and a cmux.toml section of their
+# own ([claude], [codex], [gemini]).
+PROGRAMS = ("claude", "codex", "gemini")
 
 
 def register(adapter: Adapter) -> Adapter:

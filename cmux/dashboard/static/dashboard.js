@@ -40,9 +40,13 @@
   // -- agents -------------------------------------------------------------------------
   function agentRow(a) {
     var tbody = document.querySelector("#team tbody");
-    if (!tbody) {
+    if (!tbody) { // an agent's page: its state, and its screen read again
+      if (!document.querySelector('[data-action][data-agent="' + esc(a.name) + '"]')) return;
       var st = document.querySelector('h1 [data-field="state"]');
-      if (st && document.querySelector('[data-action][data-agent="' + esc(a.name) + '"]')) st.textContent = a.state;
+      if (st) st.textContent = a.state;
+      fetch("/api/agent/" + encodeURIComponent(a.name) + "/screen", { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) { var s = document.getElementById("screen"); if (j && s) s.textContent = j.screen; });
       return;
     }
     var tr = tbody.querySelector('tr[data-agent="' + esc(a.name) + '"]');
