@@ -243,8 +243,8 @@ def shot(page: Any, name: str) -> None:
     if not TAKE_SHOTS:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_function(  # the header's dot shows the stream connected
-        "() => { const l = document.getElementById('live'); return !l || l.className === 'on'; }",
+    page.wait_for_function(  # on a live page, the header's dot shows the stream connected
+        "() => !window.cmuxStream || document.getElementById('live').className === 'on'",
         timeout=5_000,
     )
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
