@@ -41,6 +41,7 @@ from tests.helpers import (
     kill_servers,
     make_repo,
     private_env,
+    record,
     start_dashboard,
     stop_dashboard,
     wait_until,
@@ -127,7 +128,7 @@ class Team:
         self.project.ok("spawn", name, *args, "--task", task or f"the task of {name}")
 
     def pane(self, name: str) -> str:
-        pane = self.project.status()[name]["pane_id"]
+        pane = record(self.project, name)["pane_id"]  # the registry, not a CLI call per poll
         return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
 
 
@@ -153,7 +154,7 @@ def team(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tea
         project.ok("spawn", "sh1", "--agent", "shell", "--task", "a shell")
         project.ok("spawn", "cat1", "--command", "cat", "--task", "echo what it is told")
         wait_until(
-            lambda: project.status()["demo-1"]["state"] == "done",
+            lambda: record(project, "demo-1")["state"] == "done",
             timeout=20,
             what="the demo worker to finish",
         )

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Team, shot
-from tests.helpers import Project, git, wait_until
+from tests.helpers import Project, git, record, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
@@ -50,6 +50,12 @@ def rows(page: Any) -> dict[str, dict[str, Any]]:
 
 def events_since(project: Project, n: int) -> list[dict[str, Any]]:
     return project.events()[n:]
+
+
+def state(project: Project, name: str) -> str:
+    """``name``'s state as the registry has it (what `cmux status` reads),
+    without a CLI call per poll."""
+    return str(record(project, name)["state"])
 
 
 def by_human(event: dict[str, Any]) -> bool:
@@ -171,7 +177,7 @@ def test_a_spawn_a_state_change_and_a_message_show_on_open_pages_within_a_second
         "live1",
         lambda: p.tool("mailbox", "blocked", "I need a hand", agent="live1"),
     )
-    assert p.status()["live1"]["state"] == "blocked"
+    assert state(p, "live1") == "blocked"
 
     body = f"hello live {secrets.token_hex(4)}"
     message = timed(
@@ -263,7 +269,7 @@ def test_approving_and_denying_from_the_agent_page_answer_a_waiting_agent(
     for name in ("asker", "asker2"):  # tests/browser/asker.py (conftest's profile)
         p.ok("spawn", name, "--agent", "asker", "--task", "ask before touching")
     wait_until(
-        lambda: all(p.status()[n]["state"] == "waiting" for n in ("asker", "asker2")),
+        lambda: all(state(p, n) == "waiting" for n in ("asker", "asker2")),
         timeout=15,
         what="both askers waiting on their permission dialogs",
     )
@@ -276,17 +282,22 @@ def test_approving_and_denying_from_the_agent_page_answer_a_waiting_agent(
     page.wait_for_url("**/agent/asker**")
     page.click('button[data-action="approve"][data-agent="asker"]')
     wait_until(lambda: "APPROVED" in team.pane("asker"), timeout=10, what="the yes in the pane")
-    wait_until(lambda: p.status()["asker"]["state"] == "busy", timeout=5, what="asker busy")
+    wait_until(lambda: state(p, "asker") == "busy", timeout=5, what="asker busy")
 
     goto(page, team, "/agent/asker2")
     page.click('button[data-action="deny"][data-agent="asker2"]')
     wait_until(lambda: "DENIED" in team.pane("asker2"), timeout=10, what="the no in the pane")
     assert "APPROVED" not in team.pane("asker2")
-    wait_until(lambda: p.status()["asker2"]["state"] == "idle", timeout=5, what="asker2 idle")
+    wait_until(lambda: state(p, "asker2") == "idle", timeout=5, what="asker2 idle")
 
-    done = events_since(p, seen)
-    assert any(e["event"] == "approve" and e.get("agent") == "asker" and by_human(e) for e in done)
-    assert any(e["event"] == "deny" and e.get("agent") == "asker2" and by_human(e) for e in done)
+    def answered(verb: str, name: str) -> bool:  # recorded a moment after the state moved
+        return any(
+            e["event"] == verb and e.get("agent") == name and by_human(e)
+            for e in events_since(p, seen)
+        )
+
+    wait_until(lambda: answered("approve", "asker"), timeout=5, what="the approve, by human")
+    wait_until(lambda: answered("deny", "asker2"), timeout=5, what="the deny, by human")
 
 
 def test_killing_a_worker_from_its_page(team: Team, page: Any) -> None:
@@ -296,10 +307,15 @@ def test_killing_a_worker_from_its_page(team: Team, page: Any) -> None:
     page.on("dialog", lambda d: d.accept())  # an "are you sure?" is answered yes
     goto(page, team, "/agent/victim")
     page.click('button[data-action="kill"][data-agent="victim"]')
-    wait_until(lambda: p.status()["victim"]["state"] == "killed", timeout=10, what="victim killed")
+    wait_until(lambda: state(p, "victim") == "killed", timeout=10, what="victim killed")
     windows = p.tmux("list-windows", "-a", "-F", "#{window_name}").split()
     assert "victim" not in windows
-    assert any(e.get("agent") == "victim" and by_human(e) for e in events_since(p, seen))
+    # (recorded once the kill returned: a moment after the state moved)
+    wait_until(
+        lambda: any(e.get("agent") == "victim" and by_human(e) for e in events_since(p, seen)),
+        timeout=5,
+        what="the kill in the event log as done by human",
+    )
 
 
 def test_journal_search_returns_the_entry_best_first(team: Team, page: Any) -> None:
