@@ -120,12 +120,11 @@ def page(browser: Any) -> Iterator[Any]:
 
 @dataclass
 class Team:
+    """The module's session: its project, its dashboard, a folder beside it."""
+
     project: Project
     dash: Dashboard
     helper_dir: Path
-
-    def spawn(self, name: str, *args: str, task: str = "") -> None:
-        self.project.ok("spawn", name, *args, "--task", task or f"the task of {name}")
 
     def pane(self, name: str) -> str:
         pane = record(self.project, name)["pane_id"]  # the registry, not a CLI call per poll
