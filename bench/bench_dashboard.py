@@ -1,270 +1,190 @@
-"""The web dashboard: page load, event-to-screen latency under mail load, idle CPU.
+"""The web dashboard with 20 agents: page loads, event-to-stream latency at
+100 messages a second, and its CPU, idle and under that load.
 
-A session with 20 recorder agents (bench/recorder.py: they timestamp every
-message typed into their pane) and a `cmux dashboard --port 0`, looked at by
-Debian's headless chromium through Playwright (as tests/browser does).
+Starts a session (supervisor: ``sleep``) whose monitor runs the dashboard,
+spawns 20 recorder agents, then:
 
-- **Page load**: each page (team, mail, journal, health, cost, events) opened
-  again and again in one tab; the browser's own Navigation Timing
-  (``loadEventEnd``: the HTML, the style sheet and the script fetched and
-  run). Baseline: `cmux status --json` as a new process, the way to the same
-  answer without the dashboard.
-- **Event to screen**: a sender process writes mail through the store API
-  (``store.send``, as `cmux send` does) to the 20 agents at 100 messages a
-  second; the /mail page is open and a MutationObserver notes the moment each
-  message's row enters the DOM (epoch ms: the same clock as the sender's
-  ``time.time()`` after the write returned). Baseline: the router's own
-  delivery of the same messages, write to the recorder's read(2) in the pane.
-  Also: how many of the messages the page showed, and the dashboard's CPU
-  during the load.
-- **Idle CPU**: the dashboard process's utime+stime (/proc) over 10 s with no
-  page open, and again with the team page open on its live stream.
+- page load: GET /team, /mail, /events and /api/status, each ``--loads``
+  times, wall time of the whole response;
+- the dashboard's CPU (utime+stime of its process, from /proc) over
+  ``--idle`` seconds with no page open, then with one live stream open;
+- load: one live stream open, ``--rate`` messages a second for
+  ``--seconds`` seconds, sent as the person to the agents in turn (in this
+  process, through the mail store: what `cmux send` does); for each message
+  the time from its send returning to its ``mail`` row arriving on the
+  stream (the server's side of event-to-screen; the browser tier measures
+  the page's). Every message must arrive on the stream (it fails otherwise).
 
-The run FAILS (exit 1) when chromium or playwright is missing, or when the
-page showed none of the messages.
-
-    python bench/bench_dashboard.py [--quick] [--rate 100] [--seconds 10]
+    python bench/bench_dashboard.py [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
-    PY,
-    Arrivals,
-    cpu_seconds,
-    report,
-    require,
-    row,
-    sandbox,
-    spawn_recorders,
-    summarize,
-    timed,
-)
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_dashboard, stop_dashboard, wait_until
-
-PAGES = ("team", "mail", "journal", "health", "cost", "events")
-IDLE_S = 10.0
-
-# The sender: messages at a fixed pace (no catching up in bursts: a late send
-# goes out at once, the next keeps the schedule), one line of JSON at the end.
-SENDER = textwrap.dedent(
-    """
-    import json, sys, time
-    from cmux.config import load_config
-    from cmux.mail import store
-    rate, seconds, agents = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3].split(",")
-    cfg = load_config()
-    sent = []
-    start = time.monotonic()
-    for i in range(int(rate * seconds)):
-        due = start + i / rate
-        pause = due - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        m = store.send(cfg, to=agents[i % len(agents)], body=f"bench-{i:06d}", sender="human")
-        sent.append([i, m.id, time.time()])
-    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}))
-    """
-)
-
-# Notes when each bench message's row enters the mail table (epoch ms).
-OBSERVER = """() => {
-    window.__seen = {};
-    new MutationObserver(muts => {
-        const t = performance.timeOrigin + performance.now();
-        for (const m of muts) for (const n of m.addedNodes) {
-            if (n.nodeType !== 1 || !n.matches('[data-mail-id]')) continue;
-            const k = (n.textContent.match(/bench-(\\d+)/) || [])[1];
-            if (k !== undefined && !(k in window.__seen)) window.__seen[k] = t;
-        }
-    }).observe(document.body, {childList: true, subtree: true});
-}"""
+from bench.common import cpu_seconds, report, require, row, sandbox, spawn_recorders, summarize
+from tests.helpers import wait_until
 
 
-def load_times(page: Any, dash: Any, name: str, runs: int) -> list[float]:
-    """``runs`` loads of /name, each its loadEventEnd (ms) by Navigation Timing."""
-    out = []
-    for _ in range(runs):
-        page.goto(dash.at(f"/{name}"), wait_until="load")
-        nav = page.wait_for_function(
-            """() => { const e = performance.getEntriesByType('navigation')[0];
-                       return e && e.loadEventEnd > 0 ? e.loadEventEnd - e.startTime : 0; }"""
-        )
-        out.append(float(nav.json_value()))
-    return out
+class Stream:
+    """The SSE stream, read by a thread: mail id -> arrival time."""
 
+    def __init__(self, base: str, token: str) -> None:
+        import httpx
 
-def cpu_percent(pid: int, seconds: float) -> float:
-    c0, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)  # idleness over a fixed span is what is measured
-    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
+        self.arrived: dict[str, float] = {}
+        self.batches = 0
+        self.client = httpx.Client(base_url=base, timeout=httpx.Timeout(20, read=None))
+        self.open = threading.Event()
+        threading.Thread(target=self._read, args=(token,), daemon=True).start()
+        require(self.open.wait(10), "dashboard", "the live stream did not open")
+
+    def _read(self, token: str) -> None:
+        import httpx
+
+        try:
+            with self.client.stream("GET", f"/api/stream?token={token}") as r:
+                self.open.set()
+                kind = ""
+                for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: ") and kind == "mail":
+                        mid = json.loads(line[6:])["id"]
+                        self.arrived.setdefault(mid, time.monotonic())
+                    elif not line:
+                        self.batches += 1
+        except httpx.HTTPError:
+            pass
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer loads, a 5 s load phase")
-    p.add_argument("--rate", type=float, default=100.0, help="messages a second (100)")
-    p.add_argument("--seconds", type=float, default=0, help="the load phase (10 s; quick 5)")
+    p.add_argument("--quick", action="store_true", help="shorter spans")
     p.add_argument("--agents", type=int, default=20)
+    p.add_argument("--rate", type=float, default=100.0, help="messages a second")
+    p.add_argument("--seconds", type=float, default=0, help="of sending (default 10, quick 5)")
+    p.add_argument("--idle", type=float, default=0, help="idle span (default 20 s, quick 10)")
+    p.add_argument("--loads", type=int, default=20)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    seconds = args.seconds or (5.0 if args.quick else 10.0)
-    loads = 5 if args.quick else 20
-    require(os.access(CHROMIUM, os.X_OK), "dashboard", f"no chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "dashboard", "the playwright package is missing (the dev extra)")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    send_s = args.seconds or (5.0 if args.quick else 10.0)
+    idle_s = args.idle or (10.0 if args.quick else 20.0)
+
+    import httpx
 
     with sandbox() as box:
         proj = box.project()
-        with open(proj.root / "cmux.toml", "a") as fh:
-            fh.write("\n[dashboard]\nenabled = false\n")  # the bench runs its own
         proj.ok("start", "--command", "sleep 900", "--no-attach")
+        info = proj.ok("dashboard", "--url", "--json").json()
+        base, token = info["url"].partition("/?token=")[0], info["token"]
+        pid = int(info["pid"])
         names = [f"a{i:02d}" for i in range(args.agents)]
-        recs = spawn_recorders(proj, names)
-        dash = start_dashboard(proj, proj.scratch / "dashboard.log")
-        try:
-            time.sleep(2)  # its start-up work done
-            idle_alone = cpu_percent(dash.pid, IDLE_S)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                page.goto(dash.url)  # the printed URL: the cookie for the loads after
-                page_ms = {name: load_times(page, dash, name, loads) for name in PAGES}
-                status_ms = [timed(lambda: proj.ok("status", "--json")) for _ in range(loads)]
+        spawn_recorders(proj, names)
+        time.sleep(2)  # let the spawns' own work pass before measuring
 
-                page.goto(dash.at("/team"))
-                page.wait_for_function("() => document.getElementById('live').className === 'on'")
-                time.sleep(1)
-                idle_open = cpu_percent(dash.pid, IDLE_S)
+        client = httpx.Client(base_url=base, headers={"X-Cmux-Token": token}, timeout=30)
+        loads: dict[str, list[float]] = {}
+        for path in ("/team", "/mail", "/events", "/api/status"):
+            times = []
+            for _ in range(args.loads):
+                t = time.perf_counter()
+                r = client.get(path)
+                times.append((time.perf_counter() - t) * 1000)
+                require(r.status_code == 200, "dashboard", f"GET {path}: {r.status_code}")
+            loads[path] = times
+        require(
+            all(f'data-agent="{n}"' in client.get("/team").text for n in names),
+            "dashboard",
+            "the team page does not show every agent",
+        )
 
-                page.goto(dash.at("/mail"))
-                page.wait_for_function("() => document.getElementById('live').className === 'on'")
-                page.evaluate(OBSERVER)
-                env = {**proj.agent_env(), "CMUX_HOME": str(proj.data)}
-                c0, t0 = cpu_seconds(dash.pid), time.monotonic()
-                sender = subprocess.run(
-                    [PY, "-c", SENDER, str(args.rate), str(seconds), ",".join(names)],
-                    env=env,
-                    cwd=proj.root,
-                    capture_output=True,
-                    text=True,
-                    timeout=seconds * 10 + 60,
-                )
-                require(sender.returncode == 0, "dashboard", f"the sender failed: {sender.stderr}")
-                sent = json.loads(sender.stdout)
-                total = len(sent["sent"])
-                _settle(page, total)  # what is still on its way: a few seconds more at most
-                load_cpu = (cpu_seconds(dash.pid) - c0) / (time.monotonic() - t0) * 100
-                seen: dict[str, float] = page.evaluate("() => window.__seen")
-                browser.close()
-            arrivals = Arrivals()
-            missing = arrivals.wait_for(recs, [m[1] for m in sent["sent"]], timeout=30)
-        finally:
-            stop_dashboard(proj, dash)
+        def cpu_over(seconds: float) -> float:
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(seconds)  # measuring idleness over a fixed span is the point here
+            return (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
 
-    screen = [seen[f"{i:06d}"] - t * 1000 for i, _mid, t in sent["sent"] if f"{i:06d}" in seen]
-    first = arrivals.first
-    pane = [(first[mid] - t) * 1000 for _i, mid, t in sent["sent"] if mid in first]
-    unseen = [i for i, _mid, _t in sent["sent"] if f"{i:06d}" not in seen]
-    require(screen, "dashboard", "the mail page showed none of the messages")
-    s, d = summarize(screen), summarize(pane)
-    shown = len(screen) / total * 100
+        idle_closed = cpu_over(idle_s)
+        stream = Stream(base, token)
+        idle_open = cpu_over(idle_s)
+
+        from cmux.config import load_config
+        from cmux.mail import store
+
+        cfg = load_config(proj.root)
+        sent: dict[str, float] = {}
+        n = int(args.rate * send_s)
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        for i in range(n):
+            due = t0 + i / args.rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # pacing the sender at --rate
+            msg = store.send(cfg, to=names[i % len(names)], body=f"m{i}", sender="human")
+            sent[msg.id] = time.monotonic()
+        wait_until(
+            lambda: sent.keys() <= stream.arrived.keys(),
+            timeout=30,
+            what="every message on the stream",
+        )
+        load_cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
+        rate = n / (max(sent.values()) - t0)
+        latency = [(stream.arrived[m] - t) * 1000 for m, t in sent.items()]
+        batches = stream.batches
+        stream.close()
+        client.close()
+
+    lat = summarize(latency)
     summary: list[dict[str, Any]] = []
-    for name in PAGES:
-        st = summarize(page_ms[name])
+    for path, times in loads.items():
+        s = summarize(times)
         summary.append(
             row(
-                f"dashboard page load /{name}",
+                f"page load {path}, {args.agents} agents",
                 unit="ms",
-                median=st["median"],
-                p99=st["p99"],
-                n=st["n"],
-                baseline=f"{summarize(status_ms)['median']:.0f} (cmux status --json)",
-                goal="< 500",
-                met=st["p99"] < 500,
-                note="Navigation Timing loadEventEnd, 20 agents",
+                median=s["median"],
+                p99=s["p99"],
+                n=len(times),
             )
         )
-    summary.append(
+    summary += [
         row(
-            f"dashboard event to screen, {args.agents} agents at {args.rate:.0f} msg/s",
+            f"send to `mail` on the stream, {rate:.0f} msg/s",
             unit="ms",
-            median=s["median"],
-            p99=s["p99"],
-            n=s["n"],
-            baseline=f"{d['median']:.0f} / {d['p99']:.0f} (router: write to pane)",
+            median=lat["median"],
+            p99=lat["p99"],
+            n=len(latency),
             goal="< 1000",
-            met=s["p99"] < 1000 and shown == 100,
-            note=f"/mail page showed {shown:.1f}% of {total}; the dashboard used "
-            f"{load_cpu:.1f}% of a core meanwhile; {len(missing)} not delivered to panes",
-        )
-    )
-    summary.append(
+            met=lat["p99"] < 1000,
+            note=f"{batches} SSE events in {send_s:.0f} s (coalesced)",
+        ),
+        row("dashboard CPU, idle, no page open", unit="% core", median=round(idle_closed, 2)),
+        row("dashboard CPU, idle, one stream open", unit="% core", median=round(idle_open, 2)),
         row(
-            f"dashboard idle CPU, {args.agents} agents, {IDLE_S:.0f} s",
+            f"dashboard CPU at {rate:.0f} msg/s, one stream",
             unit="% core",
-            median=round(idle_alone, 3),
-            goal="< 0.5",
-            met=idle_alone < 0.5,
-            note="no page open",
-        )
-    )
-    summary.append(
-        row(
-            "  with the team page open (live stream)",
-            unit="% core",
-            median=round(idle_open, 3),
-            goal="< 1",
-            met=idle_open < 1,
-        )
-    )
+            median=round(load_cpu, 1),
+        ),
+    ]
     report(
         "dashboard",
         summary,
-        {
-            "page_load_ms": {k: summarize(v) for k, v in page_ms.items()},
-            "status_ms": summarize(status_ms),
-            "event_to_screen_ms": s,
-            "router_delivery_ms": d,
-            "shown_percent": round(shown, 2),
-            "not_shown": unseen[:50],
-            "sent": total,
-            "sender_seconds": round(sent["seconds"], 2),
-            "load_cpu_percent": round(load_cpu, 2),
-            "idle_cpu_percent": {"alone": round(idle_alone, 3), "page_open": round(idle_open, 3)},
-        },
+        {"latency_ms": lat, "loads_ms": {k: summarize(v) for k, v in loads.items()}},
         quick=args.quick,
         out=args.out,
     )
     return 0
-
-
-def _settle(page: Any, total: int, timeout: float = 5.0) -> None:
-    """Until the page saw every message, or ``timeout`` (what it never shows
-    counts as not shown)."""
-    try:
-        wait_until(
-            lambda: page.evaluate("() => Object.keys(window.__seen).length") >= total,
-            timeout=timeout,
-            what="the page to show every message",
-        )
-    except AssertionError:
-        pass
 
 
 if __name__ == "__main__":

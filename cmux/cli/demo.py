@@ -111,6 +111,8 @@ def demo_cmd(
         ui.out(f"\nmail for you from {m.sender} ({m.kind}):\n{m.body}")
     if keep:
         ui.out(f"\nstill running: cd {root} && cmux attach   (cmux stop to end)")
+        if dashboard:
+            ui.out(f"the dashboard: cd {root} && cmux dashboard --url")
     else:
         session.stop(cfg)
         ui.out(f"\nstopped; everything it wrote is in {cfg.data.root}")

@@ -110,8 +110,9 @@ def create_app(cfg: Config, token: str) -> Starlette:
         from cmux.status import status_header
 
         def build() -> str:
-            rows = views.status(cfg)
-            return pages.team(rows, views.previews(cfg, rows), status_header(cfg))
+            # The monitor reconciles the registry with tmux; the page shows it as it is.
+            rows = views.status(cfg, reconcile=False)
+            return pages.team(rows, views.previews(cfg, rows, hub.tmux), status_header(cfg))
 
         return page(request, "team", "team", await run(build))
 
@@ -128,7 +129,7 @@ def create_app(cfg: Config, token: str) -> Starlette:
             except views.Outside:
                 ctx = "(the context file is outside the data root: not shown)"
             try:
-                scr = views.screen(cfg, name)
+                scr = views.screen(cfg, name, hub.tmux)
             except views.Outside:
                 scr = "(the saved screen is outside the data root: not shown)"
             return pages.agent(name, rows[0], scr, ctx, views.history(cfg, name))
@@ -188,7 +189,7 @@ def create_app(cfg: Config, token: str) -> Starlette:
 
     async def api_screen(request: Request) -> Response:
         name = request.path_params["name"]
-        return JSONResponse({"name": name, "screen": await run(views.screen, cfg, name)})
+        return JSONResponse({"name": name, "screen": await run(views.screen, cfg, name, hub.tmux)})
 
     async def api_context(request: Request) -> Response:
         name = request.path_params["name"]

@@ -36,8 +36,8 @@ from cmux.dashboard import pages, views
 log = logging.getLogger(__name__)
 
 COALESCE = 0.15
-EVENTS_CAP = 100
-MAIL_CAP = 50
+EVENTS_CAP = 200  # = the rows a page keeps
+MAIL_CAP = 200
 PREVIEW_EVERY = 2.0
 QUEUE_MAX = 64  # batches a subscriber may fall behind
 TRAILS_KEPT = 20000
@@ -58,6 +58,7 @@ class Hub:
         self.stop_r, self.stop_w = os.pipe()
         self.stopping = False
         self.trails: dict[str, dict[str, str | None]] = {}
+        self.tmux = views.reader(cfg)  # the pages' and the stream's pane reads
         self.previews: dict[str, str] = {}  # the last preview sent, per agent
         self.looked: dict[str, float] = {}  # when its pane was last read
         self.states: dict[str, str] = {}  # its state then
@@ -91,6 +92,7 @@ class Hub:
         for q, loop in subs:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_put, q, None)
+        self.tmux.close_control()
 
     def _poke(self) -> None:
         with contextlib.suppress(OSError):
@@ -135,6 +137,12 @@ class Hub:
                 changed: set[str] = set()
                 everything = False
                 new_events: list[dict[str, Any]] = []
+                if watcher.fileno() in ready and not self.subs:
+                    # Nobody looks: only keep up with the log's end (one stat).
+                    watcher.read()
+                    with contextlib.suppress(OSError):
+                        offset = os.path.getsize(d.events_path)
+                    continue
                 if watcher.fileno() in ready:
                     deadline = time.monotonic() + COALESCE
                     while True:
@@ -216,7 +224,7 @@ class Hub:
                 if r["state"] != self.states.get(r["name"])
                 or now - self.looked.get(r["name"], 0.0) >= PREVIEW_EVERY
             ]
-            shots = {**self.previews, **views.previews(self.cfg, stale)}
+            shots = {**self.previews, **views.previews(self.cfg, stale, self.tmux)}
             for r in stale:
                 self.looked[r["name"]] = now
                 self.states[r["name"]] = str(r["state"])

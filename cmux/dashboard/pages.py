@@ -221,11 +221,19 @@ def journal(j: dict[str, Any]) -> str:
 # -- health -----------------------------------------------------------------------------
 
 
+def clock(ts: Any) -> str:
+    """An epoch time as the local date and time (an ISO string as it is)."""
+    if isinstance(ts, (int, float)) and ts > 0:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return str(ts or "")
+
+
 def health(h: dict[str, Any]) -> str:
     checks = []
     for c in h["checks"]:
         dots = "".join(
-            f'<span class="{"ok" if r.get("ok") else "fail"}" title="{e(r.get("ts"))}">'
+            f'<span class="{"ok" if r.get("ok") else "fail"}" data-ok="{bool(r.get("ok"))}" '
+            f'title="{e(clock(r.get("ts")))} {e(r.get("detail"))}">'
             f"{'●' if r.get('ok') else '✗'}</span>"
             for r in c["results"][-40:]
         )
@@ -242,7 +250,7 @@ def health(h: dict[str, Any]) -> str:
             f"<li>{e(c['what'])}: <code data-rescue>{e(c['command'])}</code></li>"
             for c in r["commands"]
         )
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"])) if r["ts"] else ""
+        when = clock(r["ts"])
         rescues.append(
             f'<div data-rollback="{e(r["id"])}"><b>{e(r["id"])}</b> <small>{e(when)} '
             f"{'automatic' if r['auto'] else 'by hand'} · {e(r['status'])}</small>"

@@ -22,6 +22,7 @@ from cmux import events
 from cmux.config import Config
 from cmux.errors import CmuxError, UsageError
 from cmux.paths import DataRoot, valid_name
+from cmux.tmux import Tmux
 
 PREVIEW_LINES = 4
 EVENTS_KEPT = 200  # the newest events a page shows
@@ -97,44 +98,55 @@ def status(cfg: Config, *, names: list[str] | None = None, reconcile: bool = Tru
     return collect_status(cfg, reconcile=reconcile, names=names)
 
 
-def previews(cfg: Config, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """The last lines of each live agent's pane (empty for the others)."""
+def reader(cfg: Config) -> Tmux:
+    """The dashboard's handle on tmux for reading panes: one control-mode
+    client (no output streamed to it), so a read is a line on a pipe rather
+    than a new process; processes while it cannot attach."""
+    tmux = Tmux.for_config(cfg)
+    tmux.open_control(cfg.session_name)
+    return tmux
+
+
+def previews(cfg: Config, rows: list[dict[str, Any]], tmux: Tmux | None = None) -> dict[str, str]:
+    """The last lines of each live agent's pane (empty for the others, and
+    for a pane id left from another tmux server: it may name another's pane).
+    The panes are read a few at a time (each read is a tmux call)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cmux.agents import registry
     from cmux.agents.screen import last_lines
     from cmux.errors import TmuxError
-    from cmux.tmux import Tmux
 
-    tmux = Tmux.for_config(cfg)
-    out: dict[str, str] = {}
-    server = None
-    for r in rows:
-        out[r["name"]] = ""
-        pane = r.get("pane_id")
-        if (
-            not pane
-            or r.get("state") in ("killed", "crashed")
-            or str(r["state"]).startswith("exited")
-        ):
-            continue
-        if server is None:
-            server = tmux.server_id() or ""
-        if not server:
-            break
+    out: dict[str, str] = {r["name"]: "" for r in rows}
+    wanted = set(out)
+    agents = [a for a in registry.list_agents(cfg.data) if a.name in wanted]
+    live = [a for a in agents if a.live and a.pane_id]
+    if not live:
+        return out
+    tmux = tmux or Tmux.for_config(cfg)
+    server = tmux.server_id()
+    live = [a for a in live if registry.on_server(a, server)]
+
+    def read(pane: str) -> str:
         try:
-            out[r["name"]] = last_lines(tmux.capture(pane), PREVIEW_LINES)
+            return last_lines(tmux.capture(pane), PREVIEW_LINES)
         except TmuxError:
-            continue
+            return ""
+
+    with ThreadPoolExecutor(max_workers=min(8, len(live) or 1)) as pool:
+        for a, text in zip(live, pool.map(read, [str(a.pane_id) for a in live]), strict=True):
+            out[a.name] = text
     return out
 
 
-def screen(cfg: Config, name: str) -> str:
+def screen(cfg: Config, name: str, tmux: Tmux | None = None) -> str:
     """The whole screen of ``name``: its live pane, else the copy saved when
     it closed (read only from inside the data root)."""
     from cmux.agents import registry
     from cmux.errors import TmuxError
-    from cmux.tmux import Tmux
 
     agent = registry.get(cfg.data, check_name(name))
-    tmux = Tmux.for_config(cfg)
+    tmux = tmux or Tmux.for_config(cfg)
     if agent.pane_id and agent.state != "killed":
         try:
             if registry.on_server(agent, tmux.server_id()):

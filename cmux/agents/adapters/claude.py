@@ -32,7 +32,6 @@ from cmux.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from cmux.agents.registry import Agent
-    from cmux.agents.screen import Reading
     from cmux.config import Config, Profile
 
 HOOK_EVENTS = hookstate.EVENTS
@@ -204,16 +203,6 @@ class Claude(Adapter):
         if not agent.session_id:
             return None
         return guess_transcript(agent.session_id, agent.cwd)
-
-    def dialogs(self) -> frozenset[str]:
-        from cmux.agents.screen import DIALOGS
-
-        return frozenset(d.value for d in DIALOGS)
-
-    def answer_key(self, reading: Reading, yes: bool) -> str | None:
-        from cmux.agents.screen import answer_key
-
-        return answer_key(reading, yes)
 
 
 CLAUDE = register(Claude())

@@ -133,7 +133,6 @@
     var btn = t.closest && t.closest("button[data-action]");
     if (btn) {
       var name = btn.getAttribute("data-agent"), act = btn.getAttribute("data-action");
-      if (act === "kill" && !window.confirm("kill " + name + "?")) return;
       btn.disabled = true;
       post("/api/" + act + "/" + encodeURIComponent(name))
         .then(function (j) { toast(act + " " + name + ": ok" + (j.state ? " (now " + j.state + ")" : "")); })
