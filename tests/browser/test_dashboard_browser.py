@@ -20,7 +20,8 @@ import pytest
 from tests.browser.conftest import Team, shot
 from tests.helpers import Project, git, record, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
+# One session for the module: under xdist (--dist loadgroup) on one worker.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(60), pytest.mark.xdist_group("browser")]
 
 LIVE = 1.0  # seconds from a change to the page showing it, without a reload
 STATES_JS = """els => Object.fromEntries(els.map(e => [e.dataset.agent, {
@@ -448,14 +449,15 @@ def test_no_view_reads_a_file_outside_the_data_root(team: Team, page: Any) -> No
 
 
 def test_every_page_opens_from_the_nav(team: Team, page: Any) -> None:
-    """Runs last: the earlier tests gave every page something to show (and the
-    screenshots of docs/DASHBOARD.md are taken here and above)."""
+    """Last in the file, so that in a whole run the earlier tests gave every
+    page something to show for its screenshot; what it checks the session's
+    start alone gives (demo-1's report, its journal entry, the spawns)."""
     goto(page, team, "/team")
     landmarks = {
         "team": "[data-agent][data-state]",
         "mail": "[data-mail-id]",
         "journal": "[data-journal-entry]",
-        "health": "[data-rollback]",
+        "health": "#last-good",
         "cost": "svg#cost-chart",
         "events": "#events [data-event]",
     }
