@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(90)
 
 SENDERS = 4  # per host: 8 in all
 PER_SENDER = 125  # 1000 messages
+UNDER_FAULT = 50  # per sender while a node or NATS is killed: 400
 
 
 @pytest.fixture
@@ -53,14 +54,14 @@ def hosts(
         b.kill_node()
 
 
-def send_all(a: Host, b: Host) -> dict[str, list[str]]:
-    """8 senders at once, 4 per host, each PER_SENDER messages round-robin to
+def send_all(a: Host, b: Host, per_sender: int = PER_SENDER) -> dict[str, list[str]]:
+    """8 senders at once, 4 per host, each per_sender messages round-robin to
     the other host's agents; sender -> the ids it sent, in order."""
     sent: dict[str, list[str]] = {}
 
     def run(host: Host, sender: str, peers: list[str]) -> None:
         ids = sent.setdefault(sender, [])
-        for n in range(PER_SENDER):
+        for n in range(per_sender):
             ids.append(host.send(peers[n % len(peers)], f"{sender} #{n}", sender))
 
     threads = []
@@ -87,7 +88,7 @@ def spooled(host: Host) -> int:
 
 
 def check_exactly_once_in_order(a: Host, b: Host, sent: dict[str, list[str]]) -> None:
-    total = SENDERS * PER_SENDER
+    total = sum(len(ms) for ms in sent.values()) // 2
     wait_until(
         lambda: len(arrived(b, "b")) >= total and len(arrived(a, "a")) >= total,
         timeout=60,
@@ -128,18 +129,21 @@ def check_exactly_once_in_order(a: Host, b: Host, sent: dict[str, list[str]]) ->
         assert sum(len(host.files(f"{prefix}{i}", "sent")) for i in range(1, SENDERS + 1)) == total
 
 
-def test_1000_messages_from_8_senders_cross_exactly_once_in_order(hosts: tuple[Host, Host]) -> None:
+def test_1000_messages_from_8_senders_cross_exactly_once_in_order(
+    hosts: tuple[Host, Host], natsd: NatsServer
+) -> None:
     a, b = hosts
     sent = send_all(a, b)
     check_exactly_once_in_order(a, b, sent)
+    check_heartbeats_and_the_agents_bucket(a, natsd)
 
 
 def test_a_node_sigkilled_mid_stream_loses_and_doubles_nothing(hosts: tuple[Host, Host]) -> None:
     a, b = hosts
     box: dict[str, dict[str, list[str]]] = {}
-    sender = threading.Thread(target=lambda: box.setdefault("sent", send_all(a, b)))
+    sender = threading.Thread(target=lambda: box.setdefault("sent", send_all(a, b, UNDER_FAULT)))
     sender.start()
-    wait_until(lambda: len(arrived(b, "b")) >= 100, timeout=30, what="the stream under way")
+    wait_until(lambda: len(arrived(b, "b")) >= 40, timeout=30, what="the stream under way")
     b.kill_node()  # SIGKILL: between any two steps
     a.kill_node()
     # both down while the senders go on spooling
@@ -155,9 +159,9 @@ def test_nats_restarted_mid_stream_loses_nothing(
 ) -> None:
     a, b = hosts
     box: dict[str, dict[str, list[str]]] = {}
-    sender = threading.Thread(target=lambda: box.setdefault("sent", send_all(a, b)))
+    sender = threading.Thread(target=lambda: box.setdefault("sent", send_all(a, b, UNDER_FAULT)))
     sender.start()
-    wait_until(lambda: len(arrived(b, "b")) >= 100, timeout=30, what="the stream under way")
+    wait_until(lambda: len(arrived(b, "b")) >= 40, timeout=30, what="the stream under way")
     natsd.kill()  # SIGKILL the server; its store stays
     wait_until(lambda: spooled(a) or not sender.is_alive(), timeout=30, what="mail spooled")
     natsd.start()
@@ -171,10 +175,9 @@ def test_nats_restarted_mid_stream_loses_nothing(
     )
 
 
-def test_heartbeats_and_the_agents_bucket(hosts: tuple[Host, Host], natsd: NatsServer) -> None:
+def check_heartbeats_and_the_agents_bucket(a: Host, natsd: NatsServer) -> None:
     from cmux.cluster.nats import Nats, Settings
 
-    a, _ = hosts
     nc = Nats.connect(Settings(url=natsd.url, token=natsd.token))
     try:
         wait_until(lambda: nc.kv_items("CMUX_HOSTS").keys() >= {"a", "b"}, what="two heartbeats")

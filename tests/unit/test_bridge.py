@@ -138,3 +138,12 @@ def test_a_spool_box_is_marked_before_it_takes_mail_and_the_router_leaves_it(
     assert os.listdir(maildir.sent_dir(data, "w9")) == [f"{msg.id}.json"]
     bridge.unmark_spool(data, "w9")
     assert maildir.remote_host(data, "w9") is None
+
+
+def test_the_monitor_starts_a_node_only_with_a_cluster(cfg: Config) -> None:
+    from cmux.monitor import daemons_for
+
+    assert "node" not in [p.name for p in daemons_for(cfg)]
+    clustered = cfg.replace(raw={**cfg.raw, "cluster": {"nats": "nats://10.0.0.1:4222"}})
+    (node,) = [p for p in daemons_for(clustered) if p.name == "node"]
+    assert node.argv[-1] == "node"
