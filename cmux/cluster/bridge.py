@@ -202,7 +202,12 @@ def decide_ack(outcome: Outcome) -> bool:
 
 
 def receive(
-    data: DataRoot, subject_agent: str | None, header_id: str | None, raw: bytes
+    data: DataRoot,
+    subject_agent: str | None,
+    header_id: str | None,
+    raw: bytes,
+    *,
+    sync: bool = True,
 ) -> Outcome:
     """Carry out :func:`decide_receipt` for one delivery; the outcome for :func:`decide_ack`."""
     try:
@@ -220,7 +225,7 @@ def receive(
             )
             return "deadlettered"
         assert msg is not None
-        return "stored" if store.receive(data, msg) else "duplicate"
+        return "stored" if store.receive(data, msg, sync=sync) else "duplicate"
     except (OSError, StorageError):
         return "failed"
 

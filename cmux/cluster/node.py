@@ -46,7 +46,7 @@ from cmux import __version__, events, watch
 from cmux.cluster import bridge
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.config import Config
-from cmux.errors import ClusterError, ConfigError, SessionError
+from cmux.errors import ClusterError, ConfigError, SessionError, StorageError
 from cmux.fsutil import atomic_write, locked, read_json
 from cmux.mail import maildir, store
 from cmux.paths import HUMAN, SUPERVISOR
@@ -235,18 +235,26 @@ class Node:
             self.data.agents_dir.mkdir(parents=True, exist_ok=True)
             w.add(self.data.mailboxes_path, "dirs")
             w.add(self.data.agents_dir, "files")
+            agents_dir = str(self.data.agents_dir)
+            changed, spools = True, {}
             while not self.stopping.is_set():
-                spools = self.refresh()
-                for agent in spools:
-                    w.add(maildir.new_dir(self.data, agent), "files")
+                if changed:  # a record, a new box, another host's agent, or a heartbeat
+                    spools = self.refresh()
+                    for agent in spools:
+                        w.add(maildir.new_dir(self.data, agent), "files")
                 busy = self.publish(spools)
+                changed = False
                 if busy:
                     continue  # more than a batch waiting: go on at once
                 ready, _, _ = select.select([w.fileno(), self._wake_r], [], [], self.s.heartbeat)
-                if self._wake_r in ready:
-                    os.read(self._wake_r, 4096)
+                if not ready or self._wake_r in ready:
+                    changed = True
+                    if ready:
+                        os.read(self._wake_r, 4096)
                 if w.fileno() in ready:
-                    w.read()
+                    for e in w.read():
+                        if e.overflow or e.folder in (agents_dir, self.data.mailboxes_path):
+                            changed = True
         finally:
             w.close()
 
@@ -351,7 +359,7 @@ class Node:
     def _incoming(self) -> None:
         assert self.nats is not None
         consumer = None
-        first = 1  # how many to ask for while waiting
+        recovering, reconnects = True, self.nats.reconnects
         while not self.stopping.is_set():
             try:
                 if consumer is None:
@@ -362,43 +370,57 @@ class Node:
                         ack_wait=self.s.ack_wait,
                         max_ack_pending=FETCH_BATCH,
                     )
+                if self.nats.reconnects != reconnects:
+                    recovering, reconnects = True, self.nats.reconnects
+                first = 1  # how many to ask for while waiting
+                if recovering:
                     if consumer.pending()[1]:
-                        # A node before this one died holding deliveries (and
-                        # perhaps a pull request the server still answers for
-                        # up to FETCH_WAIT): let them all time out first, so
-                        # they come again before any later message and each
-                        # sender's order holds. The server hands them out in no
-                        # particular order: all of them (at most FETCH_BATCH
-                        # are ever out) in one fetch, sorted in take().
+                        # Deliveries are out unacked that this node does not
+                        # hold: a node before it died holding them, or they
+                        # were lost with a connection (and a pull request the
+                        # server still answers for up to FETCH_WAIT). Let them
+                        # all time out first, so they come again before any
+                        # later message and each sender's order holds. The
+                        # server hands them out in no particular order: all of
+                        # them (at most FETCH_BATCH are ever out) in one
+                        # fetch, sorted in take().
                         self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
                         first = FETCH_BATCH
+                    recovering = False
                     self.ready.set()
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
                 got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
-                first = 1
                 while got:
                     self.take(got)
                     got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
             except ClusterError as exc:
                 log.info("receiving: %s; trying again", exc.message)
+                recovering = True
                 self.stopping.wait(RETRY)
 
     def take(self, batch: list[Delivery]) -> None:
         """Deliveries, in stream order: each into the Maildir (fsynced), then,
         the ack rule, the acks of those stored (or there already)."""
         assert self.nats is not None
-        acks = []
+        acks, boxes = [], set()
         for d in sorted(batch, key=lambda d: d.stream_seq):
             agent = bridge.subject_agent(d.subject, self.s.project, self.me)
-            outcome = bridge.receive(self.data, agent, d.msg_id, d.data)
+            outcome = bridge.receive(self.data, agent, d.msg_id, d.data, sync=False)
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
                 continue  # not acked: delivered again after ack_wait
             acks.append(d)
-            if outcome == "stored":
+            if outcome == "stored" and agent is not None:
+                boxes.add(agent)
                 self.received += 1
                 maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
+        try:
+            for agent in boxes:  # each new/ once for the batch, before any ack
+                store.sync_new(self.data, agent)
+        except StorageError as exc:
+            log.warning("%s; the batch comes again", exc.message)
+            return
         for d in acks:
             d.ack(wait=False)
         self.nats.flush()

@@ -98,8 +98,9 @@ def parse(path: str, agent: str, name: str) -> Message:
 # -- sending ------------------------------------------------------------------------------
 
 
-def deliver_to_new(data: DataRoot, msg: Message) -> str:
-    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/."""
+def deliver_to_new(data: DataRoot, msg: Message, *, sync_dir: bool = True) -> str:
+    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/
+    (without ``sync_dir`` the caller fsyncs new/ itself, once for many)."""
     check_paths(msg)
     new = maildir.new_dir(data, msg.to)
     tmp = os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}")
@@ -123,7 +124,8 @@ def deliver_to_new(data: DataRoot, msg: Message) -> str:
     # failure of it (a full disk, an I/O error) must not tell the sender otherwise.
     try:
         _unlink(tmp)
-        fsync_dir(new)
+        if sync_dir:
+            fsync_dir(new)
     except OSError:
         pass
     return dest
@@ -150,28 +152,35 @@ def _places(data: DataRoot, msg: Message) -> Iterator[bool]:
         yield os.path.lexists(path)
 
 
-def receive(data: DataRoot, msg: Message) -> bool:
+def receive(data: DataRoot, msg: Message, *, sync: bool = True) -> bool:
     """Store a message from another host once: True when written, False for a
     duplicate. Returning True means the file and new/ are both fsynced (the
-    node acks the stream only then); any failure raises StorageError and
-    nothing is in new/."""
+    node acks the stream only then; with ``sync=False`` new/ is left for the
+    caller to fsync, once for a batch, before it acks); any failure raises
+    StorageError and nothing is in new/."""
     check_paths(msg)
     ensure(data, msg.to)
     if not arrival(_places(data, msg)):
         return False
     _unlink(os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}"))  # a crashed try
     try:
-        deliver_to_new(data, msg)
+        deliver_to_new(data, msg, sync_dir=False)
     except StorageError:
         # The router put it back into new/ between the looks (a requeue): there already.
         if os.path.lexists(os.path.join(maildir.new_dir(data, msg.to), msg.id + SUFFIX)):
             return False
         raise
-    try:
-        fsync_dir(maildir.new_dir(data, msg.to))
-    except OSError as exc:
-        raise maildir.storage_error(maildir.new_dir(data, msg.to), exc) from exc
+    if sync:
+        sync_new(data, msg.to)
     return True
+
+
+def sync_new(data: DataRoot, agent: str) -> None:
+    """fsync ``agent``'s new/: what was linked into it survives a power cut."""
+    try:
+        fsync_dir(maildir.new_dir(data, agent))
+    except OSError as exc:
+        raise maildir.storage_error(maildir.new_dir(data, agent), exc) from exc
 
 
 def _unlink(path: str) -> None:
