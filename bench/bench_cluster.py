@@ -119,6 +119,28 @@ def throughput(host: Any, to: list[str], landed: Landings, n: int, senders: int 
     }
 
 
+def backlog(a: Any, to: list[str], landed: Landings, n: int) -> dict:
+    """A's node stopped while n messages are spooled, then started: the rate
+    from the first arrival on B to the last (the pipeline alone, not the senders)."""
+    a.kill_node()
+    sent = [a.send(to[i % len(to)], BODY, "s0") for i in range(n)]
+    landed.names.clear()
+    a.start_node()
+    try:
+        wait_until(lambda: all(m in landed.at for m in sent), timeout=120, interval=0.01)
+    except AssertionError:
+        pass
+    times = sorted(landed.at[m] for m in sent if m in landed.at)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {
+        "sent": n,
+        "delivered": len(times),
+        "lost": n - len(times),
+        "doubled": len(landed.names) - len(set(landed.names)),
+        "per_s": round((len(times) - 1) / span, 1) if span else 0.0,
+    }
+
+
 def idle_cpu(pid: int, seconds: float) -> float:
     c0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
@@ -171,6 +193,7 @@ def main() -> None:
             cross = latency(a, remote, landed, n_lat)
             landed.names.clear()
             thr = throughput(a, remote, landed, n_thr)
+            blg = backlog(a, remote, landed, n_thr)
             assert a.proc is not None and b.proc is not None
             cpu = {h.name: idle_cpu(p.pid, idle_s) for h, p in ((a, a.proc), (b, b.proc))}
             landed.close()
@@ -211,6 +234,15 @@ def main() -> None:
             f"{thr['sent_per_s']}/s",
         ),
         row(
+            f"throughput to {AGENTS} agents across hosts, a backlog",
+            unit="msg/s",
+            median=blg["per_s"],
+            n=blg["sent"],
+            goal="500, 0 lost",
+            met=blg["per_s"] >= 500 and blg["lost"] == 0 and blg["doubled"] == 0,
+            note=f"lost {blg['lost']}, doubled {blg['doubled']}; first to last arrival",
+        ),
+        row(
             "node daemon idle CPU",
             unit="% core",
             median=max(cpu.values()),
@@ -221,7 +253,7 @@ def main() -> None:
     report(
         "cluster",
         summary,
-        {"one_host": s1, "cross": s2, "throughput": thr, "idle_cpu": cpu},
+        {"one_host": s1, "cross": s2, "throughput": thr, "backlog": blg, "idle_cpu": cpu},
         quick=args.quick,
     )
 

@@ -13,7 +13,7 @@ when there is nothing to do:
   (with ``host``) into KV CMUX_AGENTS.
 - incoming: a durable pull consumer ``mail-<host>`` on this host's mail
   subjects, explicit acks: each message is fsynced into its recipient's
-  new/ (``store.receive``, which drops a duplicate id) and acked only then.
+  new/ (cmux/mail/arrivals.py, which drops a duplicate id) and acked only then.
 - agents: a watch of CMUX_AGENTS, so a remote agent's box becomes a spool
   as soon as it is registered anywhere.
 - heartbeat: every ``heartbeat`` seconds CMUX_HOSTS[<host>] = load, agents,
@@ -46,7 +46,7 @@ from cmux import __version__, events, watch
 from cmux.cluster import bridge
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.config import Config
-from cmux.errors import ClusterError, ConfigError, SessionError, StorageError
+from cmux.errors import ClusterError, ConfigError, SessionError
 from cmux.fsutil import atomic_write, locked, read_json
 from cmux.mail import maildir, store
 from cmux.paths import HUMAN, SUPERVISOR
@@ -54,7 +54,7 @@ from cmux.paths import HUMAN, SUPERVISOR
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 256
-FETCH_WAIT = 1.0  # seconds one pull request waits for a message
+FETCH_WAIT = 2.0  # seconds one pull request waits for a message (idle: one request per)
 FETCH_BATCH = 64  # also the consumer's max_ack_pending: what one node holds unacked
 RETRY = 0.2  # seconds between tries while NATS is away
 
@@ -403,24 +403,20 @@ class Node:
         """Deliveries, in stream order: each into the Maildir (fsynced), then,
         the ack rule, the acks of those stored (or there already)."""
         assert self.nats is not None
-        acks, boxes = [], set()
-        for d in sorted(batch, key=lambda d: d.stream_seq):
-            agent = bridge.subject_agent(d.subject, self.s.project, self.me)
-            outcome = bridge.receive(self.data, agent, d.msg_id, d.data, sync=False)
+        batch = sorted(batch, key=lambda d: d.stream_seq)
+        agents = [bridge.subject_agent(d.subject, self.s.project, self.me) for d in batch]
+        outcomes = bridge.receive_batch(
+            self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
+        )
+        acks = []
+        for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
                 continue  # not acked: delivered again after ack_wait
             acks.append(d)
-            if outcome == "stored" and agent is not None:
-                boxes.add(agent)
+            if outcome == "stored":
                 self.received += 1
                 maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
-        try:
-            for agent in boxes:  # each new/ once for the batch, before any ack
-                store.sync_new(self.data, agent)
-        except StorageError as exc:
-            log.warning("%s; the batch comes again", exc.message)
-            return
         for d in acks:
             d.ack(wait=False)
         self.nats.flush()
@@ -432,7 +428,7 @@ class Node:
         w = self.nats.kv_watch(bridge.AGENTS_KV)
         try:
             while not self.stopping.is_set():
-                entry = w.next(0.5)
+                entry = w.next(FETCH_WAIT)
                 if entry is None:
                     continue
                 pair = bridge.split_key(entry.key)
