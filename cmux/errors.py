@@ -138,3 +138,15 @@ class RefNotFound(GitError):
     def __init__(self, message: str, hint: str | None = None, ref: str = "") -> None:
         super().__init__(message, hint)
         self.ref = ref
+
+
+class ClusterError(CmuxError):
+    """The cluster (NATS JetStream, docs/CLUSTER.md) refused or did not answer."""
+
+
+class NatsUnavailable(ClusterError):
+    """No NATS server answered at the configured address (or it lost us)."""
+
+
+class NatsTimeout(ClusterError):
+    """NATS did not answer within the time allowed (a publish ack, a KV write)."""
