@@ -246,6 +246,8 @@ def stop(cfg: Config) -> StopResult:
     last = resume.load(cfg.data)
     ended: list[Agent] = []
     for agent in registry.list_agents(cfg.data):
+        if agent.host:
+            continue  # on another host's server: `cmux kill NAME` ends it there
         if agent.state != "killed" and registry.on_server(agent, server):
             save_log(cfg, tmux, agent)
         if agent.live:

@@ -139,7 +139,9 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
 
     States: starting, idle, busy, waiting (a permission prompt), done and
     blocked (reported by the agent), rate-limited, overloaded, auth-error,
-    stuck, crashed, exited(code), killed (the table in README.md).
+    stuck, crashed, exited(code), killed (the table in README.md); an agent
+    on another host (the HOST column) is unreachable while its host does not
+    answer and lost after [cluster] host_timeout.
     With --watch, what changed since the last refresh is shown highlighted
     for a few seconds.
     """
