@@ -415,7 +415,7 @@ HOST = Table(
         # How to run cmux there (default: cmux on the PATH of a non-interactive ssh).
         "cmux": Text(),
     },
-    required=("ssh", "dir"),
+    required=("dir", "ssh"),
     doc="docs/CLUSTER.md",
 )
 

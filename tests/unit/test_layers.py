@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux.agents.adapters.capabilities",
         ],
     ),
-    ("gateways", ["cmux.tmux", "cmux.git", "cmux.watch"]),
+    ("gateways", ["cmux.tmux", "cmux.git", "cmux.watch", "cmux.ssh"]),
     # The stores: the mailbox, the journal, and the agents' registry with the
     # identity check that reads it (an agent signs only as itself).
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
