@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from cmux.errors import CmuxError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cmux.config import Config
+
 
 @dataclass
 class Check:
@@ -100,6 +104,7 @@ def run_checks() -> list[Check]:
                     f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix
                 )
             )
+    checks += check_hosts(cfg)
     from cmux.tmux import Tmux
 
     tmux = Tmux.for_config(cfg)
@@ -128,3 +133,16 @@ def run_checks() -> list[Check]:
             )
         )
     return checks
+
+
+def check_hosts(cfg: Config) -> list[Check]:
+    """Each host of ``[hosts]``, probed over one ssh call: ssh, tmux, git,
+    python, cmux, the agent programs (cmux/remote/probe.py says what is wrong)."""
+    from cmux import __version__
+    from cmux.remote import probe
+
+    out = []
+    for info in probe.probe_all(cfg):
+        for f in probe.decide(info, local_cmux=__version__):
+            out.append(Check(f"host {info.name}: {f.what}", f.status, f.detail, f.fix))
+    return out

@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # The stores: the mailbox, the journal, and the agents' registry with the
     # identity check that reads it (an agent signs only as itself).
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
-    ("agents", ["cmux.agents"]),
+    ("agents", ["cmux.agents", "cmux.remote"]),
     ("health", ["cmux.health"]),
     ("delivery and merging", ["cmux.delivery", "cmux.merge"]),
     ("daemons and views", ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper"]),
