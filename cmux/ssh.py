@@ -40,7 +40,9 @@ ALIVE = 3  # seconds between keep-alives on an idle connection
 ALIVE_COUNT = 2  # unanswered keep-alives before the connection is given up
 PERSIST = 60  # seconds a ControlMaster stays after its last use
 SSH_EXIT = 255  # ssh's own failure (the remote command's status otherwise)
-_SOCKET_MAX = 100  # a unix socket's path is at most 108 bytes; %C is 40
+# A unix socket's path is at most 108 bytes: the folder, "/", %C (40) and the
+# ".XXXXXXXXXXXXXXXX" ssh adds to the name while it makes the socket.
+_SOCKET_MAX = 104 - 1 - 40 - 17
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,24 @@ class Result:
 
 def _control_dir(data: DataRoot) -> str:
     here = os.path.join(str(data.run_dir), "ssh")
-    if len(here) + 41 <= _SOCKET_MAX:
+    if len(here) <= _SOCKET_MAX:
         return here
     import hashlib
 
     digest = hashlib.sha1(here.encode()).hexdigest()[:12]
     return os.path.join(tempfile.gettempdir(), f"cmux-ssh-{os.getuid()}", digest)
+
+
+def _what_it_said(text: str) -> str:
+    """The words of a failed command worth showing: from cmux's own
+    ``error:`` line on when there is one, else the last lines (at most 400
+    characters)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "no output"
+    start = next((i for i, ln in enumerate(lines) if "error:" in ln), max(0, len(lines) - 3))
+    said = " ".join(lines[start:])
+    return said if len(said) <= 400 else said[:399] + "…"
 
 
 class Ssh:
@@ -165,11 +179,10 @@ class Ssh:
         if result.code == SSH_EXIT:
             raise self._ssh_failed(result.err)
         if check and result.code != 0:
-            words = result.err.strip() or result.out.strip()
             shown = command if isinstance(command, str) else shlex.join(command)
             raise RemoteCommandFailed(
                 f"on {self.host.name}: `{shown[:80]}` failed (exit {result.code}): "
-                + (words.splitlines()[-1] if words else "no output"),
+                + _what_it_said(result.err or result.out),
                 f"run it there by hand to see why: ssh {self.host.ssh}",
                 self.host.name,
                 stderr=result.err,

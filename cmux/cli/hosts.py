@@ -63,3 +63,15 @@ def hosts_cmd(names: tuple[str, ...], as_json: bool, timeout: float) -> None:
             progs if i.reachable else f"{i.error} ({i.hint})" if i.hint else i.error,
         )
     ui.print_renderable(table)
+
+
+@click.command("_host-spawn", hidden=True)
+def host_spawn_cmd() -> None:
+    """Run on another host by `cmux spawn --host` over ssh: the spec as JSON
+    on stdin; prints the new agent's record as JSON (cmux/remote/there.py)."""
+    import json
+    import sys
+
+    from cmux.remote.there import spawn_here
+
+    ui.print_json(spawn_here(json.loads(sys.stdin.read())))

@@ -1,0 +1,95 @@
+"""`cmux spawn --host b` from host a: a clone fetched from a over ssh, a
+worker in its own tmux server on b, its commit on a's trunk as cmux/NAME at
+its `mailbox done`, and `cmux kill` from a ending it there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import git, wait_until
+from tests.multihost.conftest import Cluster
+
+pytestmark = [pytest.mark.multihost, pytest.mark.timeout(90)]
+
+WORK = (
+    "echo made-on-b > b.txt && git add b.txt && git commit -qm 'b.txt, from host b' "
+    '&& mailbox done "committed b.txt"; exec sleep 600'
+)
+
+
+def record_on(root: Path, name: str) -> dict | None:
+    found = list(root.glob(f"work/*/.cmux/state/agents/{name}.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def branch_file(project: Path, ref: str, path: str) -> str | None:
+    proc = subprocess.run(
+        ["git", "show", f"{ref}:{path}"], cwd=project, capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: Cluster) -> None:
+    a, b = cluster.hosts["a"], cluster.hosts["b"]
+    (cluster.project / "cmux.toml").write_text(cluster.toml())
+    trunk_before = git(cluster.project, "rev-parse", "main").strip()
+
+    r = a.cmux(
+        "spawn",
+        "w1",
+        "--host",
+        "b",
+        "--task",
+        "commit b.txt",
+        "--command",
+        WORK,
+        "--json",
+        cwd=cluster.project,
+        timeout=60,
+    )
+    assert r.code == 0, r.err
+    here = r.json()
+    assert here["host"] == "b" and here["branch"] == "cmux/w1" and here["pane_id"] is None
+    assert here["cwd"].startswith(str(b.dir))  # its clone lives on b
+
+    wait_until(
+        lambda: branch_file(cluster.project, "cmux/w1", "b.txt") == "made-on-b",
+        timeout=30,
+        interval=0.2,
+        what="b's commit on the trunk as cmux/w1",
+    )
+    tip = git(cluster.project, "rev-parse", "cmux/w1").strip()
+    assert git(cluster.project, "rev-parse", "cmux/w1^").strip() == trunk_before
+    assert (
+        git(cluster.project, "rev-parse", "main").strip() == trunk_before
+    )  # trunk itself: untouched
+    there = wait_until(
+        lambda: (rec := record_on(b.root, "w1")) and rec["state"] == "done" and rec,
+        timeout=10,
+        what="w1 done in b's registry",
+    )
+    assert there["trunk"] and there["branch"] == "cmux/w1"
+    assert git(Path(there["worktree"]), "rev-parse", "HEAD").strip() == tip
+    # The worker's environment on b: b's own data root.
+    env = (Path(there["worktree"]) / ".git").exists() and there["cwd"]
+    assert env and str(b.dir) in env
+
+    status = a.cmux("status", "--json", cwd=cluster.project)
+    rows = {row["name"]: row for row in status.json()}
+    assert rows["w1"]["host"] == "b"
+
+    k = a.cmux("kill", "w1", "--json", cwd=cluster.project)
+    assert k.code == 0, k.err
+    assert "pushed" in k.json()["reason"]
+    assert json.loads((cluster.project / ".cmux/state/agents/w1.json").read_text())["state"] == (
+        "killed"
+    )
+    wait_until(
+        lambda: (rec := record_on(b.root, "w1")) and rec["state"] == "killed",
+        timeout=10,
+        what="w1 killed on b",
+    )
