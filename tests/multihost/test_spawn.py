@@ -16,7 +16,8 @@ from tests.multihost.conftest import Cluster
 pytestmark = [pytest.mark.multihost, pytest.mark.timeout(90)]
 
 WORK = (
-    "echo made-on-b > b.txt && git add b.txt && git commit -qm 'b.txt, from host b' "
+    'echo made-on-b > b.txt && printf \'%s\\n\' "$CMUX_AGENT" "$CMUX_HOME" > env.txt '
+    "&& git add b.txt env.txt && git commit -qm 'b.txt, from host b' "
     '&& mailbox done "committed b.txt"; exec sleep 600'
 )
 
@@ -67,16 +68,18 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
     assert (
         git(cluster.project, "rev-parse", "main").strip() == trunk_before
     )  # trunk itself: untouched
-    there = wait_until(
-        lambda: (rec := record_on(b.root, "w1")) and rec["state"] == "done" and rec,
-        timeout=10,
-        what="w1 done in b's registry",
-    )
+
+    def done_there() -> dict | None:
+        rec = record_on(b.root, "w1")
+        return rec if rec is not None and rec["state"] == "done" else None
+
+    there = wait_until(done_there, timeout=10, what="w1 done in b's registry")
+    assert there is not None
     assert there["trunk"] and there["branch"] == "cmux/w1"
     assert git(Path(there["worktree"]), "rev-parse", "HEAD").strip() == tip
-    # The worker's environment on b: b's own data root.
-    env = (Path(there["worktree"]) / ".git").exists() and there["cwd"]
-    assert env and str(b.dir) in env
+    # The environment contract on b: its own name, and b's data root as CMUX_HOME.
+    agent, home = (branch_file(cluster.project, "cmux/w1", "env.txt") or "").splitlines()
+    assert agent == "w1" and home.startswith(str(b.dir)) and home.endswith("/.cmux")
 
     status = a.cmux("status", "--json", cwd=cluster.project)
     rows = {row["name"]: row for row in status.json()}
