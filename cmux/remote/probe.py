@@ -25,6 +25,7 @@ from cmux.ssh import Ssh
 PROBE_TIMEOUT = 20.0  # seconds one host's probe may take in all
 TMUX_MIN = (3, 2)
 PYTHON_MIN = (3, 10)
+VERSIONED = {"cmux", "git", "python", "tmux"}  # (a set: no argv for the gateway test)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def parse(info: HostInfo, text: str) -> HostInfo:
                 pass
         elif key == "cores":
             info.cores = int(value) if value.isdigit() else None
-        elif key in ("tmux", "git", "python", "cmux") and value:
+        elif key in VERSIONED and value:
             info.versions[key] = value
         elif key == "dir":
             info.dir_ok = value == "yes"

@@ -64,7 +64,7 @@ def trunk_host(trunk: str) -> Host | None:
     (None: a path, or another kind of URL git handles alone)."""
     if "://" in trunk:
         parts = urlsplit(trunk)
-        if parts.scheme not in ("ssh", "git+ssh") or not parts.hostname:
+        if parts.scheme not in {"ssh", "git+ssh"} or not parts.hostname:
             return None
         user = f"{parts.username}@" if parts.username else ""
         return Host(name="trunk", ssh=f"{user}{parts.hostname}", dir="", port=parts.port)
