@@ -40,6 +40,22 @@ need_git() {
     fi
 }
 
+need_nats_server() {
+    # For the cluster tier (tests/cluster/): Debian's nats-server. Never fatal:
+    # without it that tier is skipped, and says so.
+    command -v nats-server >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing nats-server with apt-get for the cluster tier ..."
+        (apt-get -o DPkg::Lock::Timeout=120 update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \
+                install -y -qq nats-server) >&2 \
+            || say "apt-get could not install nats-server; the cluster tier will be skipped."
+    else
+        say "nats-server is not installed (not root, or no apt-get): the cluster tier will be" \
+            "skipped; to run it:  sudo apt-get install nats-server"
+    fi
+}
+
 pick_python() {
     local p
     for p in "${CMUX_BOOT_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
@@ -56,7 +72,8 @@ pick_python() {
 need_venv() {
     # $1: "dev" to include the test tools.
     local extra="" stamp="$CMUX_VENV/.cmux-installed" want
-    [ "${1:-}" = dev ] && extra="[dev]"
+    # The dev venv holds the test tools and the cluster extra (nats-py) too.
+    [ "${1:-}" = dev ] && extra="[dev,cluster]"
     want="$(cat "$CMUX_REPO/pyproject.toml" | cksum | cut -d' ' -f1)$extra compat"
     if [ -x "$CMUX_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         return 0

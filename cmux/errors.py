@@ -164,3 +164,15 @@ class RemoteCommandFailed(HostError):
     ) -> None:
         super().__init__(message, hint, host)
         self.stderr = stderr
+
+
+class ClusterError(CmuxError):
+    """The cluster (NATS JetStream, docs/CLUSTER.md) refused or did not answer."""
+
+
+class NatsUnavailable(ClusterError):
+    """No NATS server answered at the configured address (or it lost us)."""
+
+
+class NatsTimeout(ClusterError):
+    """NATS did not answer within the time allowed (a publish ack, a KV write)."""
