@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 def hosts(cfg: Config, *, only: list[str] | None = None, timeout: float = 20.0) -> list[HostInfo]:
     """Every host (or those in ``only``), each probed by one ssh call at once;
-    UsageError for a name that is not in ``[hosts]``."""
+    the agents there take the states seen (unreachable when their host does
+    not answer). UsageError for a name that is not in ``[hosts]``."""
     from cmux.config import hosts as configured
     from cmux.errors import UsageError
     from cmux.remote import probe
@@ -23,4 +24,8 @@ def hosts(cfg: Config, *, only: list[str] | None = None, timeout: float = 20.0) 
                 f"no host named {name!r} in cmux.toml",
                 "the hosts: " + (", ".join(sorted(known)) or "none ([hosts.NAME] entries)"),
             )
-    return probe.probe_all(cfg, only=only or None, timeout=timeout)
+    infos = probe.probe_all(cfg, only=only or None, timeout=timeout)
+    from cmux.remote.place import sync_states
+
+    sync_states(cfg, infos)  # what was seen of each host is what its agents are now
+    return infos

@@ -213,3 +213,47 @@ def attach(cfg: Config, agent: Agent) -> None:
     _, ssh, _ = _there(cfg, agent)
     argv = attach_argv(cfg, agent)
     ssh.exec_tty(argv[argv.index("--") + 1])
+
+
+def state_moves(
+    agents: list[Agent], infos: list[HostInfo], *, now: float, host_timeout: float
+) -> list[tuple[str, registry.State, str]]:
+    """What a probe of the hosts says of the agents there (pure): (name, new
+    state, why). A host that does not answer makes its live agents
+    ``unreachable`` (never exited: they may still run) and, past
+    ``host_timeout`` s of that, ``lost``; a host that answers gives each of
+    its agents the state its own registry there holds."""
+    by_name = {i.name: i for i in infos}
+    moves: list[tuple[str, registry.State, str]] = []
+    for a in agents:
+        info = by_name.get(a.host or "")
+        if info is None or a.state in registry.GONE:
+            continue
+        if not info.reachable:
+            if a.state in registry.LIVE:
+                moves.append((a.name, "unreachable", f"host {a.host} does not answer"))
+            elif a.state == "unreachable" and now - (a.since or a.updated) >= host_timeout:
+                moves.append((a.name, "lost", f"host {a.host} gone past {host_timeout:g} s"))
+            continue
+        there = info.states.get(a.name)
+        if there in registry.STATES and there != a.state:
+            moves.append((a.name, there, f"as host {a.host} reports"))
+    return moves
+
+
+def sync_states(cfg: Config, infos: list[HostInfo]) -> list[Agent]:
+    """Apply :func:`state_moves` to this registry (each move only from the
+    state it was decided on: a change meanwhile wins). The changed agents."""
+    import time
+
+    timeout = float(cfg.section("cluster").get("host_timeout", 60))
+    agents = registry.list_agents(cfg.data)
+    states = {a.name: a.state for a in agents}
+    changed = []
+    for name, new, why in state_moves(agents, infos, now=time.time(), host_timeout=timeout):
+        moved = registry.transition(
+            cfg.data, name, new, reason=why, strict=False, only_from={states[name]}
+        )
+        if moved.state == new:
+            changed.append(moved)
+    return changed

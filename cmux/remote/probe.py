@@ -10,6 +10,7 @@ wrong with it and what to do. A host that does not answer is a HostInfo with
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import time
@@ -45,6 +46,7 @@ class HostInfo:
     programs: dict[str, str] = field(default_factory=dict)  # agent program -> its path there
     dir_ok: bool | None = None  # the checkout folder is (or can be made) writable
     agents: int = 0  # agents there this host's registry knows of (not gone)
+    states: dict[str, str] = field(default_factory=dict)  # agent -> its state, as it says
     limit: int | None = None  # [hosts.NAME] agents
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,8 +73,9 @@ def programs_of(cfg: Config) -> list[str]:
     return out
 
 
-def script(host: Host, programs: list[str]) -> str:
-    """The probe: POSIX sh, one ``key<TAB>value`` line per fact."""
+def script(host: Host, programs: list[str], project: str | None = None) -> str:
+    """The probe: POSIX sh, one ``key<TAB>value`` line per fact; with
+    ``project`` (the project's home there) also each agent's state there."""
     q = shlex.quote
     lines = [
         'fact() { printf \'%s\\t%s\\n\' "$1" "$2"; }',
@@ -88,6 +91,14 @@ def script(host: Host, programs: list[str]) -> str:
     ]
     for exe in programs:
         lines.append(f'fact program:{q(exe)} "$(command -v {q(exe)})"')
+    if project:
+        # A record is JSON with one space of indent (cmux.fsutil.write_json).
+        agents = q(os.path.join(project, ".cmux", "state", "agents"))
+        lines += [
+            f'for f in {agents}/*.json; do [ -f "$f" ] || continue; n=$(basename "$f" .json)',
+            r'''  fact "agent:$n" "$(sed -n 's/^ "state": "\([a-z-]*\)",\{0,1\}$/\1/p' "$f")"''',
+            "done",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -109,6 +120,8 @@ def parse(info: HostInfo, text: str) -> HostInfo:
             info.dir_ok = value == "yes"
         elif key.startswith("program:"):
             info.programs[key.partition(":")[2]] = value
+        elif key.startswith("agent:") and value:
+            info.states[key.partition(":")[2]] = value
     return info
 
 
@@ -120,13 +133,28 @@ def _known_agents(cfg: Config) -> dict[str, int]:
     return counts
 
 
+def _project_there(cfg: Config, host: Host) -> str | None:
+    """The project's home on ``host`` (cmux/remote/there.py), when cmux knows
+    the trunk's URL it is named after."""
+    from cmux.errors import CmuxError
+    from cmux.remote.there import project_dir
+
+    try:
+        from cmux.remote.place import trunk_url
+
+        return project_dir(host.dir, trunk_url(cfg))
+    except CmuxError:
+        return None
+
+
 def probe(cfg: Config, host: Host, *, timeout: float = PROBE_TIMEOUT) -> HostInfo:
     """One host, by one ssh call."""
     info = HostInfo(name=host.name, ssh=host.ssh, dir=host.dir, limit=host.agents)
     ssh = Ssh(host, cfg.data, connect_timeout=min(timeout, 5.0))
+    text = script(host, programs_of(cfg), _project_there(cfg, host))
     t0 = time.monotonic()
     try:
-        result = ssh.run("sh -s", input=script(host, programs_of(cfg)).encode(), timeout=timeout)
+        result = ssh.run("sh -s", input=text.encode(), timeout=timeout)
     except HostError as exc:
         info.error, info.hint = exc.message, exc.hint or ""
     else:

@@ -27,6 +27,11 @@ def record_on(root: Path, name: str) -> dict | None:
     return json.loads(found[0].read_text()) if found else None
 
 
+def state_on_a(cluster: Cluster, name: str) -> str:
+    record = cluster.project / ".cmux" / "state" / "agents" / f"{name}.json"
+    return str(json.loads(record.read_text())["state"])
+
+
 def branch_file(project: Path, ref: str, path: str) -> str | None:
     proc = subprocess.run(
         ["git", "show", f"{ref}:{path}"], cwd=project, capture_output=True, text=True, check=False
@@ -85,12 +90,25 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
     rows = {row["name"]: row for row in status.json()}
     assert rows["w1"]["host"] == "b"
 
+    # b cut off: a's look at the hosts makes w1 unreachable (not exited); back, done again.
+    cluster.cut("b")
+    assert a.cmux("hosts", "--timeout", "3", cwd=cluster.project).code == 0
+    assert state_on_a(cluster, "w1") == "unreachable"
+    cluster.mend("b")
+    wait_until(
+        lambda: (
+            a.cmux("hosts", "--timeout", "3", cwd=cluster.project).code == 0
+            and state_on_a(cluster, "w1") == "done"
+        ),
+        timeout=25,
+        interval=0.5,
+        what="w1 done again on a once b answers",
+    )
+
     k = a.cmux("kill", "w1", "--json", cwd=cluster.project)
     assert k.code == 0, k.err
     assert "pushed" in k.json()["reason"]
-    assert json.loads((cluster.project / ".cmux/state/agents/w1.json").read_text())["state"] == (
-        "killed"
-    )
+    assert state_on_a(cluster, "w1") == "killed"
     wait_until(
         lambda: (rec := record_on(b.root, "w1")) and rec["state"] == "killed",
         timeout=10,

@@ -49,3 +49,24 @@ def test_decide_says_what_to_fix_on_a_host() -> None:
 def test_an_unreachable_host_is_one_failed_finding_with_its_hint() -> None:
     info = HostInfo(name="b", ssh="u@h", dir="/srv", error="host b is unreachable", hint="is it up")
     assert probe.decide(info) == [probe.Finding("ssh", "fail", "host b is unreachable", "is it up")]
+
+
+def test_a_probe_moves_the_agents_of_each_host_as_seen() -> None:
+    from cmux.agents.registry import Agent
+    from cmux.remote.place import state_moves
+
+    agents = [
+        Agent(name="w1", host="b", state="busy"),
+        Agent(name="w2", host="b", state="unreachable", since=1000.0),
+        Agent(name="w3", host="c", state="unreachable", since=1000.0),
+        Agent(name="w4", host="c", state="killed"),
+        Agent(name="w5", state="busy"),  # this host's own: no probe says anything of it
+        Agent(name="w6", host="c", state="idle"),
+    ]
+    down = HostInfo(name="b", ssh="b", dir="/", reachable=False, error="no route")
+    up = HostInfo(name="c", ssh="c", dir="/", reachable=True)
+    up.states = {"w3": "done", "w4": "idle", "w6": "idle", "w9": "busy"}
+    moves = state_moves(agents, [down, up], now=1030.0, host_timeout=60)
+    assert [(n, s) for n, s, _ in moves] == [("w1", "unreachable"), ("w3", "done")]
+    later = state_moves(agents, [down, up], now=1061.0, host_timeout=60)
+    assert ("w2", "lost") in [(n, s) for n, s, _ in later]
