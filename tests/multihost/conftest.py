@@ -96,8 +96,12 @@ class Host:
         )
         return Run(proc.returncode, proc.stdout, proc.stderr, (time.monotonic() - t0) * 1000)
 
+    @property
+    def cmux_path(self) -> Path:
+        return BIN / "cmux"
+
     def cmux(self, *args: str, cwd: Path | None = None, timeout: float = 60) -> Run:
-        return self.run(str(BIN / "cmux"), *args, cwd=cwd, timeout=timeout)
+        return self.run(str(self.cmux_path), *args, cwd=cwd, timeout=timeout)
 
 
 @dataclass

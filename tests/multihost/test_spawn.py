@@ -41,7 +41,7 @@ def branch_file(project: Path, ref: str, path: str) -> str | None:
 
 def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: Cluster) -> None:
     a, b = cluster.hosts["a"], cluster.hosts["b"]
-    (cluster.project / "cmux.toml").write_text(cluster.toml())
+    (cluster.project / "cmux.toml").write_text(cluster.toml('[merge]\ntrunk = "main"\n'))
     trunk_before = git(cluster.project, "rev-parse", "main").strip()
 
     r = a.cmux(
@@ -89,6 +89,27 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
     status = a.cmux("status", "--json", cwd=cluster.project)
     rows = {row["name"]: row for row in status.json()}
     assert rows["w1"]["host"] == "b"
+
+    # The merge queue on a lands b's branch as any other.
+    queued = a.cmux("merge", "w1", "--json", cwd=cluster.project)
+    assert queued.code == 0, queued.err
+    merger = subprocess.Popen(
+        ["ip", "netns", "exec", a.ns, str(a.cmux_path), "merger"],
+        cwd=cluster.project,
+        env=a.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: branch_file(cluster.project, "main", "b.txt") == "made-on-b",
+            timeout=30,
+            interval=0.2,
+            what="b's commit landed on main by the merger",
+        )
+    finally:
+        merger.terminate()
+        merger.wait(timeout=10)
 
     # b cut off: a's look at the hosts makes w1 unreachable (not exited); back, done again.
     cluster.cut("b")
