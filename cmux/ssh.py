@@ -164,6 +164,7 @@ class Ssh:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                self._drop_master()
                 raise HostUnreachable(
                     f"host {self.host.name} ({self.host.ssh}) did not answer within {timeout:g} s",
                     "is it up and on the network? try `ssh " + self.host.ssh + "` by hand",
@@ -188,6 +189,16 @@ class Ssh:
                 stderr=result.err,
             )
         return result
+
+    def _drop_master(self) -> None:
+        """Tell this host's ControlMaster to go (over its local socket): after
+        a call that got no answer it may hang on a dead link, and every later
+        call would wait on it until its keep-alives give up."""
+        argv = [*self.options(), "-O", "exit", self.host.ssh]
+        try:
+            subprocess.run(argv, capture_output=True, timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
 
     def _ssh_failed(self, stderr: str) -> HostUnreachable | HostAuthFailed:
         words = stderr.strip().splitlines()[-1] if stderr.strip() else "ssh failed"

@@ -70,3 +70,15 @@ def test_a_probe_moves_the_agents_of_each_host_as_seen() -> None:
     assert [(n, s) for n, s, _ in moves] == [("w1", "unreachable"), ("w3", "done")]
     later = state_moves(agents, [down, up], now=1061.0, host_timeout=60)
     assert ("w2", "lost") in [(n, s) for n, s, _ in later]
+
+
+def test_placement_by_load_takes_the_least_loaded_host_with_room() -> None:
+    from cmux.remote.place import choose
+
+    b = HostInfo(name="b", ssh="b", dir="/", reachable=True, load=1.0, cores=4, limit=2)
+    c = HostInfo(name="c", ssh="c", dir="/", reachable=True, load=0.9, cores=1)
+    d = HostInfo(name="d", ssh="d", dir="/", reachable=False)
+    assert choose(0.5, [b, c, d], {}) == "b"  # 0.25 per core
+    assert choose(0.5, [b, c, d], {"b": 2}) == "local"  # b is full; c (0.9) is busier than here
+    assert choose(0.1, [b, c, d], {}) == "local"
+    assert choose(2.0, [c, d], {}) == "c"
