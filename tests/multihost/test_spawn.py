@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import git, wait_until
-from tests.multihost.conftest import Cluster
+from tests.multihost.conftest import Cluster, Host
 
 pytestmark = [pytest.mark.multihost, pytest.mark.timeout(90)]
 
@@ -25,6 +25,15 @@ WORK = (
 def record_on(root: Path, name: str) -> dict | None:
     found = list(root.glob(f"work/*/.cmux/state/agents/{name}.json"))
     return json.loads(found[0].read_text()) if found else None
+
+
+def clients_on(host: Host) -> list[str]:
+    """The windows the terminal clients of the host's tmux servers look at."""
+    out: list[str] = []
+    for sock in host.root.glob("tmux/tmux-*/*"):
+        listed = host.run("tmux", "-S", str(sock), "list-clients", "-F", "#{window_name}")
+        out += listed.out.split() if listed.code == 0 else []
+    return out
 
 
 def state_on_a(cluster: Cluster, name: str) -> str:
@@ -125,6 +134,21 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
         interval=0.5,
         what="w1 done again on a once b answers",
     )
+
+    # `cmux attach w1` on a: a terminal client of w1's tmux server on b, through ssh -t.
+    attached = subprocess.Popen(
+        ["ip", "netns", "exec", a.ns, "script", "-qfc", f"{a.cmux_path} attach w1", "/dev/null"],
+        cwd=cluster.project,
+        env={**a.env, "TERM": "xterm"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: clients_on(b) == ["w1"], timeout=20, what="a client on b's w1")
+    finally:
+        attached.kill()
+        attached.wait(timeout=10)
 
     k = a.cmux("kill", "w1", "--json", cwd=cluster.project)
     assert k.code == 0, k.err
