@@ -121,3 +121,24 @@ def test_status_shows_the_host_column_only_when_an_agent_is_elsewhere() -> None:
     table = ui.status_table(rows, width=200)
     assert "HOST" in [c.header for c in table.columns]
     assert ui.status_cells(rows[1])["HOST"] == "b"
+
+
+def test_workers_spawn_takes_a_host_as_cmux_spawn_does() -> None:
+    from click.testing import CliRunner
+
+    from cmux.agenttools.workers import parser
+    from cmux.cli.agents import spawn_cmd
+
+    args = parser().parse_args(["spawn", "w1", "--host", "b", "--task", "t"])
+    assert args.host == "b"
+    assert "--host NAME" in CliRunner().invoke(spawn_cmd, ["--help"]).output
+
+
+def test_a_worker_elsewhere_takes_no_dir_nor_worktree(tmp_path: Path) -> None:
+    from cmux.errors import UsageError
+    from cmux.ops.agents import spawn
+
+    cfg = loaded(tmp_path, "[hosts.b]\nssh = 'h'\ndir = '/x'\n")
+    with pytest.raises(UsageError) as err:
+        spawn(cfg, "w1", task="t", host="b", worktree=True)
+    assert "its own clone" in (err.value.hint or "")
