@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "merge": "cmux.cli.merge:merge_cmd",
     "queue": "cmux.cli.merge:queue_cmd",
     "merger": "cmux.cli.merge:merger_cmd",
+    "node": "cmux.cli.node:node_cmd",
     "journal": "cmux.cli.journal:journal_group",
     "health": "cmux.cli.health:health_cmd",
     "rollback": "cmux.cli.health:rollback_cmd",

@@ -136,9 +136,14 @@ class Delivery:
     def msg_id(self) -> str | None:
         return self.headers.get(MSG_ID)
 
-    def ack(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Acknowledge, and wait for the server to confirm it (a double ack)."""
-        self._conn._call(self._msg.ack_sync(timeout=timeout), timeout, "an ack")
+    def ack(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Acknowledge; with ``wait``, until the server confirms it (a double
+        ack). Without, the ack is sent (``Nats.flush`` pushes it out) and a
+        lost one only means one more delivery, which the store drops."""
+        if wait:
+            self._conn._call(self._msg.ack_sync(timeout=timeout), timeout, "an ack")
+        else:
+            self._conn._call(self._msg.ack(), timeout, "an ack")
 
     def nak(self, delay: float | None = None) -> None:
         """Ask for redelivery (after ``delay`` seconds)."""
@@ -166,10 +171,10 @@ class Consumer:
             return []
         return [Delivery(self._conn, m) for m in msgs]
 
-    def pending(self) -> int:
-        """Messages not yet delivered plus delivered but not acked."""
+    def pending(self) -> tuple[int, int]:
+        """(messages not delivered yet, delivered but not acked)."""
         info = self._conn._call(self._sub.consumer_info(), DEFAULT_TIMEOUT, "consumer info")
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
 
 class Watch:
@@ -275,6 +280,10 @@ class Nats:
         except Exception as exc:
             raise _translate(exc, what) from exc
 
+    def flush(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Everything sent so far has reached the server (a PING/PONG)."""
+        self._call(self._nc.flush(timeout=max(1, int(timeout))), timeout + 1.0, "a flush")
+
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -359,8 +368,18 @@ class Nats:
 
     # -- consume ---------------------------------------------------------------------------
 
-    def pull(self, stream: str, durable: str, subject: str, *, ack_wait: float = 30.0) -> Consumer:
-        """The durable pull consumer ``durable`` (made if missing), explicit acks."""
+    def pull(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        *,
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 1000,
+    ) -> Consumer:
+        """The durable pull consumer ``durable`` (made if missing, kept as it is
+        if there), explicit acks: a message not acked within ``ack_wait`` is
+        delivered again; at most ``max_ack_pending`` are out unacked."""
 
         async def run() -> Any:
             cfg = api.ConsumerConfig(
@@ -369,6 +388,7 @@ class Nats:
                 deliver_policy=api.DeliverPolicy.ALL,
                 ack_wait=ack_wait,
                 max_deliver=-1,
+                max_ack_pending=max_ack_pending,
                 filter_subject=subject,
             )
             return await self._js.pull_subscribe(

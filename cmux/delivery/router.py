@@ -161,6 +161,8 @@ class Router:
         return where
 
     def deliver_agent(self, name: str) -> None:
+        if maildir.remote_host(self.data, name):
+            return  # the agent lives on another host: the node daemon's spool (docs/CLUSTER.md)
         if not store.pending(self.data, name):
             self._release(name)
             return
