@@ -102,7 +102,8 @@ class AgentList:
         return self.agents
 
 
-DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "node.pid")  # in state/run/, written by the daemons
+# In state/run/, written by the daemons.
+DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "node.pid")
 
 
 def end_leftovers(cfg: Config) -> list[str]:
