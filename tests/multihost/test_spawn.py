@@ -28,10 +28,12 @@ def record_on(root: Path, name: str) -> dict | None:
 
 
 def clients_on(host: Host) -> list[str]:
-    """The windows the terminal clients of the host's tmux servers look at."""
+    """The windows the terminal clients of the host's tmux servers look at
+    (not the control-mode clients of cmux's own daemons)."""
     out: list[str] = []
+    shown = "#{?client_control_mode,,#{window_name}}"
     for sock in host.root.glob("tmux/tmux-*/*"):
-        listed = host.run("tmux", "-S", str(sock), "list-clients", "-F", "#{window_name}")
+        listed = host.run("tmux", "-S", str(sock), "list-clients", "-F", shown)
         out += listed.out.split() if listed.code == 0 else []
     return out
 
@@ -145,7 +147,7 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: clients_on(b) == ["w1"], timeout=20, what="a client on b's w1")
+        wait_until(lambda: clients_on(b) == ["w1"], timeout=20, what="a terminal on b's w1")
     finally:
         attached.kill()
         attached.wait(timeout=10)
