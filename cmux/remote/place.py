@@ -25,7 +25,7 @@ from cmux.config import Config, Host, hosts, this_host
 from cmux.errors import AgentError, ConfigError, DuplicateAgent, GitError, UsageError
 from cmux.fsutil import locked
 from cmux.remote.probe import HostInfo
-from cmux.remote.there import project_dir, settings_for
+from cmux.remote.there import project_dir, settings_for, spool
 from cmux.ssh import Ssh
 
 SPAWN_TIMEOUT = 90.0  # a clone over ssh, a session started there
@@ -173,9 +173,7 @@ def spawn_on(
             host=host_name,
         )
         registry.save(cfg.data, agent, event="spawn", host=host_name, profile=agent.profile)
-        from cmux.mail import store
-
-        store.ensure(cfg.data, name)  # its mail is spooled here for its host
+        spool(cfg, name, host_name)  # its mail waits here for the node daemon to send
     events.record(cfg.data, "host-spawn", name, host=host_name, trunk=trunk, base=base)
     return agent
 

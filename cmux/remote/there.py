@@ -120,7 +120,6 @@ def settings_for(cfg: Config, host: str) -> dict[str, Any]:
 def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:
     """Prepare the checkout and start the agent on this host (see the module)."""
     from cmux.agents import registry, session, spawn
-    from cmux.mail import store
 
     name, trunk, base = spec["name"], spec["trunk"], spec["base"]
     registry.validate_name(name)
@@ -143,11 +142,12 @@ def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:
     repo = git.clone(trunk, path, env=env)
     repo.switch_new(branch, f"origin/{base}")
     parent = spec.get("parent") or "supervisor"
+    far_host = spec.get("from_host") or "trunk"
     if not registry.exists(cfg.data, parent):
         role = "supervisor" if parent == "supervisor" else "worker"
-        far = Agent(name=parent, role=role, state="idle", host=spec.get("from_host") or "trunk")
+        far = Agent(name=parent, role=role, state="idle", host=far_host)
         registry.save(cfg.data, far, event=None)
-    store.ensure(cfg.data, parent)
+    spool(cfg, parent, far_host)
     agent = spawn.spawn(
         cfg,
         name,
@@ -161,6 +161,17 @@ def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:
         env=env,
     )
     return {"agent": agent.to_dict(), "project": root}
+
+
+def spool(cfg: Config, name: str, host: str) -> None:
+    """Make ``name``'s box here the spool of an agent on ``host``: its
+    ``remote`` marker (cmux/mail/maildir.py) first, then the folders, so no
+    router here ever types or deadletters its mail; the node daemon sends it."""
+    from cmux.mail import maildir, store
+
+    os.makedirs(maildir.box(cfg.data, name), exist_ok=True)
+    atomic_write(maildir.remote_file(cfg.data, name), host + "\n")
+    store.ensure(cfg.data, name)
 
 
 def push_branch(cfg: Config, agent: Agent) -> None:

@@ -97,6 +97,12 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
     agent, home = (branch_file(cluster.project, "cmux/w1", "env.txt") or "").splitlines()
     assert agent == "w1" and home.startswith(str(b.dir)) and home.endswith("/.cmux")
 
+    # The done report for a's supervisor waits in b's spool (the node daemon's to send).
+    box = Path(there["cwd"]).parents[1] / "mailbox" / "supervisor"
+    assert (box / "remote").read_text().strip() == "a"
+    assert len(list((box / "new").iterdir())) == 1
+    assert (cluster.project / ".cmux" / "mailbox" / "w1" / "remote").read_text().strip() == "b"
+
     status = a.cmux("status", "--json", cwd=cluster.project)
     rows = {row["name"]: row for row in status.json()}
     assert rows["w1"]["host"] == "b"
