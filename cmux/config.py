@@ -40,8 +40,8 @@ DEFAULT_TOML = """\
 # Where mailboxes, journal and state live; relative to this file.
 data_root = ".cmux"
 # The agent profile the supervisor and workers run by default:
-# "claude" (Claude Code), "demo" (built in, needs no account), "shell",
-# or a profile defined under [profiles] below.
+# "claude" (Claude Code), "codex" (Codex CLI), "demo" (built in, needs no
+# account), "shell", or a profile defined under [profiles] below.
 agent = "claude"
 # A token budget for the whole team (0: none); see [claude] max_tokens.
 # max_tokens_total = 0
@@ -56,6 +56,15 @@ args = []
 # A worker's token budget, counted as `cmux cost` counts (0: none): at 80 % it
 # is warned, at 100 % interrupted and asked to report, then stopped.
 # max_tokens = 0
+
+# [codex]                     # the Codex CLI (`--agent codex`, docs/AGENTS.md)
+# command = "codex"
+# model = "gpt-5-codex"
+# base_url = "https://api.openai.com/v1"   # any Responses API endpoint
+# env_key = "OPENAI_API_KEY"  # the variable holding its API key
+# approval_policy = "on-request"           # or "never", "untrusted", "on-failure"
+# sandbox = "workspace-write" # or "read-only", "danger-full-access"
+# args = []
 
 # [merge]                     # the merge queue (docs/MERGE.md)
 # strategy = "merge"          # or "rebase", "squash"
@@ -79,7 +88,8 @@ max_body_bytes = 8388608
 # command = "aider --yes"     # the task is appended as the last argument
 # task = "arg"                # "arg" (default), "type" (typed in) or "none"
 # adapter = "program"         # what cmux knows of it: "program" (default; its
-#                             # screen is read), "claude", "demo", "shell", "command"
+#                             # screen is read), "claude", "codex", "demo", "shell",
+#                             # "command"
 
 # [hosts.b]                   # another machine for workers, over SSH (docs/CLUSTER.md)
 # ssh = "cmux@10.0.0.2"       # plus port = 22, identity = "~/.ssh/id_ed25519"

@@ -8,10 +8,10 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cmux.errors import CmuxError
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cmux.config import Config
 
@@ -55,6 +55,49 @@ def check_git() -> Check:
     return Check("git", "ok", v)
 
 
+def configured_programs(cfg: Config) -> list[str]:
+    """The agent programs cmux.toml uses: the default agent, Claude Code,
+    every [profiles.X] entry, and each built-in program it has a section for
+    ([codex], [gemini])."""
+    from cmux.agents.adapters import base as adapters
+
+    names = {cfg.agent, "claude", *cfg.profiles}
+    names |= {n for n in adapters.names() if n in adapters.PROGRAMS and cfg.section(n)}
+    return sorted(names)
+
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """The first dotted version number in ``text`` ("2.1.197 (Claude Code)")."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+def judge_program(
+    path: str, text: str | None, hooks_since: str, tested: str
+) -> tuple[str, str, str]:
+    """(status, detail, fix) for an agent program found at ``path`` that
+    printed ``text`` as its version: fail when older than the first version
+    with the hooks cmux relies on (its states would be guesses), warn when it
+    printed no version or is older than the tested one, else ok."""
+    have = parse_version(text)
+    where = f"{path} ({text.splitlines()[0][:60]})" if text else path
+    if not (hooks_since or tested):
+        return "ok", where, ""
+    if have is None:
+        return "warn", f"{path}: printed no version", f"cmux is tested with {tested or hooks_since}"
+    need = parse_version(hooks_since)
+    if need and have < need:
+        return (
+            "fail",
+            f"{where}: too old for cmux's hooks (needs >= {hooks_since})",
+            f"upgrade to {tested or hooks_since} or newer",
+        )
+    want = parse_version(tested)
+    if want and have < want:
+        return "warn", f"{where}: older than the tested {tested}", f"upgrade to {tested}"
+    return "ok", where, ""
+
+
 def run_checks() -> list[Check]:
     from cmux.agents import profiles
     from cmux.agents.adapters import base as adapters
@@ -86,24 +129,33 @@ def run_checks() -> list[Check]:
                 "free disk space" if status != "ok" else "",
             )
         )
-    for name in sorted({cfg.agent, "claude", *cfg.profiles}):
+    for name in configured_programs(cfg):
         try:
             prof = profiles.resolve(cfg, name)
         except CmuxError as exc:
             checks.append(Check(f"agent {name}", "fail", exc.message, exc.hint or ""))
             continue
+        adapter = adapters.for_profile(prof)
         exe = shlex.split(prof.command)[0] if prof.command else ""
         found = shutil.which(exe)
         wanted = name == cfg.agent
-        if found:
-            checks.append(Check(f"agent {name}", "ok", found))
-        else:
-            fix = adapters.for_profile(prof).install_hint(prof, exe)
+        if not found:
+            fix = adapter.install_hint(prof, exe)
             checks.append(
                 Check(
                     f"agent {name}", "fail" if wanted else "warn", f"{exe} not found on PATH", fix
                 )
             )
+            continue
+        text = None
+        if adapter.hooks_since or adapter.tested_version:
+            text = _version([*shlex.split(prof.command), *adapter.version_args])
+        status, detail, fix = judge_program(
+            found, text, adapter.hooks_since, adapter.tested_version
+        )
+        if status == "fail":
+            fix = f"{fix}: {adapter.install_hint(prof, exe)}"
+        checks.append(Check(f"agent {name}", status, detail, fix))
     checks += check_hosts(cfg)
     from cmux.tmux import Tmux
 

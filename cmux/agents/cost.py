@@ -1,6 +1,11 @@
-"""Tokens each Claude agent used, read from Claude Code's transcripts.
+"""Tokens each agent used, read from its program's transcripts.
 
-Every assistant message in a transcript (``~/.claude/projects/<dir>/<session
+Where an agent's transcript is and how its usage is read is its adapter's
+(``Adapter.transcript``, ``Adapter.read_tokens``); this module keeps the
+list of an agent's transcripts and the cache. Claude Code's format is read
+here (``read_transcript``), the Codex CLI's and the Gemini CLI's by their adapters.
+
+Claude Code: every assistant message in a transcript (``~/.claude/projects/<dir>/<session
 id>.jsonl``) carries the API's ``usage``: input, output, cache-creation and
 cache-read tokens. One message can be written as several lines (one per
 content block) with the same message id; it is counted once. An agent's total
@@ -174,8 +179,13 @@ def _load_cache(data: DataRoot) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def transcript_tokens(path: Path, cache: dict[str, Any]) -> Tokens:
-    """Tokens of one transcript, reading on from where ``cache`` left off."""
+def transcript_tokens(
+    path: Path, cache: dict[str, Any], adapter: adapters.Adapter | None = None
+) -> Tokens:
+    """Tokens of one transcript, reading on from where ``cache`` left off;
+    ``adapter`` (of the agent whose transcript it is) knows its format
+    (``Adapter.read_tokens``; Claude Code's by default)."""
+    reader = (adapter or adapters.get("claude")).read_tokens
     key = str(path)
     entry = cache.get(key) if isinstance(cache.get(key), dict) else None
     try:
@@ -186,12 +196,14 @@ def transcript_tokens(path: Path, cache: dict[str, Any]) -> Tokens:
         base = Tokens.from_dict(entry.get("tokens") or {})
         if int(entry.get("offset", 0)) == size:
             return base
-        more, offset, recent = read_transcript(
-            path, offset=int(entry["offset"]), recent=list(entry.get("recent") or [])
+        total, offset, recent = reader(
+            path,
+            offset=int(entry["offset"]),
+            recent=list(entry.get("recent") or []),
+            base=base,
         )
-        total = base + more
     else:
-        total, offset, recent = read_transcript(path)
+        total, offset, recent = reader(path, base=Tokens())
     cache[key] = {"offset": offset, "tokens": total.to_dict(), "recent": recent}
     return total
 
@@ -203,8 +215,9 @@ def usage(data: DataRoot, agents: Iterable[Agent]) -> dict[str, Tokens]:
     out: dict[str, Tokens] = {}
     for agent in agents:
         total = Tokens()
+        adapter = adapters.for_agent(agent)
         for path in transcripts(data, agent):
-            total = total + transcript_tokens(path, cache)
+            total = total + transcript_tokens(path, cache, adapter)
         out[agent.name] = total
     after = json.dumps(cache, sort_keys=True)
     if after != before:

@@ -147,10 +147,11 @@ def state_before(agent: Agent) -> str:
     return agent.last_event.split(" → ", 1)[0].strip() if " → " in agent.last_event else ""
 
 
-def plan(agent: Agent, *, claude: bool, transcript: Path | None) -> Plan:
-    """How ``agent`` comes back. ``claude``: its profile is the built-in
-    Claude one; ``transcript``: its transcript file if one exists."""
-    if not claude:
+def plan(agent: Agent, *, resumes: bool, transcript: Path | None) -> Plan:
+    """How ``agent`` comes back. ``resumes``: its program can continue a
+    conversation (its adapter's ``resumes``); ``transcript``: its transcript
+    file if one exists."""
+    if not resumes:
         return Plan("rerun")
     if not agent.session_id:
         return Plan("fresh", why="no session id was recorded for it")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities
 
 if TYPE_CHECKING:
@@ -284,6 +285,8 @@ def answer_key(reading: Reading, yes: bool) -> str | None:
 
 # -- cmux approve / cmux deny -------------------------------------------------------------
 
+DRAW_GRACE = 3.0  # seconds a waiting agent's question may take to show
+
 
 @dataclass
 class Answered:
@@ -326,10 +329,17 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    reading = classify(tmux.capture(agent.pane_id))
-    key = answer_key(reading, yes) if reading.dialog else None
+    adapter = adapters.for_agent(agent)  # its own dialogs and keys
+    reading = adapter.read_screen(tmux.capture(agent.pane_id))
+    # A hook can say ``waiting`` before the question is drawn (the Gemini
+    # CLI runs its Notification hook first): give the screen a moment.
+    drawn_by = time.monotonic() + (DRAW_GRACE if agent.state == "waiting" else 0.0)
+    while not reading.dialog and time.monotonic() < drawn_by:
+        time.sleep(0.1)
+        reading = adapter.read_screen(tmux.capture(agent.pane_id))
+    key = adapter.answer_key(reading, yes) if reading.dialog else None
     if key is None:
-        shows = DESCRIPTION.get(reading.screen, f"its {reading.screen.value} screen")
+        shows = adapter.describe(reading)
         if reading.screen == Screen.ONBOARDING:
             raise AgentError(
                 f"{name} shows {shows}, which cmux cannot answer",
@@ -342,7 +352,7 @@ def answer(
     tmux.send_keys(agent.pane_id, key)
     deadline = time.monotonic() + timeout
     while True:
-        after = classify(tmux.capture(agent.pane_id))
+        after = adapter.read_screen(tmux.capture(agent.pane_id))
         if (after.screen, after.options, after.detail) != (
             reading.screen,
             reading.options,
@@ -399,20 +409,21 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
-    # A hooked program (Claude Code) waits for input after the key without a
-    # hook to say so: its screen is watched for the busy footer.
-    claude = caps.hooks
+    adapter = adapters.for_agent(agent)
+    # A hooked program waits for input after the key without a hook to say
+    # so: its screen is watched for the busy footer.
+    hooked = caps.hooks
     tmux.send_keys(agent.pane_id, caps.interrupt_key)
-    stopped = not claude
+    stopped = not hooked
     deadline = time.monotonic() + timeout
-    while claude:
-        if classify(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
+    while hooked:
+        if adapter.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
             break
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    if claude and stopped and agent.state in ("busy", "stuck"):
+    if hooked and stopped and agent.state in ("busy", "stuck"):
         registry.transition(cfg.data, name, "idle", reason=f"interrupted: {reason}", strict=False)
     events.record(cfg.data, "interrupt", name, reason=reason, stopped=stopped)
     return stopped
@@ -459,12 +470,13 @@ def observe(
     agent's only when it was waiting and the dialog went away.
     """
     from cmux import events
-    from cmux.agents import claude_hooks, registry
+    from cmux.agents import hookstate, registry
 
-    reading = classify(text)
+    adapter = adapters.for_agent(agent)
+    reading = adapter.read_screen(text)
     hooked = capabilities.for_agent(agent).hooks
     if reading.screen == Screen.TRUST and trust and hooked:
-        key = answer_key(reading, True)
+        key = adapter.answer_key(reading, True)
         if key and agent.pane_id:
             tmux.send_keys(agent.pane_id, key)
             events.record(cfg.data, "approve", agent.name, dialog="trust", key=key, by="cmux")
@@ -472,7 +484,12 @@ def observe(
     if reading.dialog:
         if agent.state == "waiting":
             return None
-        what = DESCRIPTION[reading.screen]
+        if hooked and reading.screen == Screen.PERMISSION and adapter.hooks_announce_questions:
+            # Its Notification hook comes before the question is drawn: the
+            # hook said waiting; a question still drawn after the answer
+            # (or after cmux approve) must not say it again.
+            return None
+        what = adapter.describe(reading)
         reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")
         moved = registry.transition(cfg.data, agent.name, "waiting", reason=reason, strict=False)
         if moved.state != "waiting":
@@ -484,7 +501,7 @@ def observe(
                 if reading.screen == Screen.PERMISSION
                 else f"shows {what} and cannot go on until it is answered"
             )
-            told = claude_hooks.tell_waiting(cfg.data, agent.name, question, cfg)
+            told = hookstate.tell_waiting(cfg.data, agent.name, question, cfg)
         except Exception:  # telling is best effort; the state is what matters
             pass
         return Change(agent.name, reading.screen, agent.state, "waiting", told=told)

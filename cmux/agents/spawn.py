@@ -327,7 +327,7 @@ def respawn(
     """Start a gone agent again in a fresh window: same name, role, parent,
     profile, working directory, worktree, branch and task; incarnation + 1.
 
-    A Claude agent continues its conversation when it can (``resume.plan``;
+    An agent whose program resumes continues its conversation when it can (``resume.plan``;
     never with ``conversation=False``); else it starts afresh with its task
     and the journal's memory, and is told why. Any other program runs its
     command again. A report (done, blocked) outlives the restart; an agent
@@ -350,8 +350,8 @@ def respawn(
             old.command[2] if len(old.command) >= 3 and old.command[:2] == ["sh", "-c"] else None
         )
         profile = None
-    claude = command is None and _resumes(cfg, profile)
-    plan = resume.plan(old, claude=claude, transcript=_transcript(old) if claude else None)
+    resumes = command is None and _resumes(cfg, profile)
+    plan = resume.plan(old, resumes=resumes, transcript=_transcript(old) if resumes else None)
     if plan.how == "conversation" and not conversation:
         plan = resume.Plan("fresh", why="a fresh start was asked for")
     agent = spawn(
@@ -405,7 +405,7 @@ def _recorded_adapter(prof: profiles.Profile | None) -> str:
 
 
 def _resumes(cfg: Config, profile: str | None) -> bool:
-    """Whether ``profile``'s adapter can continue a conversation (Claude Code's)."""
+    """Whether ``profile``'s adapter can continue a conversation."""
     try:
         prof = profiles.resolve(cfg, profile)
     except UsageError:

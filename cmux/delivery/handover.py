@@ -4,6 +4,7 @@ its turn as its next input, instead of typed into a working pane.
 ``at_stop`` claims what waits (one message at a time through the store, bad
 entries going to deadletter on the way), answers Claude Code with
 ``{"decision": "block", "reason": <the mail, as the router would type it>}``
+(the decision word is the program's: cmux/agents/adapters/events.py)
 and marks each message delivered right then. Whether it may is the policy's
 (cmux/delivery/policy.py: ``hand_over_at_stop``, the loop guard); the count of
 hand-overs in a row is kept in ``state/hooks/<name>.chain``.
@@ -19,23 +20,38 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cmux.agents.claude_hooks import HookResult
+    from cmux.agents.hookstate import HookResult
     from cmux.mail.message import Message
     from cmux.paths import DataRoot
 
 
-def at_stop(payload: dict[str, Any], data: DataRoot, name: str, result: HookResult) -> bool:
+def at_stop(
+    payload: dict[str, Any], data: DataRoot, name: str, result: HookResult, adapter: str = "claude"
+) -> bool:
     """At a Stop: hand waiting mail over when the policy allows; True when
     it did (the agent goes on, busy). Otherwise the chain count is reset and
-    the agent's Stop (its state) is for the caller to handle."""
+    the agent's Stop (its state) is for the caller to handle.
+
+    Whether this turn was itself a hand-over comes from the payload
+    (``stop_hook_active``) where the program says so truthfully, else from
+    cmux's own count (reset by a real new prompt)."""
+    from cmux.agents.adapters import events
     from cmux.delivery import policy
 
     home = str(data.root)
-    chained = bool(payload.get("stop_hook_active"))
-    count = chain_count(home, name) if chained else 0
+    if events.chain_in_payload(adapter):
+        chained = bool(payload.get("stop_hook_active"))
+        count = chain_count(home, name) if chained else 0
+    else:
+        count = chain_count(home, name)
+        chained = count > 0
     allowed = policy.hand_over_at_stop(chained, count)
-    if allowed and handover(data, name, result):
+    if allowed and handover(data, name, result, adapter):
         set_chain(home, name, count + 1)
+        if not events.chain_in_payload(adapter):
+            # Its next prompt hook is this mail (Gemini CLI: a BeforeAgent with
+            # the reason as its prompt): a continuation, not a new turn.
+            remember_handed(home, name, str(result.handed))
         return True
     if not allowed:
         result.actions.append("loop guard: mail left for the router")
@@ -50,7 +66,7 @@ def mail_waiting(home: str, name: str) -> bool:
     return maildir.waiting(home, name)
 
 
-def handover(data: DataRoot, name: str, result: HookResult) -> bool:
+def handover(data: DataRoot, name: str, result: HookResult, adapter: str = "claude") -> bool:
     """Claim waiting mail and answer with it as the agent's next input.
 
     One message at a time through the store (bad entries go to deadletter on
@@ -59,7 +75,7 @@ def handover(data: DataRoot, name: str, result: HookResult) -> bool:
     """
     if not mail_waiting(str(data.root), name):
         return False  # the common case, without importing the mailbox
-    from cmux.agents.claude_hooks import log, move
+    from cmux.agents.hookstate import log, move
     from cmux.delivery.policy import MAX_HANDOVER_MESSAGES
     from cmux.mail import claims, maildir
 
@@ -75,7 +91,10 @@ def handover(data: DataRoot, name: str, result: HookResult) -> bool:
     if not taken:
         return False
     text = "\n\n".join(texts)
-    result.stdout = json.dumps({"decision": "block", "reason": text}, ensure_ascii=False) + "\n"
+    result.handed = text
+    from cmux.agents.adapters.events import continue_output
+
+    result.stdout = json.dumps(continue_output(adapter, text), ensure_ascii=False) + "\n"
     for loaded in taken:
         try:
             claims.mark_delivered(loaded.path)
@@ -129,7 +148,51 @@ def set_chain(home: str, name: str, n: int) -> None:
 
 
 def reset_chain(home: str, name: str) -> None:
+    for path in (_chain_file(home, name), _handed_file(home, name)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+# -- a program that sends its continuation as a prompt ------------------------------------
+# The Gemini CLI runs its prompt hook (BeforeAgent) again for the turn an
+# AfterAgent "deny" continued, with the mail as its prompt. Taken for a new
+# prompt it would reset the loop guard's count (and mark the mail read before
+# the model saw it), so the hand-over's digest is kept until that prompt comes.
+
+
+def _handed_file(home: str, name: str) -> str:
+    return os.path.join(home, "state", "hooks", f"{name}.handed")
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def remember_handed(home: str, name: str, text: str) -> None:
+    path = _handed_file(home, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(_digest(text) + "\n")
+
+
+def continued(home: str, name: str, prompt: str) -> bool:
+    """Whether ``prompt`` is the mail the last hand-over gave (then it is the
+    same turn going on, and the record of it is used up); False for a prompt
+    of the agent's own or a person's."""
+    path = _handed_file(home, name)
     try:
-        os.unlink(_chain_file(home, name))
+        with open(path, encoding="utf-8") as fh:
+            want = fh.read().strip()
+    except FileNotFoundError:
+        return False
+    if want != _digest(prompt):
+        return False
+    try:
+        os.unlink(path)
     except FileNotFoundError:
         pass
+    return True

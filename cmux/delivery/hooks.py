@@ -1,6 +1,8 @@
-"""`cmux hook EVENT`: what Claude Code's hooks call, for every agent cmux runs.
+"""`cmux hook EVENT [ADAPTER]`: what every agent program's hooks call.
 
-One call is the agent's state (cmux/agents/claude_hooks.py: what each event
+The program's native event is first put in cmux's words (its dialect,
+cmux/agents/adapters/events.py; ADAPTER defaults to claude). One call is then
+the agent's state (cmux/agents/hookstate.py: what each canonical event
 means for its registry record) plus, at Stop, its mail: waiting mail is
 handed over as the agent's next input (cmux/delivery/handover.py), under the
 one delivery policy (cmux/delivery/policy.py). The hand-over count the loop
@@ -20,8 +22,9 @@ import time
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from cmux.agents import claude_hooks
-from cmux.agents.claude_hooks import HookResult
+from cmux.agents import hookstate
+from cmux.agents.adapters import events
+from cmux.agents.hookstate import HookResult
 
 if TYPE_CHECKING:
     from cmux.paths import DataRoot
@@ -31,20 +34,43 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point without click: ``python -m cmux.delivery.hooks EVENT``."""
     args = sys.argv[1:] if argv is None else argv
     event = args[0] if args else ""
-    return run(event, sys.stdin, sys.stdout, os.environ)
+    adapter = args[1] if len(args) > 1 else events.DEFAULT
+    return run(event, sys.stdin, sys.stdout, os.environ, adapter)
 
 
-def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> int:
-    """Handle one hook call. Always returns 0: a hook must never break the agent."""
+def run(
+    native: str,
+    stdin: IO[str],
+    stdout: IO[str],
+    env: Mapping[str, str],
+    adapter: str = events.DEFAULT,
+) -> int:
+    """Handle one hook call of ``adapter``'s program. Always returns 0: a
+    hook must never break the agent."""
     home = env.get("CMUX_HOME", "")
     name = env.get("CMUX_AGENT", "")
     if not home or not name:
         return 0  # not an agent cmux started: nothing to do
     t0 = time.monotonic()
+    event = native
     try:
-        payload = claude_hooks.parse(stdin.read())
+        mapped, payload = events.canonical(adapter, native, hookstate.parse(stdin.read()))
+        if mapped is None:
+            if env.get("CMUX_HOOK_DEBUG"):
+                hookstate.log(home, f"{native} ({adapter}) {name}: not an event cmux handles")
+            return 0
+        event = mapped
+        if event == "UserPromptSubmit" and not events.chain_in_payload(adapter):
+            from cmux.delivery.handover import continued
+
+            if continued(home, name, str(payload.get("prompt") or "")):
+                # The turn a hand-over continued, announced as a prompt: not
+                # a new turn (the loop guard's count stands), not yet read.
+                if env.get("CMUX_HOOK_DEBUG"):
+                    hookstate.log(home, f"{native} ({adapter}) {name}: the hand-over goes on")
+                return 0
         receipts(event, payload, home, name)
-        if claude_hooks.unchanged(event, payload, home, name):
+        if hookstate.unchanged(event, payload, home, name):
             if event == "UserPromptSubmit":
                 from cmux.delivery.handover import reset_chain
 
@@ -56,20 +82,18 @@ def run(event: str, stdin: IO[str], stdout: IO[str], env: Mapping[str, str]) -> 
 
             from cmux.paths import DataRoot
 
-            result = handle(event, payload, DataRoot(Path(home)), name, env)
+            result = handle(event, payload, DataRoot(Path(home)), name, env, adapter)
         if result.stdout:
             stdout.write(result.stdout)
             stdout.flush()
         if env.get("CMUX_HOOK_DEBUG"):
             ms = (time.monotonic() - t0) * 1000
-            claude_hooks.log(
-                home, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)"
-            )
+            hookstate.log(home, f"{event} {name}: {', '.join(result.actions) or '-'} ({ms:.1f} ms)")
     except BaseException as exc:  # never let an exception reach Claude Code
         if not isinstance(exc, KeyboardInterrupt | SystemExit):
             import traceback
 
-            claude_hooks.log(
+            hookstate.log(
                 home, f"{event} {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             )
     return 0
@@ -102,22 +126,27 @@ def receipts(event: str, payload: dict[str, Any], home: str, name: str) -> None:
 
 
 def handle(
-    event: str, payload: dict[str, Any], data: DataRoot, name: str, env: Mapping[str, str]
+    event: str,
+    payload: dict[str, Any],
+    data: DataRoot,
+    name: str,
+    env: Mapping[str, str],
+    adapter: str = events.DEFAULT,
 ) -> HookResult:
-    """One event for a known agent: its session record, the mail at Stop,
-    then its state."""
+    """One canonical event for a known agent: its session record, the mail
+    at Stop (continued in ``adapter``'s dialect), then its state."""
     from cmux.delivery import handover
 
     result = HookResult()
-    if not claude_hooks.begin(event, data, name, result, env):
+    if not hookstate.begin(event, data, name, result, env):
         return result
-    claude_hooks.record_session(data, name, payload, result)
+    hookstate.record_session(data, name, payload, result)
     home = str(data.root)
     if event == "UserPromptSubmit":
         handover.reset_chain(home, name)
-    if event == "Stop" and handover.at_stop(payload, data, name, result):
+    if event == "Stop" and handover.at_stop(payload, data, name, result, adapter):
         return result  # the agent goes on with its mail: busy
-    claude_hooks.HANDLERS[event](payload, data, name, env, result)
+    hookstate.HANDLERS[event](payload, data, name, env, result)
     if event == "SessionStart":
         handover.reset_chain(home, name)
     return result

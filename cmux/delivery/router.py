@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cmux import events, watch
 from cmux.agents import registry, screen
+from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities
 from cmux.agents.registry import Agent
 from cmux.config import Config
@@ -145,16 +146,19 @@ class Router:
             text = self.tmux.capture(pane.pane_id)
         except TmuxError:
             return None
-        reading = screen.classify(text)
+        adapter = adapters.for_agent(agent) if agent is not None else None
+        reading = adapter.read_screen(text) if adapter else screen.classify(text)
         if reading.dialog:
-            return screen.DESCRIPTION.get(reading.screen)
+            return adapter.describe(reading) if adapter else screen.DESCRIPTION.get(reading.screen)
         early = agent is not None and time.time() - agent.created < INPUT_BOX_GRACE
         return "no input box yet" if early and reading.screen == screen.Screen.UNKNOWN else None
 
-    def _typed_where(self, pane: Pane) -> Callable[[str], str]:
+    def _typed_where(self, pane: Pane, agent: Agent) -> Callable[[str], str]:
+        adapter = adapters.for_agent(agent)
+
         def where(tail: str) -> str:
             try:
-                return screen.typed_where(self.tmux.capture(pane.pane_id), tail)
+                return adapter.typed_where(self.tmux.capture(pane.pane_id), tail)
             except TmuxError:
                 return "sent"  # the pane is gone: nothing more to watch
 
@@ -213,7 +217,7 @@ class Router:
                 text,
                 buffer=f"cmux-{msg.id}",
                 settle=capabilities.for_agent(agent).settle,  # between text and Enter
-                probe=self._typed_where(pane) if boxed else None,
+                probe=self._typed_where(pane, agent) if boxed else None,
             )
         except TmuxError as exc:
             # The pane went away under us: put the message back, hold the rest.

@@ -4,7 +4,7 @@ private HOME and tmux socket directory first).
 A module that needs more than these overrides the fixture under the same
 name and asks for the shared one (pytest's fixture overriding), so the
 common set-up stays written once: see test_screen.py and
-test_claude_hooks.py."""
+test_hookstate.py."""
 
 from __future__ import annotations
 

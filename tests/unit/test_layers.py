@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             # router ask (the adapters themselves are cmux.agents.adapters).
             "cmux.agents.adapters.capabilities",
             "cmux.cluster",  # the package's docstring; its modules are placed one by one
+            "cmux.agents.adapters.events",
         ],
     ),
     # cmux.cluster.nats: the one door to NATS JetStream (nats-py); cmux.ssh: to other hosts.

@@ -62,12 +62,12 @@ def test_the_plan_continues_a_conversation_only_when_it_can(tmp_path: Path) -> N
     t = tmp_path / "s.jsonl"
     t.write_text("{}\n")
     a = agent(session_id="sid-1", transcript=str(t))
-    assert resume.plan(a, claude=False, transcript=None) == Plan("rerun")
-    assert resume.plan(a, claude=True, transcript=t) == Plan("conversation", session_id="sid-1")
-    gone = resume.plan(a, claude=True, transcript=None)
+    assert resume.plan(a, resumes=False, transcript=None) == Plan("rerun")
+    assert resume.plan(a, resumes=True, transcript=t) == Plan("conversation", session_id="sid-1")
+    gone = resume.plan(a, resumes=True, transcript=None)
     assert gone.how == "fresh" and "transcript of session sid-1 is not there" in gone.why
     assert str(t) in gone.why
-    assert resume.plan(agent(), claude=True, transcript=None).how == "fresh"
+    assert resume.plan(agent(), resumes=True, transcript=None).how == "fresh"
     failed = agent(
         "w1",
         "exited",
@@ -75,7 +75,7 @@ def test_the_plan_continues_a_conversation_only_when_it_can(tmp_path: Path) -> N
         resume="conversation",
         last_event="starting → exited: its process exited, code 1",
     )
-    assert "failed last time" in resume.plan(failed, claude=True, transcript=t).why
+    assert "failed last time" in resume.plan(failed, resumes=True, transcript=t).why
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_the_plan_continues_a_conversation_only_when_it_can(tmp_path: Path) -> N
     [
         ("exited", "done → exited: the tmux server ended", "done", False),
         ("killed", "blocked → killed: cmux stop", "blocked", False),
-        ("exited", "busy → exited: claude session ended (other)", None, True),
+        ("exited", "busy → exited: session ended (other)", None, True),
         ("killed", "waiting → killed: cmux stop", None, True),
         ("idle", "", None, False),
         ("done", "busy → done: reported", "done", False),

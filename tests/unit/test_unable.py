@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cmux.agents import claude_hooks, deaths, registry, screen
+from cmux.agents import deaths, hookstate, registry, screen
 from cmux.agents.registry import LIVE, UNABLE, Agent
 from cmux.config import Config
 from cmux.delivery import policy
@@ -31,7 +31,7 @@ from cmux.health.watchdog import (
 from cmux.mail import store
 from cmux.paths import DataRoot
 from cmux.tmux import Pane
-from tests.unit.test_claude_hooks import hook, set_state, state
+from tests.unit.test_hookstate import hook, set_state, state
 from tests.unit.test_watchdog import FakeActions, register
 
 NOW = 2_000_000_000.0
@@ -54,7 +54,7 @@ AUTH = {
 @pytest.fixture
 def claude_cfg(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> Config:
     """The project as an agent's hook sees it, supervisor and w1 registered
-    as Claude Code agents (as test_claude_hooks.py's)."""
+    as Claude Code agents (as test_hookstate.py's)."""
     monkeypatch.setenv("CMUX_HOME", str(cfg.data.root))
     monkeypatch.setenv("CMUX_PROJECT", str(cfg.project_root))
     for name, role in (("supervisor", "supervisor"), ("w1", "worker")):
@@ -111,7 +111,7 @@ def test_since_is_when_the_state_changed(data: DataRoot) -> None:
     ],
 )
 def test_api_error_state(error: str, message: str, expected: str | None) -> None:
-    assert claude_hooks.api_error_state(error, message) == expected
+    assert hookstate.api_error_state(error, message) == expected
 
 
 def test_a_rate_limit_tells_the_parent_once(claude_cfg: Config) -> None:
@@ -135,7 +135,7 @@ def test_a_rate_limit_tells_the_parent_once(claude_cfg: Config) -> None:
 def test_an_overloaded_api_and_the_retry_after_setting(claude_cfg: Config) -> None:
     cfg = claude_cfg
     cfg = cfg.replace(raw={**cfg.raw, "claude": {**cfg.section("claude"), "retry_after": 42}})
-    assert claude_hooks.retry_after(cfg) == 42.0
+    assert hookstate.retry_after(cfg) == 42.0
     assert settings(cfg).retry_after == 42.0
     set_state(cfg, "busy")
     hook(cfg, "StopFailure", **OVERLOADED)

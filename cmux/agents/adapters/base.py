@@ -20,6 +20,7 @@ from cmux.agents.adapters.capabilities import Capabilities
 from cmux.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from cmux.agents.cost import Tokens
     from cmux.agents.registry import Agent
     from cmux.agents.screen import Reading
     from cmux.config import Config, Profile
@@ -69,6 +70,15 @@ class Adapter:
     hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
+    # Whether its hooks report every permission question before the screen
+    # shows it (then the screen never moves the agent to waiting).
+    hooks_announce_questions: ClassVar[bool] = False
+    # For `cmux doctor`: how the program prints its version, the first
+    # version with the hooks cmux relies on ("" when it has none) and the
+    # version cmux's end-to-end tier runs.
+    version_args: ClassVar[tuple[str, ...]] = ("--version",)
+    hooks_since: ClassVar[str] = ""
+    tested_version: ClassVar[str] = ""
 
     @property
     def caps(self) -> Capabilities:
@@ -110,17 +120,60 @@ class Adapter:
         """Where the agent's current transcript is, when no hook said."""
         return None
 
+    def read_tokens(
+        self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens
+    ) -> tuple[Tokens, int, list[str]]:
+        """The tokens of transcript ``path`` once read on from byte ``offset``
+        (``base``: what was counted up to there; ``recent``: the message ids
+        last seen, for programs that write a message twice); returns them, the
+        offset read up to and the ids. This base reads Claude Code's format
+        (cmux/agents/cost.py): usage per assistant message, added up."""
+        from cmux.agents.cost import read_transcript
+
+        more, end, seen = read_transcript(path, offset=offset, recent=recent)
+        return base + more, end, seen
+
+    # The screen. This base reads it with the patterns of cmux/agents/screen.py
+    # (Claude Code's, which also fit the programs cmux knows nothing of); an
+    # adapter whose program draws other screens overrides all four.
+
+    def read_screen(self, text: str) -> Reading:
+        """What a captured screen of this program shows."""
+        from cmux.agents.screen import classify
+
+        return classify(text)
+
+    def typed_where(self, text: str, needle: str) -> str:
+        """Where typed text ending in ``needle`` is: ``box`` (typed, not yet
+        submitted), ``sent`` or ``unknown`` (cmux/agents/screen.typed_where)."""
+        from cmux.agents.screen import typed_where
+
+        return typed_where(text, needle)
+
     def dialogs(self) -> frozenset[str]:
         """The dialogs its screen shows (cmux.agents.screen.Screen values)."""
-        return frozenset()
+        from cmux.agents.screen import DIALOGS
+
+        return frozenset(d.value for d in DIALOGS)
+
+    def describe(self, reading: Reading) -> str:
+        """The dialog or screen ``reading`` shows, in words, for a notice."""
+        from cmux.agents.screen import DESCRIPTION
+
+        return DESCRIPTION.get(reading.screen) or f"its {reading.screen.value} screen"
 
     def answer_key(self, reading: Reading, yes: bool) -> str | None:
         """The key that answers the dialog ``reading`` shows yes (approve) or
         no (deny); None when this program shows no such dialog."""
-        return None
+        from cmux.agents.screen import answer_key
+
+        return answer_key(reading, yes)
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+# The agent programs with a built-in profile and a cmux.toml section of their
+# own ([claude], [codex], [gemini]).
+PROGRAMS = ("claude", "codex", "gemini")
 
 
 def register(adapter: Adapter) -> Adapter:
@@ -130,7 +183,7 @@ def register(adapter: Adapter) -> Adapter:
 
 def _load() -> None:
     # Each adapter module registers itself when imported; one may already be.
-    from cmux.agents.adapters import claude, plain  # noqa: F401
+    from cmux.agents.adapters import claude, codex, gemini, plain  # noqa: F401
 
 
 def get(name: str) -> Adapter:

@@ -5,7 +5,7 @@
   incarnation (--resume to continue one), the permission mode from config,
   the task as first prompt;
 - hooks: every event calls `cmux hook EVENT`; what each means for the
-  agent's state is cmux/agents/claude_hooks.py, the mail handed over at Stop
+  agent's state is cmux/agents/hookstate.py, the mail handed over at Stop
   cmux/delivery/handover.py;
 - transcript: ~/.claude/projects/<dir>/<session id>.jsonl (tokens in
   cmux/agents/cost.py, read receipts from UserPromptSubmit and Stop);
@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from cmux.agents import claude_hooks
+from cmux.agents import hookstate
 from cmux.agents.adapters import capabilities
 from cmux.agents.adapters.base import Adapter, Launch, register, role_prompt
 from cmux.errors import UsageError
@@ -32,10 +32,9 @@ from cmux.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from cmux.agents.registry import Agent
-    from cmux.agents.screen import Reading
     from cmux.config import Config, Profile
 
-HOOK_EVENTS = claude_hooks.EVENTS
+HOOK_EVENTS = hookstate.EVENTS
 
 # What each role's Claude Code may run without a prompt: cmux's tools, no
 # broader than what each tool lets that role do (the tools check the caller's
@@ -139,7 +138,10 @@ class Claude(Adapter):
     name = capabilities.CLAUDE
     hook_events = HOOK_EVENTS
     resumes = True
-    # What each event does to the record (claude_hooks.py has the details):
+    # StopFailure (the unable states) is the newest event cmux relies on.
+    hooks_since = "2.1.0"
+    tested_version = "2.1.197"
+    # What each event does to the record (hookstate.py has the details):
     # "handover": waiting mail becomes the next turn, else idle.
     hook_states: ClassVar[dict[str, str | None]] = {
         "SessionStart": "idle",
@@ -201,16 +203,6 @@ class Claude(Adapter):
         if not agent.session_id:
             return None
         return guess_transcript(agent.session_id, agent.cwd)
-
-    def dialogs(self) -> frozenset[str]:
-        from cmux.agents.screen import DIALOGS
-
-        return frozenset(d.value for d in DIALOGS)
-
-    def answer_key(self, reading: Reading, yes: bool) -> str | None:
-        from cmux.agents.screen import answer_key
-
-        return answer_key(reading, yes)
 
 
 CLAUDE = register(Claude())

@@ -1,12 +1,14 @@
-"""The Claude adapter's state logic: what each Claude Code hook event means
-for the agent's registry record. The entry point `cmux hook EVENT` is
-cmux/delivery/hooks.py, which adds the mail handed over at Stop
-(cmux/delivery/handover.py).
+"""The state logic of hook events: what each canonical hook event means for
+the agent's registry record, whatever program sent it. The entry point
+`cmux hook EVENT [ADAPTER]` is cmux/delivery/hooks.py, which first puts the
+program's native event in these words (its dialect,
+cmux/agents/adapters/events.py: Claude Code's names are the canonical ones)
+and adds the mail handed over at Stop (cmux/delivery/handover.py).
 
-Claude Code runs the hook with the agent's environment (CMUX_AGENT,
+The program runs the hook with the agent's environment (CMUX_AGENT,
 CMUX_HOME) and a JSON object on stdin (session_id, transcript_path, cwd,
-hook_event_name, and fields per event). From these events the registry
-knows each Claude agent's state exactly:
+and fields per event). From these events the registry knows the state of
+every agent whose program has hooks exactly:
 
     SessionStart      starting -> idle; records the session; the supervisor
                       (and a worker restarted without its conversation)
@@ -69,6 +71,7 @@ class HookResult:
     def __init__(self) -> None:
         self.stdout = ""
         self.actions: list[str] = []
+        self.handed = ""  # the mail text a turn-end hand-over gave, if any
 
 
 def agent_file(home: str, name: str) -> str:
@@ -202,7 +205,7 @@ def on_session_start(
     source = str(payload.get("source") or "startup")
     # A session that starts (or resumes) is ready for input; one that was
     # cleared or compacted mid-work keeps its state.
-    move(data, name, "idle", f"claude session {source}", result, only_from=("starting", "waiting"))
+    move(data, name, "idle", f"session {source}", result, only_from=("starting", "waiting"))
     # A worker started afresh because its conversation was lost (CMUX_MEMORY,
     # cmux/agents/resume.py) gets the journal's memory as the supervisor does.
     if env.get("CMUX_ROLE") == "supervisor" or name == "supervisor" or env.get("CMUX_MEMORY"):
@@ -309,7 +312,7 @@ def on_session_end(
     if reason == "clear":
         result.actions.append("session cleared")
         return
-    move(data, name, "exited", f"claude session ended ({reason})", result)
+    move(data, name, "exited", f"session ended ({reason})", result)
 
 
 # StopFailure's ``error`` (Claude Code 2.1.197 names these) -> the state it means.
@@ -376,7 +379,7 @@ def tell_refused(data: DataRoot, name: str, state: str, message: str) -> str:
         to = HUMAN
         body = (
             f"{name} cannot work: the model API refused its key or login ({message}). "
-            f"Fix the key (ANTHROPIC_API_KEY, or /login in its pane: `cmux attach`, window "
+            f"Fix the key (its API key variable, or the login in its pane: `cmux attach`, window "
             f"{name}); then type `continue` in its pane or send it a message."
         )
     else:

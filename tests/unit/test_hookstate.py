@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cmux.agents import claude_hooks, profiles, registry
+from cmux.agents import hookstate, profiles, registry
 from cmux.agents.registry import Agent, State
 from cmux.config import Config
 from cmux.delivery import handover, hooks, policy
@@ -152,7 +152,7 @@ def test_a_busy_agents_tool_use_writes_nothing(cfg: Config) -> None:
 
 
 def test_the_fast_path_reads_the_registrys_own_file(cfg: Config) -> None:
-    assert claude_hooks.agent_file(str(cfg.data.root), "w1") == str(cfg.data.agent_file("w1"))
+    assert hookstate.agent_file(str(cfg.data.root), "w1") == str(cfg.data.agent_file("w1"))
 
 
 def test_permission_notification_means_waiting_and_the_parent_is_told(cfg: Config) -> None:
@@ -349,7 +349,7 @@ def test_the_settings_hooks_call_cmux_hook_for_every_event() -> None:
     settings = profiles.claude_settings("acceptEdits")
     hooks = settings["hooks"]
     assert isinstance(hooks, dict)
-    assert set(hooks) == set(claude_hooks.EVENTS)
+    assert set(hooks) == set(hookstate.EVENTS)
     for event, [entry] in hooks.items():
         [command] = entry["hooks"]
         assert command["command"].endswith(f"-m cmux hook {event}")
