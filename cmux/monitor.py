@@ -102,7 +102,7 @@ class AgentList:
         return self.agents
 
 
-# In state/run/, written by the daemons.
+# in state/run/, written by the daemons
 DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "node.pid")
 
 

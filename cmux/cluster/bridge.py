@@ -21,7 +21,7 @@ The rules, each a function below:
   first; it moves to sent/ only after its PubAck (:func:`mark_sent`).
 - What to do with a delivery (:func:`decide_receipt`) and when to ack
   (:func:`decide_ack`): ack only once the message is fsynced in the
-  recipient's new/ (``store.receive``), or is already there (a duplicate,
+  recipient's new/ (cmux/mail/arrivals.py), or is already there (a duplicate,
   dropped), or was quarantined as undeliverable; never before.
 """
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cmux.errors import StorageError
-from cmux.mail import maildir, store
+from cmux.mail import arrivals, maildir, store
 from cmux.mail.deadletter import deadletter
 from cmux.mail.message import MalformedMessage, Message, valid_id
 from cmux.paths import DataRoot, valid_name
@@ -201,28 +201,63 @@ def decide_ack(outcome: Outcome) -> bool:
     return outcome in ("stored", "duplicate", "deadlettered")
 
 
-def receive(
-    data: DataRoot, subject_agent: str | None, header_id: str | None, raw: bytes
-) -> Outcome:
-    """Carry out :func:`decide_receipt` for one delivery; the outcome for :func:`decide_ack`."""
+def _verdict(
+    subject_agent: str | None, header_id: str | None, raw: bytes
+) -> tuple[Receipt, Message | None]:
     try:
         msg: Message | None = Message.from_json(raw)
         error = ""
     except MalformedMessage as exc:
         msg, error = None, str(exc)
-    verdict = decide_receipt(subject_agent, header_id, msg, error)
+    return decide_receipt(subject_agent, header_id, msg, error), msg
+
+
+def _deadletter(
+    data: DataRoot,
+    subject_agent: str | None,
+    header_id: str | None,
+    raw: bytes,
+    why: Receipt,
+    msg: Message | None,
+) -> Outcome:
+    known_id = msg.id if msg else header_id
+    name = (known_id if known_id and valid_id(known_id) else "from-cluster") + ".json"
     try:
-        if verdict.action == "deadletter":
-            known_id = msg.id if msg else header_id
-            name = (known_id if known_id and valid_id(known_id) else "from-cluster") + ".json"
-            deadletter(
-                data, name, raw, f"from the cluster: {verdict.reason}", original_to=subject_agent
-            )
-            return "deadlettered"
-        assert msg is not None
-        return "stored" if store.receive(data, msg) else "duplicate"
+        deadletter(data, name, raw, f"from the cluster: {why.reason}", original_to=subject_agent)
     except (OSError, StorageError):
         return "failed"
+    return "deadlettered"
+
+
+def receive(
+    data: DataRoot, subject_agent: str | None, header_id: str | None, raw: bytes
+) -> Outcome:
+    """Carry out :func:`decide_receipt` for one delivery; the outcome for :func:`decide_ack`."""
+    return receive_batch(data, [(subject_agent, header_id, raw)])[0]
+
+
+def receive_batch(
+    data: DataRoot, batch: list[tuple[str | None, str | None, bytes]]
+) -> list[Outcome]:
+    """:func:`receive` for deliveries in stream order (subject's agent, its
+    Nats-Msg-Id, the bytes): the messages stored together
+    (arrivals.receive_many: durable when this returns), the rest dead letters."""
+    out: list[Outcome] = ["failed"] * len(batch)
+    to_store: list[tuple[int, Message]] = []
+    for i, (agent, header_id, raw) in enumerate(batch):
+        why, msg = _verdict(agent, header_id, raw)
+        if why.action == "deadletter":
+            out[i] = _deadletter(data, agent, header_id, raw, why, msg)
+        else:
+            assert msg is not None
+            to_store.append((i, msg))
+    try:
+        results = arrivals.receive_many(data, [m for _, m in to_store])
+    except (OSError, StorageError):
+        return out
+    for (i, _), r in zip(to_store, results, strict=True):
+        out[i] = "failed" if isinstance(r, StorageError) else ("stored" if r else "duplicate")
+    return out
 
 
 # -- the spool on the sending host ---------------------------------------------------------

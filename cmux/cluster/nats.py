@@ -285,6 +285,11 @@ class Nats:
         self._call(self._nc.flush(timeout=max(1, int(timeout))), timeout + 1.0, "a flush")
 
     @property
+    def reconnects(self) -> int:
+        """How many times the connection was made again (a server restart, a cut)."""
+        return 0 if self._nc is None else int(self._nc.stats.get("reconnects", 0))
+
+    @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 

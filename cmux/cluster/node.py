@@ -13,7 +13,7 @@ when there is nothing to do:
   (with ``host``) into KV CMUX_AGENTS.
 - incoming: a durable pull consumer ``mail-<host>`` on this host's mail
   subjects, explicit acks: each message is fsynced into its recipient's
-  new/ (``store.receive``, which drops a duplicate id) and acked only then.
+  new/ (cmux/mail/arrivals.py, which drops a duplicate id) and acked only then.
 - agents: a watch of CMUX_AGENTS, so a remote agent's box becomes a spool
   as soon as it is registered anywhere.
 - heartbeat: every ``heartbeat`` seconds CMUX_HOSTS[<host>] = load, agents,
@@ -54,7 +54,7 @@ from cmux.paths import HUMAN, SUPERVISOR
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 256
-FETCH_WAIT = 1.0  # seconds one pull request waits for a message
+FETCH_WAIT = 2.0  # seconds one pull request waits for a message (idle: one request per)
 FETCH_BATCH = 64  # also the consumer's max_ack_pending: what one node holds unacked
 RETRY = 0.2  # seconds between tries while NATS is away
 
@@ -235,18 +235,26 @@ class Node:
             self.data.agents_dir.mkdir(parents=True, exist_ok=True)
             w.add(self.data.mailboxes_path, "dirs")
             w.add(self.data.agents_dir, "files")
+            agents_dir = str(self.data.agents_dir)
+            changed, spools = True, {}
             while not self.stopping.is_set():
-                spools = self.refresh()
-                for agent in spools:
-                    w.add(maildir.new_dir(self.data, agent), "files")
+                if changed:  # a record, a new box, another host's agent, or a heartbeat
+                    spools = self.refresh()
+                    for agent in spools:
+                        w.add(maildir.new_dir(self.data, agent), "files")
                 busy = self.publish(spools)
+                changed = False
                 if busy:
                     continue  # more than a batch waiting: go on at once
                 ready, _, _ = select.select([w.fileno(), self._wake_r], [], [], self.s.heartbeat)
-                if self._wake_r in ready:
-                    os.read(self._wake_r, 4096)
+                if not ready or self._wake_r in ready:
+                    changed = True
+                    if ready:
+                        os.read(self._wake_r, 4096)
                 if w.fileno() in ready:
-                    w.read()
+                    for e in w.read():
+                        if e.overflow or e.folder in (agents_dir, self.data.mailboxes_path):
+                            changed = True
         finally:
             w.close()
 
@@ -351,7 +359,7 @@ class Node:
     def _incoming(self) -> None:
         assert self.nats is not None
         consumer = None
-        first = 1  # how many to ask for while waiting
+        recovering, reconnects = True, self.nats.reconnects
         while not self.stopping.is_set():
             try:
                 if consumer is None:
@@ -362,36 +370,46 @@ class Node:
                         ack_wait=self.s.ack_wait,
                         max_ack_pending=FETCH_BATCH,
                     )
+                if self.nats.reconnects != reconnects:
+                    recovering, reconnects = True, self.nats.reconnects
+                first = 1  # how many to ask for while waiting
+                if recovering:
                     if consumer.pending()[1]:
-                        # A node before this one died holding deliveries (and
-                        # perhaps a pull request the server still answers for
-                        # up to FETCH_WAIT): let them all time out first, so
-                        # they come again before any later message and each
-                        # sender's order holds. The server hands them out in no
-                        # particular order: all of them (at most FETCH_BATCH
-                        # are ever out) in one fetch, sorted in take().
+                        # Deliveries are out unacked that this node does not
+                        # hold: a node before it died holding them, or they
+                        # were lost with a connection (and a pull request the
+                        # server still answers for up to FETCH_WAIT). Let them
+                        # all time out first, so they come again before any
+                        # later message and each sender's order holds. The
+                        # server hands them out in no particular order: all of
+                        # them (at most FETCH_BATCH are ever out) in one
+                        # fetch, sorted in take().
                         self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
                         first = FETCH_BATCH
+                    recovering = False
                     self.ready.set()
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
                 got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
-                first = 1
                 while got:
                     self.take(got)
                     got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
             except ClusterError as exc:
                 log.info("receiving: %s; trying again", exc.message)
+                recovering = True
                 self.stopping.wait(RETRY)
 
     def take(self, batch: list[Delivery]) -> None:
         """Deliveries, in stream order: each into the Maildir (fsynced), then,
         the ack rule, the acks of those stored (or there already)."""
         assert self.nats is not None
+        batch = sorted(batch, key=lambda d: d.stream_seq)
+        agents = [bridge.subject_agent(d.subject, self.s.project, self.me) for d in batch]
+        outcomes = bridge.receive_batch(
+            self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
+        )
         acks = []
-        for d in sorted(batch, key=lambda d: d.stream_seq):
-            agent = bridge.subject_agent(d.subject, self.s.project, self.me)
-            outcome = bridge.receive(self.data, agent, d.msg_id, d.data)
+        for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
                 continue  # not acked: delivered again after ack_wait
@@ -410,7 +428,7 @@ class Node:
         w = self.nats.kv_watch(bridge.AGENTS_KV)
         try:
             while not self.stopping.is_set():
-                entry = w.next(0.5)
+                entry = w.next(FETCH_WAIT)
                 if entry is None:
                     continue
                 pair = bridge.split_key(entry.key)

@@ -37,7 +37,7 @@ from cmux.paths import DEADLETTER, HUMAN, SUPERVISOR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     from cmux.config import Config
     from cmux.paths import DataRoot
@@ -98,8 +98,9 @@ def parse(path: str, agent: str, name: str) -> Message:
 # -- sending ------------------------------------------------------------------------------
 
 
-def deliver_to_new(data: DataRoot, msg: Message) -> str:
-    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/."""
+def deliver_to_new(data: DataRoot, msg: Message, *, sync_dir: bool = True) -> str:
+    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/
+    (without ``sync_dir`` the caller fsyncs new/ itself, once for many)."""
     check_paths(msg)
     new = maildir.new_dir(data, msg.to)
     tmp = os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}")
@@ -123,55 +124,11 @@ def deliver_to_new(data: DataRoot, msg: Message) -> str:
     # failure of it (a full disk, an I/O error) must not tell the sender otherwise.
     try:
         _unlink(tmp)
-        fsync_dir(new)
+        if sync_dir:
+            fsync_dir(new)
     except OSError:
         pass
     return dest
-
-
-# -- arriving from another host (the cluster's node daemon, docs/CLUSTER.md) ------------
-
-
-def arrival(present: Iterable[bool]) -> bool:
-    """Whether a message that arrives from another host is written: only when
-    its id is at none of the places a message of its box can be (new/,
-    claimed in cur/, delivered in cur/). The same id again (NATS delivers at
-    least once) is a duplicate and is dropped."""
-    return not any(present)
-
-
-def _places(data: DataRoot, msg: Message) -> Iterator[bool]:
-    """Where ``msg.id`` is, looked at lazily in the order a message moves
-    (new/ -> cur/ -> cur/ delivered), so one the router moves meanwhile is
-    seen at its next place."""
-    name = msg.id + SUFFIX
-    new, cur = maildir.new_dir(data, msg.to), maildir.cur_dir(data, msg.to)
-    for path in (os.path.join(new, name), os.path.join(cur, name), os.path.join(cur, name + SEEN)):
-        yield os.path.lexists(path)
-
-
-def receive(data: DataRoot, msg: Message) -> bool:
-    """Store a message from another host once: True when written, False for a
-    duplicate. Returning True means the file and new/ are both fsynced (the
-    node acks the stream only then); any failure raises StorageError and
-    nothing is in new/."""
-    check_paths(msg)
-    ensure(data, msg.to)
-    if not arrival(_places(data, msg)):
-        return False
-    _unlink(os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}"))  # a crashed try
-    try:
-        deliver_to_new(data, msg)
-    except StorageError:
-        # The router put it back into new/ between the looks (a requeue): there already.
-        if os.path.lexists(os.path.join(maildir.new_dir(data, msg.to), msg.id + SUFFIX)):
-            return False
-        raise
-    try:
-        fsync_dir(maildir.new_dir(data, msg.to))
-    except OSError as exc:
-        raise maildir.storage_error(maildir.new_dir(data, msg.to), exc) from exc
-    return True
 
 
 def _unlink(path: str) -> None:

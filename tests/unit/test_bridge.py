@@ -1,5 +1,5 @@
 """The cluster bridge's decisions (cmux/cluster/bridge.py) and the receiving
-store's dedupe (store.receive), on real files, without NATS."""
+store's dedupe (cmux/mail/arrivals.py), on real files, without NATS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cmux.cluster import bridge
 from cmux.config import Config
 from cmux.delivery.router import Router
-from cmux.mail import claims, maildir, store
+from cmux.mail import arrivals, claims, maildir, store
 from cmux.mail.message import Message
 from cmux.paths import DataRoot
 
@@ -86,27 +86,27 @@ def test_subjects_and_keys() -> None:
 
 
 def test_arrival_writes_only_an_id_seen_nowhere() -> None:
-    assert store.arrival([False, False, False])
-    assert not store.arrival([False, True, False])
-    assert not store.arrival(iter([True]))
+    assert arrivals.arrival([False, False, False])
+    assert not arrivals.arrival([False, True, False])
+    assert not arrivals.arrival(iter([True]))
 
 
 def test_the_same_id_twice_is_one_file_wherever_the_first_went(data: DataRoot) -> None:
     m = Message(to="w1", body="hello", sender="s1")
-    assert store.receive(data, m) is True
-    assert store.receive(data, m) is False  # in new/
+    assert arrivals.receive(data, m) is True
+    assert arrivals.receive(data, m) is False  # in new/
     assert store.pending(data, "w1") == [f"{m.id}.json"]
     # claimed by the router (cur/), then delivered (cur/ with :2,S): still a duplicate
     (loaded,) = claims.take(data, "w1")
-    assert store.receive(data, m) is False
+    assert arrivals.receive(data, m) is False
     claims.mark_delivered(loaded.path)
-    assert store.receive(data, m) is False
+    assert arrivals.receive(data, m) is False
     assert store.pending(data, "w1") == []
     assert os.listdir(maildir.cur_dir(data, "w1")) == [f"{m.id}.json:2,S"]
     # a crashed earlier write left its tmp file: the next one still lands
     m2 = Message(to="w1", body="again", sender="s1")
     Path(maildir.tmp_dir(data, "w1"), f"{m2.id}.json").write_text("half")
-    assert store.receive(data, m2) is True
+    assert arrivals.receive(data, m2) is True
     assert store.find(data, "w1", m2.id) == m2
 
 
@@ -147,3 +147,19 @@ def test_the_monitor_starts_a_node_only_with_a_cluster(cfg: Config) -> None:
     clustered = cfg.replace(raw={**cfg.raw, "cluster": {"nats": "nats://10.0.0.1:4222"}})
     (node,) = [p for p in daemons_for(clustered) if p.name == "node"]
     assert node.argv[-1] == "node"
+
+
+def test_a_batch_is_stored_in_order_once_each(data: DataRoot) -> None:
+    there = Message(to="w1", body="there already", sender="s1")
+    assert arrivals.receive(data, there) is True
+    a, b = Message(to="w1", body="a", sender="s1"), Message(to="w2", body="b", sender="s2")
+    Path(maildir.tmp_dir(data, "w1"), f"{a.id}.json").write_text("half")  # a crashed try
+    got = arrivals.receive_many(data, [a, there, b, a])
+    assert got == [True, False, True, False]
+    assert sorted(store.pending(data, "w1")) == sorted([f"{a.id}.json", f"{there.id}.json"])
+    assert store.find(data, "w1", a.id) == a and store.find(data, "w2", b.id) == b
+    assert os.listdir(maildir.tmp_dir(data, "w1")) == []
+    outcomes = bridge.receive_batch(
+        data, [("w2", b.id, b.to_json().encode()), ("w2", "x", b"{"), ("w3", None, b"[]")]
+    )
+    assert outcomes == ["duplicate", "deadlettered", "deadlettered"]

@@ -38,8 +38,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             # The adapters' capability flags, plain data the stores and the
             # router ask (the adapters themselves are cmux.agents.adapters).
             "cmux.agents.adapters.capabilities",
-            "cmux.cluster",  # the package's docstring; its modules are placed one by one
             "cmux.agents.adapters.events",
+            "cmux.cluster",  # the package's docstring; its modules are placed one by one
         ],
     ),
     # cmux.cluster.nats: the one door to NATS JetStream (nats-py); cmux.ssh: to other hosts.
