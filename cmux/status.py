@@ -30,6 +30,7 @@ def status_rows(
             {
                 "name": a.name,
                 "role": a.role,
+                "host": a.host,
                 "profile": a.profile,
                 "state": a.state,
                 "exit_code": a.exit_code,

@@ -132,7 +132,10 @@ def _attach(cfg, name: str | None) -> None:
     from cmux import tmux as gateway
     from cmux.agents import registry
     from cmux.agents.server import require_running
+    from cmux.ops.agents import attach_elsewhere
 
+    if name and attach_elsewhere(cfg, name):
+        return
     tmux = require_running(cfg)
     if name:
         agent = registry.get(cfg.data, name)
