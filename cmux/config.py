@@ -91,6 +91,10 @@ max_body_bytes = 8388608
 #                             # screen is read), "claude", "codex", "demo", "shell",
 #                             # "command"
 
+# [dashboard]                 # the web dashboard `cmux start` runs (docs/DASHBOARD.md)
+# enabled = true              # `cmux dashboard --url` prints its address with its token
+# host = "127.0.0.1"          # listen on loopback only, unless you say otherwise
+# port = 0                    # 0: a free port
 # [hosts.b]                   # another machine for workers, over SSH (docs/CLUSTER.md)
 # ssh = "cmux@10.0.0.2"       # plus port = 22, identity = "~/.ssh/id_ed25519"
 # dir = "/srv/cmux"           # where its checkouts and data root live there

@@ -360,6 +360,16 @@ MERGE = Table(
     doc="docs/MERGE.md",
 )
 
+# [dashboard]: the web dashboard `cmux start` runs in the monitor window (docs/DASHBOARD.md).
+DASHBOARD = Table(
+    {
+        "enabled": flag,
+        "host": Text(),
+        "port": Number(int, 0, 65535),  # 0: a free port, picked when it starts
+    },
+    doc="docs/DASHBOARD.md",
+)
+
 # -- [cluster] and [hosts] (docs/CLUSTER.md) ----------------------------------------
 
 HOST_NAME_RULE = "1-32 letters, digits, '-' or '_', starting with a letter or digit"
@@ -489,6 +499,7 @@ SECTIONS: dict[str, Validator] = {
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,
     "merge": MERGE,
+    "dashboard": DASHBOARD,
     "cluster": CLUSTER,
     "hosts": hosts,
 }

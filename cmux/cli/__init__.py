@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "approve": "cmux.cli.claude:approve_cmd",
     "deny": "cmux.cli.claude:deny_cmd",
     "cost": "cmux.cli.claude:cost_cmd",
+    "dashboard": "cmux.cli.dashboard:dashboard_cmd",
 }
 
 

@@ -56,7 +56,10 @@ LAYERS: list[tuple[str, list[str]]] = [
         ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],
     ),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
-    ("front ends", ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.__main__"]),
+    (
+        "front ends",
+        ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.dashboard", "cmux.__main__"],
+    ),
 ]
 
 
