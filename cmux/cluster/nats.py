@@ -280,6 +280,17 @@ class Nats:
         except Exception as exc:
             raise _translate(exc, what) from exc
 
+    def ack_all(self, deliveries: Sequence[Delivery], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ack each (sent, not waited for one by one), then flush: on return the
+        server has them all."""
+
+        async def run() -> None:
+            for d in deliveries:
+                await d._msg.ack()
+            await self._nc.flush(timeout=max(1, int(timeout)))
+
+        self._call(run(), timeout + 1.0, f"{len(deliveries)} acks")
+
     def flush(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Everything sent so far has reached the server (a PING/PONG)."""
         self._call(self._nc.flush(timeout=max(1, int(timeout))), timeout + 1.0, "a flush")

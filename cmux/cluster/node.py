@@ -420,9 +420,8 @@ class Node:
             if outcome == "stored":
                 self.received += 1
                 maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
-        for d in acks:
-            d.ack(wait=False)
-        self.nats.flush()
+        if acks:
+            self.nats.ack_all(acks)
 
     # -- the other hosts' agents ------------------------------------------------------------
 
