@@ -578,6 +578,17 @@ class Repo:
         """Check out the new branch ``branch`` made at ``start``."""
         self._run("checkout", "-q", "-b", branch, start)
 
+    def remote_ref(self, url: str, ref: str, *, env: dict[str, str] | None = None) -> str | None:
+        """The commit ``ref`` names in the repository at ``url`` (None: no such ref)."""
+        status, out, err = _call(self._repo.git, "ls-remote", url, ref, env=env)
+        if status != 0:
+            raise _failure("ls-remote", (url, ref), err, out)
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        return None
+
     def push(self, url: str, refspec: str, *, env: dict[str, str] | None = None) -> None:
         """``git push url refspec`` (never forced: a rejected push raises)."""
         status, out, err = _call(self._repo.git, "push", "-q", url, refspec, env=env)

@@ -20,7 +20,9 @@ from cmux.config import load_config
 def hosts_cmd(names: tuple[str, ...], as_json: bool, timeout: float) -> None:
     """Each host of [hosts.NAME] in cmux.toml: reachable or not, its load,
     the agents placed there, and the versions of tmux, git, python, cmux and
-    the agent programs it has. One ssh call per host, all at once.
+    the agent programs it has. One ssh call per host, all at once; the
+    agents placed there take the states seen (unreachable while their host
+    does not answer, lost past [cluster] host_timeout).
 
     \b
     Examples:
@@ -39,30 +41,47 @@ def hosts_cmd(names: tuple[str, ...], as_json: bool, timeout: float) -> None:
         return
     from rich.table import Table
 
-    table = Table(pad_edge=False)
-    for col in ("HOST", "SSH", "STATE", "LOAD", "AGENTS", "TMUX", "GIT", "PYTHON", "CMUX"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("AGENT PROGRAMS / ERROR")
+    header = ("HOST", "STATE", "LOAD", "AGENTS", "TMUX", "GIT", "PYTHON", "CMUX", "SSH")
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
     for i in infos:
-        state = ui.styled("reachable", "green") if i.reachable else ui.styled("unreachable", "red")
-        limit = f"/{i.limit}" if i.limit else ""
-        cores = f" ({i.cores} cores)" if i.cores else ""
-        load = "" if i.load is None else f"{i.load:.2f}{cores}"
+        cores = f"/{i.cores}" if i.cores else ""
         v = i.versions
-        progs = ", ".join(k + ("" if p else " (missing)") for k, p in sorted(i.programs.items()))
-        table.add_row(
-            i.name,
-            i.ssh,
-            state,
-            load,
-            f"{i.agents}{limit}",
-            v.get("tmux", "-").removeprefix("tmux "),
-            v.get("git", "-").removeprefix("git version "),
-            v.get("python", "-").removeprefix("Python "),
-            v.get("cmux", "-").removeprefix("cmux, version "),
-            progs if i.reachable else f"{i.error} ({i.hint})" if i.hint else i.error,
+        rows.append(
+            (
+                i.name,
+                "reachable" if i.reachable else "unreachable",
+                "" if i.load is None else f"{i.load:.2f}{cores}",
+                f"{i.agents}/{i.limit}" if i.limit else str(i.agents),
+                v.get("tmux", "-").removeprefix("tmux "),
+                v.get("git", "-").removeprefix("git version "),
+                v.get("python", "-").removeprefix("Python "),
+                v.get("cmux", "-").removeprefix("cmux, version "),
+                i.ssh,
+            )
         )
+        if not i.reachable:
+            notes.append(f"{i.name}: {i.error}" + (f"\n  hint: {i.hint}" if i.hint else ""))
+        missing = sorted(k for k, path in i.programs.items() if not path)
+        if missing:
+            notes.append(f"{i.name}: agent programs not found there: {', '.join(missing)}")
+        if i.dir_ok is False:
+            notes.append(f"{i.name}: {i.dir} cannot be written")
+    # Every column as wide as its widest cell, SSH last and cut when the
+    # terminal is narrow: a host's line always stays one line.
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for n, col in enumerate(header):
+        widest = max(len(col), *(len(r[n]) for r in rows))
+        if col == "SSH":
+            table.add_column(col, no_wrap=True, overflow="ellipsis")
+        else:
+            table.add_column(col, no_wrap=True, min_width=widest, style="bold" if n == 0 else "")
+    for r in rows:
+        state = ui.styled(r[1], "green" if r[1] == "reachable" else "red")
+        table.add_row(r[0], state, *r[2:])
     ui.print_renderable(table)
+    for note in notes:
+        ui.out(note)
 
 
 @click.command("_host-spawn", hidden=True)

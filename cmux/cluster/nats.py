@@ -280,6 +280,17 @@ class Nats:
         except Exception as exc:
             raise _translate(exc, what) from exc
 
+    def ack_all(self, deliveries: Sequence[Delivery], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ack each (sent, not waited for one by one), then flush: on return the
+        server has them all."""
+
+        async def run() -> None:
+            for d in deliveries:
+                await d._msg.ack()
+            await self._nc.flush(timeout=max(1, int(timeout)))
+
+        self._call(run(), timeout + 1.0, f"{len(deliveries)} acks")
+
     def flush(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Everything sent so far has reached the server (a PING/PONG)."""
         self._call(self._nc.flush(timeout=max(1, int(timeout))), timeout + 1.0, "a flush")
@@ -354,8 +365,11 @@ class Nats:
     def publish_many(
         self, items: Sequence[tuple[str, bytes, str | None]], *, timeout: float = DEFAULT_TIMEOUT
     ) -> list[PubAck]:
-        """Publish each in order (one connection: the stream stores them in this
-        order) and wait for every PubAck; raises if any is missing."""
+        """Publish each in order and wait for every PubAck; raises at the first
+        one missing, with nothing after it sent. One at a time on purpose: with
+        several requests out, a connection lost under them can lose an earlier
+        one while nats-py's reconnect buffer delivers a later one, and the
+        stream would hold them out of order."""
 
         async def one(subject: str, payload: bytes, msg_id: str | None) -> PubAck:
             headers = {MSG_ID: msg_id} if msg_id else None
@@ -363,13 +377,9 @@ class Nats:
             return PubAck(ack.stream, ack.seq, bool(ack.duplicate))
 
         async def run() -> list[PubAck]:
-            tasks = []
-            for subject, payload, msg_id in items:
-                tasks.append(asyncio.ensure_future(one(subject, payload, msg_id)))
-                await asyncio.sleep(0)  # let it write its request before the next one
-            return list(await asyncio.gather(*tasks))
+            return [await one(subject, payload, msg_id) for subject, payload, msg_id in items]
 
-        return self._call(run(), timeout + 1.0, f"a publish of {len(items)}")
+        return self._call(run(), timeout * len(items) + 1.0, f"a publish of {len(items)}")
 
     # -- consume ---------------------------------------------------------------------------
 

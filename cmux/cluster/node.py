@@ -391,9 +391,12 @@ class Node:
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
                 got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
-                while got:
+                while got and self.nats.reconnects == reconnects:
                     self.take(got)
                     got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
+                # Fetched over a new connection, some may be behind ones lost
+                # with the old: left unacked, they come again in order after
+                # the wait of the next round.
             except ClusterError as exc:
                 log.info("receiving: %s; trying again", exc.message)
                 recovering = True
@@ -417,9 +420,8 @@ class Node:
             if outcome == "stored":
                 self.received += 1
                 maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
-        for d in acks:
-            d.ack(wait=False)
-        self.nats.flush()
+        if acks:
+            self.nats.ack_all(acks)
 
     # -- the other hosts' agents ------------------------------------------------------------
 

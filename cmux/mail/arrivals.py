@@ -126,12 +126,20 @@ def receive_many(data: DataRoot, msgs: list[Message]) -> list[bool | StorageErro
         except OSError as exc:
             out[i] = maildir.storage_error(tmp, exc)
         _unlink(tmp)
-    for agent in boxes:
+
+    def sync_box(agent: str) -> StorageError | None:
         try:
             sync_new(data, agent)
+            return None
         except StorageError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(8, len(boxes) or 1)) as pool:
+        failed = dict(zip(boxes, pool.map(sync_box, boxes), strict=True))
+    for agent, bad in failed.items():
+        if bad is not None:
             out = [
-                exc if r is True and m.to == agent else r for r, m in zip(out, msgs, strict=True)
+                bad if r is True and m.to == agent else r for r, m in zip(out, msgs, strict=True)
             ]
     return out
 

@@ -129,15 +129,11 @@ def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = load_config(root)
     tmux = session.ensure_host_session(cfg)
     path, branch = cfg.data.worktree(name), f"cmux/{name}"
+    env = git_env(cfg, trunk)
     if path.exists():
         if registry.exists(cfg.data, name) and registry.get(cfg.data, name).live:
             raise AgentError(f"{name} already runs on this host", f"cmux kill {name} first")
-        raise AgentError(
-            f"{path} is left from an earlier {name} on this host",
-            f"choose another name, or remove it there (its branch {branch} is on the trunk "
-            "if it reported done or was killed)",
-        )
-    env = git_env(cfg, trunk)
+        _clear_old_clone(path, branch, trunk, env)
     path.parent.mkdir(parents=True, exist_ok=True)
     repo = git.clone(trunk, path, env=env)
     repo.switch_new(branch, f"origin/{base}")
@@ -161,6 +157,30 @@ def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:
         env=env,
     )
     return {"agent": agent.to_dict(), "project": root}
+
+
+def _clear_old_clone(path: Path, branch: str, trunk: str, env: dict[str, str]) -> None:
+    """Remove the clone an earlier worker of the name left, but only when
+    all of it is on the trunk (no uncommitted change, its branch's tip is
+    the trunk's ``branch``); else refuse, having removed nothing."""
+    import shutil
+
+    from cmux.errors import GitError
+
+    try:
+        repo = git.Repo(path)
+        head = repo.verify(f"refs/heads/{branch}")
+        safe = not repo.has_changes() and head == repo.remote_ref(
+            trunk, f"refs/heads/{branch}", env=env
+        )
+    except GitError:
+        safe = False
+    if not safe:
+        raise AgentError(
+            f"{path} is left from an earlier worker of that name, with work not on the trunk",
+            f"choose another name, or push or drop that work there first (branch {branch})",
+        )
+    shutil.rmtree(path)
 
 
 def spool(cfg: Config, name: str, host: str) -> None:

@@ -232,7 +232,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             (root / "home").mkdir(parents=True)
             (root / "work").mkdir()
             (root / "tmux").mkdir()
+            (root / "tmp").mkdir()  # TMPDIR: ssh's control sockets of long data roots
             env = private_env(root / "home", root / "tmux")
+            env["TMPDIR"] = str(root / "tmp")
             env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
             env["CMUX_SSH_CONFIG"] = str(ssh_config)
             host = Host(name, ns, ip, root, env, outer)
@@ -249,6 +251,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                     "GIT_CONFIG_NOSYSTEM",
                     "LANG",
                     "CMUX_SSH_CONFIG",
+                    "TMPDIR",
                 )
             )
             (root / "authorized_keys").write_text(f"{options} {pub}\n")

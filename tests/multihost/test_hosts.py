@@ -30,6 +30,9 @@ def test_hosts_lists_b_and_c_reachable_with_versions_and_a_cut_link(cluster: Clu
         assert h["versions"]["python"].startswith("Python 3.")
         assert h["versions"]["cmux"].startswith("cmux, version")
         assert h["load"] is not None and h["dir_ok"] is True
+    table = cluster.hosts["a"].cmux("hosts", cwd=cluster.project)
+    rows = {ln.split()[0]: ln for ln in table.out.splitlines() if ln.split()[:1] in (["b"], ["c"])}
+    assert sorted(rows) == ["b", "c"] and all(" reachable " in r for r in rows.values()), table.out
     # b's HOME there is b's own (its authorized_keys line), not a's nor the user's.
     assert (cluster.hosts["b"].root / "work").is_dir()
 

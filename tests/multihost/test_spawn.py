@@ -167,3 +167,17 @@ def test_a_worker_on_b_commits_reports_done_and_its_branch_is_on_trunk(cluster: 
         timeout=10,
         what="w1 killed on b",
     )
+
+    # The name again on b: the old clone, all of it on the trunk, makes way.
+    old_mark = Path(there["worktree"]) / ".git" / "old-clone"
+    old_mark.write_text("the first w1's\n")
+    again = a.cmux(
+        *("spawn", "w1", "--host", "b", "--task", "again", "--command", "exec sleep 600"),
+        cwd=cluster.project,
+    )
+    assert again.code == 0, again.err
+    assert not old_mark.exists()  # a fresh clone, of main as it is now
+    assert (
+        git(Path(there["worktree"]), "rev-parse", "HEAD").strip()
+        == git(cluster.project, "rev-parse", "main").strip()
+    )

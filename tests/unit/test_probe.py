@@ -82,3 +82,28 @@ def test_placement_by_load_takes_the_least_loaded_host_with_room() -> None:
     assert choose(0.5, [b, c, d], {"b": 2}) == "local"  # b is full; c (0.9) is busier than here
     assert choose(0.1, [b, c, d], {}) == "local"
     assert choose(2.0, [c, d], {}) == "c"
+
+
+def test_an_old_clone_makes_way_only_when_all_of_it_is_on_the_trunk(tmp_path) -> None:
+    from cmux.errors import AgentError
+    from cmux.remote.there import _clear_old_clone
+    from tests.helpers import git, make_repo
+
+    trunk = make_repo(tmp_path / "trunk")
+    git(trunk, "branch", "cmux/w1")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(trunk), str(clone))
+    git(clone, "checkout", "-q", "-b", "cmux/w1", "origin/cmux/w1")
+    (clone / "more.txt").write_text("not pushed\n")
+    git(clone, "add", "more.txt")
+    git(clone, "commit", "-qm", "not on the trunk")
+    with pytest.raises(AgentError):
+        _clear_old_clone(clone, "cmux/w1", str(trunk), {})
+    assert (clone / "more.txt").exists()  # refused, nothing removed
+    git(clone, "push", "-q", "origin", "cmux/w1")
+    (clone / "README.md").write_text("changed, not committed\n")
+    with pytest.raises(AgentError):
+        _clear_old_clone(clone, "cmux/w1", str(trunk), {})
+    git(clone, "checkout", "-q", "--", "README.md")
+    _clear_old_clone(clone, "cmux/w1", str(trunk), {})
+    assert not clone.exists()

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,16 @@ from cmux.paths import DataRoot
 from cmux.ssh import Ssh
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def short_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The temporary folder a long data root's control socket goes to: a
+    short one of the test's own, removed after it (not the real /tmp's)."""
+    short = Path(tempfile.mkdtemp(prefix="cxs", dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(short))
+    yield short
+    shutil.rmtree(short, ignore_errors=True)
 
 
 def ssh_for(tmp_path: Path, **kw: object) -> Ssh:
@@ -37,12 +49,12 @@ def test_every_call_is_batch_mode_with_a_timeout_and_one_master_per_host(tmp_pat
     assert ssh.url("/srv/x") == "ssh://cmux@127.0.0.1:2222/srv/x"
 
 
-def test_a_long_data_root_gets_a_short_control_socket(tmp_path: Path) -> None:
+def test_a_long_data_root_gets_a_short_control_socket(tmp_path: Path, short_tmp: Path) -> None:
     deep = tmp_path / ("d" * 90)
     ssh = Ssh(Host(name="b", ssh="h", dir="/x"), DataRoot(deep / ".cmux"))
     path = opts(ssh.options())["ControlPath"]
     assert len(path.replace("%C", "c" * 40)) + 17 <= 104  # (ssh's temporary suffix)
-    assert str(deep) not in path
+    assert str(deep) not in path and path.startswith(str(short_tmp))
 
 
 @pytest.mark.parametrize(
