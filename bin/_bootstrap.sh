@@ -40,6 +40,33 @@ need_git() {
     fi
 }
 
+need_chromium() {
+    # Debian's chromium for the browser tier (tests/browser, `bin/test -m browser`).
+    # Optional: without it that tier is skipped with its reason, the rest runs.
+    # CMUX_CHROMIUM names another binary; CMUX_NO_CHROMIUM=1 skips the install.
+    local bin="${CMUX_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$bin" ] && return 0
+    [ -n "${CMUX_NO_CHROMIUM:-}" ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "chromium is not installed and there is no apt-get; the browser tests will be skipped."
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        else
+            say "chromium is not installed (not root, no sudo): the browser tests will be skipped;"
+            say "  install it with:  sudo apt-get install chromium"
+            return 0
+        fi
+    fi
+    say "installing chromium with apt-get for the browser tests ..."
+    ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium) >&2 \
+        || say "apt-get could not install chromium; the browser tests will be skipped."
+    return 0
+}
+
 need_nats_server() {
     # For the cluster tier (tests/cluster/): Debian's nats-server. Never fatal:
     # without it that tier is skipped, and says so.

@@ -140,6 +140,32 @@ class RefNotFound(GitError):
         self.ref = ref
 
 
+class HostError(CmuxError):
+    """Another host ([hosts.NAME]) could not be reached or refused what was asked."""
+
+    def __init__(self, message: str, hint: str | None = None, host: str = "") -> None:
+        super().__init__(message, hint)
+        self.host = host
+
+
+class HostUnreachable(HostError):
+    """SSH could not reach the host (no route, refused, timed out)."""
+
+
+class HostAuthFailed(HostError):
+    """The host answered but did not let cmux's SSH key in."""
+
+
+class RemoteCommandFailed(HostError):
+    """A command run on the host over SSH failed; ``stderr`` holds its words."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, host: str = "", stderr: str = ""
+    ) -> None:
+        super().__init__(message, hint, host)
+        self.stderr = stderr
+
+
 class ClusterError(CmuxError):
     """The cluster (NATS JetStream, docs/CLUSTER.md) refused or did not answer."""
 

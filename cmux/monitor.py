@@ -2,6 +2,7 @@
 
 The monitor starts each daemon (the router; the merger of the merge queue
 in a git repository; the health monitor when [health] is configured; the
+web dashboard unless [dashboard] enabled = false, the
 node daemon, the bridge to NATS, when [cluster] is: docs/CLUSTER.md) as a
 child process and starts it again as soon as it
 dies (SIGCHLD wakes the loop), with back-off only when it keeps failing by
@@ -54,6 +55,8 @@ def daemons_for(cfg: Config) -> list[Process]:
         out.append(Process("merger", cmux_argv("merger")))
     if cfg.section("health").get("checks"):
         out.append(Process("health", cmux_argv("health", "--daemon")))
+    if cfg.section("dashboard").get("enabled", True):  # the web dashboard (docs/DASHBOARD.md)
+        out.append(Process("dashboard", cmux_argv("dashboard")))
     if cfg.section("cluster").get("nats"):  # this host's bridge to NATS (docs/CLUSTER.md)
         out.append(Process("node", cmux_argv("node")))
     return out
@@ -102,8 +105,8 @@ class AgentList:
         return self.agents
 
 
-# in state/run/, written by the daemons
-DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "node.pid")
+# In state/run/, written by the daemons.
+DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "dashboard.pid", "node.pid")
 
 
 def end_leftovers(cfg: Config) -> list[str]:

@@ -177,6 +177,8 @@ class Router:
         if agent is None:
             self.deadletter_box(name, f"unknown recipient {name!r}: no agent of that name")
             return
+        if agent.host:
+            return  # it lives on another host: its mail waits here, the spool its node sends
         pane = self.tmux.pane(agent.pane_id) if agent.pane_id else None
         decision = policy.decide(
             agent, pane, lambda: self.dialog_on_screen(pane, agent) if pane else None

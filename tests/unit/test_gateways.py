@@ -1,5 +1,5 @@
 """Each outside program has one door: git only through cmux/git.py (on
-gitpython), tmux only through cmux/tmux.py. A module that runs either
+gitpython), tmux only through cmux/tmux.py, ssh only through cmux/ssh.py. A module that runs either
 itself, or imports its Python library, is listed here by file and line."""
 
 from __future__ import annotations
@@ -95,6 +95,11 @@ def test_git_runs_only_in_the_git_gateway() -> None:
 
 def test_tmux_runs_only_in_the_tmux_gateway() -> None:
     assert offenders("tmux", "libtmux", "cmux/tmux.py") == []
+
+
+def test_ssh_runs_only_in_the_ssh_gateway() -> None:
+    assert offenders("ssh", "paramiko", "cmux/ssh.py") == []
+    assert offenders("scp", "paramiko", "cmux/ssh.py") == []
 
 
 def test_nats_is_imported_only_by_the_nats_gateway() -> None:
