@@ -141,6 +141,15 @@ def backlog(a: Any, to: list[str], landed: Landings, n: int) -> dict:
     }
 
 
+def caught_up(host: Any) -> bool:
+    offset = Path(host.data.state_dir) / "cluster" / "events.offset"
+    try:
+        done = int(offset.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return done >= os.path.getsize(host.data.events_path) - 4096  # its own last few lines
+
+
 def idle_cpu(pid: int, seconds: float) -> float:
     c0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
@@ -195,6 +204,8 @@ def main() -> None:
             thr = throughput(a, remote, landed, n_thr)
             blg = backlog(a, remote, landed, n_thr)
             assert a.proc is not None and b.proc is not None
+            for h in (a, b):  # idle: its events published too (CMUX_EVENTS), not a burst's tail
+                wait_until(lambda h=h: caught_up(h), timeout=120, interval=0.2)  # type: ignore[misc]
             cpu = {h.name: idle_cpu(p.pid, idle_s) for h, p in ((a, a.proc), (b, b.proc))}
             landed.close()
         finally:

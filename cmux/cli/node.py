@@ -43,7 +43,17 @@ def node_cmd(
     """
     import logging
 
-    from cmux.cluster.node import run, settings_for
+    from cmux.errors import ConfigError
+
+    try:
+        from cmux.cluster.node import run, settings_for
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("nats"):
+            raise
+        raise ConfigError(
+            "the NATS client (nats-py) is not installed",
+            "install cmux with its cluster extra: pip install 'cmux-agents[cluster]'",
+        ) from None
 
     cfg = load_config()
     settings = settings_for(

@@ -53,7 +53,7 @@ DEFAULT_TIMEOUT = 5.0
 class Settings:
     """How to reach NATS: the [cluster] section's connection keys."""
 
-    url: str = "nats://127.0.0.1:4222"
+    url: str = "nats://127.0.0.1:4222"  # several, comma-separated: a NATS cluster
     token: str | None = None
     user: str | None = None
     password: str | None = None
@@ -235,7 +235,7 @@ class Nats:
                 errors.append(exc)
 
         opts: dict[str, Any] = {
-            "servers": [s.url],
+            "servers": [u.strip() for u in s.url.split(",") if u.strip()],  # several: a cluster
             "name": s.name,
             "connect_timeout": max(1, int(timeout)),
             "allow_reconnect": True,

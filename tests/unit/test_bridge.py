@@ -163,3 +163,32 @@ def test_a_batch_is_stored_in_order_once_each(data: DataRoot) -> None:
         data, [("w2", b.id, b.to_json().encode()), ("w2", "x", b"{"), ("w3", None, b"[]")]
     )
     assert outcomes == ["duplicate", "deadlettered", "deadlettered"]
+
+
+def test_the_node_reads_its_settings_from_the_cluster_section(cfg: Config) -> None:
+    from cmux.cluster.node import project_id, settings_for
+    from cmux.config import load_config
+    from cmux.errors import ConfigError
+
+    with pytest.raises(ConfigError) as none:
+        settings_for(cfg)
+    assert none.value.hint and "[cluster] nats" in none.value.hint
+    toml = Path(cfg.project) / "cmux.toml"
+    toml.write_text(
+        toml.read_text()
+        + '\n[cluster]\nnats = "nats://10.0.0.1:4222"\ntoken = "t0k"\nhost = "build2"\n'
+        + "heartbeat = 0.5\nhost_timeout = 30\n"
+    )
+    s = settings_for(load_config(cfg.project))
+    assert (s.host, s.nats.url, s.nats.token, s.heartbeat, s.host_timeout) == (
+        "build2",
+        "nats://10.0.0.1:4222",
+        "t0k",
+        0.5,
+        30.0,
+    )
+    # every clone of the trunk names the project alike: its root commit
+    assert s.project == project_id(cfg) and len(s.project) == 12
+    assert settings_for(cfg, url="nats://h:1", host="x").host == "x"
+    with pytest.raises(ConfigError):
+        settings_for(cfg, url="nats://h:1", host="a.b")
