@@ -385,6 +385,14 @@ def host_name(value: Any, where: str) -> None:
         raise _wrong(where, value, HOST_NAME_RULE)
 
 
+def project_token(value: Any, where: str) -> None:
+    """[cluster] project: part of every NATS subject, so no dots nor spaces."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise _wrong(where, value, "1-64 letters, digits, '-' or '_'")
+
+
 def nats_url(value: Any, where: str) -> None:
     from urllib.parse import urlsplit
 
@@ -427,6 +435,10 @@ CLUSTER = Table(
         "host": host_name,
         "host_timeout": _seconds(1, 366 * DAY),
         "heartbeat": _seconds(0.1, 3600),
+        # The short id in every NATS subject (default: the trunk's root commit).
+        "project": project_token,
+        # Seconds before a delivery not acked (its node died) comes again.
+        "ack_wait": _seconds(0.1, 3600),
         # The trunk repository as the other hosts reach it (a git URL); by
         # default ssh://<[hosts.<host>] ssh>/<project root>.
         "trunk": Text(),
