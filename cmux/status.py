@@ -61,6 +61,11 @@ def collect_status(
     if reconcile:
         deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
+    here = {a.name for a in agents if not a.host}  # their receipts live on this host
+    if cfg.section("cluster").get("nats"):  # one machine: not even the import
+        from cmux.cluster import view
+
+        agents, _ = view.team(cfg, agents)
     if names is not None:
         wanted = set(names)
         agents = [a for a in agents if a.name in wanted]
@@ -69,7 +74,8 @@ def collect_status(
     for row, a in zip(rows, agents, strict=True):
         # Delivered, not yet read by the model (None: its program gives no receipts).
         has = receipts.has_receipts(capabilities.adapter_of(a))
-        row["unread"] = len(receipts.unread(cfg.data, a.name)) if has else None
+        mine = a.name in here and not a.host
+        row["unread"] = len(receipts.unread(cfg.data, a.name)) if has and mine else None
     if any(a.branch for a in agents):
         from cmux.merge.queue import agent_states
 

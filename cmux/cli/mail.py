@@ -69,7 +69,12 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
     "-n", "--lines", type=int, default=50, show_default=True, help="How many past events."
 )
 def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> None:
-    """What happened: sends, claims, deliveries, holds, dead letters, states."""
+    """What happened: sends, claims, deliveries, holds, dead letters, states.
+
+    With [cluster] nats in cmux.toml, --follow also prints every other host's
+    events as they happen (each with host=NAME), from NATS (docs/CLUSTER.md);
+    the past lines are this host's.
+    """
     from cmux import events
 
     cfg = load_config()
@@ -87,7 +92,12 @@ def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> No
     batch, offset = events.read(cfg.data)
     for e in batch[-lines:] if lines else batch:
         show(e)
-    if follow:
+    if follow and cfg.section("cluster").get("nats"):
+        from cmux.cluster import view  # only with [cluster] nats
+
+        for e in view.follow_events(cfg, offset=offset):
+            show(e)
+    elif follow:
         for e in events.follow(cfg.data, offset=offset):
             show(e)
 

@@ -412,6 +412,22 @@ class Nats:
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"the consumer {durable}"))
 
+    def tail(self, stream: str, subject: str, *, idle: float = 60.0) -> Consumer:
+        """An ephemeral pull consumer of what is published on ``subject`` from
+        now on, no acks (a reader's view: ``cmux events -f``). The server
+        forgets it ``idle`` s after its last fetch."""
+
+        async def run() -> Any:
+            cfg = api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE,
+                deliver_policy=api.DeliverPolicy.NEW,
+                filter_subject=subject,
+                inactive_threshold=idle,
+            )
+            return await self._js.pull_subscribe(subject, stream=stream, config=cfg)
+
+        return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"a tail of {stream}"))
+
     # -- key-value -------------------------------------------------------------------------
 
     def _bucket(self, bucket: str) -> Any:

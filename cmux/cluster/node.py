@@ -29,21 +29,19 @@ only delays: every loop retries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cmux import __version__, events, watch
-from cmux.cluster import bridge
+from cmux.cluster import bridge, view
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.config import Config
 from cmux.errors import ClusterError, ConfigError, SessionError
@@ -70,18 +68,7 @@ class NodeSettings:
     ack_wait: float = 5.0
 
 
-def project_id(cfg: Config) -> str:
-    """A short id of the trunk repository that every host computes alike: its
-    root commit (a clone has the same), else a hash of the project path."""
-    try:
-        from cmux.git import Repo
-
-        chain = Repo(Path(cfg.project)).rev_list("HEAD", first_parent=True)
-        if chain:
-            return chain[-1][:12]
-    except Exception:  # not a git repository: fall back
-        pass
-    return "p" + hashlib.sha1(cfg.project.encode()).hexdigest()[:11]
+project_id = view.project_id  # the short id of the trunk repository (or [cluster] project)
 
 
 def settings_for(
@@ -101,25 +88,15 @@ def settings_for(
             "no NATS server: cmux.toml has no [cluster] nats = ...",
             'add [cluster] nats = "nats://HOST:4222" (docs/CLUSTER.md), or pass --nats',
         )
-    name = host or sec.get("host") or socket.gethostname().split(".")[0]
-    proj = project or sec.get("project") or project_id(cfg)
+    name = host or view.host_name(cfg)
+    proj = project or view.project_id(cfg)
     for what, value in (("host", name), ("project", proj)):
         if not bridge.valid_token(str(value)):
             raise ConfigError(
                 f"[cluster] {what} {value!r} cannot name a NATS subject",
                 "use letters, digits, '-' or '_' (up to 64)",
             )
-    nats = Settings(
-        url=str(url),
-        token=token or sec.get("token"),
-        user=sec.get("user"),
-        password=sec.get("password"),
-        creds=sec.get("creds"),
-        tls_ca=sec.get("tls_ca"),
-        tls_cert=sec.get("tls_cert"),
-        tls_key=sec.get("tls_key"),
-        name=f"cmux-node-{name}",
-    )
+    nats = replace(view.nats_settings(cfg, url=str(url), token=token), name=f"cmux-node-{name}")
     return NodeSettings(
         host=str(name),
         project=str(proj),
@@ -160,6 +137,11 @@ class Node:
         self.published = 0
         self.received = 0
         self.ready = threading.Event()
+        # The other hosts' heartbeats: host -> when this host last heard it
+        # change (its own clock), and the interval the host beats at.
+        self._heard: dict[str, float] = {}
+        self._every: dict[str, float] = {}
+        self._floor = 0.0  # no host counts as silent from before NATS answered again
 
     # -- life ----------------------------------------------------------------------------
 
@@ -200,7 +182,7 @@ class Node:
         self.nats = self._connected()
         threads = [
             threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
-            for f in (self._incoming, self._agents, self._heartbeat)
+            for f in (self._incoming, self._agents, self._heartbeat, self._hosts)
         ]
         for t in threads:
             t.start()
@@ -451,6 +433,113 @@ class Node:
             pairs = [bridge.split_key(k) for k in self._remote]
         return {p[1]: p[0] for p in pairs if p}
 
+    # -- the other hosts: up, unreachable, lost -------------------------------------------
+
+    def _hosts(self) -> None:
+        """Watch CMUX_HOSTS; every heartbeat, judge the other hosts (:meth:`judge`)."""
+        assert self.nats is not None
+        w = self.nats.kv_watch(bridge.HOSTS_KV)
+        was_connected = True
+        try:
+            next_judge = time.monotonic()
+            while not self.stopping.is_set():
+                entry = w.next(max(0.01, min(self.s.heartbeat, next_judge - time.monotonic())))
+                if entry is not None and entry.key != self.me and entry.value is not None:
+                    self.heard(entry.key, entry.value, time.time())
+                if time.monotonic() < next_judge:
+                    continue
+                next_judge = time.monotonic() + self.s.heartbeat
+                if not self.nats.connected:
+                    was_connected = False
+                    continue  # this host cannot hear anyone: it judges no one
+                if not was_connected:
+                    self._floor, was_connected = time.time(), True
+                self.judge(time.time())
+        finally:
+            w.stop()
+
+    def heard(self, host: str, value: bytes, now: float) -> None:
+        """A heartbeat of ``host``: heard now, or, for one from before this node
+        watched (the first value of a key), when it says it was sent if earlier."""
+        try:
+            beat = json.loads(value)
+        except ValueError:
+            beat = {}
+        if not isinstance(beat, dict):
+            beat = {}
+        at = now
+        if host not in self._heard and isinstance(beat.get("seen"), (int, float)):
+            at = min(now, float(beat["seen"]))
+        self._heard[host] = at
+        every = beat.get("every")
+        self._every[host] = float(every) if isinstance(every, (int, float)) else self.s.heartbeat
+
+    def judge(self, now: float) -> dict[str, view.HostState]:
+        """Decide each host's state (view.decide), keep it in the view file,
+        move this registry's records of a silent host's agents, and tell the
+        parent here of each worker lost, once."""
+        from cmux.agents import registry
+
+        heard = {h: max(t, self._floor) for h, t in self._heard.items()}
+        states = view.decide(heard, now, heartbeat=self._every, host_timeout=self.s.host_timeout)
+        doc = view.read_state(self.data)
+        told = set(doc.get("told", []))
+        with self._remote_lock:
+            remote = dict(self._remote)
+        local = {a.name: a for a in registry.list_agents(self.data)}
+        for a in local.values():
+            if a.host and a.host != self.me and a.host in states:
+                self._move(a, states[a.host], remote.get(bridge.agent_key(a.host, a.name)))
+        for mark, parent, agent, host in view.lost_notices(states, remote, local, told, self.me):
+            body = (
+                f"{agent} on host {host} is lost: that host has not been heard for "
+                f"{now - heard[host]:.0f} s (past [cluster] host_timeout). What it pushed "
+                f"(cmux/{agent} on the trunk) stays; spawn it again to go on."
+            )
+            try:
+                store.send(self.cfg, to=parent, body=body, sender="cmux", kind="notice")
+            except Exception as exc:  # a full disk: tell it at the next judgement
+                log.warning("telling %s that %s is lost: %s", parent, agent, exc)
+                continue
+            told.add(mark)
+            events.record(self.data, "agent-lost", agent, host=host, parent=parent)
+            view.write_state(self.data, {**doc, "told": sorted(told)})
+        before = {h: v.get("state") for h, v in doc.get("hosts", {}).items()}
+        for h, st in states.items():
+            if before.get(h, "up") != st:
+                events.record(self.data, f"host-{st}", host=h, silent=round(now - heard[h], 1))
+        if before != states or set(doc.get("told", [])) != told:
+            hosts = {h: {"state": st, "heard": heard[h]} for h, st in sorted(states.items())}
+            view.write_state(self.data, {"hosts": hosts, "told": sorted(told)})
+        return states
+
+    def _move(self, a: Any, state: view.HostState, there: bytes | None) -> None:
+        """This registry's record of an agent on another host, as that host is."""
+        from cmux.agents import registry
+
+        try:
+            if state != "up":
+                if a.state in registry.LIVE:
+                    registry.transition(
+                        self.data, a.name, "unreachable", reason=f"host {a.host} is silent",
+                        strict=False, only_from={a.state},
+                    )  # fmt: skip
+                    a = registry.get(self.data, a.name)
+                if state == "lost" and a.state == "unreachable":
+                    registry.transition(
+                        self.data, a.name, "lost", reason=f"host {a.host} gone past host_timeout",
+                        strict=False, only_from={"unreachable"},
+                    )  # fmt: skip
+            elif a.state in registry.ASTRAY and there is not None:
+                said = json.loads(there).get("state")
+                if said in registry.STATES and said != a.state:
+                    registry.transition(
+                        self.data, a.name, said, reason=f"as host {a.host} reports",
+                        strict=False, only_from={a.state},
+                    )  # fmt: skip
+        except (ClusterError, ValueError, OSError) as exc:
+            log.info("moving %s: %s", a.name, exc)
+
     # -- heartbeat and events ---------------------------------------------------------------
 
     def _heartbeat(self) -> None:
@@ -474,6 +563,7 @@ class Node:
                 "agents": sum(1 for r in mine if r.get("state") not in ("exited", "killed")),
                 "version": __version__,
                 "seen": time.time(),
+                "every": self.s.heartbeat,
             }
         ).encode()
 

@@ -50,7 +50,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("agents", ["cmux.agents", "cmux.remote"]),
     ("health", ["cmux.health"]),
     # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery).
-    ("delivery and merging", ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge"]),
+    # cmux.cluster.view: the other hosts' agents and events as this host sees them.
+    (
+        "delivery and merging",
+        ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge", "cmux.cluster.view"],
+    ),
     (
         "daemons and views",
         ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],

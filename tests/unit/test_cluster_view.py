@@ -1,0 +1,123 @@
+"""This host's view of the other hosts (cmux/cluster/view.py): the pure
+decisions, with an injected clock, and the no-cluster path importing nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cmux.agents.registry import Agent
+from cmux.cluster import view
+from cmux.errors import ConfigError
+from cmux.settings_schema import validate
+
+pytestmark = pytest.mark.timeout(30)
+
+HB = {"b": 2.0, "c": 2.0}
+
+
+def test_a_host_silent_for_three_beats_is_unreachable_then_lost_after_host_timeout() -> None:
+    def at(silent: float) -> str:
+        return view.decide({"b": 1000.0}, 1000.0 + silent, heartbeat=HB, host_timeout=60)["b"]
+
+    assert at(0) == "up"
+    assert at(5.9) == "up"  # two beats missed, not three
+    assert at(6.1) == "unreachable"
+    assert at(59.9) == "unreachable"
+    assert at(60) == "lost"
+    assert at(3600) == "lost"
+
+
+def test_each_host_is_judged_by_its_own_interval_and_a_short_timeout_waits_for_the_beats() -> None:
+    heard = {"b": 100.0, "c": 100.0}
+    got = view.decide(heard, 110.0, heartbeat={"b": 2.0, "c": 5.0}, host_timeout=1)
+    assert got == {"b": "lost", "c": "up"}  # c beats every 5 s: 10 s is two beats
+    assert view.decide(heard, 100.5, heartbeat={"b": 0.1}, host_timeout=1)["b"] == "unreachable"
+
+
+def test_status_shows_a_silent_hosts_live_agents_so_and_keeps_the_gone() -> None:
+    agents = [
+        Agent(name="w1", state="busy", host="b"),
+        Agent(name="w2", state="exited", host="b"),
+        Agent(name="w3", state="idle", host="c"),
+        Agent(name="me", state="idle"),
+    ]
+    got = view.overlay(agents, {"b": "lost", "c": "up"})
+    assert [(a.name, a.state) for a in got] == [
+        ("w1", "lost"),
+        ("w2", "exited"),
+        ("w3", "idle"),
+        ("me", "idle"),
+    ]
+    assert "host b is lost" in got[0].note
+    assert agents[0].state == "busy"  # the records themselves are untouched
+
+
+def rec(name: str, **kw: object) -> bytes:
+    return json.dumps({"name": name, "state": "idle", **kw}).encode()
+
+
+def test_other_hosts_records_join_this_hosts_and_a_placed_agent_takes_its_hosts_record() -> None:
+    local = [
+        Agent(name="supervisor", role="supervisor", state="idle"),
+        Agent(name="w1", state="starting", host="b"),  # placed on b from here
+        Agent(name="x", state="idle"),  # a local x wins over c's x
+    ]
+    remote = {
+        "a.supervisor": rec("supervisor"),  # this host's own keys: skipped
+        "b.w1": rec("w1", state="busy", host="b"),
+        "b.human": rec("human"),
+        "c.w9": rec("w9", state="waiting"),
+        "c.x": rec("x", state="busy"),
+        "c.bad": b"{not json",
+    }
+    got = {a.name: (a.state, a.host) for a in view.merge(local, remote, "a")}
+    assert got == {
+        "supervisor": ("idle", None),
+        "w1": ("busy", "b"),
+        "x": ("idle", None),
+        "w9": ("waiting", "c"),
+    }
+
+
+def test_the_parent_here_of_a_lost_worker_is_told_once_per_incarnation() -> None:
+    local = {
+        "supervisor": Agent(name="supervisor", role="supervisor"),
+        "lead": Agent(name="lead", host="c"),  # lives elsewhere: told there
+    }
+    remote = {
+        "b.w1": rec("w1", parent="supervisor", incarnation=2),
+        "b.w2": rec("w2", parent="lead"),
+        "b.w3": rec("w3", parent="supervisor", state="killed"),
+        "c.w4": rec("w4", parent="supervisor"),  # c is up
+    }
+    view_ = {"b": "lost", "c": "up"}
+    got = view.lost_notices(view_, remote, local, set(), "a")
+    assert got == [("b.w1.2", "supervisor", "w1", "b")]
+    assert view.lost_notices(view_, remote, local, {"b.w1.2"}, "a") == []
+    assert view.lost_notices({"b": "unreachable"}, remote, local, set(), "a") == []
+
+
+def test_cluster_project_and_ack_wait_are_settings() -> None:
+    validate({"cluster": {"project": "proj-1", "ack_wait": 5}})
+    with pytest.raises(ConfigError, match="project"):
+        validate({"cluster": {"project": "a.b"}})
+    with pytest.raises(ConfigError, match="ack_wait"):
+        validate({"cluster": {"ack_wait": 0}})
+
+
+def test_status_without_a_cluster_imports_no_nats(tmp_path: Path) -> None:
+    (tmp_path / "cmux.toml").write_text("[cmux]\nagent = 'shell'\n")
+    code = (
+        "import sys; from cmux.config import load_config; from cmux.status import collect_status;"
+        f"collect_status(load_config({str(tmp_path)!r}), reconcile=False);"
+        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('cmux.cluster')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
