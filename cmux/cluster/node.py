@@ -3,8 +3,9 @@
 One per host and data root (an flock in state/run/, a verified pid file
 ``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
 It reaches NATS only through cmux/cluster/nats.py and decides only through
-cmux/cluster/bridge.py. Four threads, each blocking in the kernel or on NATS
-when there is nothing to do:
+cmux/cluster/bridge.py (and, for the other hosts, cmux/cluster/view.py).
+Five threads, each blocking in the kernel or on NATS when there is nothing
+to do:
 
 - outgoing: woken by inotify on the mailboxes and the registry. Keeps the
   spool markers (a box of an agent that lives elsewhere), publishes every
@@ -17,7 +18,12 @@ when there is nothing to do:
 - agents: a watch of CMUX_AGENTS, so a remote agent's box becomes a spool
   as soon as it is registered anywhere.
 - heartbeat: every ``heartbeat`` seconds CMUX_HOSTS[<host>] = load, agents,
-  version, seen; this host's new events to CMUX_EVENTS.
+  version, seen, every; this host's new events to CMUX_EVENTS.
+- hosts: a watch of CMUX_HOSTS; every heartbeat it judges the other hosts
+  (view.decide: silent 3 beats -> unreachable, past host_timeout -> lost),
+  keeps that in state/cluster/hosts.json, moves this registry's records of a
+  silent host's agents, and tells a lost worker's parent here once (by mail,
+  kind notice; who was told is kept in the same file).
 
 Invariants: a spooled file leaves new/ only after JetStream stored it; a
 delivery is acked only after its message is durably in the Maildir (or
@@ -178,7 +184,7 @@ class Node:
         raise SessionError("the node stopped before NATS answered")
 
     def run(self) -> None:
-        """Until :meth:`stop`: connect, then run the four loops."""
+        """Until :meth:`stop`: connect, then run the five loops."""
         self.nats = self._connected()
         threads = [
             threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
@@ -439,7 +445,7 @@ class Node:
         """Watch CMUX_HOSTS; every heartbeat, judge the other hosts (:meth:`judge`)."""
         assert self.nats is not None
         w = self.nats.kv_watch(bridge.HOSTS_KV)
-        was_connected = True
+        reconnects = self.nats.reconnects
         try:
             next_judge = time.monotonic()
             while not self.stopping.is_set():
@@ -450,10 +456,13 @@ class Node:
                     continue
                 next_judge = time.monotonic() + self.s.heartbeat
                 if not self.nats.connected:
-                    was_connected = False
                     continue  # this host cannot hear anyone: it judges no one
-                if not was_connected:
-                    self._floor, was_connected = time.time(), True
+                if self.nats.reconnects != reconnects:
+                    # Back after an outage: silence counts from now, on a new
+                    # watch (the old one may have died with the connection).
+                    reconnects, self._floor = self.nats.reconnects, time.time()
+                    w.stop()
+                    w = self.nats.kv_watch(bridge.HOSTS_KV)
                 self.judge(time.time())
         finally:
             w.stop()

@@ -30,8 +30,7 @@ def clustered(host: Host) -> None:
     """[cluster] in the host's cmux.toml, as an operator writes it."""
     toml = host.project.root / "cmux.toml"
     toml.write_text(
-        toml.read_text()
-        + f'\n[cluster]\nnats = "{host.natsd.url}"\ntoken = "{host.natsd.token}"\n'
+        toml.read_text() + f'\n[cluster]\nnats = "{host.natsd.url}"\ntoken = "{host.natsd.token}"\n'
         f'host = "{host.name}"\nproject = "{PROJECT_ID}"\n'
         f"heartbeat = {HEARTBEAT}\nhost_timeout = {HOST_TIMEOUT}\n"
     )
@@ -123,11 +122,13 @@ def test_events_follow_on_a_prints_bs_events(team: tuple[Host, Host]) -> None:
         registry.transition(b.data, "w1", "busy", reason="on it")
         events.record(a.data, "here", agent="supervisor")
         wait_until(
-            lambda: any(
-                e.get("event") == "state" and e.get("agent") == "w1" and e.get("host") == "b"
-                for e in lines
-            )
-            and any(e.get("event") == "here" for e in lines),
+            lambda: (
+                any(
+                    e.get("event") == "state" and e.get("agent") == "w1" and e.get("host") == "b"
+                    for e in lines
+                )
+                and any(e.get("event") == "here" for e in lines)
+            ),
             timeout=10,
             what="b's state change and a's own event",
         )
@@ -160,10 +161,12 @@ def test_a_host_whose_node_dies_goes_unreachable_then_lost_and_the_parent_is_tol
     a, b = team
     wait_until(lambda: status(a)["w1"]["state"] == "idle", timeout=10, what="w1 on a")
     wait_until(
-        lambda: json.loads((a.data.state_dir / "cluster" / "hosts.json").read_text())["hosts"]
-        .get("b", {})
-        .get("state")
-        == "up",
+        lambda: (
+            json.loads((a.data.state_dir / "cluster" / "hosts.json").read_text())["hosts"]
+            .get("b", {})
+            .get("state")
+            == "up"
+        ),
         timeout=10,
         what="a hears b",
     )

@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cmux.agents.registry import Agent
 from cmux.cluster import view
 from cmux.errors import ConfigError
+from cmux.mail import store
 from cmux.settings_schema import validate
 
 pytestmark = pytest.mark.timeout(30)
@@ -95,7 +97,7 @@ def test_the_parent_here_of_a_lost_worker_is_told_once_per_incarnation() -> None
         "b.w3": rec("w3", parent="supervisor", state="killed"),
         "c.w4": rec("w4", parent="supervisor"),  # c is up
     }
-    view_ = {"b": "lost", "c": "up"}
+    view_: dict[str, view.HostState] = {"b": "lost", "c": "up"}
     got = view.lost_notices(view_, remote, local, set(), "a")
     assert got == [("b.w1.2", "supervisor", "w1", "b")]
     assert view.lost_notices(view_, remote, local, {"b.w1.2"}, "a") == []
@@ -121,3 +123,49 @@ def test_status_without_a_cluster_imports_no_nats(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_node_judges_by_its_clock_tells_once_and_forgives_its_own_outage(cfg: Any) -> None:
+    """Node.judge with an injected clock: a silent host goes unreachable, then
+    lost, the parent here is told once (also by a node started again), and
+    silence from before this node's own NATS outage does not count."""
+    from cmux.agents import registry
+    from cmux.cluster.nats import Settings
+    from cmux.cluster.node import Node, NodeSettings
+
+    def node() -> Node:
+        s = NodeSettings(host="a", project="p", nats=Settings(), heartbeat=1.0, host_timeout=10)
+        return Node(cfg, s, connect=lambda _: None)  # type: ignore[arg-type,return-value]
+
+    registry.save(cfg.data, Agent(name="supervisor", role="supervisor", state="idle"))
+    registry.save(cfg.data, Agent(name="w1", state="busy", host="b"))
+    n = node()
+    n._remote = {"b.w1": rec("w1", state="busy", parent="supervisor")}
+    beat = json.dumps({"seen": 1000.0, "every": 1.0}).encode()
+    n.heard("b", beat, 1000.0)
+    assert n.judge(1002.0) == {"b": "up"}
+    assert n.judge(1003.5) == {"b": "unreachable"}
+    assert registry.get(cfg.data, "w1").state == "unreachable"
+    assert view.read_view(cfg.data) == {"b": "unreachable"}
+    assert n.judge(1010.0) == {"b": "lost"}
+    assert registry.get(cfg.data, "w1").state == "lost"
+
+    def told() -> list[dict[str, Any]]:
+        new = Path(cfg.data.mailbox_path("supervisor")) / "new"
+        msgs = [json.loads((new / n).read_text()) for n in store.pending(cfg.data, "supervisor")]
+        return [m for m in msgs if "w1 on host b is lost" in m["body"]]
+
+    assert len(told()) == 1 and told()[0]["kind"] == "notice"
+    n.judge(1020.0)
+    again = node()  # a node started again reads who was told
+    again._remote = dict(n._remote)
+    again.heard("b", beat, 1030.0)  # its first look: the beat is from 1000
+    assert again.judge(1030.0) == {"b": "lost"}
+    assert len(told()) == 1
+    # b beats again: up, and this registry's record takes b's own state
+    again.heard("b", beat, 1031.0)
+    assert again.judge(1031.5) == {"b": "up"}
+    assert registry.get(cfg.data, "w1").state == "busy"
+    # this host was cut off from NATS from 1032 to 1050: silence counts from 1050
+    again._floor = 1050.0
+    assert again.judge(1051.0) == {"b": "up"}
