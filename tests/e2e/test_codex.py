@@ -240,7 +240,7 @@ def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exi
         sent = team.project.ok("send", "w1", body, "--json").json()
         reply = body.rsplit("'", 2)[1]
         wait_until(
-            lambda reply=reply: any(reply == str(m["body"]) for m in team.mail_to("supervisor")),
+            lambda: any(reply == str(m["body"]) for m in team.mail_to("supervisor")),  # noqa: B023
             timeout=30,
             what=f"w1's answer to the typed mail ({via})",
         )
