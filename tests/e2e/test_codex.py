@@ -44,14 +44,21 @@ class CodexTeam:
         return self.project.status()[name]
 
     def state(self, name: str) -> str:
-        return str(self.agent(name)["state"])
+        return str(self.record(name).state)
 
     def wait_state(self, name: str, *states: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until ``name`` is in one of ``states``, then return what
+        `cmux status --json` says of it. The registry is polled in-process:
+        a `cmux status` process every 0.2 s would load the 2 cores the agents
+        under test run on."""
+
         def check() -> dict[str, Any]:
+            if self.record(name).state not in states:
+                return {}
             a = self.project.status().get(name)
             return a if a and a["state"] in states else {}
 
-        return wait_until(check, timeout=timeout, interval=0.2, what=f"{name} in {states}")
+        return wait_until(check, timeout=timeout, interval=0.1, what=f"{name} in {states}")
 
     def record(self, name: str) -> Any:
         from cmux.agents import registry
@@ -87,7 +94,8 @@ class CodexTeam:
         )
 
     def screen(self, name: str) -> str:
-        return self.project.tmux("capture-pane", "-p", "-J", "-t", self.agent(name)["pane_id"])
+        pane = self.record(name).pane_id
+        return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
 
     def events(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -176,7 +184,7 @@ def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
 def codex_pid(team: CodexTeam, name: str) -> int:
     """The pid of the codex process in ``name``'s pane (below cmux's wrapper)."""
     pane_pid = int(
-        team.project.tmux("display-message", "-p", "-t", team.agent(name)["pane_id"], "#{pane_pid}")
+        team.project.tmux("display-message", "-p", "-t", team.record(name).pane_id, "#{pane_pid}")
     )
 
     def parent(stat: Path) -> int | None:
@@ -220,12 +228,7 @@ def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exi
     [done] = [m for m in team.mail_to("supervisor") if m["kind"] == "done"]
     assert done["from"] == "w1" and "w1 finished the task" in str(done["body"])
     wait_until(
-        lambda: (
-            "w1 finished the task"
-            in team.project.tmux(
-                "capture-pane", "-p", "-J", "-t", team.agent("supervisor")["pane_id"]
-            )
-        ),
+        lambda: "w1 finished the task" in team.screen("supervisor"),
         timeout=20,
         what="the report in the supervisor's pane",
     )
