@@ -30,7 +30,7 @@ from cmux.errors import ConfigError
 
 # The agent programs cmux knows without a [profiles.X] entry (cmux/agents/profiles.py
 # knows how to start each one).
-BUILTIN_PROFILES = ("claude", "codex", "demo", "shell")
+BUILTIN_PROFILES = ("claude", "codex", "gemini", "demo", "shell")
 PERMISSION_MODES = ("default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan")
 DAY = 86400.0
 
@@ -311,6 +311,19 @@ CLAUDE = Table(
         "retry_after": _seconds(0.05),
     }
 )
+# [gemini]: the Gemini CLI (cmux/agents/adapters/gemini.py, docs/AGENTS.md).
+GEMINI_APPROVAL_MODES = ("default", "auto_edit", "yolo", "plan")
+GEMINI = Table(
+    {
+        "command": Text(),
+        "approval_mode": Text(GEMINI_APPROVAL_MODES),
+        "model": Text(),
+        "base_url": url,  # GOOGLE_GEMINI_BASE_URL; {agent} and {session} are filled in
+        "auth": Text(),  # security.auth.selectedType, e.g. "gemini-api-key"
+        "args": strings,
+    },
+    doc="docs/AGENTS.md",
+)
 # [codex]: the Codex CLI (cmux/agents/adapters/codex.py, docs/AGENTS.md).
 CODEX_APPROVALS = ("untrusted", "on-failure", "on-request", "never")
 CODEX_SANDBOXES = ("read-only", "workspace-write", "danger-full-access")
@@ -351,6 +364,7 @@ SECTIONS: dict[str, Validator] = {
     "cmux": CMUX,
     "claude": CLAUDE,
     "codex": CODEX,
+    "gemini": GEMINI,
     "mail": MAIL,
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,

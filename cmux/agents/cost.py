@@ -3,7 +3,7 @@
 Where an agent's transcript is and how its usage is read is its adapter's
 (``Adapter.transcript``, ``Adapter.read_tokens``); this module keeps the
 list of an agent's transcripts and the cache. Claude Code's format is read
-here (``read_transcript``), the Codex CLI's in cmux/agents/adapters/codex.py.
+here (``read_transcript``), the Codex CLI's and the Gemini CLI's by their adapters.
 
 Claude Code: every assistant message in a transcript (``~/.claude/projects/<dir>/<session
 id>.jsonl``) carries the API's ``usage``: input, output, cache-creation and

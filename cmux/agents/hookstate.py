@@ -71,6 +71,7 @@ class HookResult:
     def __init__(self) -> None:
         self.stdout = ""
         self.actions: list[str] = []
+        self.handed = ""  # the mail text a turn-end hand-over gave, if any
 
 
 def agent_file(home: str, name: str) -> str:
@@ -378,7 +379,7 @@ def tell_refused(data: DataRoot, name: str, state: str, message: str) -> str:
         to = HUMAN
         body = (
             f"{name} cannot work: the model API refused its key or login ({message}). "
-            f"Fix the key (ANTHROPIC_API_KEY, or /login in its pane: `cmux attach`, window "
+            f"Fix the key (its API key variable, or the login in its pane: `cmux attach`, window "
             f"{name}); then type `continue` in its pane or send it a message."
         )
     else:

@@ -2,7 +2,8 @@
 (cmux/agents/adapters/: how each program is launched).
 
 - ``claude``: the real Claude Code CLI (cmux/agents/adapters/claude.py).
-- ``codex``: the Codex CLI (cmux/agents/adapters/codex.py), ``[codex] command``.
+- ``codex``: the Codex CLI (cmux/agents/adapters/codex.py, ``[codex]``).
+- ``gemini``: the Gemini CLI (cmux/agents/adapters/gemini.py, ``[gemini]``).
 - ``demo``: a small built-in agent that needs no account (cmux.agents.demo).
 - ``shell``: an interactive shell with the agent's environment.
 - any ``[profiles.NAME]`` in cmux.toml (``adapter = ...`` says which adapter;
@@ -44,9 +45,10 @@ def resolve(cfg: Config, name: str | None) -> Profile:
         return cfg.profiles[name]
     if name == "claude":
         return Profile("claude", cfg.claude_command, "arg", builtin=True)
-    if name == "codex":
-        command = str(cfg.section("codex").get("command") or "codex")
-        return Profile("codex", command, "arg", builtin=True)
+    if name in ("codex", "gemini"):
+        # The adapter is named after its program; its section names the command.
+        command = str(cfg.section(name).get("command") or name)
+        return Profile(name, command, "arg", builtin=True)
     if name == "demo":
         return Profile("demo", shlex.join([sys.executable, "-m", "cmux.agents.demo"]), "none", True)
     if name == "shell":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities
 
 if TYPE_CHECKING:
@@ -284,6 +285,8 @@ def answer_key(reading: Reading, yes: bool) -> str | None:
 
 # -- cmux approve / cmux deny -------------------------------------------------------------
 
+DRAW_GRACE = 3.0  # seconds a waiting agent's question may take to show
+
 
 @dataclass
 class Answered:
@@ -315,7 +318,6 @@ def answer(
 
     from cmux import events
     from cmux.agents import registry
-    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
     from cmux.errors import AgentError
 
@@ -327,8 +329,14 @@ def answer(
             "`cmux status` shows the agents that are waiting",
         )
     tmux = require_running(cfg, tmux)
-    adapter = adapters.for_agent(agent)
+    adapter = adapters.for_agent(agent)  # its own dialogs and keys
     reading = adapter.read_screen(tmux.capture(agent.pane_id))
+    # A hook can say ``waiting`` before the question is drawn (the Gemini
+    # CLI runs its Notification hook first): give the screen a moment.
+    drawn_by = time.monotonic() + (DRAW_GRACE if agent.state == "waiting" else 0.0)
+    while not reading.dialog and time.monotonic() < drawn_by:
+        time.sleep(0.1)
+        reading = adapter.read_screen(tmux.capture(agent.pane_id))
     key = adapter.answer_key(reading, yes) if reading.dialog else None
     if key is None:
         shows = adapter.describe(reading)
@@ -394,7 +402,6 @@ def interrupt(
 
     from cmux import events
     from cmux.agents import registry
-    from cmux.agents.adapters import base as adapters
     from cmux.agents.server import require_running
 
     agent = registry.get(cfg.data, name)
@@ -402,13 +409,13 @@ def interrupt(
         return False
     tmux = require_running(cfg, tmux)
     caps = capabilities.for_agent(agent)
+    adapter = adapters.for_agent(agent)
     # A hooked program waits for input after the key without a hook to say
     # so: its screen is watched for the busy footer.
     hooked = caps.hooks
     tmux.send_keys(agent.pane_id, caps.interrupt_key)
     stopped = not hooked
     deadline = time.monotonic() + timeout
-    adapter = adapters.for_agent(agent)
     while hooked:
         if adapter.read_screen(tmux.capture(agent.pane_id)).screen != Screen.BUSY:
             stopped = True
@@ -464,7 +471,6 @@ def observe(
     """
     from cmux import events
     from cmux.agents import hookstate, registry
-    from cmux.agents.adapters import base as adapters
 
     adapter = adapters.for_agent(agent)
     reading = adapter.read_screen(text)
@@ -477,6 +483,11 @@ def observe(
             return Change(agent.name, reading.screen, agent.state, agent.state, pressed=key)
     if reading.dialog:
         if agent.state == "waiting":
+            return None
+        if hooked and reading.screen == Screen.PERMISSION and adapter.hooks_announce_questions:
+            # Its Notification hook comes before the question is drawn: the
+            # hook said waiting; a question still drawn after the answer
+            # (or after cmux approve) must not say it again.
             return None
         what = adapter.describe(reading)
         reason = f"shows {what}" + (f": {reading.detail}" if reading.detail else "")

@@ -43,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--task", help="the task ('-' reads standard input)")
     g.add_argument("--task-file", help="read the task from this file")
-    s.add_argument("--agent", dest="profile", help="claude, demo, shell or a [profiles] entry")
+    s.add_argument(
+        "--agent", dest="profile", help="claude, codex, gemini, demo, shell or a [profiles] entry"
+    )
     s.add_argument("--command", help="run this command instead of a profile (a person only)")
     s.add_argument("--dir", dest="cwd", help="working directory (default: the project)")
     s.add_argument("--worktree", action="store_true", help="own git worktree and branch cmux/NAME")

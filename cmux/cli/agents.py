@@ -25,7 +25,7 @@ def spawn_options(f):
                 "--agent",
                 "profile",
                 metavar="PROFILE",
-                help="claude, demo, shell, or a [profiles] entry.",
+                help="claude, codex, gemini, demo, shell, or a [profiles] entry.",
             ),
             click.option(
                 "--command", metavar="CMD", help="Run CMD in the window instead of a profile."

@@ -39,7 +39,7 @@ def init_cmd(directory: Path | None, as_json: bool) -> None:
     "--agent",
     "profile",
     metavar="PROFILE",
-    help="Profile for the supervisor (claude, demo, shell, or one from cmux.toml).",
+    help="Profile for the supervisor (claude, codex, gemini, demo, shell, or one from cmux.toml).",
 )
 @click.option(
     "--command", "command", metavar="CMD", help="Run CMD as the supervisor instead of a profile."

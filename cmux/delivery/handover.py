@@ -48,6 +48,10 @@ def at_stop(
     allowed = policy.hand_over_at_stop(chained, count)
     if allowed and handover(data, name, result, adapter):
         set_chain(home, name, count + 1)
+        if not events.chain_in_payload(adapter):
+            # Its next prompt hook is this mail (Gemini CLI: a BeforeAgent with
+            # the reason as its prompt): a continuation, not a new turn.
+            remember_handed(home, name, str(result.handed))
         return True
     if not allowed:
         result.actions.append("loop guard: mail left for the router")
@@ -87,6 +91,7 @@ def handover(data: DataRoot, name: str, result: HookResult, adapter: str = "clau
     if not taken:
         return False
     text = "\n\n".join(texts)
+    result.handed = text
     from cmux.agents.adapters.events import continue_output
 
     result.stdout = json.dumps(continue_output(adapter, text), ensure_ascii=False) + "\n"
@@ -143,7 +148,51 @@ def set_chain(home: str, name: str, n: int) -> None:
 
 
 def reset_chain(home: str, name: str) -> None:
+    for path in (_chain_file(home, name), _handed_file(home, name)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+# -- a program that sends its continuation as a prompt ------------------------------------
+# The Gemini CLI runs its prompt hook (BeforeAgent) again for the turn an
+# AfterAgent "deny" continued, with the mail as its prompt. Taken for a new
+# prompt it would reset the loop guard's count (and mark the mail read before
+# the model saw it), so the hand-over's digest is kept until that prompt comes.
+
+
+def _handed_file(home: str, name: str) -> str:
+    return os.path.join(home, "state", "hooks", f"{name}.handed")
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def remember_handed(home: str, name: str, text: str) -> None:
+    path = _handed_file(home, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(_digest(text) + "\n")
+
+
+def continued(home: str, name: str, prompt: str) -> bool:
+    """Whether ``prompt`` is the mail the last hand-over gave (then it is the
+    same turn going on, and the record of it is used up); False for a prompt
+    of the agent's own or a person's."""
+    path = _handed_file(home, name)
     try:
-        os.unlink(_chain_file(home, name))
+        with open(path, encoding="utf-8") as fh:
+            want = fh.read().strip()
+    except FileNotFoundError:
+        return False
+    if want != _digest(prompt):
+        return False
+    try:
+        os.unlink(path)
     except FileNotFoundError:
         pass
+    return True

@@ -60,6 +60,15 @@ def run(
                 hookstate.log(home, f"{native} ({adapter}) {name}: not an event cmux handles")
             return 0
         event = mapped
+        if event == "UserPromptSubmit" and not events.chain_in_payload(adapter):
+            from cmux.delivery.handover import continued
+
+            if continued(home, name, str(payload.get("prompt") or "")):
+                # The turn a hand-over continued, announced as a prompt: not
+                # a new turn (the loop guard's count stands), not yet read.
+                if env.get("CMUX_HOOK_DEBUG"):
+                    hookstate.log(home, f"{native} ({adapter}) {name}: the hand-over goes on")
+                return 0
         receipts(event, payload, home, name)
         if hookstate.unchanged(event, payload, home, name):
             if event == "UserPromptSubmit":

@@ -70,6 +70,9 @@ class Adapter:
     hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
+    # Whether its hooks report every permission question before the screen
+    # shows it (then the screen never moves the agent to waiting).
+    hooks_announce_questions: ClassVar[bool] = False
     # For `cmux doctor`: how the program prints its version, the first
     # version with the hooks cmux relies on ("" when it has none) and the
     # version cmux's end-to-end tier runs.
@@ -180,7 +183,7 @@ def register(adapter: Adapter) -> Adapter:
 
 def _load() -> None:
     # Each adapter module registers itself when imported; one may already be.
-    from cmux.agents.adapters import claude, codex, plain  # noqa: F401
+    from cmux.agents.adapters import claude, codex, gemini, plain  # noqa: F401
 
 
 def get(name: str) -> Adapter:

@@ -66,6 +66,7 @@ class Capabilities:
 
 CLAUDE = "claude"
 CODEX = "codex"
+GEMINI = "gemini"
 DEMO = "demo"
 SHELL = "shell"
 COMMAND = "command"  # a one-off `--command`
@@ -74,6 +75,11 @@ PROGRAM = "program"  # a [profiles.X] program cmux knows nothing of
 CAPABILITIES: dict[str, Capabilities] = {
     CLAUDE: Capabilities(
         hooks=True, reports_start=True, screen_checked=True, settle=0.05, interrupt_key="Escape"
+    ),
+    # The Gemini CLI: its input box takes a burst of keys with an Enter in it
+    # as text (docs/AGENTS.md), so Enter goes after a pause; Escape cancels.
+    GEMINI: Capabilities(
+        hooks=True, reports_start=True, screen_checked=True, settle=0.3, interrupt_key="Escape"
     ),
     # Codex takes keys less than 8 ms apart for a paste and an Enter within
     # 120 ms of one for a new line (docs/AGENTS.md): its Enter waits longer.

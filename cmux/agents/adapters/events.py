@@ -68,6 +68,23 @@ class Dialect:
         self.normalize = normalize
 
 
+def _gemini(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The Gemini CLI's payloads in the canonical shape: its approval question
+    (``Notification`` of type ``ToolPermission``, with ``details.command``)
+    is a permission prompt; its other notifications are not."""
+    if event != "Notification":
+        return payload
+    if payload.get("notification_type") != "ToolPermission":
+        return {**payload, "notification_type": str(payload.get("notification_type") or "other")}
+    details = payload.get("details")
+    details = details if isinstance(details, dict) else {}
+    what = details.get("command") or details.get("title") or ""
+    message = str(payload.get("message") or "Gemini asks to run a tool")
+    if what and str(what) not in message:
+        message = f"{message}: {what}"
+    return {**payload, "notification_type": PERMISSION, "message": message}
+
+
 def _codex_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Codex's PermissionRequest (``tool_name``, ``tool_input.command``,
     ``tool_input.description``: the model's justification) as a permission
@@ -85,6 +102,26 @@ def _codex_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 DIALECTS: dict[str, Dialect] = {
     "claude": Dialect({e: e for e in CANONICAL}),
+    # The Gemini CLI (cmux/agents/adapters/gemini.py; docs/AGENTS.md, checked
+    # with 0.61.0). BeforeTool fires before its approval question and AfterTool
+    # after the tool ran: both mean working. AfterAgent is its turn end; a
+    # "deny" there goes on with the reason as the next prompt (a BeforeAgent
+    # follows, cmux/delivery/handover.py ``continued``), and its
+    # stop_hook_active stays false, so cmux counts hand-overs itself.
+    "gemini": Dialect(
+        {
+            "SessionStart": "SessionStart",
+            "BeforeAgent": "UserPromptSubmit",
+            "BeforeTool": "PreToolUse",
+            "AfterTool": "PreToolUse",
+            "Notification": "Notification",
+            "AfterAgent": "Stop",
+            "SessionEnd": "SessionEnd",
+        },
+        continue_decision="deny",
+        chain_in_payload=False,
+        normalize=_gemini,
+    ),
     # The Codex CLI (docs/AGENTS.md, "Hooks"): Claude's names, plus
     # PermissionRequest (waiting) and PostToolUse (working again: an approved
     # command ran). Stop continues the turn with "block"; its payload's
