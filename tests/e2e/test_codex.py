@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.codex_server import API_KEY, API_KEY_ENV, MODEL, CodexServer, _content_texts
-from tests.helpers import Project, wait_until
+from tests.helpers import Project, git, wait_until
 
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(60)]
 
@@ -125,8 +125,8 @@ class CodexTeam:
         data = self.project.config().data
         return [json.loads(m.to_json()) for m in store.read_all(data, name)]
 
-    def spawn(self, name: str, task: str) -> None:
-        self.project.ok("spawn", name, "--agent", "codex", "--task", task)
+    def spawn(self, name: str, task: str, *more: str) -> None:
+        self.project.ok("spawn", name, "--agent", "codex", "--task", task, *more)
 
 
 @pytest.fixture
@@ -201,8 +201,16 @@ def codex_pid(team: CodexTeam, name: str) -> int:
 def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exits(
     team: CodexTeam,
 ) -> None:
-    team.spawn("w1", "RUN: mailbox done 'w1 finished the task'")
+    task = (
+        "RUN: echo work > work.txt && git add work.txt && git commit -qm 'w1: the work'\n"
+        "RUN: mailbox done 'w1 finished the task'"
+    )
+    team.spawn("w1", task, "--worktree")
     team.wait_state("w1", "done")
+    # It committed on its branch from inside Codex's sandbox (the worktree's
+    # git dirs are writable roots of its config.toml).
+    log = git(team.project.root, "log", "--format=%s", "-1", "cmux/w1")
+    assert log.strip() == "w1: the work"
     # Its hooks drove it: starting, idle (SessionStart), busy (prompt, tool), done (mailbox).
     states = team.states_of("w1")
     assert states[:3] == ["starting", "idle", "busy"], states
@@ -224,6 +232,7 @@ def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exi
     ]
     assert any("Your role: a cmux worker" in t for t in developer)
     assert "RUN: mailbox done 'w1 finished the task'" in first.text()
+    assert Path(rec.cwd) == team.project.data / "worktrees" / "w1"
     # The report reached the supervisor: its mailbox, then its pane.
     [done] = [m for m in team.mail_to("supervisor") if m["kind"] == "done"]
     assert done["from"] == "w1" and "w1 finished the task" in str(done["body"])

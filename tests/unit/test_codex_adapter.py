@@ -269,3 +269,22 @@ def test_launch_writes_the_agents_own_codex_home_and_passes_the_task(cfg: Config
     text = (home / "config.toml").read_text()
     assert launch.env["CMUX_AGENT_TOKEN"] in text
     assert str(cfg.project_root) in text
+
+
+def test_a_worktree_workers_git_dirs_are_writable_but_not_hooks_or_config(tmp_path: Path) -> None:
+    from tests.helpers import git, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "cmux/w1", str(wt))
+    common = (repo / ".git").resolve()
+    dirs = codex.worktree_git_dirs(wt)
+    assert dirs == [
+        str(common / "worktrees" / "wt"),
+        str(common / "objects"),
+        str(common / "refs"),
+        str(common / "logs"),
+    ]
+    assert not any(d.endswith(("hooks", "config")) or d == str(common) for d in dirs)
+    assert codex.worktree_git_dirs(repo) == []  # a .git directory: not a worktree
+    assert codex.worktree_git_dirs(tmp_path / "missing") == []
