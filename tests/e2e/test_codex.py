@@ -350,4 +350,6 @@ def test_an_approval_prompt_is_waiting_cmux_approve_runs_it_and_cmux_deny_does_n
     )
     assert team.state("w1") == "idle"
     assert not (team.project.root / "denied.txt").exists()
-    assert re.search(r"waiting(, busy)+, waiting, idle$", ", ".join(team.states_of("w1")))
+    # (A look at the screen between Esc and the end of the turn may pass busy.)
+    states = ", ".join(team.states_of("w1"))
+    assert re.search(r"waiting(, busy)+, waiting(, busy)?, idle$", states), states
