@@ -33,6 +33,9 @@ BENCHES = {
     "delivery": "delivery latency and throughput",
     "journal": "journal search over 100,000 entries",
     "merge": "merge queue: serial against batched, the merger's cost per entry",
+    "dashboard": "web dashboard: page loads, stream latency at 100 msg/s, its CPU",
+    "dashboard_browser": "the dashboard in chromium: page load, event to screen, idle CPU",
+    "cluster": "mail across hosts: two nodes on NATS, latency, throughput, idle CPU",
 }
 TIMEOUT = {"journal": 420.0, "merge": 420.0}
 

@@ -40,6 +40,49 @@ need_git() {
     fi
 }
 
+need_chromium() {
+    # Debian's chromium for the browser tier (tests/browser, `bin/test -m browser`).
+    # Optional: without it that tier is skipped with its reason, the rest runs.
+    # CMUX_CHROMIUM names another binary; CMUX_NO_CHROMIUM=1 skips the install.
+    local bin="${CMUX_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$bin" ] && return 0
+    [ -n "${CMUX_NO_CHROMIUM:-}" ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "chromium is not installed and there is no apt-get; the browser tests will be skipped."
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        else
+            say "chromium is not installed (not root, no sudo): the browser tests will be skipped;"
+            say "  install it with:  sudo apt-get install chromium"
+            return 0
+        fi
+    fi
+    say "installing chromium with apt-get for the browser tests ..."
+    ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium) >&2 \
+        || say "apt-get could not install chromium; the browser tests will be skipped."
+    return 0
+}
+
+need_nats_server() {
+    # For the cluster tier (tests/cluster/): Debian's nats-server. Never fatal:
+    # without it that tier is skipped, and says so.
+    command -v nats-server >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing nats-server with apt-get for the cluster tier ..."
+        (apt-get -o DPkg::Lock::Timeout=120 update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \
+                install -y -qq nats-server) >&2 \
+            || say "apt-get could not install nats-server; the cluster tier will be skipped."
+    else
+        say "nats-server is not installed (not root, or no apt-get): the cluster tier will be" \
+            "skipped; to run it:  sudo apt-get install nats-server"
+    fi
+}
+
 pick_python() {
     local p
     for p in "${CMUX_BOOT_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
@@ -56,7 +99,8 @@ pick_python() {
 need_venv() {
     # $1: "dev" to include the test tools.
     local extra="" stamp="$CMUX_VENV/.cmux-installed" want
-    [ "${1:-}" = dev ] && extra="[dev]"
+    # The dev venv holds the test tools and the cluster extra (nats-py) too.
+    [ "${1:-}" = dev ] && extra="[dev,cluster]"
     want="$(cat "$CMUX_REPO/pyproject.toml" | cksum | cut -d' ' -f1)$extra compat"
     if [ -x "$CMUX_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         return 0

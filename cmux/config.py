@@ -91,6 +91,17 @@ max_body_bytes = 8388608
 #                             # screen is read), "claude", "codex", "demo", "shell",
 #                             # "command"
 
+# [dashboard]                 # the web dashboard `cmux start` runs (docs/DASHBOARD.md)
+# enabled = true              # `cmux dashboard --url` prints its address with its token
+# host = "127.0.0.1"          # listen on loopback only, unless you say otherwise
+# port = 0                    # 0: a free port
+# [hosts.b]                   # another machine for workers, over SSH (docs/CLUSTER.md)
+# ssh = "cmux@10.0.0.2"       # plus port = 22, identity = "~/.ssh/id_ed25519"
+# dir = "/srv/cmux"           # where its checkouts and data root live there
+# agents = 8                  # the most agents placed there
+# [hosts]
+# default = "local"           # where `cmux spawn` places a worker: "local", "load" or a host
+
 # [health]
 # interval = 30               # seconds between checks
 # threshold = 3               # consecutive failures before restart/rollback
@@ -229,6 +240,79 @@ class Config:
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         return value if isinstance(value, dict) else {}
+
+
+class Host:
+    """One ``[hosts.NAME]`` entry: another machine agents can run on, over SSH."""
+
+    __slots__ = ("agents", "cmux", "dir", "identity", "name", "port", "ssh")
+
+    def __init__(
+        self,
+        name: str,
+        ssh: str,
+        dir: str,
+        port: int | None = None,
+        identity: str | None = None,
+        agents: int | None = None,
+        cmux: str = "cmux",
+    ) -> None:
+        self.name = name
+        self.ssh = ssh  # user@host or host
+        self.dir = dir  # where its checkouts and its data root live, on that host
+        self.port = port
+        self.identity = identity
+        self.agents = agents  # the most agents placed there (None: no limit)
+        self.cmux = cmux  # how cmux is run there
+
+    @property
+    def address(self) -> str:
+        """The host part of ``ssh``."""
+        return self.ssh.rpartition("@")[2]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Host) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Host(name={self.name!r}, ssh={self.ssh!r}, dir={self.dir!r})"
+
+
+def hosts(cfg: Config) -> dict[str, Host]:
+    """The ``[hosts.NAME]`` entries, by name (none: a single machine, as always)."""
+    out: dict[str, Host] = {}
+    for name, spec in cfg.section("hosts").items():
+        if name == "default" or not isinstance(spec, dict):
+            continue
+        identity = spec.get("identity")
+        out[name] = Host(
+            name=name,
+            ssh=spec["ssh"],
+            dir=spec["dir"],
+            port=int(spec["port"]) if "port" in spec else None,
+            identity=os.path.expanduser(identity) if identity else None,
+            agents=int(spec["agents"]) if "agents" in spec else None,
+            cmux=spec.get("cmux", "cmux"),
+        )
+    return out
+
+
+def this_host(cfg: Config) -> str:
+    """This machine's name in the cluster: ``[cluster] host``, else its hostname."""
+    name = cfg.section("cluster").get("host")
+    if name:
+        return str(name)
+    import socket
+
+    return socket.gethostname().split(".")[0] or "local"
+
+
+def placement(cfg: Config) -> str:
+    """``[hosts] default``: "local" (the default), "load", or a host's name."""
+    return str(cfg.section("hosts").get("default", "local"))
 
 
 def session_name_for(project_root: Path | str) -> str:

@@ -156,6 +156,7 @@ def run_checks() -> list[Check]:
         if status == "fail":
             fix = f"{fix}: {adapter.install_hint(prof, exe)}"
         checks.append(Check(f"agent {name}", status, detail, fix))
+    checks += check_hosts(cfg)
     from cmux.tmux import Tmux
 
     tmux = Tmux.for_config(cfg)
@@ -184,3 +185,16 @@ def run_checks() -> list[Check]:
             )
         )
     return checks
+
+
+def check_hosts(cfg: Config) -> list[Check]:
+    """Each host of ``[hosts]``, probed over one ssh call: ssh, tmux, git,
+    python, cmux, the agent programs (cmux/remote/probe.py says what is wrong)."""
+    from cmux import __version__
+    from cmux.remote import probe
+
+    out = []
+    for info in probe.probe_all(cfg):
+        for f in probe.decide(info, local_cmux=__version__):
+            out.append(Check(f"host {info.name}: {f.what}", f.status, f.detail, f.fix))
+    return out

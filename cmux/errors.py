@@ -138,3 +138,41 @@ class RefNotFound(GitError):
     def __init__(self, message: str, hint: str | None = None, ref: str = "") -> None:
         super().__init__(message, hint)
         self.ref = ref
+
+
+class HostError(CmuxError):
+    """Another host ([hosts.NAME]) could not be reached or refused what was asked."""
+
+    def __init__(self, message: str, hint: str | None = None, host: str = "") -> None:
+        super().__init__(message, hint)
+        self.host = host
+
+
+class HostUnreachable(HostError):
+    """SSH could not reach the host (no route, refused, timed out)."""
+
+
+class HostAuthFailed(HostError):
+    """The host answered but did not let cmux's SSH key in."""
+
+
+class RemoteCommandFailed(HostError):
+    """A command run on the host over SSH failed; ``stderr`` holds its words."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, host: str = "", stderr: str = ""
+    ) -> None:
+        super().__init__(message, hint, host)
+        self.stderr = stderr
+
+
+class ClusterError(CmuxError):
+    """The cluster (NATS JetStream, docs/CLUSTER.md) refused or did not answer."""
+
+
+class NatsUnavailable(ClusterError):
+    """No NATS server answered at the configured address (or it lost us)."""
+
+
+class NatsTimeout(ClusterError):
+    """NATS did not answer within the time allowed (a publish ack, a KV write)."""

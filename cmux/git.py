@@ -122,8 +122,10 @@ def _call(
     *args: str,
     input: bytes | None = None,
     config: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
-    """Run ``git [-c config]... <name> <args>``: (exit status, stdout, stderr)."""
+    """Run ``git [-c config]... <name> <args>``: (exit status, stdout, stderr);
+    ``env``: variables for this command only (GIT_SSH_COMMAND)."""
     gitpython = _gitpython()[0]
     kw: dict[str, Any] = {
         "with_extended_output": True,
@@ -131,6 +133,8 @@ def _call(
         "stdout_as_string": False,
         "strip_newline_in_stdout": False,
     }
+    if env:
+        kw["env"] = env
     if config:
         cmd = cmd(c=list(config))  # for this one command only
     try:
@@ -199,6 +203,17 @@ def init(path: Path) -> Repo:
     status, out, err = _call(cmd_type(str(path)), "init", "-q")
     if status != 0:
         raise _failure("init", ("-q",), err, out)
+    return Repo(path)
+
+
+def clone(url: str, path: Path, *, env: dict[str, str] | None = None) -> Repo:
+    """``git clone url path`` (``path`` must not exist yet), and the clone.
+    ``env`` carries GIT_SSH_COMMAND for a repository on another host."""
+    _, _, cmd_type = _gitpython()
+    args = ("-q", "--", url, str(path))
+    status, out, err = _call(cmd_type(str(Path(path).parent)), "clone", *args, env=env)
+    if status != 0:
+        raise _failure("clone", (url,), err, out)
     return Repo(path)
 
 
@@ -558,6 +573,27 @@ class Repo:
         return status == 0, (err.strip() or out.strip())
 
     # -- worktrees -------------------------------------------------------------------
+
+    def switch_new(self, branch: str, start: str) -> None:
+        """Check out the new branch ``branch`` made at ``start``."""
+        self._run("checkout", "-q", "-b", branch, start)
+
+    def remote_ref(self, url: str, ref: str, *, env: dict[str, str] | None = None) -> str | None:
+        """The commit ``ref`` names in the repository at ``url`` (None: no such ref)."""
+        status, out, err = _call(self._repo.git, "ls-remote", url, ref, env=env)
+        if status != 0:
+            raise _failure("ls-remote", (url, ref), err, out)
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        return None
+
+    def push(self, url: str, refspec: str, *, env: dict[str, str] | None = None) -> None:
+        """``git push url refspec`` (never forced: a rejected push raises)."""
+        status, out, err = _call(self._repo.git, "push", "-q", url, refspec, env=env)
+        if status != 0:
+            raise _failure("push", (url, refspec), err, out)
 
     def worktree_add(self, path: Path, branch: str, start: str = "HEAD") -> None:
         """A new worktree at ``path`` on a new branch ``branch`` from ``start``."""

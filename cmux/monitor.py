@@ -1,7 +1,9 @@
 """The `monitor` window: cmux's daemons, kept alive, and a live status.
 
 The monitor starts each daemon (the router; the merger of the merge queue
-in a git repository; the health monitor when [health] is configured) as a
+in a git repository; the health monitor when [health] is configured; the
+web dashboard unless [dashboard] enabled = false, the
+node daemon, the bridge to NATS, when [cluster] is: docs/CLUSTER.md) as a
 child process and starts it again as soon as it
 dies (SIGCHLD wakes the loop), with back-off only when it keeps failing by
 itself: cmux/daemons.py's process manager, the rule the keeper applies to the
@@ -53,6 +55,10 @@ def daemons_for(cfg: Config) -> list[Process]:
         out.append(Process("merger", cmux_argv("merger")))
     if cfg.section("health").get("checks"):
         out.append(Process("health", cmux_argv("health", "--daemon")))
+    if cfg.section("dashboard").get("enabled", True):  # the web dashboard (docs/DASHBOARD.md)
+        out.append(Process("dashboard", cmux_argv("dashboard")))
+    if cfg.section("cluster").get("nats"):  # this host's bridge to NATS (docs/CLUSTER.md)
+        out.append(Process("node", cmux_argv("node")))
     return out
 
 
@@ -99,7 +105,8 @@ class AgentList:
         return self.agents
 
 
-DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid")  # in state/run/, written by the daemons
+# In state/run/, written by the daemons.
+DAEMON_PIDS = ("router.pid", "merger.pid", "health.pid", "dashboard.pid", "node.pid")
 
 
 def end_leftovers(cfg: Config) -> list[str]:

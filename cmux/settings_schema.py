@@ -360,6 +360,136 @@ MERGE = Table(
     doc="docs/MERGE.md",
 )
 
+# [dashboard]: the web dashboard `cmux start` runs in the monitor window (docs/DASHBOARD.md).
+DASHBOARD = Table(
+    {
+        "enabled": flag,
+        "host": Text(),
+        "port": Number(int, 0, 65535),  # 0: a free port, picked when it starts
+    },
+    doc="docs/DASHBOARD.md",
+)
+
+# -- [cluster] and [hosts] (docs/CLUSTER.md) ----------------------------------------
+
+HOST_NAME_RULE = "1-32 letters, digits, '-' or '_', starting with a letter or digit"
+# Words [hosts] default takes besides a host's name; no host may be called so.
+PLACEMENTS = ("load", "local")
+
+
+def host_name(value: Any, where: str) -> None:
+    """A host's name: it is part of NATS subjects and keys, so no dots nor spaces."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", value):
+        raise _wrong(where, value, HOST_NAME_RULE)
+
+
+def nats_url(value: Any, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    ok = isinstance(value, str)
+    for part in value.split(",") if ok else ():
+        bits = urlsplit(part.strip())
+        ok = ok and bits.scheme in ("nats", "tls") and bool(bits.hostname)
+    if not ok:
+        raise _wrong(
+            where,
+            value,
+            "a nats:// or tls:// address (several: comma-separated)",
+            'for example: nats = "nats://10.0.0.1:4222"',
+        )
+
+
+def _one_kind_of_credentials(spec: dict[str, Any], where: str) -> None:
+    kinds = [k for k in ("token", "user", "creds") if k in spec]
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"{where} has {' and '.join(kinds)}: give one kind of credentials",
+            'token = "...", or user = "..." with password = "...", or creds = "file.creds"',
+        )
+    if ("user" in spec) != ("password" in spec):
+        raise ConfigError(f"{where} needs user and password together")
+    if ("tls_cert" in spec) != ("tls_key" in spec):
+        raise ConfigError(f"{where} needs tls_cert and tls_key together")
+
+
+CLUSTER = Table(
+    {
+        "nats": nats_url,
+        "token": Text(),
+        "user": Text(),
+        "password": Text(),
+        "creds": Text(),
+        "tls_ca": Text(),
+        "tls_cert": Text(),
+        "tls_key": Text(),
+        "host": host_name,
+        "host_timeout": _seconds(1, 366 * DAY),
+        "heartbeat": _seconds(0.1, 3600),
+        # The trunk repository as the other hosts reach it (a git URL); by
+        # default ssh://<[hosts.<host>] ssh>/<project root>.
+        "trunk": Text(),
+    },
+    rule=_one_kind_of_credentials,
+    doc="docs/CLUSTER.md",
+)
+
+
+def ssh_destination(value: Any, where: str) -> None:
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"([^@\s]+@)?[^@\s:/-][^@\s:/]*", value):
+        raise _wrong(where, value, '"user@host" or "host"', 'for example: ssh = "cmux@10.0.0.2"')
+
+
+HOST = Table(
+    {
+        "ssh": ssh_destination,
+        "port": Number(int, 1, 65535),
+        "identity": Text(),
+        "dir": Text(),
+        "agents": Number(int, 1, 100000),
+        # How to run cmux there (default: cmux on the PATH of a non-interactive ssh).
+        "cmux": Text(),
+    },
+    required=("dir", "ssh"),
+    doc="docs/CLUSTER.md",
+)
+
+
+def hosts(value: Any, where: str) -> None:
+    """``[hosts]``: ``default`` (the placement) and one ``[hosts.NAME]`` table per host."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"[hosts] must hold tables such as [hosts.NAME], not {show(value)}")
+    for name, spec in value.items():
+        if name == "default":
+            continue
+        host_name(name, f"[hosts.{name}] (a host's name)")
+        if name in PLACEMENTS:
+            raise ConfigError(
+                f"[hosts.{name}]: {name!r} is a word of [hosts] default, not a host's name",
+                "call the host something else",
+            )
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"[hosts] {name} = {show(spec)} is not a key cmux knows",
+                "[hosts] takes default = ...; each host is a table [hosts.NAME] (docs/CLUSTER.md)",
+            )
+        HOST(spec, f"[hosts.{name}]")
+    if "default" in value:
+        default = value["default"]
+        names = tuple(n for n in value if n != "default")
+        allowed = (*PLACEMENTS, *names)
+        if not isinstance(default, str) or default not in allowed:
+            raise _wrong(
+                "[hosts] default",
+                default,
+                "one of " + ", ".join(f'"{c}"' for c in allowed),
+                _near(default, allowed) if isinstance(default, str) else None,
+            )
+
+
 SECTIONS: dict[str, Validator] = {
     "cmux": CMUX,
     "claude": CLAUDE,
@@ -369,6 +499,9 @@ SECTIONS: dict[str, Validator] = {
     "profiles": Named("profiles", PROFILE),
     "health": HEALTH,
     "merge": MERGE,
+    "dashboard": DASHBOARD,
+    "cluster": CLUSTER,
+    "hosts": hosts,
 }
 
 
@@ -385,6 +518,7 @@ def _validate(raw: dict[str, Any]) -> None:
         if name not in SECTIONS:
             near = _closest(name, tuple(SECTIONS))
             listed = ", ".join(f"[{s}]" for s in SECTIONS).replace("[profiles]", "[profiles.NAME]")
+            listed = listed.replace("[hosts]", "[hosts.NAME]")
             raise ConfigError(
                 f"[{name}] is not a section cmux knows"
                 + ("" if isinstance(value, dict) else f" (nor a key outside one: {name} = ...)"),

@@ -30,6 +30,7 @@ def status_rows(
             {
                 "name": a.name,
                 "role": a.role,
+                "host": a.host,
                 "profile": a.profile,
                 "state": a.state,
                 "exit_code": a.exit_code,
@@ -48,15 +49,21 @@ def status_rows(
     return rows
 
 
-def collect_status(cfg: Config, *, reconcile: bool = True) -> list[dict[str, Any]]:
+def collect_status(
+    cfg: Config, *, reconcile: bool = True, names: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
-    own loop reconciles (from inside the server, see deaths.reconcile)."""
+    own loop reconciles (from inside the server, see deaths.reconcile);
+    ``names`` only those agents (the dashboard's row of one that changed)."""
     from cmux.agents import deaths, registry
     from cmux.mail import receipts, store
 
     if reconcile:
         deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
+    if names is not None:
+        wanted = set(names)
+        agents = [a for a in agents if a.name in wanted]
     mail = store.counts(cfg.data, [a.name for a in agents])
     rows = status_rows(agents, mail)
     for row, a in zip(rows, agents, strict=True):

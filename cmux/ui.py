@@ -41,6 +41,8 @@ STATE_STYLE = {
     "auth-error": "bold red",
     "stuck": "bold red",
     "crashed": "bold red",
+    "unreachable": "bold yellow",
+    "lost": "bold red",
 }
 
 
@@ -157,6 +159,7 @@ def status_cells(r: dict[str, Any]) -> dict[str, str]:
     return {
         "AGENT": str(r["name"]),
         "ROLE": str(r["role"]),
+        "HOST": str(r.get("host") or ""),
         "STATE": shown,
         "MERGE": str(r.get("queue") or ""),
         "TASK": str(r["task"] or ""),
@@ -183,7 +186,9 @@ def status_table(
     width = width or console().width
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
     merging = any(r.get("queue") for r in rows)
-    names = ["AGENT", "ROLE", "STATE", *(["MERGE"] if merging else []), "TASK"]
+    remote = any(r.get("host") for r in rows)
+    names = ["AGENT", "ROLE", *(["HOST"] if remote else []), "STATE"]
+    names += [*(["MERGE"] if merging else []), "TASK"]
     names += ["AGE", "MAIL", "TOKENS", "LAST EVENT"]
     names = [c for c in names if width >= DROP_BELOW.get(c, 0)]
     all_cells = [status_cells(r) for r in rows]

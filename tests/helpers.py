@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -264,3 +265,87 @@ def record(project: Project, name: str) -> dict[str, Any]:
         (project.data / "state" / "agents" / f"{name}.json").read_text()
     )
     return rec
+
+
+# -- the dashboard (tests/browser, bench/bench_dashboard.py) ---------------------------
+
+CHROMIUM = os.environ.get("CMUX_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium dials out at start, and
+# this machine's closed network refuses it (slow start, noise in the logs).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Dashboard:
+    """A running `cmux dashboard`, as state/dashboard.json describes it."""
+
+    url: str  # with ?token=
+    token: str
+    port: int
+    pid: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def at(self, path: str) -> str:
+        """``path`` with the token, the way a person's first click arrives."""
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
+
+
+def start_dashboard(project: Project, log: Path) -> Dashboard:
+    """`cmux dashboard --port 0` in the background; returns once
+    state/dashboard.json names this process (the contract: written when it
+    listens)."""
+    info_path = project.data / "state" / "dashboard.json"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cmux", "dashboard", "--port", "0"],
+            cwd=project.root,
+            env=project.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def listening() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"cmux dashboard exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            info: dict[str, Any] = json.loads(info_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return info if info.get("pid") == proc.pid else None
+
+    info = wait_until(listening, timeout=20, what="state/dashboard.json of the new dashboard")
+    assert info is not None
+    assert info_path.stat().st_mode & 0o777 == 0o600, "dashboard.json holds the token: 0600"
+    assert info["url"] == f"http://127.0.0.1:{info['port']}/?token={info['token']}"
+    return Dashboard(info["url"], info["token"], int(info["port"]), proc.pid, proc)
+
+
+def stop_dashboard(project: Project, dash: Dashboard) -> None:
+    """End it as a person would (Ctrl-C / SIGTERM); it removes its file."""
+    if dash.proc.poll() is None:
+        dash.proc.send_signal(signal.SIGINT)
+        try:
+            dash.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            dash.proc.kill()
+            dash.proc.wait()
+    wait_until(
+        lambda: not (project.data / "state" / "dashboard.json").exists(),
+        timeout=5,
+        what="the dashboard to remove state/dashboard.json on exit",
+    )

@@ -25,9 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from cmux.agents.adapters import base as adapters
-
-# Where Claude Code keeps its transcripts is the Claude adapter's; named here too.
-from cmux.agents.adapters.claude import guess_transcript as guess_transcript
 from cmux.agents.registry import Agent
 from cmux.fsutil import atomic_write
 from cmux.paths import DataRoot
@@ -225,4 +222,55 @@ def usage(data: DataRoot, agents: Iterable[Agent]) -> dict[str, Tokens]:
             atomic_write(data.state_dir / CACHE_NAME, after + "\n")
         except Exception:  # a cache that cannot be written is only slower next time
             pass
+    return out
+
+
+def timeline(data: DataRoot, agent: Agent, *, points: int = 200) -> list[tuple[float, int]]:
+    """The agent's tokens over time: (seconds since the epoch, total so far)
+    at each model call its transcripts time-stamp, at most ``points`` of them
+    (evenly thinned, the last one kept). Each message counted once, as ``usage``."""
+    from datetime import datetime
+
+    calls: list[tuple[float, int]] = []
+    seen: set[str] = set()
+    for path in transcripts(data, agent):
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            continue
+        for raw in lines:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            found = _usage_of(entry) if isinstance(entry, dict) else None
+            if found is None:
+                continue
+            mid, u = found
+            if mid and mid in seen:
+                continue
+            seen.add(mid)
+            try:
+                ts = datetime.fromisoformat(str(entry.get("timestamp")).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            n = sum(
+                _num(u.get(k))
+                for k in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                )
+            )
+            calls.append((ts.timestamp(), n))
+    calls.sort()
+    out: list[tuple[float, int]] = []
+    total = 0
+    for t, n in calls:
+        total += n
+        out.append((t, total))
+    if len(out) > points:
+        step = len(out) / points
+        out = [out[int(i * step)] for i in range(points - 1)] + [out[-1]]
     return out

@@ -106,7 +106,8 @@ def reconcile(cfg: Config, tmux: Tmux | None = None, *, inside: bool = False) ->
     # The registry first, then the panes: a record read here got its pane
     # before the listing below, so an agent spawned meanwhile is never taken
     # for one whose pane is gone.
-    agents = [a for a in registry.list_agents(cfg.data) if a.state in ENDING]
+    # An agent on another host (``host``) lives on that host's server, not this one.
+    agents = [a for a in registry.list_agents(cfg.data) if a.state in ENDING and not a.host]
     panes = {p.pane_id: p for p in tmux.list_panes()}
     server = next((p.server for p in panes.values() if p.server), None)
     if server is None and inside:

@@ -8,6 +8,10 @@ Alive but unable to work: ``rate-limited``, ``overloaded`` and
 ``stuck`` (busy, and nothing moved for ``[health] stuck_after``: the
 watchdog), ``crashed`` (the program is gone but its pane lives on, a shell
 in it: the reconcile). ``since`` is when the state last changed.
+An agent on another host (``host`` set, docs/CLUSTER.md) that stops
+answering is ``unreachable`` (not exited: it may well still run), and
+``lost`` once its host has been gone past ``[cluster] host_timeout``;
+either comes back to a live state when the host answers again.
 ``transition`` is the one function that changes a state: it checks the
 move, writes the file atomically under a per-agent lock, and appends an
 event. ``cmux status`` reads these files; it never guesses.
@@ -41,6 +45,8 @@ State = Literal[
     "auth-error",
     "stuck",
     "crashed",
+    "unreachable",
+    "lost",
 ]
 STATES: tuple[State, ...] = get_args(State)
 # Alive (the program runs) but unable to work: the model API refused it, or
@@ -54,13 +60,20 @@ GONE: frozenset[State] = frozenset({"exited", "killed"})
 # The program is gone but its pane lives on (a shell): not live; it ends as the
 # pane does (exited), by cmux kill, or comes back (spawn).
 CRASHED: frozenset[State] = frozenset({"crashed"})
-_FROM_LIVE: frozenset[State] = (LIVE | GONE | CRASHED) - frozenset[State]({"starting"})
+# An agent on a host that stopped answering: not known to be alive, nor gone.
+ASTRAY: frozenset[State] = frozenset({"unreachable", "lost"})
+_FROM_LIVE: frozenset[State] = (LIVE | GONE | CRASHED | frozenset[State]({"unreachable"})) - (
+    frozenset[State]({"starting"})
+)
 _ALLOWED: dict[State, frozenset[State]] = {
-    "starting": LIVE | GONE | CRASHED,
+    "starting": LIVE | GONE | CRASHED | frozenset[State]({"unreachable"}),
     **{s: _FROM_LIVE for s in LIVE - frozenset[State]({"starting"})},
     "crashed": frozenset({"starting", "exited", "killed"}),
     "exited": frozenset({"starting", "killed"}),
     "killed": frozenset({"starting"}),
+    # The host answers again: the agent is in whatever state it reports.
+    "unreachable": LIVE | GONE | CRASHED | frozenset[State]({"lost"}),
+    "lost": LIVE | GONE | CRASHED,
 }
 
 
@@ -108,6 +121,11 @@ class Agent:
     # "" a new spawn, "conversation" (claude --resume), "fresh" (its conversation
     # was lost: task and memory), "rerun" (a program without one, run again).
     resume: str = ""
+    # The host it runs on ([hosts.NAME]); None: this one.
+    host: str | None = None
+    # Where its branch is pushed at done and kill: the trunk repository's
+    # git URL, for a worker whose checkout is a clone on another host.
+    trunk: str | None = None
 
     @property
     def task_summary(self) -> str:

@@ -181,6 +181,38 @@ def start(
     return result
 
 
+def ensure_host_session(cfg: Config) -> Tmux:
+    """The session of a host that runs workers for a project whose trunk is
+    elsewhere (cmux/remote/there.py): the monitor window only (its router,
+    its watchdogs), no supervisor (it lives on the trunk's host). Started if
+    none runs, under the start lock; the running one is returned as it is."""
+    cfg.data.ensure()
+    write_project_marker(cfg.data, cfg.project_root)
+    tmux = Tmux.for_config(cfg)
+    with locked(cfg.data.run_dir / "start.lock"):
+        if tmux.has_session(cfg.session_name):
+            return tmux
+        reconcile(cfg, tmux)
+        monitor = tmux.new_session(
+            cfg.session_name,
+            MONITOR,
+            monitor_argv(),
+            cwd=str(cfg.project_root),
+            env=base_env(cfg),
+            then=session_options(cfg),
+        )
+        events.record(
+            cfg.data,
+            "session-start",
+            session=cfg.session_name,
+            socket=cfg.socket_name,
+            server=monitor.server,
+            host_session=True,
+        )
+        resume.started(cfg.data, monitor.server)
+    return tmux
+
+
 def _reserve(cfg: Config, agents: list[Agent], why: str) -> None:
     """Mark the agents about to come back starting, without a pane, before the
     monitor runs: its watchdog must not report them dead (nor restart the
@@ -246,6 +278,8 @@ def stop(cfg: Config) -> StopResult:
     last = resume.load(cfg.data)
     ended: list[Agent] = []
     for agent in registry.list_agents(cfg.data):
+        if agent.host:
+            continue  # on another host's server: `cmux kill NAME` ends it there
         if agent.state != "killed" and registry.on_server(agent, server):
             save_log(cfg, tmux, agent)
         if agent.live:

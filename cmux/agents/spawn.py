@@ -97,10 +97,17 @@ def spawn(
     role: str = "worker",
     parent: str | None = SUPERVISOR,
     tmux: Tmux | None = None,
+    checkout: tuple[Path, str] | None = None,
+    trunk: str | None = None,
+    env: dict[str, str] | None = None,
     _profile: profiles.Profile | None = None,
     _back: Comeback | None = None,
 ) -> Agent:
     """Start an agent in a new window of the running session.
+
+    ``checkout`` (path, branch): a clone made for it on this host of the
+    trunk repository at ``trunk`` (a git URL), where its branch is pushed at
+    done and kill (cmux/remote/there.py); ``env``: more of its environment.
 
     ``_back`` (from ``respawn``) brings a gone agent back: its worktree and
     branch are kept, and its plan says whether its Claude conversation is
@@ -137,8 +144,13 @@ def spawn(
         if worktree:
             wt_path, branch = worktrees.add(cfg, name)
             workdir = wt_path
+        elif checkout is not None:
+            wt_path, branch = checkout
+            workdir = wt_path
         elif _back is not None and _back.old.worktree:
             wt_path, branch = Path(_back.old.worktree), _back.old.branch
+        if _back is not None and trunk is None:
+            trunk = _back.old.trunk
         cfg.data.ensure()
         how = _back.plan.how if _back else ""
         notice = resume.fresh_notice(_back.plan.why, role) if how == "fresh" and _back else ""
@@ -158,6 +170,7 @@ def spawn(
             memory=how == "fresh",
         )
         launch.env["CMUX_INCARNATION"] = str(incarnation)  # hooks of an older one are ignored
+        launch.env.update(env or {})
         agent = Agent(
             name=name,
             role=role,
@@ -173,6 +186,7 @@ def spawn(
             command=launch.argv,
             incarnation=incarnation,
             resume=how,
+            trunk=trunk,
         )
         registry.save(cfg.data, agent, event=None)
         store.ensure(cfg.data, name)  # after the registry: a mailbox means a known agent
@@ -246,10 +260,27 @@ def kill(cfg: Config, name: str, *, force: bool = False, reason: str = "killed")
     if agent.state != "killed":
         registry.transition(cfg.data, name, "killed", reason=reason, strict=False)
     result = KillResult(name=name)
-    if agent.worktree:
+    if agent.trunk and agent.worktree:
+        _push_at_kill(cfg, agent, result)
+    elif agent.worktree:
         worktrees.retire(cfg, agent, result)
     journal_note(cfg, name, f"killed {name}", _kill_body(agent, result), ["kill"])
     return result
+
+
+def _push_at_kill(cfg: Config, agent: Agent, result: KillResult) -> None:
+    """A worker in a clone of the trunk on another host: its branch goes to
+    the trunk before anything else; the clone is kept (nothing is removed
+    from a disk that might hold the only copy)."""
+    from cmux.errors import CmuxError
+    from cmux.remote.there import push_branch
+
+    result.kept_branch, result.kept_worktree = agent.branch, agent.worktree
+    try:
+        push_branch(cfg, agent)
+        result.reason = f"pushed to the trunk repository as {agent.branch}"
+    except CmuxError as exc:
+        result.reason = f"could not push it to the trunk repository: {exc.message}"
 
 
 def _kill_body(agent: Agent, result: KillResult) -> str:

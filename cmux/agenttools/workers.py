@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--command", help="run this command instead of a profile (a person only)")
     s.add_argument("--dir", dest="cwd", help="working directory (default: the project)")
     s.add_argument("--worktree", action="store_true", help="own git worktree and branch cmux/NAME")
+    s.add_argument("--host", help="run it on [hosts.NAME] over SSH, in a clone on cmux/NAME")
     s.add_argument("--json", action="store_true")
     k = sub.add_parser("kill", help="end a worker (unmerged worktree work is kept)")
     k.add_argument("name")
@@ -88,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             command=args.command,
             cwd=args.cwd,
             worktree=args.worktree,
+            host=args.host,
             caller=me,
         )
         if args.json:
             print(json.dumps(agent.to_dict()))
         else:
             extra = f" on branch {agent.branch} in {agent.worktree}" if agent.worktree else ""
+            if agent.host:
+                extra = f" on host {agent.host}, branch {agent.branch}"
             print(
                 f"spawned {agent.name} ({agent.profile}){extra}; "
                 "it reports back to you with mailbox done"

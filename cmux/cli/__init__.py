@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "kill": "cmux.cli.agents:kill_cmd",
     "status": "cmux.cli.agents:status_cmd",
     "logs": "cmux.cli.agents:logs_cmd",
+    "hosts": "cmux.cli.hosts:hosts_cmd",
+    "_host-spawn": "cmux.cli.hosts:host_spawn_cmd",
     "_pane-died": "cmux.cli.agents:pane_died_cmd",
     "send": "cmux.cli.mail:send_cmd",
     "inbox": "cmux.cli.mail:inbox_cmd",
@@ -36,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "merge": "cmux.cli.merge:merge_cmd",
     "queue": "cmux.cli.merge:queue_cmd",
     "merger": "cmux.cli.merge:merger_cmd",
+    "node": "cmux.cli.node:node_cmd",
     "journal": "cmux.cli.journal:journal_group",
     "health": "cmux.cli.health:health_cmd",
     "rollback": "cmux.cli.health:rollback_cmd",
@@ -44,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "approve": "cmux.cli.claude:approve_cmd",
     "deny": "cmux.cli.claude:deny_cmd",
     "cost": "cmux.cli.claude:cost_cmd",
+    "dashboard": "cmux.cli.dashboard:dashboard_cmd",
 }
 
 

@@ -41,6 +41,12 @@ def spawn_options(f):
                 is_flag=True,
                 help="Give the worker its own git worktree and branch cmux/NAME.",
             ),
+            click.option(
+                "--host",
+                metavar="NAME",
+                help="Run it on [hosts.NAME] over SSH, in a clone on branch cmux/NAME "
+                "('local': here; default: [hosts] default).",
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print the new agent as JSON."),
         ]
     ):
@@ -48,7 +54,7 @@ def spawn_options(f):
     return f
 
 
-def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json):
+def do_spawn(name, task, task_file, profile, command, cwd, worktree, host, as_json):
     """Spawn worker NAME (its parent: the supervisor) and say so."""
     from cmux.ops import agents
 
@@ -61,13 +67,17 @@ def do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json):
         command=command,
         cwd=cwd,
         worktree=worktree,
+        host=host,
     )
     warn_if_shell(agent)
     if as_json:
         ui.print_json(agent.to_dict())
         return
     where = f" in worktree {agent.worktree} (branch {agent.branch})" if agent.worktree else ""
-    ui.out(f"spawned {agent.name} ({agent.profile}) in pane {agent.pane_id}{where}")
+    if agent.host:
+        where = f" on host {agent.host} in {agent.cwd} (branch {agent.branch})"
+    pane = f" in pane {agent.pane_id}" if agent.pane_id else ""
+    ui.out(f"spawned {agent.name} ({agent.profile}){pane}{where}")
 
 
 def warn_if_shell(agent) -> None:
@@ -84,7 +94,7 @@ def warn_if_shell(agent) -> None:
 
 @click.command("spawn")
 @spawn_options
-def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):
+def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, host, as_json):
     """Start a worker NAME in a new window with a task.
 
     Writes contexts/NAME.md (its role, its task, how to report) and starts the
@@ -95,8 +105,9 @@ def spawn_cmd(name, task, task_file, profile, command, cwd, worktree, as_json):
       cmux spawn fix-api --task "make tests/api pass"
       cmux spawn docs --task-file brief.md --agent demo
       cmux spawn probe --command "htop" --task "watch the load"
+      cmux spawn w1 --host b --task "port the parser"   (on [hosts.b], over SSH)
     """
-    do_spawn(name, task, task_file, profile, command, cwd, worktree, as_json)
+    do_spawn(name, task, task_file, profile, command, cwd, worktree, host, as_json)
 
 
 def do_kill(name: str, force: bool, as_json: bool) -> None:
@@ -139,7 +150,9 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
 
     States: starting, idle, busy, waiting (a permission prompt), done and
     blocked (reported by the agent), rate-limited, overloaded, auth-error,
-    stuck, crashed, exited(code), killed (the table in README.md).
+    stuck, crashed, exited(code), killed (the table in README.md); an agent
+    on another host (the HOST column) is unreachable while its host does not
+    answer and lost after [cluster] host_timeout.
     With --watch, what changed since the last refresh is shown highlighted
     for a few seconds.
     """

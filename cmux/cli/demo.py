@@ -39,7 +39,15 @@ timeout = 30
 @click.option("--attach", is_flag=True, help="Attach to tmux to watch it live.")
 @click.option("--keep", is_flag=True, help="Leave the session running afterwards.")
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for the result.")
-def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeout: float) -> None:
+@click.option(
+    "--dashboard",
+    "dashboard",
+    is_flag=True,
+    help="Open the web dashboard on the demo team (implies --keep).",
+)
+def demo_cmd(
+    directory: Path | None, task: str, attach: bool, keep: bool, timeout: float, dashboard: bool
+) -> None:
     """Run a demo team: a supervisor that splits a task between two workers.
 
     Makes a throw-away git repository, starts cmux there with the built-in
@@ -47,7 +55,8 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
     journal entries as the workers report back. Each worker commits a note
     in its own worktree; the supervisor queues each branch with `workers
     merge`, and the merge queue tests it and lands it on trunk. Needs no
-    account.
+    account. With --dashboard the web dashboard opens on the team (its URL
+    is printed too) and the session is left running.
     """
     from cmux import git
     from cmux.agents import session
@@ -67,12 +76,21 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
         toml.write_text(toml.read_text() + DEMO_MERGE)
     for key in [k for k in os.environ if k.startswith("CMUX_") and k != "CMUX_DEMO_PACE"]:
         del os.environ[key]  # the demo is its own project
+    keep = keep or dashboard
     cfg = load_config(root, agent="demo")
     ui.progress("starting the session (monitor + demo supervisor)")
     r = session.start(cfg, profile="demo")
     ui.out(
         f"session {r.session} is up in {r.seconds:.2f}s; attach any time: cd {root} && cmux attach"
     )
+    if dashboard:
+        from cmux.cli.dashboard import _open, announce
+
+        url = announce(cfg)
+        if url:
+            _open(url)
+        else:
+            ui.warn("no dashboard: [dashboard] enabled is false in cmux.toml")
     _wait_state(cfg, "supervisor", "idle", 20)
     msg = store.send(cfg, to="supervisor", body=task, sender="human")
     ui.out(f"you → supervisor: {task!r} ({msg.id})")
@@ -93,6 +111,8 @@ def demo_cmd(directory: Path | None, task: str, attach: bool, keep: bool, timeou
         ui.out(f"\nmail for you from {m.sender} ({m.kind}):\n{m.body}")
     if keep:
         ui.out(f"\nstill running: cd {root} && cmux attach   (cmux stop to end)")
+        if dashboard:
+            ui.out(f"the dashboard: cd {root} && cmux dashboard --url")
     else:
         session.stop(cfg)
         ui.out(f"\nstopped; everything it wrote is in {cfg.data.root}")

@@ -60,9 +60,10 @@ def start_cmd(
     """Start the session: a monitor window and the supervisor.
 
     One tmux session on a private socket for this project. The `monitor`
-    window runs cmux's daemons (router, health monitor, watchdogs) and a live
-    status; the `supervisor` window runs the supervisor agent. From inside
-    tmux it switches your client; otherwise it attaches, unless --no-attach.
+    window runs cmux's daemons (router, health monitor, watchdogs, the web
+    dashboard, whose URL it prints) and a live status; the `supervisor`
+    window runs the supervisor agent. From inside tmux it switches your
+    client; otherwise it attaches, unless --no-attach.
 
     When the last session's tmux server died (a crash, `tmux kill-server`, a
     reboot), every agent that was live comes back in its own window: a
@@ -93,6 +94,9 @@ def start_cmd(
         )
     windows = ", ".join(["monitor", "supervisor", *(n for n in r.resumed if n != "supervisor")])
     ui.out(f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows {windows}")
+    from cmux.cli.dashboard import announce
+
+    announce(cfg)
     from cmux.agents import registry
     from cmux.cli.agents import warn_if_shell
 
@@ -128,7 +132,10 @@ def _attach(cfg, name: str | None) -> None:
     from cmux import tmux as gateway
     from cmux.agents import registry
     from cmux.agents.server import require_running
+    from cmux.ops.agents import attach_elsewhere
 
+    if name and attach_elsewhere(cfg, name):
+        return
     tmux = require_running(cfg)
     if name:
         agent = registry.get(cfg.data, name)

@@ -165,6 +165,8 @@ class Router:
         return where
 
     def deliver_agent(self, name: str) -> None:
+        if maildir.remote_host(self.data, name):
+            return  # the agent lives on another host: the node daemon's spool (docs/CLUSTER.md)
         if not store.pending(self.data, name):
             self._release(name)
             return
@@ -175,6 +177,8 @@ class Router:
         if agent is None:
             self.deadletter_box(name, f"unknown recipient {name!r}: no agent of that name")
             return
+        if agent.host:
+            return  # it lives on another host: its mail waits here, the spool its node sends
         pane = self.tmux.pane(agent.pane_id) if agent.pane_id else None
         decision = policy.decide(
             agent, pane, lambda: self.dialog_on_screen(pane, agent) if pane else None

@@ -419,6 +419,8 @@ class Watchdog:
         self._read_events(now)
         changed = False
         for agent in self.agents:
+            if agent.host:
+                continue  # on another host: the watchdogs there watch it
             changed |= self._dead_worker(agent, now)
             changed |= self._time_limit(agent, now)
             changed |= self._resume(agent, now)

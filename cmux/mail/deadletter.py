@@ -122,3 +122,38 @@ def _make_private(path: str) -> None:
             os.chmod(path, 0o600)
     except OSError:
         pass
+
+
+def listing(data: DataRoot, *, limit: int = 200) -> list[dict[str, object]]:
+    """The dead letters, newest first: ``id`` (the entry's name in deadletter/),
+    ``reason``, ``to`` (the box it was meant for) and ``ts``, from each
+    ``.reason`` file; the entries themselves are never opened here."""
+    dl = data.deadletter_path
+    try:
+        names = [n for n in os.listdir(dl) if n.endswith(".reason") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+    out: list[dict[str, object]] = []
+    for n in names:
+        path = os.path.join(dl, n)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                raw = os.read(fd, 64 * 1024)
+            finally:
+                os.close(fd)
+            info = json.loads(raw)
+        except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        out.append(
+            {
+                "id": n.removesuffix(".reason"),
+                "reason": str(info.get("reason") or ""),
+                "to": info.get("to"),
+                "ts": str(info.get("ts") or ""),
+            }
+        )
+    out.sort(key=lambda d: (str(d["ts"]), str(d["id"])), reverse=True)
+    return out[:limit]

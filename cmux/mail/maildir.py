@@ -9,6 +9,10 @@ Layout (mailbox/README.md is the public description):
     mailbox/<agent>/held                  why mail is held (absent: not held)
     mailbox/<agent>/receipts              which delivered messages were read
     mailbox/<agent>/large/<id>.txt        a body too large to type
+    mailbox/<agent>/remote                the host the agent lives on, when another
+                                          one: this box is the node daemon's spool
+                                          (docs/CLUSTER.md), the router leaves it
+    mailbox/<agent>/sent/<id>.json        spooled mail the node published (acked)
     mailbox/deadletter/<id>.json          undeliverable, with <id>.json.reason
 
 Invariant: this module is the only place that spells these folder names;
@@ -86,6 +90,26 @@ def held_file(data: DataRoot, agent: str) -> str:
 def receipts_file(data: DataRoot, agent: str) -> str:
     """What proves each delivered message read (cmux/mail/receipts.py)."""
     return os.path.join(box(data, agent), "receipts")
+
+
+def sent_dir(data: DataRoot, agent: str) -> str:
+    """Spooled mail for an agent on another host, once NATS stored it."""
+    return os.path.join(box(data, agent), "sent")
+
+
+def remote_file(data: DataRoot, agent: str) -> str:
+    """Names the host ``agent`` lives on when it is not this one."""
+    return os.path.join(box(data, agent), "remote")
+
+
+def remote_host(data: DataRoot, agent: str) -> str | None:
+    """The other host whose agent this box spools for, or None (a local box)."""
+    try:
+        with open(remote_file(data, agent), "rb") as fh:
+            host = fh.read(256).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    return host or None
 
 
 def large_file(data: DataRoot, agent: str, msg_id: str) -> str:

@@ -98,8 +98,9 @@ def parse(path: str, agent: str, name: str) -> Message:
 # -- sending ------------------------------------------------------------------------------
 
 
-def deliver_to_new(data: DataRoot, msg: Message) -> str:
-    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/."""
+def deliver_to_new(data: DataRoot, msg: Message, *, sync_dir: bool = True) -> str:
+    """The atomic Maildir write: tmp, fsync, link into new/, unlink, fsync new/
+    (without ``sync_dir`` the caller fsyncs new/ itself, once for many)."""
     check_paths(msg)
     new = maildir.new_dir(data, msg.to)
     tmp = os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}")
@@ -123,7 +124,8 @@ def deliver_to_new(data: DataRoot, msg: Message) -> str:
     # failure of it (a full disk, an I/O error) must not tell the sender otherwise.
     try:
         _unlink(tmp)
-        fsync_dir(new)
+        if sync_dir:
+            fsync_dir(new)
     except OSError:
         pass
     return dest

@@ -147,12 +147,18 @@ def spawn(
     command: str | None = None,
     cwd: str | None = None,
     worktree: bool = False,
+    host: str | None = None,
     caller: str | None = None,
 ) -> Agent:
     """Start worker ``name`` with the task from ``task`` or ``task_file``
     ('-' reads stdin). Its parent, to whom it reports, is ``caller`` when
-    that is an agent, else the supervisor."""
+    that is an agent, else the supervisor.
+
+    ``host``: a ``[hosts.NAME]`` to run it on, over SSH, in a clone of the
+    trunk on its own branch cmux/NAME (cmux/remote/place.py), or "local";
+    None: ``[hosts] default`` says (local when there are no hosts)."""
     from cmux.agents import spawn as spawning
+    from cmux.config import placement
 
     if caller is not None:
         authorize(
@@ -165,6 +171,29 @@ def spawn(
             task_file=None if task_file is None else str(task_file),
         )
     text = spawning.read_task(task, task_file)
+    where = host or placement(cfg)
+    if where == "load":
+        from cmux.remote.place import by_load
+
+        where = by_load(cfg)
+    if where != "local":
+        from cmux.errors import UsageError
+        from cmux.remote.place import spawn_on
+
+        if cwd or worktree:
+            raise UsageError(
+                "--dir and --worktree are for a worker on this host",
+                "a worker on another host always gets its own clone and branch cmux/NAME",
+            )
+        return spawn_on(
+            cfg,
+            where,
+            name,
+            task=text,
+            profile=profile,
+            command=command,
+            parent=caller if caller not in (None, HUMAN) else SUPERVISOR,
+        )
     return spawning.spawn(
         cfg,
         name,
@@ -184,16 +213,43 @@ def kill(cfg: Config, name: str, *, force: bool = False, caller: str | None = No
     from cmux.agents import spawn as spawning
     from cmux.errors import UsageError
 
-    if caller is None:
-        return spawning.kill(cfg, name, force=force)
-    authorize(cfg, caller, "kill", name=name)
+    if caller is not None:
+        authorize(cfg, caller, "kill", name=name)
     target = registry.get(cfg.data, name)
-    if target.role == "supervisor":
+    if caller is not None and target.role == "supervisor":
         raise UsageError(
             "workers kill cannot end the supervisor",
             "a person can: cmux kill supervisor --force",
         )
-    return spawning.kill(cfg, name, reason=f"killed by {caller}")
+    reason = f"killed by {caller}" if caller else "killed"
+    if target.host:
+        from cmux.remote.place import kill_on
+
+        said = kill_on(cfg, target, reason=reason)
+        return spawning.KillResult(
+            name=name,
+            kept_branch=said.get("kept_branch"),
+            kept_worktree=said.get("kept_worktree"),
+            reason=said.get("reason") or "",
+        )
+    if caller is None:
+        return spawning.kill(cfg, name, force=force)
+    return spawning.kill(cfg, name, reason=reason)
+
+
+def attach_elsewhere(cfg: Config, name: str) -> bool:
+    """`cmux attach NAME` of an agent on another host: this process becomes
+    ``ssh -t HOST cmux attach NAME`` (never returns then); False for an
+    agent of this host."""
+    from cmux.agents import registry
+
+    agent = registry.get(cfg.data, name)
+    if not agent.host:
+        return False
+    from cmux.remote.place import attach
+
+    attach(cfg, agent)
+    return True
 
 
 def answer(cfg: Config, name: str, *, yes: bool, by: str, caller: str | None = None) -> Answered:

@@ -59,6 +59,8 @@ def report(cfg: Config, me: str, kind: str, body: str) -> Message:
     """
     from cmux.mail import store
 
+    if me != "human" and kind == "done":
+        _push(cfg, me)  # before the report: whoever reads it finds the branch on trunk
     msg = store.send(cfg, to=report_to(cfg, me), body=body, sender=me, kind=kind)
     marks: dict[str, State] = {"done": "done", "blocked": "blocked"}
     if me != "human" and kind in marks:
@@ -66,6 +68,29 @@ def report(cfg: Config, me: str, kind: str, body: str) -> Message:
     if me != "human" and kind == "done":
         _auto_merge(cfg, me)
     return msg
+
+
+def _push(cfg: Config, me: str) -> None:
+    """A worker in a clone of the trunk on another host (its record names the
+    trunk): its branch is pushed there. A failed push is an event and a note
+    on its record; the report goes all the same."""
+    from cmux.agents import registry
+    from cmux.errors import CmuxError
+
+    try:
+        agent = registry.get(cfg.data, me)
+    except CmuxError:
+        return
+    if not agent.trunk:
+        return
+    from cmux import events
+    from cmux.remote.there import push_branch
+
+    try:
+        push_branch(cfg, agent)
+    except CmuxError as exc:
+        events.record(cfg.data, "push-failed", me, reason=exc.message)
+        registry.update(cfg.data, me, note=f"push to trunk failed: {exc.message[:120]}")
 
 
 def _auto_merge(cfg: Config, me: str) -> None:

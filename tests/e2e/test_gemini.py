@@ -138,7 +138,10 @@ def team(gemini_bin: Path, project: Project) -> Iterator[Team]:
             + f'base_url = "{server.url}/s/{{session}}"\n'
             + 'approval_mode = "default"\n'
         )
-        project.env.update(GEMINI_API_KEY=API_KEY)
+        # GITHUB_SHA (as on GitHub Actions) makes the CLI pass its shell commands
+        # and hooks only an allow-list of variables: cmux's tools still need
+        # theirs (without the allow-list in cmux's settings, `mailbox done` fails).
+        project.env.update(GEMINI_API_KEY=API_KEY, GITHUB_SHA="0123456789abcdef")
         t = Team(project, server)
         yield t
         for name in ("w1", "w2"):
@@ -232,7 +235,8 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
     team.wait_screen("supervisor", "w1 got the mail while busy")
 
     # Mail while idle (done, and its turn over: the input box back, no spinner):
-    # typed into its pane, submitted once, read.
+    # typed into its pane, submitted once, read. Two lines: pasted (bracketed),
+    # Enter after the settle pause.
     from cmux.agents.adapters import base as adapters
     from cmux.agents.screen import Screen
 
@@ -243,7 +247,10 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
         what="w1's turn over on its screen",
     )
     typed = team.project.ok(
-        "send", "w1", "RUN: mailbox send supervisor 'w1 read what was typed'", "--json"
+        "send",
+        "w1",
+        "Please answer.\nRUN: mailbox send supervisor 'w1 read what was typed'",
+        "--json",
     ).json()
     wait_until(
         lambda: any("w1 read what was typed" in m["body"] for m in mail_to(team, "supervisor")),
@@ -251,7 +258,7 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
         what="w1's answer to the typed mail",
     )
     [delivery] = [e for e in team.events("deliver", "w1") if e["id"] == typed["id"]]
-    assert delivery["via"] in ("keys", "paste")
+    assert delivery["via"] == "paste"
     assert count(team.prompts("w1"), f"[cmux mail {typed['id']}") == 1
     from cmux.mail import receipts
 

@@ -1,5 +1,5 @@
 """Each outside program has one door: git only through cmux/git.py (on
-gitpython), tmux only through cmux/tmux.py. A module that runs either
+gitpython), tmux only through cmux/tmux.py, ssh only through cmux/ssh.py. A module that runs either
 itself, or imports its Python library, is listed here by file and line."""
 
 from __future__ import annotations
@@ -95,3 +95,32 @@ def test_git_runs_only_in_the_git_gateway() -> None:
 
 def test_tmux_runs_only_in_the_tmux_gateway() -> None:
     assert offenders("tmux", "libtmux", "cmux/tmux.py") == []
+
+
+def test_ssh_runs_only_in_the_ssh_gateway() -> None:
+    assert offenders("ssh", "paramiko", "cmux/ssh.py") == []
+    assert offenders("scp", "paramiko", "cmux/ssh.py") == []
+
+
+def test_nats_is_imported_only_by_the_nats_gateway() -> None:
+    """NATS (nats-py) has one door, cmux/cluster/nats.py (docs/CLUSTER.md)."""
+    assert offenders("nats-server", "nats", "cmux/cluster/nats.py") == []
+
+
+def test_without_a_cluster_nothing_imports_the_cluster() -> None:
+    """No [cluster] section = today's single-machine cmux: only the node
+    daemon's own command imports cmux.cluster (the router reads a spool
+    marker through cmux/mail/maildir.py, files only)."""
+    wrong = []
+    for path in sorted(CMUX.rglob("*.py")):
+        rel = path.relative_to(CMUX.parent).as_posix()
+        if rel.startswith("cmux/cluster/") or rel == "cmux/cli/node.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cmux.cluster"):
+                wrong.append(f"{rel}:{node.lineno}")
+            if isinstance(node, ast.Import) and any(
+                a.name.startswith("cmux.cluster") for a in node.names
+            ):
+                wrong.append(f"{rel}:{node.lineno}")
+    assert wrong == []

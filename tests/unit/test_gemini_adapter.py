@@ -17,7 +17,6 @@ import pytest
 from cmux.agents import profiles
 from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities, gemini
-from cmux.agents.cost import Tokens
 from cmux.agents.screen import Screen
 from cmux.config import Config, Profile, load_config
 from cmux.errors import ConfigError
@@ -64,10 +63,14 @@ def test_launch_uses_a_home_of_cmux_own_with_hooks_role_and_policy(cfg: Config) 
     assert launch.env["GOOGLE_GEMINI_BASE_URL"] == f"http://127.0.0.1:9/s/w1-{sid}"
     assert launch.env["CMUX_SESSION_ID"] == sid and launch.env["CMUX_AGENT"] == "w1"
     settings = json.loads((home / ".gemini" / "settings.json").read_text())
-    assert settings["security"] == {
-        "auth": {"selectedType": "gemini-api-key"},
-        "folderTrust": {"enabled": False},
-    }
+    security = settings["security"]
+    assert security["auth"] == {"selectedType": "gemini-api-key"}
+    assert security["folderTrust"] == {"enabled": False}
+    # The CLI filters its commands' environment (GITHUB_SHA, redaction): what
+    # cmux's tools need is allowed through, the identity token too.
+    kept = set(security["environmentVariableRedaction"]["allowed"])
+    assert {"CMUX_AGENT", "CMUX_AGENT_TOKEN", "CMUX_HOME", "CMUX_INCARNATION"} <= kept
+    assert {k for k in launch.env if k.startswith("CMUX_")} <= kept
     assert settings["model"] == {"name": "gemini-2.5-flash"}
     assert settings["telemetry"] == {"enabled": False}
     assert set(settings["hooks"]) == set(gemini.HOOK_EVENTS)
@@ -176,32 +179,36 @@ def test_claude_patterns_do_not_read_gemini_screens_as_dialogs() -> None:
 # -- tokens -----------------------------------------------------------------------------
 
 
-def test_tokens_count_each_message_id_once_last_record_winning(tmp_path: Path) -> None:
+def test_tokens_count_each_message_id_once(tmp_path: Path) -> None:
+    from cmux.agents.cost import Tokens, transcript_tokens
+
     path = tmp_path / "session-2026-12-01T17-00-abcdef12.jsonl"
+    g1 = {"input": 100, "output": 7, "cached": 5, "thoughts": 3, "tool": 0, "total": 110}
     rows = [
         {"sessionId": "abcdef12", "projectHash": "x", "startTime": "t", "kind": "main"},
         {"id": "u1", "type": "user", "content": [{"text": "hi"}]},
         {"id": "g1", "type": "gemini", "content": "", "tokens": None},
-        {"id": "g1", "type": "gemini", "tokens": {"input": 100, "output": 7, "cached": 5,
-                                                   "thoughts": 3, "tool": 0, "total": 110}},
-        {"id": "g1", "type": "gemini", "toolCalls": [{}], "tokens": {
-            "input": 100, "output": 7, "cached": 5, "thoughts": 3, "tool": 0, "total": 110}},
+        {"id": "g1", "type": "gemini", "tokens": g1},
+        {"id": "g1", "type": "gemini", "toolCalls": [{}], "tokens": g1},
         {"$set": {"lastUpdated": "t"}},
-        {"id": "g2", "type": "gemini", "tokens": {"input": 120, "output": 9, "cached": 0,
-                                                   "thoughts": 0, "tool": 0, "total": 129}},
-    ]  # fmt: skip
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
-    size = path.stat().st_size
-    tokens, offset, _ = adapters.get("gemini").read_tokens(path, base=Tokens())
-    assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (215, 5, 19, 2)
-    assert tokens.total == 100 + 7 + 3 + 120 + 9
-    assert offset == size
-    # The same message written again as the chat grows is still counted once.
-    with path.open("a") as fh:
-        fh.write(json.dumps(rows[-1]) + "\n")
-    again, _, _ = adapters.get("gemini").read_tokens(path, offset=offset, base=tokens)
-    assert again.total == tokens.total
-    assert gemini.read_usage(tmp_path / "missing.jsonl").total == 0
+    program = adapters.get("gemini")
+    tokens, offset, recent = program.read_tokens(path, base=Tokens())
+    assert (tokens.input, tokens.cache_read, tokens.output, tokens.messages) == (95, 5, 10, 1)
+    assert offset == path.stat().st_size and recent == ["g1"]
+    # Through cost.py's cache: a later line of the same id is not counted again,
+    # a new message is, and a partly written line waits.
+    cache: dict[str, Any] = {}
+    assert transcript_tokens(path, cache, program).total == 110
+    g2 = {"input": 120, "output": 9, "cached": 0, "thoughts": 0, "tool": 0, "total": 129}
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"id": "g1", "type": "gemini", "tokens": g1}) + "\n")
+        fh.write(json.dumps({"id": "g2", "type": "gemini", "tokens": g2}) + "\n")
+        fh.write('{"id": "g3", "type": "gem')
+    total = transcript_tokens(path, cache, program)
+    assert (total.input, total.cache_read, total.output, total.messages) == (215, 5, 19, 2)
+    assert gemini.read_usage(tmp_path / "missing.jsonl")[0].total == 0
 
 
 # -- cmux doctor ------------------------------------------------------------------------

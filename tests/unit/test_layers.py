@@ -39,18 +39,27 @@ LAYERS: list[tuple[str, list[str]]] = [
             # router ask (the adapters themselves are cmux.agents.adapters).
             "cmux.agents.adapters.capabilities",
             "cmux.agents.adapters.events",
+            "cmux.cluster",  # the package's docstring; its modules are placed one by one
         ],
     ),
-    ("gateways", ["cmux.tmux", "cmux.git", "cmux.watch"]),
+    # cmux.cluster.nats: the one door to NATS JetStream (nats-py); cmux.ssh: to other hosts.
+    ("gateways", ["cmux.tmux", "cmux.git", "cmux.watch", "cmux.ssh", "cmux.cluster.nats"]),
     # The stores: the mailbox, the journal, and the agents' registry with the
     # identity check that reads it (an agent signs only as itself).
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
-    ("agents", ["cmux.agents"]),
+    ("agents", ["cmux.agents", "cmux.remote"]),
     ("health", ["cmux.health"]),
-    ("delivery and merging", ["cmux.delivery", "cmux.merge"]),
-    ("daemons and views", ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper"]),
+    # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery).
+    ("delivery and merging", ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge"]),
+    (
+        "daemons and views",
+        ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],
+    ),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
-    ("front ends", ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.__main__"]),
+    (
+        "front ends",
+        ["cmux.cli", "cmux.agenttools", "cmux.ui", "cmux.dashboard", "cmux.__main__"],
+    ),
 ]
 
 

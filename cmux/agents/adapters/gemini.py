@@ -16,8 +16,8 @@
 - hooks: the Gemini names of events and what cmux makes of them are its
   dialect in cmux/agents/adapters/events.py.
 - transcript: ``$GEMINI_CLI_HOME/.gemini/tmp/<project>/chats/session-*-<first
-  8 of the session id>.jsonl``; tokens per message id, the last record of an
-  id counting (``usage``).
+  8 of the session id>.jsonl``; tokens per message id, each id once
+  (``read_tokens``, read on from where cmux/agents/cost.py's cache left off).
 - screen: its tool-permission dialog (``read_screen``); Enter takes the
   highlighted "1. Allow once", Escape picks "No, suggest changes (esc)".
 
@@ -76,11 +76,21 @@ def home_dir(cfg: Config, name: str) -> Path:
     return cfg.data.settings_dir / "gemini" / name
 
 
-def gemini_settings(section: dict[str, Any], hook_env: dict[str, str]) -> dict[str, object]:
+# Variables of cmux's own that the agent's shell commands (cmux's tools) and
+# hooks need, besides those of agent_env: the CLI filters its children's
+# environment down to an allow-list when GITHUB_SHA is set (or redaction is
+# on, which also drops names with TOKEN in them), so they are listed as allowed.
+KEPT = ("CMUX_SESSION_ID", "CMUX_INCARNATION", "CMUX_MEMORY", "TMUX_TMPDIR", "HOME")
+
+
+def gemini_settings(
+    section: dict[str, Any], hook_env: dict[str, str], keep: tuple[str, ...] = ()
+) -> dict[str, object]:
     """The CLI's settings.json for one agent: no first-run question, nothing
     sent anywhere but the model endpoint (as far as settings can say), the
     model from ``[gemini] model``, and cmux's hooks. ``hook_env`` is added to
-    every hook's environment (the CLI may filter the pane's: docs/AGENTS.md)."""
+    every hook's environment; ``keep`` names the variables the CLI must pass
+    to its shell commands and hooks even when it filters them (docs/AGENTS.md)."""
     cmd = shlex.join([sys.executable, "-m", "cmux", "hook"])
     hooks: dict[str, object] = {}
     for event in HOOK_EVENTS:
@@ -102,6 +112,7 @@ def gemini_settings(section: dict[str, Any], hook_env: dict[str, str]) -> dict[s
         "security": {
             "auth": {"selectedType": str(section.get("auth", DEFAULT_AUTH))},
             "folderTrust": {"enabled": False},
+            "environmentVariableRedaction": {"allowed": sorted({*keep, *KEPT})},
         },
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
         "privacy": {"usageStatisticsEnabled": False},
@@ -181,7 +192,8 @@ class Gemini(Adapter):
         if memory:
             env["CMUX_MEMORY"] = "1"
             hook_env["CMUX_MEMORY"] = "1"
-        settings = gemini_settings(section, hook_env)
+        keep = tuple(k for k in env if k.startswith("CMUX_"))
+        settings = gemini_settings(section, hook_env, keep)
         atomic_write(gem / "settings.json", json.dumps(settings, indent=1) + "\n")
         atomic_write(gem / "GEMINI.md", role_prompt(role))
         atomic_write(gem / "policies" / "cmux.toml", policy(role))
@@ -224,15 +236,8 @@ class Gemini(Adapter):
     def read_tokens(
         self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens
     ) -> tuple[Tokens, int, list[str]]:
-        """The chat's tokens. The same message is written more than once (its
-        last record winning), so a chat that grew is read whole again; the
-        offset returned is its size before that read (never past what was
-        read, so growth meanwhile is read next time)."""
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return base, offset, []
-        return read_usage(path), size, []
+        more, end, seen = read_usage(path, offset=offset, recent=recent)
+        return base + more, end, seen
 
     def dialogs(self) -> frozenset[str]:
         from cmux.agents.screen import Screen
@@ -277,39 +282,53 @@ def guess_transcript(agent: Agent, session_id: str) -> Path | None:
         return None
 
 
-def read_usage(path: Path) -> Tokens:
-    """Tokens in one chat transcript. A ``gemini`` record carries
-    ``tokens: {input, output, cached, thoughts, tool, total}``; the same
-    message id is written more than once (first without, then with its tool
-    calls), so each id counts once, its last record winning. ``input``
-    includes ``cached`` (the API's promptTokenCount): cmux's input is the
-    uncached part, cache_read the cached one; thoughts count as output."""
+RECENT_IDS = 64  # message ids remembered across reads (cost.py keeps them)
+
+
+def read_usage(
+    path: Path, *, offset: int = 0, recent: list[str] | None = None
+) -> tuple[Tokens, int, list[str]]:
+    """Tokens in a chat transcript from byte ``offset``; returns them, the
+    offset read up to (a partly written last line waits for next time) and
+    the latest message ids counted.
+
+    A ``gemini`` record carries ``tokens: {input, output, cached, thoughts,
+    tool, total}``; the same message id is written more than once (first
+    without, then with its tool calls, the same tokens), so an id counts once:
+    its first record with tokens. ``input`` includes ``cached`` (the API's
+    promptTokenCount): cmux's ``input`` is the uncached part, ``cache_read``
+    the cached one; thoughts count as output."""
     from cmux.agents.cost import Tokens
 
-    by_id: dict[str, dict[str, Any]] = {}
+    seen = list(recent or [])
+    out = Tokens()
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            fh.seek(offset)
+            chunk = fh.read()
     except OSError:
-        return Tokens()
-    for line in raw.splitlines():
+        return out, offset, seen
+    cut = chunk.rfind(b"\n")
+    if cut < 0:
+        return out, offset, seen
+    for line in chunk[: cut + 1].splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
         if not isinstance(rec, dict) or rec.get("type") != "gemini":
             continue
-        tokens = rec.get("tokens")
-        if isinstance(tokens, dict) and rec.get("id"):
-            by_id[str(rec["id"])] = tokens
-    out = Tokens()
-    for t in by_id.values():
+        t, mid = rec.get("tokens"), str(rec.get("id") or "")
+        if not isinstance(t, dict) or not mid or mid in seen:
+            continue
+        seen.append(mid)
+        del seen[:-RECENT_IDS]
         cached = _num(t.get("cached"))
         out.input += max(_num(t.get("input")) - cached, 0)
         out.cache_read += cached
         out.output += _num(t.get("output")) + _num(t.get("thoughts"))
         out.messages += 1
-    return out
+    return out, offset + cut + 1, seen
 
 
 def _num(v: Any) -> int:

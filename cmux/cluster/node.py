@@ -1,0 +1,529 @@
+"""The node daemon (`cmux node`): this host's bridge to the cluster.
+
+One per host and data root (an flock in state/run/, a verified pid file
+``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
+It reaches NATS only through cmux/cluster/nats.py and decides only through
+cmux/cluster/bridge.py. Four threads, each blocking in the kernel or on NATS
+when there is nothing to do:
+
+- outgoing: woken by inotify on the mailboxes and the registry. Keeps the
+  spool markers (a box of an agent that lives elsewhere), publishes every
+  spooled file to CMUX_MAIL with ``Nats-Msg-Id`` = the message id and moves
+  it to sent/ only after its PubAck; mirrors this host's registry records
+  (with ``host``) into KV CMUX_AGENTS.
+- incoming: a durable pull consumer ``mail-<host>`` on this host's mail
+  subjects, explicit acks: each message is fsynced into its recipient's
+  new/ (cmux/mail/arrivals.py, which drops a duplicate id) and acked only then.
+- agents: a watch of CMUX_AGENTS, so a remote agent's box becomes a spool
+  as soon as it is registered anywhere.
+- heartbeat: every ``heartbeat`` seconds CMUX_HOSTS[<host>] = load, agents,
+  version, seen; this host's new events to CMUX_EVENTS.
+
+Invariants: a spooled file leaves new/ only after JetStream stored it; a
+delivery is acked only after its message is durably in the Maildir (or
+already was, or is in deadletter/). Any step may die at any point: the next
+node publishes again (the id makes JetStream drop the repeat) and gets
+unacked mail again (the store drops what it already has). A NATS outage
+only delays: every loop retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmux import __version__, events, watch
+from cmux.cluster import bridge
+from cmux.cluster.nats import Delivery, Nats, Settings
+from cmux.config import Config
+from cmux.errors import ClusterError, ConfigError, SessionError
+from cmux.fsutil import atomic_write, locked, read_json
+from cmux.mail import maildir, store
+from cmux.paths import HUMAN, SUPERVISOR
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH = 256
+FETCH_WAIT = 2.0  # seconds one pull request waits for a message (idle: one request per)
+FETCH_BATCH = 64  # also the consumer's max_ack_pending: what one node holds unacked
+RETRY = 0.2  # seconds between tries while NATS is away
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    host: str
+    project: str
+    nats: Settings
+    heartbeat: float = 2.0
+    host_timeout: float = 60.0
+    # Seconds before an unacked delivery (its node died) comes again.
+    ack_wait: float = 5.0
+
+
+def project_id(cfg: Config) -> str:
+    """A short id of the trunk repository that every host computes alike: its
+    root commit (a clone has the same), else a hash of the project path."""
+    try:
+        from cmux.git import Repo
+
+        chain = Repo(Path(cfg.project)).rev_list("HEAD", first_parent=True)
+        if chain:
+            return chain[-1][:12]
+    except Exception:  # not a git repository: fall back
+        pass
+    return "p" + hashlib.sha1(cfg.project.encode()).hexdigest()[:11]
+
+
+def settings_for(
+    cfg: Config,
+    *,
+    url: str | None = None,
+    host: str | None = None,
+    project: str | None = None,
+    token: str | None = None,
+    ack_wait: float | None = None,
+) -> NodeSettings:
+    """The node's settings: the arguments, else cmux.toml's [cluster]."""
+    sec = cfg.section("cluster")
+    url = url or sec.get("nats")
+    if not url:
+        raise ConfigError(
+            "no NATS server: cmux.toml has no [cluster] nats = ...",
+            'add [cluster] nats = "nats://HOST:4222" (docs/CLUSTER.md), or pass --nats',
+        )
+    name = host or sec.get("host") or socket.gethostname().split(".")[0]
+    proj = project or sec.get("project") or project_id(cfg)
+    for what, value in (("host", name), ("project", proj)):
+        if not bridge.valid_token(str(value)):
+            raise ConfigError(
+                f"[cluster] {what} {value!r} cannot name a NATS subject",
+                "use letters, digits, '-' or '_' (up to 64)",
+            )
+    nats = Settings(
+        url=str(url),
+        token=token or sec.get("token"),
+        user=sec.get("user"),
+        password=sec.get("password"),
+        creds=sec.get("creds"),
+        tls_ca=sec.get("tls_ca"),
+        tls_cert=sec.get("tls_cert"),
+        tls_key=sec.get("tls_key"),
+        name=f"cmux-node-{name}",
+    )
+    return NodeSettings(
+        host=str(name),
+        project=str(proj),
+        nats=nats,
+        heartbeat=float(sec.get("heartbeat", 2.0)),
+        host_timeout=float(sec.get("host_timeout", 60.0)),
+        ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
+    )
+
+
+@dataclass
+class _Mirror:
+    """What this node last put into CMUX_AGENTS (key -> the JSON put)."""
+
+    put: dict[str, bytes] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(
+        self,
+        cfg: Config,
+        settings: NodeSettings,
+        *,
+        connect: Callable[[Settings], Nats] = Nats.connect,
+    ) -> None:
+        self.cfg = cfg
+        self.data = cfg.data
+        self.s = settings
+        self.me = settings.host
+        self._connect = connect
+        self.nats: Nats | None = None
+        self.stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._remote: dict[str, bytes] = {}  # CMUX_AGENTS of other hosts: key -> value
+        self._remote_lock = threading.Lock()
+        self._mirror = _Mirror()
+        self.published = 0
+        self.received = 0
+        self.ready = threading.Event()
+
+    # -- life ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask every loop to end (safe from a signal handler)."""
+        self.stopping.set()
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _connected(self) -> Nats:
+        """Connect, retrying until it works or the node stops; the streams and buckets made."""
+        while not self.stopping.is_set():
+            try:
+                conn = self._connect(self.s.nats)
+                try:
+                    p = self.s.project
+                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"])
+                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"])
+                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"])
+                    conn.ensure_kv(bridge.AGENTS_KV)
+                    conn.ensure_kv(bridge.HOSTS_KV)
+                except ClusterError:
+                    conn.close()
+                    raise
+                return conn
+            except ClusterError as exc:
+                log.warning("NATS at %s: %s; trying again", self.s.nats.url, exc.message)
+                self.stopping.wait(1.0)
+        raise SessionError("the node stopped before NATS answered")
+
+    def run(self) -> None:
+        """Until :meth:`stop`: connect, then run the four loops."""
+        self.nats = self._connected()
+        threads = [
+            threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
+            for f in (self._incoming, self._agents, self._heartbeat)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._guard(self._outgoing)()
+        finally:
+            self.stop()
+            for t in threads:
+                t.join(5)
+            self.nats.close()
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """Run ``loop`` again after an unexpected error, until the node stops."""
+
+        def run() -> None:
+            while not self.stopping.is_set():
+                try:
+                    loop()
+                except Exception:
+                    log.exception("%s failed; starting it again", loop.__name__)
+                    self.stopping.wait(RETRY)
+
+        run.__name__ = loop.__name__
+        return run
+
+    # -- outgoing: spools, publishing, the registry mirror --------------------------------
+
+    def _outgoing(self) -> None:
+        w = watch.open_watcher()
+        try:
+            self.data.mailbox_dir.mkdir(parents=True, exist_ok=True)
+            self.data.agents_dir.mkdir(parents=True, exist_ok=True)
+            w.add(self.data.mailboxes_path, "dirs")
+            w.add(self.data.agents_dir, "files")
+            agents_dir = str(self.data.agents_dir)
+            changed, spools = True, {}
+            while not self.stopping.is_set():
+                if changed:  # a record, a new box, another host's agent, or a heartbeat
+                    spools = self.refresh()
+                    for agent in spools:
+                        w.add(maildir.new_dir(self.data, agent), "files")
+                busy = self.publish(spools)
+                changed = False
+                if busy:
+                    continue  # more than a batch waiting: go on at once
+                ready, _, _ = select.select([w.fileno(), self._wake_r], [], [], self.s.heartbeat)
+                if not ready or self._wake_r in ready:
+                    changed = True
+                    if ready:
+                        os.read(self._wake_r, 4096)
+                if w.fileno() in ready:
+                    for e in w.read():
+                        if e.overflow or e.folder in (agents_dir, self.data.mailboxes_path):
+                            changed = True
+        finally:
+            w.close()
+
+    def _local_records(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            files = list(self.data.agents_dir.glob("*.json"))
+        except OSError:
+            return out
+        for p in files:
+            try:
+                rec = read_json(p)
+            except (OSError, ValueError):
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("name"), str):
+                out[rec["name"]] = rec
+        return out
+
+    def refresh(self) -> dict[str, str]:
+        """Spool markers and the registry mirror brought up to date; the spools."""
+        records = self._local_records()
+        with self._remote_lock:
+            remote_keys = list(self._remote)
+        where = bridge.locations(self.me, records, remote_keys)
+        markers = bridge.spool_markers(self.data)
+        mark, unmark = bridge.spool_changes(self.me, where, markers)
+        for agent, host in mark.items():
+            bridge.mark_spool(self.data, agent, host)
+            markers[agent] = host
+        for agent in unmark:
+            bridge.unmark_spool(self.data, agent)
+            markers[agent] = None
+        self._mirror_records(records)
+        return {a: h for a, h in markers.items() if h}
+
+    def _mirror_records(self, records: dict[str, dict[str, Any]]) -> None:
+        """Put this host's own agents into CMUX_AGENTS (each host writes only its own)."""
+        assert self.nats is not None
+        want: dict[str, bytes] = {}
+        for name, rec in records.items():
+            host = rec.get("host") or self.me
+            if host != self.me:
+                continue
+            want[bridge.agent_key(self.me, name)] = json.dumps(
+                {**rec, "host": self.me}, sort_keys=True
+            ).encode()
+        if SUPERVISOR in records and not records[SUPERVISOR].get("host"):
+            # The person reads their inbox where the supervisor lives.
+            want[bridge.agent_key(self.me, HUMAN)] = json.dumps(
+                {"name": HUMAN, "host": self.me}
+            ).encode()
+        for key, value in want.items():
+            if self._mirror.put.get(key) != value:
+                try:
+                    self.nats.kv_put(bridge.AGENTS_KV, key, value)
+                    self._mirror.put[key] = value
+                except ClusterError as exc:
+                    log.info("mirror of %s: %s", key, exc.message)
+        for key in [k for k in self._mirror.put if k not in want]:
+            try:
+                self.nats.kv_delete(bridge.AGENTS_KV, key)
+                del self._mirror.put[key]
+            except ClusterError as exc:
+                log.info("removing %s: %s", key, exc.message)
+
+    def publish(self, spools: dict[str, str]) -> bool:
+        """One batch of spooled mail to CMUX_MAIL; True when more is waiting."""
+        assert self.nats is not None
+        before = f"{time.time_ns():016x}"
+        pending = {a: store.pending(self.data, a) for a in spools}
+        items = bridge.to_publish(spools, pending, before)
+        batch, out = items[:PUBLISH_BATCH], []
+        for item in batch:
+            raw = bridge.read_spooled(self.data, item)
+            if raw is not None:
+                subject = bridge.mail_subject(self.s.project, item.host, item.agent)
+                out.append((item, subject, raw))
+        if not out:
+            return False
+        try:
+            self.nats.publish_many(
+                [(subj, raw, item.name.removesuffix(maildir.SUFFIX)) for item, subj, raw in out]
+            )
+        except ClusterError as exc:
+            log.info("publishing %d: %s; trying again", len(out), exc.message)
+            self.stopping.wait(RETRY)
+            return True
+        for item, _, _ in out:
+            bridge.mark_sent(self.data, item)
+            maildir.note(
+                self.data,
+                "cluster-sent",
+                item.agent,
+                id=item.name.removesuffix(maildir.SUFFIX),
+                host=item.host,
+            )
+        self.published += len(out)
+        return len(items) > len(batch)
+
+    # -- incoming: this host's mail ---------------------------------------------------------
+
+    def _incoming(self) -> None:
+        assert self.nats is not None
+        consumer = None
+        recovering, reconnects = True, self.nats.reconnects
+        while not self.stopping.is_set():
+            try:
+                if consumer is None:
+                    consumer = self.nats.pull(
+                        bridge.MAIL_STREAM,
+                        f"mail-{self.me}",
+                        bridge.mail_filter(self.s.project, self.me),
+                        ack_wait=self.s.ack_wait,
+                        max_ack_pending=FETCH_BATCH,
+                    )
+                if self.nats.reconnects != reconnects:
+                    recovering, reconnects = True, self.nats.reconnects
+                first = 1  # how many to ask for while waiting
+                if recovering:
+                    if consumer.pending()[1]:
+                        # Deliveries are out unacked that this node does not
+                        # hold: a node before it died holding them, or they
+                        # were lost with a connection (and a pull request the
+                        # server still answers for up to FETCH_WAIT). Let them
+                        # all time out first, so they come again before any
+                        # later message and each sender's order holds. The
+                        # server hands them out in no particular order: all of
+                        # them (at most FETCH_BATCH are ever out) in one
+                        # fetch, sorted in take().
+                        self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
+                        first = FETCH_BATCH
+                    recovering = False
+                    self.ready.set()
+                # Wait for one (at once when it comes), then take what else
+                # is there in one go: its files first, then its acks.
+                got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
+                while got and self.nats.reconnects == reconnects:
+                    self.take(got)
+                    got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
+                # Fetched over a new connection, some may be behind ones lost
+                # with the old: left unacked, they come again in order after
+                # the wait of the next round.
+            except ClusterError as exc:
+                log.info("receiving: %s; trying again", exc.message)
+                recovering = True
+                self.stopping.wait(RETRY)
+
+    def take(self, batch: list[Delivery]) -> None:
+        """Deliveries, in stream order: each into the Maildir (fsynced), then,
+        the ack rule, the acks of those stored (or there already)."""
+        assert self.nats is not None
+        batch = sorted(batch, key=lambda d: d.stream_seq)
+        agents = [bridge.subject_agent(d.subject, self.s.project, self.me) for d in batch]
+        outcomes = bridge.receive_batch(
+            self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
+        )
+        acks = []
+        for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
+            if not bridge.decide_ack(outcome):
+                log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
+                continue  # not acked: delivered again after ack_wait
+            acks.append(d)
+            if outcome == "stored":
+                self.received += 1
+                maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
+        if acks:
+            self.nats.ack_all(acks)
+
+    # -- the other hosts' agents ------------------------------------------------------------
+
+    def _agents(self) -> None:
+        assert self.nats is not None
+        w = self.nats.kv_watch(bridge.AGENTS_KV)
+        try:
+            while not self.stopping.is_set():
+                entry = w.next(FETCH_WAIT)
+                if entry is None:
+                    continue
+                pair = bridge.split_key(entry.key)
+                if pair is None or pair[0] == self.me:
+                    continue
+                with self._remote_lock:
+                    if entry.value is None:
+                        self._remote.pop(entry.key, None)
+                    else:
+                        self._remote[entry.key] = entry.value
+                self.wake()
+        finally:
+            w.stop()
+
+    def remote_agents(self) -> dict[str, str]:
+        """Agent -> host, of the other hosts' agents this node knows."""
+        with self._remote_lock:
+            pairs = [bridge.split_key(k) for k in self._remote]
+        return {p[1]: p[0] for p in pairs if p}
+
+    # -- heartbeat and events ---------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        assert self.nats is not None
+        offset_file = self.data.state_dir / "cluster" / "events.offset"
+        offset = _read_offset(offset_file)
+        while not self.stopping.is_set():
+            try:
+                self.nats.kv_put(bridge.HOSTS_KV, self.me, self.beat())
+                offset = self._publish_events(offset, offset_file)
+            except ClusterError as exc:
+                log.info("heartbeat: %s", exc.message)
+            self.stopping.wait(self.s.heartbeat)
+
+    def beat(self) -> bytes:
+        records = self._local_records()
+        mine = [r for r in records.values() if (r.get("host") or self.me) == self.me]
+        return json.dumps(
+            {
+                "load": os.getloadavg()[0],
+                "agents": sum(1 for r in mine if r.get("state") not in ("exited", "killed")),
+                "version": __version__,
+                "seen": time.time(),
+            }
+        ).encode()
+
+    def _publish_events(self, offset: int, offset_file: Path) -> int:
+        """This host's new events to CMUX_EVENTS (id: host and byte offset)."""
+        assert self.nats is not None
+        batch, end = events.read(self.data, offset=offset)
+        if not batch:
+            return end
+        subject = bridge.events_subject(self.s.project, self.me)
+        items = []
+        pos = offset
+        for e in batch:
+            raw = json.dumps({**e, "host": self.me}).encode()
+            items.append((subject, raw, f"{self.me}:{pos}"))
+            pos += 1  # distinct per line; the offset file says where the batch ended
+        self.nats.publish_many(items)
+        offset_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(offset_file, f"{end}\n")
+        return end
+
+
+def _read_offset(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def run(cfg: Config, settings: NodeSettings) -> None:
+    """Entry point of `cmux node`: one per data root."""
+    import signal
+
+    from cmux import pidfile
+
+    run_dir = cfg.data.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with locked(run_dir / "node.lock", blocking=False) as got:
+        if not got:
+            raise SessionError(
+                f"a node daemon is already running for {cfg.data.root}",
+                "one per host and data root; `cmux stop` ends it",
+            )
+        node = Node(cfg, settings)
+        signal.signal(signal.SIGTERM, lambda *_: node.stop())
+        signal.signal(signal.SIGHUP, lambda *_: node.stop())
+        try:
+            pidfile.write(run_dir / "node.pid")
+            events.record(cfg.data, "node-start", pid=os.getpid(), host=settings.host)
+            node.run()
+        finally:
+            pidfile.remove(run_dir / "node.pid")
+            events.record(cfg.data, "node-stop", pid=os.getpid(), host=settings.host)

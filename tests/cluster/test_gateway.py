@@ -1,0 +1,73 @@
+"""cmux/cluster/nats.py against a real nats-server with JetStream on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cmux.errors import NatsUnavailable
+from tests.cluster.natsd import NatsServer, free_port
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def connect(natsd: NatsServer, token: str | None = None) -> Any:
+    from cmux.cluster.nats import Nats, Settings
+
+    return Nats.connect(Settings(url=natsd.url, token=token or natsd.token), timeout=3)
+
+
+def test_a_wrong_token_or_no_server_is_a_clear_error(natsd: NatsServer) -> None:
+    with pytest.raises(NatsUnavailable) as bad:
+        connect(natsd, token="not-the-token")
+    assert "credentials" in str(bad.value) or "not reachable" in str(bad.value)
+    from cmux.cluster.nats import Nats, Settings
+
+    with pytest.raises(NatsUnavailable) as none:
+        Nats.connect(Settings(url=f"nats://127.0.0.1:{free_port()}"), timeout=1)
+    assert none.value.hint and "nats-server" in none.value.hint
+
+
+def test_publish_with_an_id_twice_stores_it_once_and_pull_acks(natsd: NatsServer) -> None:
+    nc = connect(natsd)
+    try:
+        nc.ensure_stream("T", ["t.>"])
+        nc.ensure_stream("T", ["t.>"])  # a second ensure keeps it
+        first = nc.publish("t.a", b"one", msg_id="m1")
+        again = nc.publish("t.a", b"one", msg_id="m1")
+        other = nc.publish("t.a", b"two", msg_id="m2")
+        assert (first.duplicate, again.duplicate, other.duplicate) == (False, True, False)
+        assert again.seq == first.seq and other.seq == first.seq + 1
+        consumer = nc.pull("T", "c1", "t.>", ack_wait=1.0)
+        got = consumer.fetch(1, timeout=2)
+        assert [d.data for d in got] == [b"one"] and got[0].msg_id == "m1"
+        got[0].ack()
+        second = consumer.fetch(1, timeout=2)
+        assert [d.data for d in second] == [b"two"]
+        # not acked: it comes again after ack_wait, counted as a second delivery
+        redelivered = consumer.fetch(1, timeout=3)
+        assert [d.data for d in redelivered] == [b"two"] and redelivered[0].num_delivered == 2
+        redelivered[0].ack()
+        assert consumer.fetch(1, timeout=0.5) == []
+    finally:
+        nc.close()
+
+
+def test_kv_put_get_watch(natsd: NatsServer) -> None:
+    nc = connect(natsd)
+    try:
+        nc.ensure_kv("B")
+        assert nc.kv_get("B", "a.x") is None
+        nc.kv_put("B", "a.x", b"1")
+        w = nc.kv_watch("B")
+        first = w.next(2)
+        assert first is not None and (first.key, first.value) == ("a.x", b"1")
+        nc.kv_put("B", "b.y", b"2")
+        nc.kv_delete("B", "a.x")
+        seen = [w.next(2), w.next(2)]
+        assert [(e.key, e.value) for e in seen if e] == [("b.y", b"2"), ("a.x", None)]
+        assert nc.kv_items("B") == {"b.y": b"2"}
+        w.stop()
+    finally:
+        nc.close()
