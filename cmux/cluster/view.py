@@ -43,6 +43,7 @@ HostState = Literal["up", "unreachable", "lost"]
 SILENT_BEATS = 3  # heartbeats missed before a host is unreachable
 AGENTS_KV = "CMUX_AGENTS"  # also cmux.cluster.bridge.AGENTS_KV
 EVENTS_STREAM = "CMUX_EVENTS"  # also cmux.cluster.bridge.EVENTS_STREAM
+RETRY_EVENTS = 5.0  # seconds `events -f` waits before asking NATS again
 STATUS_TIMEOUT = 2.0  # seconds `cmux status` waits for NATS before showing local agents only
 
 
@@ -283,19 +284,24 @@ def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[di
     me, subject = host_name(cfg), f"cmux.{project_id(cfg)}.events.*"
     conn: Nats | None = None
     tail = None
+    reconnects = 0
+    retry_at = 0.0  # NATS did not answer: try again from then, this host's go on
     try:
         while True:
             batch, offset = events.read(cfg.data, offset=offset)
             yield from batch
+            if time.monotonic() < retry_at:
+                time.sleep(poll)
+                continue
             try:
                 if conn is None:
                     conn = connect(cfg)
-                if tail is None:
-                    tail = conn.tail(EVENTS_STREAM, subject)
+                if tail is None or conn.reconnects != reconnects:
+                    # (again after a reconnect: the server may have forgotten it)
+                    tail, reconnects = conn.tail(EVENTS_STREAM, subject), conn.reconnects
                 got = tail.fetch(batch=256, timeout=poll)
             except ClusterError:
-                tail = None
-                time.sleep(poll)
+                tail, retry_at = None, time.monotonic() + RETRY_EVENTS
                 continue
             for d in got:
                 try:
