@@ -49,8 +49,12 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
     ("agents", ["cmux.agents", "cmux.remote"]),
     ("health", ["cmux.health"]),
-    # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery).
-    ("delivery and merging", ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge"]),
+    # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery);
+    # cmux.cluster.journal: the journal files <-> CMUX_JOURNAL decisions.
+    (
+        "delivery and merging",
+        ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge", "cmux.cluster.journal"],
+    ),
     (
         "daemons and views",
         ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],
