@@ -18,7 +18,8 @@ when there is nothing to do:
   as soon as it is registered anywhere.
 - heartbeat: every ``heartbeat`` seconds CMUX_HOSTS[<host>] = load, agents,
   version, seen; this host's new events to CMUX_EVENTS.
-- journal out / in (cmux/cluster/journal.py): every entry of this host's
+- journal out / in (cmux/cluster/node_journal.py, deciding through
+  cmux/cluster/journal.py): every entry of this host's
   daily files not published yet to CMUX_JOURNAL (``Nats-Msg-Id`` = its
   content id, noted in a ledger only after its PubAck), woken by inotify on
   journal/; and a durable pull consumer ``journal-<host>`` applying the other
@@ -49,12 +50,11 @@ from typing import Any
 
 from cmux import __version__, events, watch
 from cmux.cluster import bridge
-from cmux.cluster import journal as jsync
 from cmux.cluster.nats import Delivery, Nats, Settings
+from cmux.cluster.node_journal import JournalLoops
 from cmux.config import Config
-from cmux.errors import ClusterError, ConfigError, SessionError, StorageError, UsageError
+from cmux.errors import ClusterError, ConfigError, SessionError
 from cmux.fsutil import atomic_write, locked, read_json
-from cmux.journal import store as jstore
 from cmux.mail import maildir, store
 from cmux.paths import HUMAN, SUPERVISOR
 
@@ -166,8 +166,7 @@ class Node:
         self._mirror = _Mirror()
         self.published = 0
         self.received = 0
-        self.journal_published, self.journal_applied = jsync.ledgers(self.data)
-        self._day_files: dict[str, tuple[tuple[int, int, int], list[jstore.Entry]]] = {}
+        self.journal = JournalLoops(self)
         self.ready = threading.Event()
 
     # -- life ----------------------------------------------------------------------------
@@ -213,8 +212,8 @@ class Node:
                 self._incoming,
                 self._agents,
                 self._heartbeat,
-                self._journal_out,
-                self._journal_in,
+                self.journal.outgoing,
+                self.journal.incoming,
             )
         ]
         for t in threads:
@@ -465,99 +464,6 @@ class Node:
         with self._remote_lock:
             pairs = [bridge.split_key(k) for k in self._remote]
         return {p[1]: p[0] for p in pairs if p}
-
-    # -- the journal on every host ----------------------------------------------------------
-
-    def _journal_out(self) -> None:
-        w = watch.open_watcher()
-        try:
-            self.data.journal_dir.mkdir(parents=True, exist_ok=True)
-            w.add(self.data.journal_dir, "files")
-            while not self.stopping.is_set():
-                busy = self.publish_journal()
-                if busy:
-                    continue
-                ready, _, _ = select.select([w.fileno()], [], [], self.s.heartbeat)
-                if ready:
-                    w.read()
-        finally:
-            w.close()
-
-    def _journal_entries(self) -> list[jstore.Entry]:
-        """Every entry of the daily files, oldest first; a file re-read only
-        when its size, mtime or inode changed."""
-        out: list[jstore.Entry] = []
-        seen: dict[str, tuple[tuple[int, int, int], list[jstore.Entry]]] = {}
-        for path in jstore.daily_files(self.data):
-            try:
-                st = path.stat()
-                key = (st.st_size, st.st_mtime_ns, st.st_ino)
-                cached = self._day_files.get(path.name)
-                entries = cached[1] if cached and cached[0] == key else jstore.parse_file(path)
-            except FileNotFoundError:
-                continue
-            seen[path.name] = (key, entries)
-            out.extend(entries)
-        self._day_files = seen
-        return out
-
-    def publish_journal(self) -> bool:
-        """One batch of this host's new journal entries to CMUX_JOURNAL; True
-        when more is waiting."""
-        assert self.nats is not None
-        items = jsync.to_publish(self._journal_entries(), self.journal_published, self.me)
-        batch = items[:PUBLISH_BATCH]
-        if not batch:
-            return False
-        subject = bridge.journal_subject(self.s.project)
-        try:
-            self.nats.publish_many([(subject, it.payload, it.id) for it in batch])
-        except ClusterError as exc:
-            log.info("publishing %d journal entries: %s; trying again", len(batch), exc.message)
-            self.stopping.wait(RETRY)
-            return True
-        self.journal_published.add(it.id for it in batch)
-        return len(items) > len(batch)
-
-    def _journal_in(self) -> None:
-        assert self.nats is not None
-        consumer = None
-        while not self.stopping.is_set():
-            try:
-                if consumer is None:
-                    consumer = self.nats.pull(
-                        bridge.JOURNAL_STREAM,
-                        f"journal-{self.me}",
-                        bridge.journal_subject(self.s.project),
-                        ack_wait=self.s.ack_wait,
-                        max_ack_pending=FETCH_BATCH,
-                    )
-                got = consumer.fetch(batch=FETCH_BATCH, timeout=FETCH_WAIT)
-                if got:
-                    self.apply_journal(got)
-            except ClusterError as exc:
-                log.info("journal: %s; trying again", exc.message)
-                self.stopping.wait(RETRY)
-
-    def apply_journal(self, batch: list[Delivery]) -> None:
-        """Other hosts' entries into this host's daily files, then their acks."""
-        assert self.nats is not None
-        acks = []
-        for d in sorted(batch, key=lambda d: d.stream_seq):
-            item = jsync.decide_apply(d.data, d.msg_id, self.me, self.journal_applied)
-            if item.decision == "bad":
-                log.warning("journal message %s dropped: %s", d.stream_seq, item.reason)
-            elif item.decision == "apply":
-                try:
-                    jsync.apply(self.data, item, self.journal_published, self.journal_applied)
-                except (OSError, StorageError, UsageError) as exc:
-                    log.warning(
-                        "could not apply journal entry %s: %s; it comes again", item.id, exc
-                    )
-                    continue  # not acked: delivered again after ack_wait
-            acks.append(d)
-        if acks:
-            self.nats.ack_all(acks)
 
     # -- heartbeat and events ---------------------------------------------------------------
 

@@ -288,6 +288,13 @@ def parse_file(path: Path) -> list[Entry]:
     return parse_text(read_text(path), date=day, file=str(path))
 
 
+def parse_file_settled(data: DataRoot, path: Path) -> list[Entry]:
+    """A daily file's entries read under the journal lock, so never an entry
+    half-appended by cmux (nor one being cut back after a failed write)."""
+    with locked(_lock(data)):
+        return parse_file(path)
+
+
 def entries_for_day(data: DataRoot, day: str | Date) -> list[Entry]:
     path = day_file(data, day)
     try:

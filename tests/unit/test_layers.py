@@ -57,7 +57,14 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     (
         "daemons and views",
-        ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],
+        [
+            "cmux.daemons",
+            "cmux.status",
+            "cmux.monitor",
+            "cmux.keeper",
+            "cmux.cluster.node",
+            "cmux.cluster.node_journal",
+        ],
     ),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
     (
