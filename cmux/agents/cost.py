@@ -25,9 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from cmux.agents.adapters import base as adapters
-
-# Where Claude Code keeps its transcripts is the Claude adapter's; named here too.
-from cmux.agents.adapters.claude import guess_transcript as guess_transcript
 from cmux.agents.registry import Agent
 from cmux.fsutil import atomic_write
 from cmux.paths import DataRoot

@@ -225,6 +225,7 @@ def transition(
     reason: str = "",
     strict: bool = True,
     only_from: frozenset[State] | set[State] | tuple[State, ...] | None = None,
+    if_since: float | None = None,
     **changes: Any,
 ) -> Agent:
     """Move ``name`` to state ``new``; the only way a state changes.
@@ -235,6 +236,9 @@ def transition(
     With ``only_from``, the move (and the ``changes`` with it) happens only
     from one of those states, also when ``new`` is the state it is in: a
     second path noticing what the first already recorded changes nothing.
+    With ``if_since``, it happens only when the state last changed at that
+    time (``Agent.since``): a conclusion drawn from what was seen then does
+    not overwrite a newer change (a hook's) made meanwhile.
     """
     if new not in STATES:
         raise InvalidTransition(f"unknown state {new!r}")
@@ -245,6 +249,8 @@ def transition(
             return agent
         if only_from is not None and old not in only_from:
             return agent  # checked under the lock: no check-then-act race
+        if if_since is not None and agent.since != if_since:
+            return agent  # changed since: the newer change stands
         if old != new and new not in _ALLOWED[old]:
             if strict:
                 raise InvalidTransition(f"{name}: cannot go from {old} to {new}")

@@ -349,6 +349,11 @@ def answer(
             f"{name} shows no permission dialog to {verb} (its pane shows: {shows})",
             "`cmux status` shows which agents are waiting; `cmux attach` to look",
         )
+    # When the state last changed before the key: after a yes, a hook that
+    # reports the next question meanwhile is newer than this answer. A no is
+    # final (no hook follows it: the turn ends), whatever a look at the screen
+    # said in between.
+    since = registry.get(cfg.data, name).since
     tmux.send_keys(agent.pane_id, key)
     deadline = time.monotonic() + timeout
     while True:
@@ -373,6 +378,7 @@ def answer(
             "busy" if yes else "idle",
             reason=f"permission {'granted' if yes else 'refused'} by {by}",
             strict=False,
+            if_since=since if yes else None,
         ).state
     events.record(
         cfg.data,
@@ -514,8 +520,15 @@ def observe(
         return None  # hooks tell busy and idle exactly
     if agent.state in ("done", "blocked"):
         return None
+    # Only from the state this look began with: `cmux deny` may have said
+    # idle meanwhile, and a passing frame must not undo it.
     moved = registry.transition(
-        cfg.data, agent.name, new, reason=f"screen shows {reading.screen.value}", strict=False
+        cfg.data,
+        agent.name,
+        new,
+        reason=f"screen shows {reading.screen.value}",
+        strict=False,
+        only_from=(agent.state,),
     )
     if moved.state == agent.state:
         return None

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.codex_server import API_KEY, API_KEY_ENV, MODEL, CodexServer, _content_texts
-from tests.helpers import Project, wait_until
+from tests.helpers import Project, git, wait_until
 
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(60)]
 
@@ -44,14 +44,21 @@ class CodexTeam:
         return self.project.status()[name]
 
     def state(self, name: str) -> str:
-        return str(self.agent(name)["state"])
+        return str(self.record(name).state)
 
     def wait_state(self, name: str, *states: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until ``name`` is in one of ``states``, then return what
+        `cmux status --json` says of it. The registry is polled in-process:
+        a `cmux status` process every 0.2 s would load the 2 cores the agents
+        under test run on."""
+
         def check() -> dict[str, Any]:
+            if self.record(name).state not in states:
+                return {}
             a = self.project.status().get(name)
             return a if a and a["state"] in states else {}
 
-        return wait_until(check, timeout=timeout, interval=0.2, what=f"{name} in {states}")
+        return wait_until(check, timeout=timeout, interval=0.1, what=f"{name} in {states}")
 
     def record(self, name: str) -> Any:
         from cmux.agents import registry
@@ -87,7 +94,8 @@ class CodexTeam:
         )
 
     def screen(self, name: str) -> str:
-        return self.project.tmux("capture-pane", "-p", "-J", "-t", self.agent(name)["pane_id"])
+        pane = self.record(name).pane_id
+        return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
 
     def events(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -117,8 +125,8 @@ class CodexTeam:
         data = self.project.config().data
         return [json.loads(m.to_json()) for m in store.read_all(data, name)]
 
-    def spawn(self, name: str, task: str) -> None:
-        self.project.ok("spawn", name, "--agent", "codex", "--task", task)
+    def spawn(self, name: str, task: str, *more: str) -> None:
+        self.project.ok("spawn", name, "--agent", "codex", "--task", task, *more)
 
 
 @pytest.fixture
@@ -176,7 +184,7 @@ def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
 def codex_pid(team: CodexTeam, name: str) -> int:
     """The pid of the codex process in ``name``'s pane (below cmux's wrapper)."""
     pane_pid = int(
-        team.project.tmux("display-message", "-p", "-t", team.agent(name)["pane_id"], "#{pane_pid}")
+        team.project.tmux("display-message", "-p", "-t", team.record(name).pane_id, "#{pane_pid}")
     )
 
     def parent(stat: Path) -> int | None:
@@ -193,8 +201,16 @@ def codex_pid(team: CodexTeam, name: str) -> int:
 def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exits(
     team: CodexTeam,
 ) -> None:
-    team.spawn("w1", "RUN: mailbox done 'w1 finished the task'")
+    task = (
+        "RUN: echo work > work.txt && git add work.txt && git commit -qm 'w1: the work'\n"
+        "RUN: mailbox done 'w1 finished the task'"
+    )
+    team.spawn("w1", task, "--worktree")
     team.wait_state("w1", "done")
+    # It committed on its branch from inside Codex's sandbox (the worktree's
+    # git dirs are writable roots of its config.toml).
+    log = git(team.project.root, "log", "--format=%s", "-1", "cmux/w1")
+    assert log.strip() == "w1: the work"
     # Its hooks drove it: starting, idle (SessionStart), busy (prompt, tool), done (mailbox).
     states = team.states_of("w1")
     assert states[:3] == ["starting", "idle", "busy"], states
@@ -216,32 +232,38 @@ def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exi
     ]
     assert any("Your role: a cmux worker" in t for t in developer)
     assert "RUN: mailbox done 'w1 finished the task'" in first.text()
+    assert Path(rec.cwd) == team.project.data / "worktrees" / "w1"
     # The report reached the supervisor: its mailbox, then its pane.
     [done] = [m for m in team.mail_to("supervisor") if m["kind"] == "done"]
     assert done["from"] == "w1" and "w1 finished the task" in str(done["body"])
     wait_until(
-        lambda: (
-            "w1 finished the task"
-            in team.project.tmux(
-                "capture-pane", "-p", "-J", "-t", team.agent("supervisor")["pane_id"]
-            )
-        ),
+        lambda: "w1 finished the task" in team.screen("supervisor"),
         timeout=20,
         what="the report in the supervisor's pane",
     )
 
-    # Mail to the idle worker is typed into its composer, once, and acted on.
-    sent = team.project.ok(
-        "send", "w1", "RUN: mailbox send supervisor 'typed-in mail arrived'", "--json"
-    ).json()
-    wait_until(
-        lambda: any("typed-in mail arrived" in str(m["body"]) for m in team.mail_to("supervisor")),
-        timeout=30,
-        what="w1's answer to the typed mail",
-    )
-    [delivery] = team.events("deliver", "w1")
-    assert delivery["id"] == sent["id"] and delivery["via"] in ("keys", "paste")
-    assert team.times_given("w1", sent["id"]) == 1
+    # Mail to the idle worker is typed into its composer, once each, and acted
+    # on: one line (keys: Enter must not become a new line of a paste burst),
+    # then several (a bracketed paste).
+    for via, body in (
+        ("keys", "RUN: mailbox send supervisor 'typed-in line arrived'"),
+        ("paste", "One more thing.\nRUN: mailbox send supervisor 'typed-in lines arrived'"),
+    ):
+        sent = team.project.ok("send", "w1", body, "--json").json()
+        reply = body.rsplit("'", 2)[1]
+        wait_until(
+            lambda: any(reply == str(m["body"]) for m in team.mail_to("supervisor")),  # noqa: B023
+            timeout=30,
+            what=f"w1's answer to the typed mail ({via})",
+        )
+        [delivery] = [e for e in team.events("deliver", "w1") if e["id"] == sent["id"]]
+        assert delivery["via"] == via
+        print(
+            f"{via}: typed in {delivery.get('ms')} ms, Enter again {delivery.get('retries') or 0}x"
+        )
+        assert team.times_given("w1", sent["id"]) == 1
+        team.wait_state("w1", "idle")  # its turn is over: the next mail is typed too
+    assert len(team.events("deliver", "w1")) == 2
 
     # Tokens: what the server reported, read from the rollout transcript.
     def cost() -> dict[str, Any]:
@@ -263,15 +285,17 @@ def test_a_codex_worker_reports_done_takes_typed_mail_once_counts_tokens_and_exi
 def test_mail_to_a_busy_codex_worker_is_handed_over_at_its_turn_end_once(
     team: CodexTeam,
 ) -> None:
-    team.spawn("w1", "RUN: sleep 4")
+    gate = team.project.root / "go"  # w1 works until the test creates it
+    team.spawn("w1", "RUN: while [ ! -e go ]; do sleep 0.1; done")
     team.wait_state("w1", "busy")
-    team.wait_seen("w1", "sleep 4")
+    team.wait_seen("w1", "while [ ! -e go ]")
     sent = team.project.ok(
         "send", "w1", "RUN: mailbox send supervisor 'w1 got the news while busy'", "--json"
     ).json()
     # While w1 works nothing is typed into its pane: the mail waits for its
     # Stop hook (one delivery in all, through the hook: asserted below).
     assert team.state("w1") == "busy"
+    gate.touch()
     wait_until(
         lambda: any("got the news" in str(m["body"]) for m in team.mail_to("supervisor")),
         timeout=30,
@@ -290,8 +314,8 @@ def test_mail_to_a_busy_codex_worker_is_handed_over_at_its_turn_end_once(
 def test_an_approval_prompt_is_waiting_cmux_approve_runs_it_and_cmux_deny_does_not(
     team: CodexTeam,
 ) -> None:
-    team.server.escalate = True  # the shell call asks to leave the sandbox
-    team.spawn("w1", "RUN: echo approved > approved.txt")
+    team.server.escalate = True  # every shell call asks to leave the sandbox
+    team.spawn("w1", "RUN: echo approved > approved.txt\nRUN: echo denied > denied.txt")
     waiting = team.wait_state("w1", "waiting")
     assert "echo approved > approved.txt" in waiting["last_event"]
     # Codex's PermissionRequest hook reached cmux as a permission Notification
@@ -301,29 +325,31 @@ def test_an_approval_prompt_is_waiting_cmux_approve_runs_it_and_cmux_deny_does_n
         timeout=10,
         what="the PermissionRequest hook in hooks.log",
     )
-    screen = team.screen("w1")
-    assert APPROVAL in screen
+    assert APPROVAL in team.screen("w1")
     assert not (team.project.root / "approved.txt").exists()
     # Approving an agent with no dialog is refused, and nothing is typed.
     r = team.project.cmux("approve", "supervisor")
     assert r.code == 1 and "no permission dialog" in r.err
-    team.server.escalate = False
     r = team.project.ok("approve", "w1", "--json").json()
     assert (r["dialog"], r["key"]) == ("permission", "y")
     wait_until((team.project.root / "approved.txt").exists, timeout=20, what="the approved command")
     assert (team.project.root / "approved.txt").read_text() == "approved\n"
-    team.wait_state("w1", "idle")
-    assert re.search(r"waiting(, busy)+, idle$", ", ".join(team.states_of("w1")))
 
-    # cmux deny: Esc; Codex ends the turn without a Stop hook, cmux says idle.
-    team.server.escalate = True
-    team.spawn("w2", "RUN: echo denied > denied.txt")
-    team.wait_state("w2", "waiting")
-    wait_until(lambda: APPROVAL in team.screen("w2"), timeout=10, what="w2's approval prompt")
-    r = team.project.ok("deny", "w2", "--json").json()
+    # The next command asks too; cmux deny presses Esc: it does not run, and
+    # Codex ends the turn without a Stop hook, so cmux itself says idle.
+    wait_until(
+        lambda: "$ echo denied > denied.txt" in team.screen("w1"),
+        timeout=20,
+        what="the second approval prompt",
+    )
+    team.wait_state("w1", "waiting")
+    r = team.project.ok("deny", "w1", "--json").json()
     assert (r["dialog"], r["key"], r["state"]) == ("permission", "Escape", "idle")
     wait_until(
-        lambda: "Conversation interrupted" in team.screen("w2"), timeout=10, what="the turn ended"
+        lambda: "Conversation interrupted" in team.screen("w1"), timeout=10, what="the turn ended"
     )
-    assert team.state("w2") == "idle"
+    assert team.state("w1") == "idle"
     assert not (team.project.root / "denied.txt").exists()
+    # (A look at the screen between Esc and the end of the turn may pass busy.)
+    states = ", ".join(team.states_of("w1"))
+    assert re.search(r"waiting(, busy)+, waiting(, busy)?, idle$", states), states

@@ -20,6 +20,7 @@ from cmux.agents.adapters import base as adapters
 from cmux.agents.adapters import capabilities, codex, codex_screen
 from cmux.agents.cost import Tokens
 from cmux.agents.screen import Screen
+from cmux.config import Config
 
 SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "screens"
 
@@ -212,3 +213,78 @@ def test_doctor_judges_the_codex_version_against_the_hooks_cmux_needs(
         "/bin/codex", version, adapter.hooks_since, adapter.tested_version
     )
     assert got == status, detail
+
+
+def _with_codex(cfg: Config, section: str) -> Config:
+    from cmux.config import load_config
+
+    toml = Path(cfg.project_root) / "cmux.toml"
+    plain = toml.read_text().split("\n[codex]\n")[0]
+    toml.write_text(plain + "\n[codex]\n" + section)
+    return load_config(cfg.project_root)
+
+
+def test_codex_is_a_built_in_profile_whose_command_is_codex_s_section(cfg: Config) -> None:
+    from cmux.agents import profiles
+
+    assert profiles.resolve(cfg, "codex").command == "codex"
+    cfg = _with_codex(cfg, 'command = "/opt/codex/bin/codex"\napproval_policy = "never"\n')
+    prof = profiles.resolve(cfg, "codex")
+    assert (prof.command, prof.adapter, prof.builtin) == ("/opt/codex/bin/codex", "codex", True)
+
+
+def test_a_wrong_codex_setting_is_an_error_naming_the_key(cfg: Config) -> None:
+    from cmux.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"approval_policy.*on-request"):
+        _with_codex(cfg, 'approval_policy = "sometimes"\n')
+    with pytest.raises(ConfigError, match="sandboxx"):
+        _with_codex(cfg, 'sandboxx = "read-only"\n')
+
+
+def test_launch_writes_the_agents_own_codex_home_and_passes_the_task(cfg: Config) -> None:
+    from cmux.agents import profiles
+
+    cfg = _with_codex(
+        cfg, 'approval_policy = "never"\nsandbox = "read-only"\nargs = ["-c", "x=1"]\n'
+    )
+    launch = profiles.build_launch(
+        cfg, name="w1", role="worker", profile=profiles.resolve(cfg, "codex"), task="-n fix it"
+    )
+    home = cfg.data.settings_dir / "codex" / "w1"
+    assert launch.env["CODEX_HOME"] == str(home)
+    assert (home / "config.toml").is_file() and (home / "hooks.json").is_file()
+    assert oct((home / "config.toml").stat().st_mode & 0o777) == "0o600"
+    assert launch.argv[:3] == ["codex", "--no-alt-screen", "--dangerously-bypass-hook-trust"]
+    assert launch.argv[3:9] == [
+        "--ask-for-approval",
+        "never",
+        "--sandbox",
+        "read-only",
+        "-c",
+        "x=1",
+    ]
+    assert launch.argv[-2:] == ["--", "-n fix it"]  # a task that looks like an option
+    assert launch.session_id is None  # Codex picks it; SessionStart reports it
+    text = (home / "config.toml").read_text()
+    assert launch.env["CMUX_AGENT_TOKEN"] in text
+    assert str(cfg.project_root) in text
+
+
+def test_a_worktree_workers_git_dirs_are_writable_but_not_hooks_or_config(tmp_path: Path) -> None:
+    from tests.helpers import git, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "cmux/w1", str(wt))
+    common = (repo / ".git").resolve()
+    dirs = codex.worktree_git_dirs(wt)
+    assert dirs == [
+        str(common / "worktrees" / "wt"),
+        str(common / "objects"),
+        str(common / "refs"),
+        str(common / "logs"),
+    ]
+    assert not any(d.endswith(("hooks", "config")) or d == str(common) for d in dirs)
+    assert codex.worktree_git_dirs(repo) == []  # a .git directory: not a worktree
+    assert codex.worktree_git_dirs(tmp_path / "missing") == []

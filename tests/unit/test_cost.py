@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cmux.agents import cost, registry
+from cmux.agents.adapters import base as adapters
 from cmux.agents.cost import Tokens
 from cmux.agents.registry import Agent
 from cmux.paths import DataRoot
@@ -109,7 +110,7 @@ def test_transcript_found_from_the_session_id_when_hooks_never_said(
     path = tmp_path / "claude" / "projects" / "-work-my-project" / f"{sid}.jsonl"
     write(path, assistant("m1", 7, 7))
     agent = Agent(name="w1", profile="claude", session_id=sid, cwd=cwd)
-    assert cost.guess_transcript(sid, cwd) == path
+    assert adapters.get("claude").transcript(agent) == path
     assert cost.usage(data, [agent])["w1"].total == 14
 
 

@@ -46,6 +46,18 @@ def test_same_state_changes_nothing_and_logs_nothing(data: DataRoot) -> None:
     assert data.events_file.read_text() == before
 
 
+def test_a_move_if_since_gives_way_to_a_newer_change(data: DataRoot) -> None:
+    """cmux approve's conclusion (busy) is drawn from a screen seen when the
+    agent was waiting; a hook that moved it on meanwhile wins."""
+    registry.save(data, Agent(name="w1", state="busy"), event=None)
+    seen = registry.transition(data, "w1", "waiting").since
+    assert registry.transition(data, "w1", "busy", if_since=seen).state == "busy"
+    seen = registry.transition(data, "w1", "waiting").since
+    registry.transition(data, "w1", "busy")  # a hook: the tool ran ...
+    registry.transition(data, "w1", "waiting")  # ... and the next question shows
+    assert registry.transition(data, "w1", "busy", if_since=seen).state == "waiting"
+
+
 def _hammer(root: str, n: int) -> None:
     d = DataRoot(Path(root))
     for i in range(n):

@@ -134,6 +134,29 @@ def config_toml(
     return "\n".join(lines) + "\n"
 
 
+def worktree_git_dirs(worktree: Path) -> list[str]:
+    """What a commit in the git worktree ``worktree`` writes outside it: its
+    own git dir (``.git/worktrees/<name>``: index, HEAD, logs) and the
+    repository's objects, refs and logs. Codex's workspace-write sandbox keeps
+    every ``.git`` read-only (checked: `git commit` in a worker's worktree
+    failed with "Read-only file system"), so these are made writable roots for
+    a worktree worker, whose branch the merge queue takes. Not the
+    repository's hooks or config: what runs outside the sandbox stays out of
+    reach. [] when ``worktree`` is not a worktree (its ``.git`` no file)."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return []
+    if not text.startswith("gitdir:"):
+        return []
+    gitdir = (worktree / text.split(":", 1)[1].strip()).resolve()
+    try:
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+    except OSError:
+        common = gitdir.parent.parent  # <repo>/.git/worktrees/<name>
+    return [str(gitdir), *(str(common / d) for d in ("objects", "refs", "logs"))]
+
+
 def _codex_launch(
     cfg: Config, *, name: str, role: str, task: str, env: dict[str, str], binary: str
 ) -> Launch:
@@ -145,7 +168,7 @@ def _codex_launch(
         section,
         role=role,
         trusted=[root, str(cfg.data.worktree(name))],
-        writable=[str(cfg.data.root)],
+        writable=[str(cfg.data.root), *worktree_git_dirs(cfg.data.worktree(name))],
         token=env.get("CMUX_AGENT_TOKEN", ""),
     )
     atomic_write(home / "config.toml", text)
