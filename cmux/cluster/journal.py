@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cmux.errors import StorageError, UsageError
 from cmux.journal import store
 from cmux.journal.store import Entry
 from cmux.paths import DataRoot
@@ -159,12 +160,24 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
     return Incoming("apply", eid, host, entry)
 
 
-def apply(data: DataRoot, item: Incoming, published: Ledger, applied: Ledger) -> Entry:
-    """Carry out an ``apply``: the markdown and the ledgers, in the order the
-    module's docstring gives. The index follows on the next search."""
-    assert item.entry is not None and item.decision == "apply"
-    local = store.as_written(item.entry)
-    published.add([store.entry_id(local)])
-    written, _ = store.append_entry(data, item.entry)
-    applied.add([item.id])
-    return written
+def apply(
+    data: DataRoot, items: list[Incoming], published: Ledger, applied: Ledger
+) -> tuple[list[Incoming], Exception | None]:
+    """Carry out a batch of ``apply`` decisions, in the order the module's
+    docstring gives, one fsync of each ledger for the whole batch: (those
+    now in this host's files, the error that stopped the rest, if any).
+    The index follows on the next search."""
+    todo = list({i.id: i for i in items if i.decision == "apply" and i.entry}.values())
+    published.add(store.entry_id(store.as_written(i.entry)) for i in todo if i.entry)
+    done: list[Incoming] = []
+    error: Exception | None = None
+    for item in todo:
+        assert item.entry is not None
+        try:
+            store.append_entry(data, item.entry)
+        except (OSError, StorageError, UsageError) as exc:
+            error = exc
+            break
+        done.append(item)
+    applied.add(i.id for i in done)
+    return done, error

@@ -22,7 +22,7 @@ from cmux import watch
 from cmux.cluster import bridge
 from cmux.cluster import journal as jsync
 from cmux.cluster.nats import Delivery
-from cmux.errors import ClusterError, StorageError, UsageError
+from cmux.errors import ClusterError
 from cmux.journal import store as jstore
 
 if TYPE_CHECKING:
@@ -121,21 +121,22 @@ class JournalLoops:
                 self.node.stopping.wait(RETRY)
 
     def apply(self, batch: list[Delivery]) -> None:
-        """Other hosts' entries into this host's daily files, then their acks."""
+        """Other hosts' entries into this host's daily files, then the acks of
+        those there now and of those that need not be (own, had, not entries)."""
         assert self.node.nats is not None
-        acks = []
-        for d in sorted(batch, key=lambda d: d.stream_seq):
-            item = jsync.decide_apply(d.data, d.msg_id, self.node.me, self.applied)
+        batch = sorted(batch, key=lambda d: d.stream_seq)
+        items = [jsync.decide_apply(d.data, d.msg_id, self.node.me, self.applied) for d in batch]
+        for d, item in zip(batch, items, strict=True):
             if item.decision == "bad":
                 log.warning("journal message %s dropped: %s", d.stream_seq, item.reason)
-            elif item.decision == "apply":
-                try:
-                    jsync.apply(self.node.data, item, self.published, self.applied)
-                except (OSError, StorageError, UsageError) as exc:
-                    log.warning(
-                        "could not apply journal entry %s: %s; it comes again", item.id, exc
-                    )
-                    continue  # not acked: delivered again after ack_wait
-            acks.append(d)
+        done, error = jsync.apply(self.node.data, items, self.published, self.applied)
+        if error is not None:
+            log.warning("could not apply a journal entry: %s; it comes again", error)
+        ok = {i.id for i in done}
+        acks = [
+            d
+            for d, item in zip(batch, items, strict=True)
+            if item.decision != "apply" or item.id in ok
+        ]
         if acks:
             self.node.nats.ack_all(acks)

@@ -81,7 +81,7 @@ def test_an_applied_entry_is_in_the_markdown_and_the_index_once_and_never_sent_b
     published, applied = jsync.ledgers(data)
     raw, eid = delivery(entry(body="the ## clock\n\n```\n## in code\n```"))
     item = jsync.decide_apply(raw, eid, "a", applied)
-    jsync.apply(data, item, published, applied)
+    assert jsync.apply(data, [item], published, applied) == ([item], None)
     # delivered again (the ack was lost): skipped
     assert jsync.decide_apply(raw, eid, "a", applied).decision == "have"
     text = (data.journal_dir / "2026-11-21.md").read_text()
@@ -110,7 +110,7 @@ def test_a_node_killed_after_the_append_before_its_ledger_keeps_one_copy(
     published, applied = jsync.ledgers(data)
     again = jsync.decide_apply(raw, eid, "a", applied)
     assert again.decision == "apply"
-    jsync.apply(data, again, published, applied)
+    assert jsync.apply(data, [again, again], published, applied) == ([again], None)
     entries = store.parse_file(data.journal_dir / "2026-11-21.md")
     assert [e.title for e in entries] == ["Fixed the flaky test", "written meanwhile"]
     assert eid in jsync.ledgers(data)[1]
@@ -145,3 +145,17 @@ def test_hand_written_entries_read_back_as_they_were_sent(made: Entry) -> None:
         made.tags,
         made.body,
     )
+
+
+def test_an_entry_that_cannot_be_written_is_not_noted_so_it_comes_again(data: DataRoot) -> None:
+    published, applied = jsync.ledgers(data)
+    ok_raw, ok_id = delivery(entry("kept"))
+    bad_raw, bad_id = delivery(entry("no room", date="2026-11-22"))
+    (data.journal_dir / "2026-11-22.md").mkdir(parents=True)  # its day file cannot be written
+    items = [
+        jsync.decide_apply(r, i, "a", applied) for r, i in ((ok_raw, ok_id), (bad_raw, bad_id))
+    ]
+    done, error = jsync.apply(data, items, published, applied)
+    assert [i.id for i in done] == [ok_id] and error is not None
+    assert jsync.decide_apply(bad_raw, bad_id, "a", jsync.ledgers(data)[1]).decision == "apply"
+    assert jsync.decide_apply(ok_raw, ok_id, "a", jsync.ledgers(data)[1]).decision == "have"
