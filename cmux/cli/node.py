@@ -34,7 +34,10 @@ def node_cmd(
     JetStream, moves each file to sent/ only after JetStream stored it,
     takes this host's agents' mail into their Maildirs (acked only once it
     is on disk; a repeat of an id is dropped), mirrors this host's agents
-    into the CMUX_AGENTS bucket and beats into CMUX_HOSTS. One per host and
+    into the CMUX_AGENTS bucket and beats into CMUX_HOSTS. It publishes
+    this host's journal entries to CMUX_JOURNAL and adds the other hosts'
+    to this host's journal files, each once, so `journal search` finds
+    them here. One per host and
     data root; a second one exits with an error. Its log: state/node.log.
 
     \b

@@ -4,7 +4,7 @@ One per host and data root (an flock in state/run/, a verified pid file
 ``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
 It reaches NATS only through cmux/cluster/nats.py and decides only through
 cmux/cluster/bridge.py (and, for the other hosts, cmux/cluster/view.py).
-Five threads, each blocking in the kernel or on NATS when there is nothing
+Seven threads, each blocking in the kernel or on NATS when there is nothing
 to do:
 
 - outgoing: woken by inotify on the mailboxes and the registry. Keeps the
@@ -24,6 +24,12 @@ to do:
   keeps that in state/cluster/hosts.json, moves this registry's records of a
   silent host's agents, and tells a lost worker's parent here once (by mail,
   kind notice; who was told is kept in the same file).
+- journal out / in (cmux/cluster/node_journal.py, deciding through
+  cmux/cluster/journal.py): every entry of this host's
+  daily files not published yet to CMUX_JOURNAL (``Nats-Msg-Id`` = its
+  content id, noted in a ledger only after its PubAck), woken by inotify on
+  journal/; and a durable pull consumer ``journal-<host>`` applying the other
+  hosts' entries to this host's files, acked only once the entry is there.
 
 Invariants: a spooled file leaves new/ only after JetStream stored it; a
 delivery is acked only after its message is durably in the Maildir (or
@@ -49,6 +55,7 @@ from typing import Any
 from cmux import __version__, events, watch
 from cmux.cluster import bridge, view
 from cmux.cluster.nats import Delivery, Nats, Settings
+from cmux.cluster.node_journal import JournalLoops
 from cmux.config import Config
 from cmux.errors import ClusterError, ConfigError, SessionError
 from cmux.fsutil import atomic_write, locked, read_json
@@ -142,6 +149,7 @@ class Node:
         self._mirror = _Mirror()
         self.published = 0
         self.received = 0
+        self.journal = JournalLoops(self)
         self.ready = threading.Event()
         # The other hosts' heartbeats: host -> when this host last heard it
         # change (its own clock), and the interval the host beats at.
@@ -188,7 +196,14 @@ class Node:
         self.nats = self._connected()
         threads = [
             threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
-            for f in (self._incoming, self._agents, self._heartbeat, self._hosts)
+            for f in (
+                self._incoming,
+                self._agents,
+                self._heartbeat,
+                self._hosts,
+                self.journal.outgoing,
+                self.journal.incoming,
+            )
         ]
         for t in threads:
             t.start()

@@ -25,6 +25,8 @@ is cut back off, leaving the file as it was.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -286,6 +288,13 @@ def parse_file(path: Path) -> list[Entry]:
     return parse_text(read_text(path), date=day, file=str(path))
 
 
+def parse_file_settled(data: DataRoot, path: Path) -> list[Entry]:
+    """A daily file's entries read under the journal lock, so never an entry
+    half-appended by cmux (nor one being cut back after a failed write)."""
+    with locked(_lock(data)):
+        return parse_file(path)
+
+
 def entries_for_day(data: DataRoot, day: str | Date) -> list[Entry]:
     path = day_file(data, day)
     try:
@@ -364,6 +373,76 @@ def add_entry(
     with locked(_lock(data)):
         entry.line = _append(path, block, header=f"# {entry.date}\n\n")
     return entry
+
+
+def entry_id(entry: Entry) -> str:
+    """A stable id of an entry's content (date, time, agent, title, tags, body).
+
+    The same entry parsed on any host, any number of times, has the same id;
+    an entry edited by hand gets a new one. Not its file or line.
+    """
+    fields = [entry.date, entry.time, entry.agent, entry.title, entry.tags, entry.body]
+    raw = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def render(entry: Entry) -> str:
+    """The entry as a block of a daily file, parsed back as the same entry
+    (a hand-written one without time or agent keeps its bare heading)."""
+    if not entry.time and entry.agent == UNKNOWN_AGENT:
+        entry = Entry(entry.date, "", "", entry.title, entry.tags, entry.body)
+    return entry.to_markdown()
+
+
+def append_entry(data: DataRoot, entry: Entry) -> tuple[Entry, bool]:
+    """Append an entry made elsewhere (another host's) to its day's file, once.
+
+    Its fields are cleaned as :func:`add_entry` cleans them. Under the
+    journal lock: when the day's file already holds exactly this block (an
+    append whose caller died before it noted it), nothing is written.
+    Returns the entry as written, with its file and line, and whether it was
+    appended now.
+    """
+    if not DAILY_NAME.match(f"{entry.date}.md"):
+        raise UsageError(f"not a journal date: {entry.date!r}")
+    e = cleaned(entry)
+    path = day_file(data, e.date)
+    e.file = str(path)
+    block = render(e)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(_lock(data)):
+        try:
+            text = read_text(path)
+        except FileNotFoundError:
+            text = ""
+        at = text.find("\n" + block)
+        if at >= 0 and (at + 1 + len(block) == len(text) or text[at + 1 + len(block)] == "\n"):
+            e.line = text.count("\n", 0, at + 1) + 1
+            return e, False
+        e.line = _append(path, block, header=f"# {e.date}\n\n")
+    return e, True
+
+
+def cleaned(entry: Entry) -> Entry:
+    """The entry as :func:`append_entry` writes it (no file or line yet)."""
+    return Entry(
+        date=entry.date,
+        time=entry.time if _TIME_ONLY.match(entry.time) else "",
+        agent=clean_agent(entry.agent),
+        title=clean_title(entry.title) or "(untitled)",
+        tags=clean_tags(entry.tags),
+        body=clean_body(entry.body),
+    )
+
+
+def as_written(entry: Entry) -> Entry:
+    """The entry as a daily file holding :func:`append_entry`'s block reads it back."""
+    e = cleaned(entry)
+    parsed = parse_text(render(e), date=e.date)
+    return parsed[0] if parsed else e
+
+
+_TIME_ONLY = re.compile(rf"^{_TIME}$")
 
 
 def _append(path: Path, block: str, *, header: str) -> int:

@@ -49,15 +49,29 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("stores", ["cmux.mail", "cmux.journal", "cmux.agents.registry", "cmux.identity"]),
     ("agents", ["cmux.agents", "cmux.remote"]),
     ("health", ["cmux.health"]),
-    # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery).
+    # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery);
+    # cmux.cluster.journal: the journal files <-> CMUX_JOURNAL decisions;
     # cmux.cluster.view: the other hosts' agents and events as this host sees them.
     (
         "delivery and merging",
-        ["cmux.delivery", "cmux.merge", "cmux.cluster.bridge", "cmux.cluster.view"],
+        [
+            "cmux.delivery",
+            "cmux.merge",
+            "cmux.cluster.bridge",
+            "cmux.cluster.journal",
+            "cmux.cluster.view",
+        ],
     ),
     (
         "daemons and views",
-        ["cmux.daemons", "cmux.status", "cmux.monitor", "cmux.keeper", "cmux.cluster.node"],
+        [
+            "cmux.daemons",
+            "cmux.status",
+            "cmux.monitor",
+            "cmux.keeper",
+            "cmux.cluster.node",
+            "cmux.cluster.node_journal",
+        ],
     ),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),
     (

@@ -1,0 +1,183 @@
+"""The journal on every host: what the node daemon publishes to CMUX_JOURNAL
+and what it applies from it, as pure functions, beside the two small ledgers
+that make both exactly-once. No NATS here (cmux/cluster/node.py does the I/O).
+
+An entry's id is :func:`cmux.journal.store.entry_id`, a hash of its content,
+so every host computes the same id for the same entry. The node keeps, under
+``state/cluster/journal/``:
+
+- ``published``: ids never to publish from here: this host's entries after
+  their PubAck, and the entries it applied from other hosts (as they read
+  back from its own files);
+- ``applied``: the ids of other hosts' entries already in this host's files.
+
+The rules:
+
+- Publish (:func:`to_publish`) every entry of the daily files whose id is not
+  in ``published``, oldest first; its id goes into ``published`` only after
+  JetStream's PubAck (killed before, the next node publishes it again with the
+  same ``Nats-Msg-Id``: JetStream drops the repeat within its duplicate
+  window, every receiver's ``applied`` after it).
+- Apply (:func:`decide_apply`) an entry of another host unless its id is in
+  ``applied`` (an entry written here coming back is skipped by its host; one
+  whose very block is already in the day's file is not appended again).
+  The entry's id as it reads back here goes into ``published`` before the
+  append (so it is never sent back as this host's), the origin id
+  into ``applied`` after it, and only then is the delivery acked. Killed in
+  between, the delivery comes again and the append finds its block already in
+  the file (:func:`cmux.journal.store.append_entry`): one copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cmux.errors import StorageError, UsageError
+from cmux.journal import store
+from cmux.journal.store import Entry
+from cmux.paths import DataRoot
+
+_FIELDS = ("date", "time", "agent", "title", "tags", "body")
+
+
+class Ledger:
+    """A set of ids kept in an append-only file, one id a line, fsynced.
+
+    A torn last line (a crash mid-write) is ignored. Thread-safe.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.ids: set[str] = set()
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        lines = text.split("\n")
+        self.ids = {line for line in lines[:-1] if line}  # the last is '' or torn
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self.ids
+
+    def add(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            new = [i for i in dict.fromkeys(ids) if i not in self.ids]
+            if not new:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: cut it
+                    os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
+                os.write(fd, "".join(f"{i}\n" for i in new).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.ids.update(new)
+
+
+def ledgers(data: DataRoot) -> tuple[Ledger, Ledger]:
+    """(published, applied) of this data root."""
+    base = data.state_dir / "cluster" / "journal"
+    return Ledger(base / "published"), Ledger(base / "applied")
+
+
+# -- publishing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: str
+    payload: bytes
+
+
+def payload(entry: Entry, host: str) -> bytes:
+    """What travels: the entry's fields, its id and the host it was written on."""
+    d = {k: getattr(entry, k) for k in _FIELDS}
+    return json.dumps({"id": store.entry_id(entry), "host": host, "entry": d}).encode()
+
+
+def to_publish(entries: Iterable[Entry], published: Ledger | set[str], host: str) -> list[Outgoing]:
+    """The entries not published yet (nor applied from elsewhere), in the
+    order given (the files' order: oldest first), each id once."""
+    out: dict[str, Outgoing] = {}
+    for e in entries:
+        i = store.entry_id(e)
+        if i not in published and i not in out:
+            out[i] = Outgoing(i, payload(e, host))
+    return list(out.values())
+
+
+# -- applying ---------------------------------------------------------------------------
+
+Decision = Literal["apply", "own", "have", "bad"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    decision: Decision
+    id: str = ""
+    host: str = ""
+    entry: Entry | None = None
+    reason: str = ""
+
+
+def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[str]) -> Incoming:
+    """What to do with one delivery of CMUX_JOURNAL.
+
+    ``own``: written on this host (skip); ``have``: applied here before
+    (skip; not ``published``, which holds the id before the append is done);
+    ``bad``: not an entry, or its id is not its content's (skip, logged);
+    ``apply``: another host's entry this host does not hold yet.
+    Every decision but ``apply`` is acked at once.
+    """
+    try:
+        d = json.loads(raw)
+        host, e = d["host"], d["entry"]
+        entry = Entry(**{k: e[k] for k in _FIELDS})
+        texts = [host] + [getattr(entry, k) for k in _FIELDS if k != "tags"]
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("a field is not text")
+        if not (isinstance(entry.tags, list) and all(isinstance(t, str) for t in entry.tags)):
+            raise TypeError("tags are not a list of text")
+    except (ValueError, KeyError, TypeError) as exc:
+        return Incoming("bad", msg_id or "", reason=f"not a journal entry: {exc}")
+    eid = store.entry_id(entry)
+    if msg_id != eid or d.get("id") != eid:
+        return Incoming("bad", eid, host, reason=f"its id {msg_id!r} is not its content's {eid}")
+    if host == me:
+        return Incoming("own", eid, host, entry)
+    if eid in applied:
+        return Incoming("have", eid, host, entry)
+    return Incoming("apply", eid, host, entry)
+
+
+def apply(
+    data: DataRoot, items: list[Incoming], published: Ledger, applied: Ledger
+) -> tuple[list[Incoming], Exception | None]:
+    """Carry out a batch of ``apply`` decisions, in the order the module's
+    docstring gives, one fsync of each ledger for the whole batch: (those
+    now in this host's files, the error that stopped the rest, if any).
+    The index follows on the next search."""
+    todo = list({i.id: i for i in items if i.decision == "apply" and i.entry}.values())
+    published.add(store.entry_id(store.as_written(i.entry)) for i in todo if i.entry)
+    done: list[Incoming] = []
+    error: Exception | None = None
+    for item in todo:
+        assert item.entry is not None
+        try:
+            store.append_entry(data, item.entry)
+        except (OSError, StorageError, UsageError) as exc:
+            error = exc
+            break
+        done.append(item)
+    applied.add(i.id for i in done)
+    return done, error

@@ -1,0 +1,142 @@
+"""The node daemon's two journal loops: this host's entries out to
+CMUX_JOURNAL, the other hosts' in to this host's daily files. The rules and
+the ledgers that make both exactly-once are in cmux/cluster/journal.py; this
+module only reads the files, talks to NATS (through the node's connection)
+and acts in the order those rules give.
+
+- outgoing: woken by inotify on journal/ (or every ``heartbeat`` s), publishes
+  every entry not in the ``published`` ledger with ``Nats-Msg-Id`` = its
+  content id, and notes each in the ledger only after its PubAck.
+- incoming: a durable pull consumer ``journal-<host>``, explicit acks; each
+  delivery is acked only once its entry is in this host's files (or needs not
+  be: this host's own, applied before, or not an entry).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from typing import TYPE_CHECKING
+
+from cmux import watch
+from cmux.cluster import bridge
+from cmux.cluster import journal as jsync
+from cmux.cluster.nats import Delivery
+from cmux.errors import ClusterError
+from cmux.journal import store as jstore
+
+if TYPE_CHECKING:
+    from cmux.cluster.node import Node
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH = 256  # entries per publish_many
+FETCH_WAIT = 2.0  # seconds one pull request waits (idle: one request per)
+FETCH_BATCH = 64  # also the consumer's max_ack_pending
+RETRY = 0.2  # seconds between tries while NATS is away
+
+
+class JournalLoops:
+    """The journal's part of one node: its ledgers and what it last read of
+    each daily file (so a scan re-reads only the files that changed)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.published, self.applied = jsync.ledgers(node.data)
+        self._day_files: dict[str, tuple[tuple[int, int, int], list[jstore.Entry]]] = {}
+
+    def outgoing(self) -> None:
+        w = watch.open_watcher()
+        try:
+            self.node.data.journal_dir.mkdir(parents=True, exist_ok=True)
+            w.add(self.node.data.journal_dir, "files")
+            while not self.node.stopping.is_set():
+                busy = self.publish()
+                if busy:
+                    continue
+                ready, _, _ = select.select([w.fileno()], [], [], self.node.s.heartbeat)
+                if ready:
+                    w.read()
+        finally:
+            w.close()
+
+    def entries(self) -> list[jstore.Entry]:
+        """Every entry of the daily files, oldest first; a file re-read only
+        when its size, mtime or inode changed, and under the journal lock (a
+        half-written entry read would travel as an entry of its own)."""
+        out: list[jstore.Entry] = []
+        seen: dict[str, tuple[tuple[int, int, int], list[jstore.Entry]]] = {}
+        for path in jstore.daily_files(self.node.data):
+            try:
+                st = path.stat()
+                key = (st.st_size, st.st_mtime_ns, st.st_ino)
+                cached = self._day_files.get(path.name)
+                if cached and cached[0] == key:
+                    entries = cached[1]
+                else:
+                    entries = jstore.parse_file_settled(self.node.data, path)
+            except FileNotFoundError:
+                continue
+            seen[path.name] = (key, entries)
+            out.extend(entries)
+        self._day_files = seen
+        return out
+
+    def publish(self) -> bool:
+        """One batch of this host's new journal entries to CMUX_JOURNAL; True
+        when more is waiting."""
+        assert self.node.nats is not None
+        items = jsync.to_publish(self.entries(), self.published, self.node.me)
+        batch = items[:PUBLISH_BATCH]
+        if not batch:
+            return False
+        subject = bridge.journal_subject(self.node.s.project)
+        try:
+            self.node.nats.publish_many([(subject, it.payload, it.id) for it in batch])
+        except ClusterError as exc:
+            log.info("publishing %d journal entries: %s; trying again", len(batch), exc.message)
+            self.node.stopping.wait(RETRY)
+            return True
+        self.published.add(it.id for it in batch)
+        return len(items) > len(batch)
+
+    def incoming(self) -> None:
+        assert self.node.nats is not None
+        consumer = None
+        while not self.node.stopping.is_set():
+            try:
+                if consumer is None:
+                    consumer = self.node.nats.pull(
+                        bridge.JOURNAL_STREAM,
+                        f"journal-{self.node.me}",
+                        bridge.journal_subject(self.node.s.project),
+                        ack_wait=self.node.s.ack_wait,
+                        max_ack_pending=FETCH_BATCH,
+                    )
+                got = consumer.fetch(batch=FETCH_BATCH, timeout=FETCH_WAIT)
+                if got:
+                    self.apply(got)
+            except ClusterError as exc:
+                log.info("journal: %s; trying again", exc.message)
+                self.node.stopping.wait(RETRY)
+
+    def apply(self, batch: list[Delivery]) -> None:
+        """Other hosts' entries into this host's daily files, then the acks of
+        those there now and of those that need not be (own, had, not entries)."""
+        assert self.node.nats is not None
+        batch = sorted(batch, key=lambda d: d.stream_seq)
+        items = [jsync.decide_apply(d.data, d.msg_id, self.node.me, self.applied) for d in batch]
+        for d, item in zip(batch, items, strict=True):
+            if item.decision == "bad":
+                log.warning("journal message %s dropped: %s", d.stream_seq, item.reason)
+        done, error = jsync.apply(self.node.data, items, self.published, self.applied)
+        if error is not None:
+            log.warning("could not apply a journal entry: %s; it comes again", error)
+        ok = {i.id for i in done}
+        acks = [
+            d
+            for d, item in zip(batch, items, strict=True)
+            if item.decision != "apply" or item.id in ok
+        ]
+        if acks:
+            self.node.nats.ack_all(acks)
