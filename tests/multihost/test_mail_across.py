@@ -26,20 +26,25 @@ pytestmark = [pytest.mark.multihost, pytest.mark.timeout(120)]
 N = 8  # messages from each agent to each of the other two
 TOKEN = "cmux-multihost-token"
 PORT = 4222  # host a's own namespace: nothing else listens there
+ROUNDS = ("r1", "r2")  # r2 runs while b's link is cut
 
 
-def sender(go: Path, to: tuple[str, str], n: int, tag: str) -> str:
-    """An agent's command: once ``go`` exists, ``n`` messages to each of
-    ``to`` (bodies ``<me>-<tag>-<to>-<i>``), then idle. A failed send is
-    written beside ``go`` for the test to show."""
+def sender(go: Path, to: tuple[str, str], n: int) -> str:
+    """An agent's command: for each round (``r1``, ``r2``), once the file
+    ``<go>-<round>`` exists, ``n`` messages to each of ``to`` (bodies
+    ``<me>-<round>-<to>-<i>``); then idle. A failed send is written beside
+    ``go`` for the test to show."""
     a, b = to
-    fail = f"{go.parent}/fail-{tag}-$CMUX_AGENT"
-    return (
-        f"until [ -e {go} ]; do sleep 0.05; done; i=1; while [ $i -le {n} ]; do "
-        f'mailbox send {a} "$CMUX_AGENT-{tag}-{a}-$i" >/dev/null 2>>{fail} || break; '
-        f'mailbox send {b} "$CMUX_AGENT-{tag}-{b}-$i" >/dev/null 2>>{fail} || break; '
-        "i=$((i+1)); done; exec sleep 600"
-    )
+    line = ""
+    for tag in ROUNDS:
+        fail = f"{go.parent}/fail-{tag}-$CMUX_AGENT"
+        line += (
+            f"until [ -e {go}-{tag} ]; do sleep 0.05; done; i=1; while [ $i -le {n} ]; do "
+            f'mailbox send {a} "$CMUX_AGENT-{tag}-{a}-$i" >/dev/null 2>>{fail} || break; '
+            f'mailbox send {b} "$CMUX_AGENT-{tag}-{b}-$i" >/dev/null 2>>{fail} || break; '
+            "i=$((i+1)); done; "
+        )
+    return line + "exec sleep 600"
 
 
 def data_of(host: Host, cluster: Cluster) -> Path:
@@ -131,14 +136,14 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
     plan = {"supervisor": ("w1", "w2"), "w1": ("w2", "supervisor"), "w2": ("supervisor", "w1")}
 
     started = a.cmux(
-        "start", "--no-attach", "--command", sender(go, plan["supervisor"], N, "r1"),
+        "start", "--no-attach", "--command", sender(go, plan["supervisor"], N),
         cwd=cluster.project,
     )  # fmt: skip
     assert started.code == 0, started.err
     for name, host in (("w1", "b"), ("w2", "c")):
         r = a.cmux(
             "spawn", name, "--host", host, "--task", "mail",
-            "--command", sender(go, plan[name], N, "r1"), "--json",
+            "--command", sender(go, plan[name], N), "--json",
             cwd=cluster.project, timeout=60,
         )  # fmt: skip
         assert r.code == 0, r.err
@@ -157,7 +162,7 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
         )
 
     wait_until(spools_ready, timeout=20, interval=0.2, what="every host's spools of the others")
-    go.touch()
+    (go.parent / "go-r1").touch()
 
     def report() -> str:
         """What each host's mail looks like, and its node's log: for a failure."""
@@ -192,9 +197,7 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
                 if s == r:
                     continue
                 mine = [x for x in said if x.startswith(f"{s}-")]
-                want = [
-                    f"{s}-{t}-{r}-{i}" for t in ("r1", "r2") for i in range(1, N + 1) if t <= tag
-                ]
+                want = [f"{s}-{t}-{r}-{i}" for t in ROUNDS if t <= tag for i in range(1, N + 1)]
                 assert mine == want, (r, s, mine)  # each once, in its sender's order
             assert len(ids) == count, (r, len(ids))
 
@@ -216,3 +219,31 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
         )
 
     wait_until(status_agrees, timeout=10, interval=0.3, what="a's status as b and c hold it")
+
+    # b's link cut while every agent sends its second round: b's senders
+    # spool, a's and c's mail for w1 waits in the stream; mended, all of it
+    # arrives, still each once and in order.
+    cluster.cut("b")
+    (go.parent / "go-r2").touch()
+
+    def sent_meanwhile() -> bool:
+        spooled_on_b = all(  # b's r2 waits in its spools' new/ (its r1 is in sent/)
+            len(list((roots["b"] / "mailbox" / to / "new").glob("*"))) == N
+            for to in ("w2", "supervisor")
+        )
+        return spooled_on_b and all(
+            len(list((roots[h] / "mailbox" / "w1" / "sent").glob("*"))) == 2 * N for h in ("a", "c")
+        )
+
+    try:
+        wait_until(sent_meanwhile, timeout=20, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"round 2 not sent while b was cut: {report()}") from None
+    # Nothing reached b meanwhile.
+    assert len([1 for _, s in delivered(roots["b"], "w1") if s in where]) == 2 * N
+    cluster.mend("b")
+    try:
+        wait_until(lambda: arrived("r2", 4 * N), timeout=30, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"not {4 * N} messages to each: {report()}") from None
+    check("r2", 4 * N)
