@@ -4,8 +4,9 @@ host's monitor starts its node daemon (the [cluster] section travels to the
 worker hosts with the spawn). Every agent sends N messages to each of the
 other two; each arrives exactly once, delivered in its sender's order, and
 `cmux status --json` on a shows w1 and w2 in the states their hosts hold.
-Then b's link is cut while senders run and mended: still nothing lost or
-doubled."""
+Then b's link is cut while every agent sends a second round: a's status
+shows w1 unreachable, b's mail waits in its spools; mended, still nothing
+lost or doubled, and a's status agrees with b again."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cmux.agents import registry
 from tests.cluster.natsd import BINARY, available
 from tests.helpers import wait_until
 from tests.multihost.conftest import Cluster, Host
@@ -208,15 +210,19 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
     check("r1", 2 * N)
 
     # `cmux status --json` on a: w1 and w2 on their hosts, in the states they hold there.
-    def status_agrees() -> bool:
+    def status_on_a() -> dict[str, dict[str, Any]]:
         r = a.cmux("status", "--json", cwd=cluster.project)
-        rows = {row["name"]: row for row in r.json()} if r.code == 0 else {}
-        there = states_there(cluster)
+        return {row["name"]: row for row in r.json()} if r.code == 0 else {}
+
+    def status_agrees() -> bool:
+        rows, there = status_on_a(), states_there(cluster)
         return (
             all(n in rows for n in there)
             and (rows["w1"]["host"], rows["w2"]["host"]) == ("b", "c")
             and all(rows[n]["state"] == s for n, s in there.items())
         )
+
+    assert all(s in registry.LIVE for s in states_there(cluster).values()), states_there(cluster)
 
     wait_until(status_agrees, timeout=10, interval=0.3, what="a's status as b and c hold it")
 
@@ -239,6 +245,14 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
         wait_until(sent_meanwhile, timeout=20, interval=0.2)
     except AssertionError:
         raise AssertionError(f"round 2 not sent while b was cut: {report()}") from None
+    # a's node stops hearing b's heartbeat: w1 unreachable (never exited), w2 as c holds it.
+    wait_until(
+        lambda: status_on_a().get("w1", {}).get("state") == "unreachable",
+        timeout=10,
+        interval=0.3,
+        what="w1 unreachable in a's status while b is cut",
+    )
+    assert status_on_a()["w2"]["state"] == states_there(cluster)["w2"]
     # Nothing reached b meanwhile.
     assert len([1 for _, s in delivered(roots["b"], "w1") if s in where]) == 2 * N
     cluster.mend("b")
@@ -247,3 +261,4 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
     except AssertionError:
         raise AssertionError(f"not {4 * N} messages to each: {report()}") from None
     check("r2", 4 * N)
+    wait_until(status_agrees, timeout=10, interval=0.3, what="a's status as b holds it again")
