@@ -256,7 +256,9 @@ def trail(cfg: Config, msg_id: str) -> dict[str, Any]:
         for m in store.read_all(cfg.data, box)
         if m.reply_to == msg_id
     ]
-    steps = sorted([*steps, *holds], key=lambda e: str(e.get("ts", "")))
+    # The sender notes "send" just after the file is in new/, so the router
+    # can log its claim first: the send heads the trail whatever the clocks say.
+    steps = sorted([*steps, *holds], key=lambda e: (e.get("event") != "send", str(e.get("ts", ""))))
     return {
         "id": msg_id,
         "to": to,
