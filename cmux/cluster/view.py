@@ -23,7 +23,6 @@ that state (it is not alive anywhere to be lost).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from collections.abc import Iterable, Iterator
@@ -61,21 +60,11 @@ def host_name(cfg: Config) -> str:
 
 
 def project_id(cfg: Config) -> str:
-    """``[cluster] project``, else a short id of the trunk repository that every
-    host computes alike: its root commit (a clone has the same), else a hash
-    of the project path."""
-    given = cfg.section("cluster").get("project")
-    if given:
-        return str(given)
-    try:
-        from cmux.git import Repo
+    """``[cluster] project``, else the trunk repository's short id (see
+    cmux/remote/there.py, which also pins it for the worker hosts)."""
+    from cmux.remote.there import project_id as of_trunk
 
-        chain = Repo(Path(cfg.project)).rev_list("HEAD", first_parent=True)
-        if chain:
-            return chain[-1][:12]
-    except Exception:  # not a git repository: fall back
-        pass
-    return "p" + hashlib.sha1(cfg.project.encode()).hexdigest()[:11]
+    return of_trunk(cfg)
 
 
 def nats_settings(cfg: Config, *, url: str | None = None, token: str | None = None) -> Settings:

@@ -105,14 +105,36 @@ def toml_text(raw: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def project_id(cfg: Config) -> str:
+    """``[cluster] project``, else a short id of the trunk repository: its
+    root commit (a clone has the same), else a hash of the project path.
+    The id is in every NATS subject (cmux/cluster/bridge.py); a worker host
+    has no repository of its own (its project home is a folder), so
+    :func:`settings_for` pins the trunk's id there."""
+    given = cfg.section("cluster").get("project")
+    if given:
+        return str(given)
+    try:
+        chain = git.Repo(Path(cfg.project)).rev_list("HEAD", first_parent=True)
+        if chain:
+            return chain[-1][:12]
+    except Exception:  # not a git repository: fall back
+        pass
+    return "p" + hashlib.sha1(cfg.project.encode()).hexdigest()[:11]
+
+
 def settings_for(cfg: Config, host: str) -> dict[str, Any]:
-    """What a worker host's cmux.toml holds, from the trunk host's ``cfg``."""
+    """What a worker host's cmux.toml holds, from the trunk host's ``cfg``:
+    the agent settings, and [cluster] with that host's name and (with NATS)
+    the trunk's project id, so its node daemon uses the trunk's subjects."""
     raw: dict[str, Any] = {"cmux": {"agent": cfg.agent}}
     for name in COPIED:
         if cfg.section(name):
             raw[name] = cfg.section(name)
     cluster = dict(cfg.section("cluster"))
     cluster["host"] = host
+    if cluster.get("nats"):
+        cluster["project"] = project_id(cfg)
     raw["cluster"] = cluster
     return raw
 

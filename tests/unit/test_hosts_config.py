@@ -142,3 +142,28 @@ def test_a_worker_elsewhere_takes_no_dir_nor_worktree(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
         spawn(cfg, "w1", task="t", host="b", worktree=True)
     assert "its own clone" in (err.value.hint or "")
+
+
+def test_a_worker_host_gets_the_trunks_project_id_with_nats(tmp_path: Path) -> None:
+    """The project home on a worker host has no repository: without the
+    trunk's id pinned, its node would use other subjects (docs/CLUSTER.md)."""
+    from cmux.cluster.view import project_id
+    from cmux.remote.there import settings_for, toml_text
+    from tests.helpers import make_repo
+
+    trunk = make_repo(tmp_path / "trunk")
+    cfg = loaded(trunk, '[cluster]\nhost = "a"\nnats = "nats://10.0.0.1:4222"\ntoken = "t"\n')
+    carried = settings_for(cfg, "b")["cluster"]
+    assert carried["host"] == "b" and carried["token"] == "t"
+    there = tmp_path / "there"
+    there.mkdir()
+    (there / "cmux.toml").write_text(toml_text(settings_for(cfg, "b")))
+    assert project_id(config.load_config(there)) == project_id(cfg)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "plain").mkdir()
+    assert project_id(cfg) != project_id(
+        loaded(tmp_path / "other", "[cluster]\nnats = 'nats://h:1'\n")
+    )
+    # Without NATS nothing is pinned (the ssh part alone needs no id).
+    plain = loaded(tmp_path / "plain", '[cluster]\nhost = "a"\n')
+    assert "project" not in settings_for(plain, "b")["cluster"]
