@@ -119,17 +119,22 @@ def throughput(host: Any, to: list[str], landed: Landings, n: int, senders: int 
     }
 
 
-def backlog(a: Any, to: list[str], landed: Landings, n: int) -> dict:
+def backlog(a: Any, b: Any, natsd: Any, to: list[str], landed: Landings, n: int) -> dict:
     """A's node stopped while n messages are spooled, then started: the rate
-    from the first arrival on B to the last (the pipeline alone, not the senders)."""
+    from the first arrival on B to the last (the pipeline alone, not the
+    senders), and the CPU each process spent on it per message (A's node,
+    B's node, nats-server: what bounds the rate on a shared machine)."""
     a.kill_node()
     sent = [a.send(to[i % len(to)], BODY, "s0") for i in range(n)]
     landed.names.clear()
     a.start_node()
+    pids = {"a": a.proc.pid, "b": b.proc.pid, "nats": natsd.proc.pid}
+    c0 = {k: cpu_seconds(p) for k, p in pids.items()}
     try:
         wait_until(lambda: all(m in landed.at for m in sent), timeout=120, interval=0.01)
     except AssertionError:
         pass
+    cpu = {k: round(1000 * (cpu_seconds(p) - c0[k]) / n, 2) for k, p in pids.items()}
     times = sorted(landed.at[m] for m in sent if m in landed.at)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     return {
@@ -138,6 +143,7 @@ def backlog(a: Any, to: list[str], landed: Landings, n: int) -> dict:
         "lost": n - len(times),
         "doubled": len(landed.names) - len(set(landed.names)),
         "per_s": round((len(times) - 1) / span, 1) if span else 0.0,
+        "cpu_ms_per_msg": cpu,
     }
 
 
@@ -202,7 +208,7 @@ def main() -> None:
             cross = latency(a, remote, landed, n_lat)
             landed.names.clear()
             thr = throughput(a, remote, landed, n_thr)
-            blg = backlog(a, remote, landed, n_thr)
+            blg = backlog(a, b, natsd, remote, landed, n_thr)
             assert a.proc is not None and b.proc is not None
             for h in (a, b):  # idle: its events published too (CMUX_EVENTS), not a burst's tail
                 wait_until(lambda h=h: caught_up(h), timeout=120, interval=0.2)  # type: ignore[misc]
@@ -251,7 +257,9 @@ def main() -> None:
             n=blg["sent"],
             goal="500, 0 lost",
             met=blg["per_s"] >= 500 and blg["lost"] == 0 and blg["doubled"] == 0,
-            note=f"lost {blg['lost']}, doubled {blg['doubled']}; first to last arrival",
+            note=f"lost {blg['lost']}, doubled {blg['doubled']}; first to last arrival; CPU ms "
+            f"per message: A {blg['cpu_ms_per_msg']['a']}, B {blg['cpu_ms_per_msg']['b']}, "
+            f"nats-server {blg['cpu_ms_per_msg']['nats']}",
         ),
         row(
             "node daemon idle CPU",

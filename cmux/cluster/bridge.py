@@ -18,7 +18,8 @@ The rules, each a function below:
   its host, written before its new/ exists, so the local router never types
   or deadletters that mail.
 - What to publish (:func:`to_publish`): every file in a spool's new/, oldest
-  first; it moves to sent/ only after its PubAck (:func:`mark_sent`).
+  first, one at a time per sender (:func:`lane`), senders side by side; it
+  moves to sent/ only after its PubAck (:func:`mark_sent`).
 - What to do with a delivery (:func:`decide_receipt`) and when to ack
   (:func:`decide_ack`): ack only once the message is fsynced in the
   recipient's new/ (cmux/mail/arrivals.py), or is already there (a duplicate,
@@ -27,6 +28,7 @@ The rules, each a function below:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -161,6 +163,18 @@ def to_publish(
                 out.append(Outgoing(agent, spools[agent], name))
     out.sort(key=lambda o: (o.name, o.agent))
     return out
+
+
+def lane(raw: bytes) -> str:
+    """The publishing lane of a spooled file: its sender. Only each sender's
+    order must hold on the stream, so messages of different senders may be
+    in flight together (Nats.publish_many); a file that names no sender
+    goes in the one lane "" (one at a time among such files)."""
+    try:
+        sender = json.loads(raw).get("from")
+    except (ValueError, AttributeError):
+        return ""
+    return f"from:{sender}" if isinstance(sender, str) else ""
 
 
 # -- receiving ---------------------------------------------------------------------------

@@ -363,23 +363,52 @@ class Nats:
         return self.publish_many([(subject, payload, msg_id)], timeout=timeout)[0]
 
     def publish_many(
-        self, items: Sequence[tuple[str, bytes, str | None]], *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        items: Sequence[tuple[str, bytes, str | None]],
+        *,
+        lanes: Sequence[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> list[PubAck]:
-        """Publish each in order and wait for every PubAck; raises at the first
-        one missing, with nothing after it sent. One at a time on purpose: with
-        several requests out, a connection lost under them can lose an earlier
-        one while nats-py's reconnect buffer delivers a later one, and the
-        stream would hold them out of order."""
+        """Publish each and wait for every PubAck; raises when one is missing.
+
+        Within a lane (``lanes[i]`` names item i's; None: all in one lane)
+        one request at a time, in order, and nothing after a missing PubAck
+        is sent. One at a time on purpose: with several requests of a lane
+        out, a connection lost under them can lose an earlier one while
+        nats-py's reconnect buffer delivers a later one, and the stream would
+        hold them out of order. Different lanes are in flight side by side
+        (a lane per sender: only each sender's order must hold), so a lane
+        that fails leaves the others' order intact; what another lane had
+        stored when this raises is published again by the caller, which the
+        ``Nats-Msg-Id`` makes a duplicate JetStream drops."""
+        names = list(lanes) if lanes is not None else [""] * len(items)
+        if len(names) != len(items):
+            raise ValueError("one lane per item")
+        by_lane: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            by_lane.setdefault(name, []).append(i)
 
         async def one(subject: str, payload: bytes, msg_id: str | None) -> PubAck:
             headers = {MSG_ID: msg_id} if msg_id else None
             ack = await self._js.publish(subject, payload, timeout=timeout, headers=headers)
             return PubAck(ack.stream, ack.seq, bool(ack.duplicate))
 
-        async def run() -> list[PubAck]:
-            return [await one(subject, payload, msg_id) for subject, payload, msg_id in items]
+        async def lane(indexes: list[int], out: list[PubAck | None]) -> None:
+            for i in indexes:
+                out[i] = await one(*items[i])
 
-        return self._call(run(), timeout * len(items) + 1.0, f"a publish of {len(items)}")
+        async def run() -> list[PubAck]:
+            out: list[PubAck | None] = [None] * len(items)
+            results = await asyncio.gather(
+                *(lane(ix, out) for ix in by_lane.values()), return_exceptions=True
+            )
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            return [a for a in out if a is not None]
+
+        longest = max((len(ix) for ix in by_lane.values()), default=0)
+        return self._call(run(), timeout * longest + 1.0, f"a publish of {len(items)}")
 
     # -- consume ---------------------------------------------------------------------------
 

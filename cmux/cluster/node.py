@@ -339,7 +339,8 @@ class Node:
             return False
         try:
             self.nats.publish_many(
-                [(subj, raw, item.name.removesuffix(maildir.SUFFIX)) for item, subj, raw in out]
+                [(subj, raw, item.name.removesuffix(maildir.SUFFIX)) for item, subj, raw in out],
+                lanes=[bridge.lane(raw) for _, _, raw in out],
             )
         except ClusterError as exc:
             log.info("publishing %d: %s; trying again", len(out), exc.message)

@@ -54,6 +54,37 @@ def test_publish_with_an_id_twice_stores_it_once_and_pull_acks(natsd: NatsServer
         nc.close()
 
 
+def test_publish_many_keeps_each_lanes_order_and_runs_lanes_side_by_side(
+    natsd: NatsServer,
+) -> None:
+    nc = connect(natsd)
+    try:
+        nc.ensure_stream("L", ["l.>"])
+        items = [("l.x", f"{s}{n}".encode(), f"{s}{n}") for n in range(30) for s in "abc"]
+        items.sort(key=lambda it: it[1][:1])  # lane a's 30, then b's, then c's
+        acks = nc.publish_many(items, lanes=[it[1][:1].decode() for it in items])
+        assert len(acks) == 90 and not any(a.duplicate for a in acks)
+        # each PubAck is its own item's: the same item again is a duplicate at its seq
+        again = nc.publish_many([items[40]], lanes=["b"])
+        assert again[0].duplicate and again[0].seq == acks[40].seq
+        consumer = nc.pull("L", "c1", "l.>", ack_wait=5.0, max_ack_pending=100)
+        got: list[bytes] = []
+        while len(got) < 90:
+            batch = consumer.fetch(90, timeout=2)
+            assert batch, f"only {len(got)} of 90 stored"
+            got += [d.data for d in sorted(batch, key=lambda d: d.stream_seq)]
+        for lane in "abc":
+            assert [g for g in got if g.startswith(lane.encode())] == [
+                f"{lane}{n}".encode() for n in range(30)
+            ], f"lane {lane} out of order"
+        # in flight together: the stream begins with every lane's first, not 30 of a
+        assert sorted(got[:3]) == [b"a0", b"b0", b"c0"]
+        with pytest.raises(ValueError):
+            nc.publish_many(items[:2], lanes=["a"])
+    finally:
+        nc.close()
+
+
 def test_kv_put_get_watch(natsd: NatsServer) -> None:
     nc = connect(natsd)
     try:

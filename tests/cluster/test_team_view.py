@@ -156,17 +156,14 @@ def test_a_host_whose_node_dies_goes_unreachable_then_lost_and_the_parent_is_tol
     team: tuple[Host, Host],
 ) -> None:
     from cmux.agents import registry
+    from cmux.cluster import view
     from cmux.status import collect_status
 
     a, b = team
     wait_until(lambda: status(a)["w1"]["state"] == "idle", timeout=10, what="w1 on a")
     wait_until(
-        lambda: (
-            json.loads((a.data.state_dir / "cluster" / "hosts.json").read_text())["hosts"]
-            .get("b", {})
-            .get("state")
-            == "up"
-        ),
+        # view.read_state: {} until a's node first writes hosts.json (not an error)
+        lambda: view.read_state(a.data).get("hosts", {}).get("b", {}).get("state") == "up",
         timeout=10,
         what="a hears b",
     )

@@ -55,6 +55,17 @@ def test_to_publish_goes_oldest_first_across_boxes_and_holds_later_ids() -> None
     ]  # ids[3] was made after the listing began: next round
 
 
+def test_the_publishing_lane_is_the_sender() -> None:
+    m1 = Message(to="b1", body="x", sender="a1")
+    m2 = Message(to="b2", body="y", sender="a1")
+    m3 = Message(to="b1", body="z", sender="a2")
+    lanes = [bridge.lane(m.to_json().encode()) for m in (m1, m2, m3)]
+    assert lanes[0] == lanes[1] != lanes[2]  # one sender: one lane, whatever the box
+    # what names no sender shares one lane (one at a time), never a sender's
+    assert bridge.lane(b"not json") == bridge.lane(b"[1]") == bridge.lane(b'{"from": 3}') == ""
+    assert "" not in lanes
+
+
 @pytest.mark.parametrize(
     ("outcome", "ack"),
     [("stored", True), ("duplicate", True), ("deadlettered", True), ("failed", False)],
