@@ -269,12 +269,18 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
         what="a read receipt",
     )
 
-    # Tokens: what the server reported for w1's conversation, from its transcript.
-    conv = team.server.conversation(team.session("w1"))
-    prompt = sum(usage_for(r.body)["promptTokenCount"] for r in conv)
-    cached = sum(usage_for(r.body)["cachedContentTokenCount"] for r in conv)
-    cost = team.project.ok("cost", "--json").json()
-    w1 = {a["name"]: a for a in cost["agents"]}["w1"]
-    assert (w1["input"], w1["cache_read"]) == (prompt - cached, cached)
-    assert w1["output"] == 7 * len(conv) > 0
+    # Tokens: what the server reported for w1's conversation, from its
+    # transcript. The CLI may still be answering (or writing its chat) when
+    # the test looks: both sides are read again until they agree.
+    def tokens() -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+        conv = team.server.conversation(team.session("w1"))
+        prompt = sum(usage_for(r.body)["promptTokenCount"] for r in conv)
+        cached = sum(usage_for(r.body)["cachedContentTokenCount"] for r in conv)
+        cost = team.project.ok("cost", "--json").json()
+        w1 = {a["name"]: a for a in cost["agents"]}["w1"]
+        got = (w1["input"], w1["cache_read"], w1["output"])
+        want = (prompt - cached, cached, 7 * len(conv))
+        return (got, want) if got == want and want[2] > 0 else None
+
+    wait_until(tokens, timeout=20, what="w1's tokens in cmux cost = what the server reported")
     print(f"the whole test: {time.monotonic() - t0:.1f}s")
