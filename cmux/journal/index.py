@@ -318,12 +318,14 @@ Listing = dict[str, tuple[int, int, int]]
 
 
 def _on_disk(data: DataRoot) -> Listing:
-    """Size, mtime and inode of every daily file: stat only, nothing read."""
+    """Size, mtime and inode of every daily file: stat only, nothing read. A
+    symlink is no daily file (store.daily_files): nothing outside the data
+    root gets into the index through one."""
     out: Listing = {}
     try:
         with os.scandir(data.journal_dir) as it:
             for e in it:
-                if store.DAILY_NAME.match(e.name):
+                if store.DAILY_NAME.match(e.name) and not e.is_symlink():
                     try:
                         st = e.stat()
                     except FileNotFoundError:

@@ -170,9 +170,15 @@ def _day_str(day: str | Date) -> str:
 
 
 def daily_files(data: DataRoot) -> list[Path]:
-    """The daily files, oldest first (other files in journal/ are not entries)."""
+    """The daily files, oldest first (other files in journal/ are not entries;
+    nor is a symlink: cmux never makes one, and one could point the journal
+    at a file outside the data root)."""
     try:
-        names = [e.name for e in os.scandir(data.journal_dir) if DAILY_NAME.match(e.name)]
+        names = [
+            e.name
+            for e in os.scandir(data.journal_dir)
+            if DAILY_NAME.match(e.name) and not e.is_symlink()
+        ]
     except FileNotFoundError:
         return []
     return [data.journal_dir / n for n in sorted(names)]

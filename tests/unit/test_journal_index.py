@@ -321,3 +321,19 @@ def test_a_fresh_file_is_checked_again_until_it_settles(data: DataRoot) -> None:
 def test_rebuild_reports_what_it_indexed(data: DataRoot) -> None:
     stats = index.rebuild(data)
     assert stats.rebuilt and stats.entries_indexed == 5 and stats.files_indexed == 1
+
+
+def test_a_daily_file_that_is_a_symlink_out_of_the_data_root_is_not_read(
+    data: DataRoot, tmp_path: Path
+) -> None:
+    """A day file planted as a symlink (to a file outside the data root, in
+    the journal's format) is neither indexed nor listed: search, recent and
+    the dashboard's journal page never show what is outside."""
+    add(data, "Our own entry", "inside the data root")
+    outside = tmp_path / "outside.md"
+    outside.write_text("# 2026-01-02\n\n## 10:00:00 · w1 · Secret\n\nsecretword outside\n")
+    (data.journal_dir / "2026-01-02.md").symlink_to(outside)
+    assert index.search(data, "secretword") == []
+    assert [h.title for h in index.search(data, "entry")] == ["Our own entry"]
+    assert all(not p.is_symlink() for p in store.daily_files(data))
+    assert data.journal_dir / "2026-01-02.md" not in store.daily_files(data)
