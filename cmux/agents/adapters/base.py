@@ -65,9 +65,6 @@ class Adapter:
     name: str = capabilities.PROGRAM
     # The hook events its settings install (each calls `cmux hook EVENT`).
     hook_events: ClassVar[tuple[str, ...]] = ()
-    # The states its hook events move an agent to (None: no move of its own,
-    # "handover": mail handed over as the next turn at turn end).
-    hook_states: ClassVar[dict[str, str | None]] = {}
     # Whether it can continue an agent's conversation when it is brought back.
     resumes: bool = False
     # Whether its hooks report every permission question before the screen

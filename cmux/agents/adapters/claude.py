@@ -22,7 +22,7 @@ import shlex
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from cmux.agents import hookstate
 from cmux.agents.adapters import capabilities
@@ -141,17 +141,6 @@ class Claude(Adapter):
     # StopFailure (the unable states) is the newest event cmux relies on.
     hooks_since = "2.1.0"
     tested_version = "2.1.197"
-    # What each event does to the record (hookstate.py has the details):
-    # "handover": waiting mail becomes the next turn, else idle.
-    hook_states: ClassVar[dict[str, str | None]] = {
-        "SessionStart": "idle",
-        "UserPromptSubmit": "busy",
-        "PreToolUse": "busy",
-        "Notification": "waiting",
-        "Stop": "handover",
-        "StopFailure": None,  # rate-limited, overloaded, auth-error or idle, by the error
-        "SessionEnd": "exited",
-    }
 
     def launch(
         self,

@@ -28,7 +28,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cmux.agents.adapters import capabilities
 from cmux.agents.adapters.base import Adapter, Launch, register, role_prompt
@@ -265,17 +265,6 @@ class Codex(Adapter):
     # (openai/codex#24317, merged after 0.132.0 came out). docs/AGENTS.md.
     hooks_since = "0.133.0"
     tested_version = "0.171.0"
-    # What each native event does to the record (the dialect in events.py maps
-    # them onto the canonical handlers of cmux/agents/hookstate.py).
-    hook_states: ClassVar[dict[str, str | None]] = {
-        "SessionStart": "idle",
-        "UserPromptSubmit": "busy",
-        "PreToolUse": "busy",
-        "PermissionRequest": "waiting",
-        "PostToolUse": "busy",
-        "Stop": "handover",
-        "SessionEnd": "exited",
-    }
 
     def launch(
         self,

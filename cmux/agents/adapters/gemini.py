@@ -32,7 +32,7 @@ import shlex
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cmux.agents.adapters import capabilities
 from cmux.agents.adapters.base import Adapter, Launch, register, role_prompt
@@ -155,17 +155,6 @@ class Gemini(Adapter):
     tested_version = "0.61.0"
     # Its Notification hook runs before the question is drawn (checked).
     hooks_announce_questions = True
-    # What each native event does to the record (through its canonical event,
-    # cmux/agents/adapters/events.py; the states are cmux/agents/hookstate.py's).
-    hook_states: ClassVar[dict[str, str | None]] = {
-        "SessionStart": "idle",
-        "BeforeAgent": "busy",
-        "BeforeTool": "busy",
-        "AfterTool": "busy",
-        "Notification": "waiting",
-        "AfterAgent": "handover",
-        "SessionEnd": "exited",
-    }
 
     def launch(
         self,
