@@ -218,6 +218,32 @@ class Project:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def events_of(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
+        """The event log's ``kind`` events (of ``agent``, when given)."""
+        return [
+            e
+            for e in self.events()
+            if e.get("event") == kind and (agent is None or e.get("agent") == agent)
+        ]
+
+    def states_of(self, name: str) -> list[str]:
+        """The states ``name`` went through, in order, from the event log."""
+        out: list[str] = []
+        for e in self.events():
+            if e.get("agent") != name:
+                continue
+            if e.get("event") in ("register", "spawn") and e.get("state"):
+                out.append(str(e["state"]))
+            elif e.get("event") == "state":
+                out.append(str(e["to"]))
+        return out
+
+    def mail_to(self, name: str) -> list[dict[str, Any]]:
+        """Every message in ``name``'s mailbox, as JSON objects."""
+        from cmux.mail import store
+
+        return [json.loads(m.to_json()) for m in store.read_all(self.config().data, name)]
+
     def tmux(self, *args: str) -> str:
         """Ask this project's private tmux server directly (not through cmux)."""
         sock = self.socket()

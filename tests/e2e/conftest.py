@@ -114,23 +114,11 @@ class Team:
         return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
 
     def events(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.project.events()
-            if e.get("event") == kind and (agent is None or e.get("agent") == agent)
-        ]
+        return self.project.events_of(kind, agent)
 
     def states_of(self, name: str) -> list[str]:
         """The states ``name`` went through, in order, from the event log."""
-        out: list[str] = []
-        for e in self.project.events():
-            if e.get("agent") != name:
-                continue
-            if e.get("event") in ("register", "spawn") and e.get("state"):
-                out.append(str(e["state"]))
-            elif e.get("event") == "state":
-                out.append(str(e["to"]))
-        return out
+        return self.project.states_of(name)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ requests the server received) and on what `cmux status` said along the way.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -70,9 +69,7 @@ def _parent_pid(stat: Path) -> int | None:
 
 
 def mail_to(team: Team, name: str) -> list[dict[str, object]]:
-    from cmux.mail import store
-
-    return [json.loads(m.to_json()) for m in store.read_all(team.project.config().data, name)]
+    return team.project.mail_to(name)
 
 
 @pytest.mark.timeout(120)

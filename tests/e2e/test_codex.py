@@ -12,7 +12,6 @@ model was given (the requests the server received) and `cmux cost --json`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -98,32 +97,18 @@ class CodexTeam:
         return self.project.tmux("capture-pane", "-p", "-J", "-t", pane)
 
     def events(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.project.events()
-            if e.get("event") == kind and (agent is None or e.get("agent") == agent)
-        ]
+        return self.project.events_of(kind, agent)
 
     def states_of(self, name: str) -> list[str]:
-        out: list[str] = []
-        for e in self.project.events():
-            if e.get("agent") != name:
-                continue
-            if e.get("event") in ("register", "spawn") and e.get("state"):
-                out.append(str(e["state"]))
-            elif e.get("event") == "state":
-                out.append(str(e["to"]))
-        return out
+        """The states ``name`` went through, in order, from the event log."""
+        return self.project.states_of(name)
 
     def hooks_log(self) -> str:
         path = self.project.data / "state" / "hooks.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def mail_to(self, name: str) -> list[dict[str, Any]]:
-        from cmux.mail import store
-
-        data = self.project.config().data
-        return [json.loads(m.to_json()) for m in store.read_all(data, name)]
+        return self.project.mail_to(name)
 
     def spawn(self, name: str, task: str, *more: str) -> None:
         self.project.ok("spawn", name, "--agent", "codex", "--task", task, *more)

@@ -18,7 +18,6 @@ its tokens in `cmux cost`. Run alone: ``bin/test -m gemini``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -108,22 +107,11 @@ class Team:
         return wait_until(check, timeout=timeout, interval=0.2, what=f"{needle!r} reach {name}")
 
     def events(self, kind: str, agent: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.project.events()
-            if e.get("event") == kind and (agent is None or e.get("agent") == agent)
-        ]
+        return self.project.events_of(kind, agent)
 
     def states_of(self, name: str) -> list[str]:
-        out: list[str] = []
-        for e in self.project.events():
-            if e.get("agent") != name:
-                continue
-            if e.get("event") in ("register", "spawn") and e.get("state"):
-                out.append(str(e["state"]))
-            elif e.get("event") == "state":
-                out.append(str(e["to"]))
-        return out
+        """The states ``name`` went through, in order, from the event log."""
+        return self.project.states_of(name)
 
 
 @pytest.fixture
@@ -156,9 +144,7 @@ def team(gemini_bin: Path, project: Project) -> Iterator[Team]:
 
 
 def mail_to(team: Team, name: str) -> list[dict[str, Any]]:
-    from cmux.mail import store
-
-    return [json.loads(m.to_json()) for m in store.read_all(team.project.config().data, name)]
+    return team.project.mail_to(name)
 
 
 def gemini_pid(team: Team, name: str) -> int:

@@ -16,7 +16,6 @@ once, both reports reached the supervisor's model, and `cmux status` and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,13 +78,6 @@ def mixed(team: Team) -> Iterator[Mixed]:
                 print(f"--- {name}: no screen ({exc})")
 
 
-def _mail_to(team: Team, name: str) -> list[dict[str, Any]]:
-    from cmux.mail import store
-
-    data = team.project.config().data
-    return [json.loads(m.to_json()) for m in store.read_all(data, name)]
-
-
 def _session(team: Team, name: str) -> str:
     from cmux.agents import registry
 
@@ -109,7 +101,7 @@ def test_claude_codex_and_gemini_exchange_mail_and_both_report(
 
     # Both reports reached the supervisor's mailbox and then its model.
     def reports() -> dict[str, dict[str, Any]]:
-        got = {m["from"]: m for m in _mail_to(team, "supervisor") if m["kind"] == "done"}
+        got = {m["from"]: m for m in team.project.mail_to("supervisor") if m["kind"] == "done"}
         return got if set(got) == {"w1", "w2"} else {}
 
     done = wait_until(reports, timeout=90, interval=0.3, what="both reports in the mailbox")
@@ -125,13 +117,13 @@ def test_claude_codex_and_gemini_exchange_mail_and_both_report(
     )
 
     # The workers' mail to each other reached each model exactly once.
-    [to_w1] = [m for m in _mail_to(team, "w1") if m["from"] == "w2"]
+    [to_w1] = [m for m in team.project.mail_to("w1") if m["from"] == "w2"]
     wait_until(
-        lambda: [m for m in _mail_to(team, "w2") if m["from"] == "w1"],
+        lambda: [m for m in team.project.mail_to("w2") if m["from"] == "w1"],
         timeout=30,
         what="w1's mail to w2",
     )
-    [to_w2] = [m for m in _mail_to(team, "w2") if m["from"] == "w1"]
+    [to_w2] = [m for m in team.project.mail_to("w2") if m["from"] == "w1"]
     assert "pong-from-codex" in str(to_w2["body"])
     wait_until(
         lambda: f"[cmux mail {to_w2['id']} " in gs.texts(_session(team, "w2")),
