@@ -36,10 +36,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.natsd import BINARY, available
 from tests.helpers import Run, make_repo, private_env, wait_until
 
 SSHD = "/usr/sbin/sshd"
 NAMES = ("a", "b", "c")
+TOKEN = "cmux-multihost-token"  # the natsd fixture's
+PORT = 4222  # host a's own namespace: nothing else listens there
 BIN = Path(sys.executable).parent  # this checkout's venv: cmux, python
 
 
@@ -287,3 +290,34 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             if h.sshd is not None:
                 h.sshd.wait(timeout=10)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def natsd(cluster: Cluster) -> Iterator[str]:
+    """nats-server -js in a's namespace on a's address; its URL."""
+    if not available():
+        pytest.skip(f"the multihost mail tests need nats-server ({BINARY}; Debian's nats-server)")
+    a = cluster.hosts["a"]
+    store, log = a.root / "jetstream", a.root / "nats-server.log"
+    argv = ["ip", "netns", "exec", a.ns, BINARY, "-a", a.ip, "-p", str(PORT), "-js"]
+    argv += ["-sd", str(store), "--auth", TOKEN, "-l", str(log)]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or "Server is ready" in text(log),
+            timeout=10,
+            what="nats-server ready in a",
+        )
+        assert proc.poll() is None, text(log)
+        yield f"nats://{a.ip}:{PORT}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def text(path: Path) -> str:
+    """A log file's text, or "" when there is none yet."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

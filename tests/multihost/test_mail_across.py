@@ -10,119 +10,18 @@ lost or doubled, and a's status agrees with b again."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cmux.agents import registry
-from tests.cluster.natsd import BINARY, available
 from tests.helpers import wait_until
-from tests.multihost.conftest import Cluster, Host
+from tests.multihost.conftest import TOKEN, Cluster, text
+from tests.multihost.mail import ROUNDS, bodies, data_of, delivered, remote_of, sender, states_there
 
 pytestmark = [pytest.mark.multihost, pytest.mark.timeout(120)]
 
 N = 8  # messages from each agent to each of the other two
-TOKEN = "cmux-multihost-token"
-PORT = 4222  # host a's own namespace: nothing else listens there
-ROUNDS = ("r1", "r2")  # r2 runs while b's link is cut
-
-
-def sender(go: Path, to: tuple[str, str], n: int) -> str:
-    """An agent's command: for each round (``r1``, ``r2``), once the file
-    ``<go>-<round>`` exists, ``n`` messages to each of ``to`` (bodies
-    ``<me>-<round>-<to>-<i>``); then idle. A failed send is written beside
-    ``go`` for the test to show."""
-    a, b = to
-    line = ""
-    for tag in ROUNDS:
-        fail = f"{go.parent}/fail-{tag}-$CMUX_AGENT"
-        line += (
-            f"until [ -e {go}-{tag} ]; do sleep 0.05; done; i=1; while [ $i -le {n} ]; do "
-            f'mailbox send {a} "$CMUX_AGENT-{tag}-{a}-$i" >/dev/null 2>>{fail} || break; '
-            f'mailbox send {b} "$CMUX_AGENT-{tag}-{b}-$i" >/dev/null 2>>{fail} || break; '
-            "i=$((i+1)); done; "
-        )
-    return line + "exec sleep 600"
-
-
-def data_of(host: Host, cluster: Cluster) -> Path:
-    """The host's data root of the project: the trunk's on a, the spawned
-    project's home under ``[hosts.NAME] dir`` elsewhere."""
-    if host.name == "a":
-        return cluster.project / ".cmux"
-    found = list(host.dir.glob("*/.cmux"))
-    assert len(found) == 1, found
-    return found[0]
-
-
-def events_of(root: Path) -> list[dict[str, Any]]:
-    path = root / "state" / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def delivered(root: Path, agent: str) -> list[tuple[str, str]]:
-    """(id, sender) of every delivery the router on that host made to ``agent``."""
-    return [
-        (e["id"], e["sender"])
-        for e in events_of(root)
-        if e.get("event") == "deliver" and e.get("agent") == agent
-    ]
-
-
-def bodies(root: Path, agent: str, ids: list[str]) -> list[str]:
-    """The bodies of the delivered ``ids`` in ``agent``'s Maildir, in that order."""
-    cur = root / "mailbox" / agent / "cur"
-    by_id = {p.name.split(".json")[0]: p for p in cur.iterdir()}
-    return [json.loads(by_id[i].read_text())["body"] for i in ids]
-
-
-def remote_of(root: Path, agent: str) -> str | None:
-    marker = root / "mailbox" / agent / "remote"
-    return marker.read_text().strip() if marker.exists() else None
-
-
-@pytest.fixture
-def natsd(cluster: Cluster) -> Iterator[str]:
-    """nats-server -js in a's namespace on a's address; its URL."""
-    if not available():
-        pytest.skip(f"the mail test needs nats-server ({BINARY}; Debian's nats-server)")
-    a = cluster.hosts["a"]
-    store, log = a.root / "jetstream", a.root / "nats-server.log"
-    argv = ["ip", "netns", "exec", a.ns, BINARY, "-a", a.ip, "-p", str(PORT), "-js"]
-    argv += ["-sd", str(store), "--auth", TOKEN, "-l", str(log)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or "Server is ready" in _text(log),
-            timeout=10,
-            what="nats-server ready in a",
-        )
-        assert proc.poll() is None, _text(log)
-        yield f"nats://{a.ip}:{PORT}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def states_there(cluster: Cluster) -> dict[str, str]:
-    out = {}
-    for name, host in (("w1", "b"), ("w2", "c")):
-        rec = data_of(cluster.hosts[host], cluster) / "state" / "agents" / f"{name}.json"
-        out[name] = json.loads(rec.read_text())["state"]
-    return out
 
 
 def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_order(
@@ -130,10 +29,10 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
 ) -> None:
     a, b, c = (cluster.hosts[n] for n in ("a", "b", "c"))
     extra = f'nats = "{natsd}"\ntoken = "{TOKEN}"\nheartbeat = 0.5\nack_wait = 2\n'
-    text = cluster.toml().replace('host = "a"\n', f'host = "a"\n{extra}')
+    toml = cluster.toml().replace('host = "a"\n', f'host = "a"\n{extra}')
     # Each agent receives while it sends: depth counts that as replies.
-    text += "[dashboard]\nenabled = false\n[mail]\ndepth_limit = 100\n"
-    (cluster.project / "cmux.toml").write_text(text)
+    toml += "[dashboard]\nenabled = false\n[mail]\ndepth_limit = 100\n"
+    (cluster.project / "cmux.toml").write_text(toml)
     go = cluster.project.parent / "go"
     plan = {"supervisor": ("w1", "w2"), "w1": ("w2", "supervisor"), "w2": ("supervisor", "w1")}
 
@@ -174,8 +73,8 @@ def test_supervisor_on_a_and_workers_on_b_and_c_exchange_mail_exactly_once_in_or
                 box = root / "mailbox" / agent
                 n = {f: len(list((box / f).glob("*"))) for f in ("new", "cur", "sent")}
                 lines.append(f"{h}/{agent}: {n} delivered={len(delivered(root, agent))}")
-            lines.append(f"{h} node.log: {_text(root / 'state' / 'node.log')[-1500:]}")
-        lines += [f"{p.name}: {_text(p)[-500:]}" for p in go.parent.glob("fail-*")]
+            lines.append(f"{h} node.log: {text(root / 'state' / 'node.log')[-1500:]}")
+        lines += [f"{p.name}: {text(p)[-500:]}" for p in go.parent.glob("fail-*")]
         lines += [
             f"{h} deadletter: {len(list((r / 'mailbox' / 'deadletter').glob('*')))}"
             for h, r in roots.items()
