@@ -292,13 +292,14 @@ def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[di
             except ClusterError:
                 tail, retry_at = None, time.monotonic() + RETRY_EVENTS
                 continue
-            for d in got:
-                try:
-                    e = json.loads(d.data)
-                except ValueError:
-                    continue
-                if isinstance(e, dict) and e.get("host") != me:
-                    yield e
+            for d in got:  # a message holds one event or several, a JSON line each
+                for line in d.data.splitlines():
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(e, dict) and e.get("host") != me:
+                        yield e
     finally:
         if conn is not None:
             conn.close()
