@@ -508,9 +508,11 @@ class Node:
         from cmux.agents import registry
 
         local = {a.name: a for a in registry.list_agents(self.data)}
-        # A host that never beat is judged too: silent since this node began
-        # (or since the newest of its agents was placed there).
-        expected = view.unheard(local.values(), self._heard, self.me, since=self._started)
+        # A host that never beat is judged too: silent from one host_timeout
+        # after this node began (or the newest of its agents was placed there).
+        expected = view.unheard(
+            local.values(), self._heard, self.me, since=self._started, grace=self.s.host_timeout
+        )
         heard = {h: max(t, self._floor) for h, t in {**expected, **self._heard}.items()}
         every = {**{h: self.s.heartbeat for h in expected}, **self._every}
         states = view.decide(heard, now, heartbeat=every, host_timeout=self.s.host_timeout)

@@ -181,22 +181,24 @@ def decide(
 
 
 def unheard(
-    agents: Iterable[Agent], heard: Iterable[str], me: str, *, since: float
+    agents: Iterable[Agent], heard: Iterable[str], me: str, *, since: float, grace: float
 ) -> dict[str, float]:
     """The hosts this registry places agents on that never beat (no key in
     CMUX_HOSTS yet: ``heard`` lacks them), each with the time its silence
-    counts from: ``since`` (when this node first heard NATS), or the
-    creation of the newest record placed there when later (pure). Only
-    agents not gone count; an agent of this host (``host`` None or ``me``)
-    never does. :func:`decide` then judges them as any silent host, so an
-    agent spawned on a host whose node never reached NATS becomes
-    ``unreachable``, then ``lost``, instead of showing its spawn state forever."""
+    counts from (pure): ``grace`` seconds (the time a new host's node has to
+    beat first: ``[cluster] host_timeout``) after ``since`` (when this node
+    first heard NATS), or after the creation of the newest record placed
+    there when that is later. Only agents not gone count; an agent of this
+    host (``host`` None or ``me``) never does. :func:`decide` then judges
+    them as any silent host, so an agent spawned on a host whose node never
+    reached NATS becomes ``unreachable``, then ``lost``, instead of showing
+    its spawn state forever."""
     known = set(heard)
     out: dict[str, float] = {}
     for a in agents:
         if not a.host or a.host == me or a.host in known or a.state in GONE:
             continue
-        out[a.host] = max(out.get(a.host, since), a.created)
+        out[a.host] = max(out.get(a.host, since + grace), a.created + grace)
     return out
 
 

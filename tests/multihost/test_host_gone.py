@@ -139,7 +139,8 @@ def test_a_host_gone_for_good_its_agents_go_unreachable_then_lost_and_the_parent
             f"b node.log: {text(root_b / 'state' / 'node.log')[-1500:]}\n"
             f"status: {status_on(a, cluster.project)}"
         ) from None
-    assert notices(root_a, "supervisor") == []
+    early = [n["body"] for n in notices(root_a, "supervisor")]
+    assert early == [], f"{early}\n{text(root_a / 'state' / 'events.jsonl')[-3000:]}"
 
     t_gone = time.monotonic()
     power_off(cluster, "b")
@@ -160,8 +161,10 @@ def test_a_host_gone_for_good_its_agents_go_unreachable_then_lost_and_the_parent
     wait_until(lambda: reach("lost"), timeout=HOST_TIMEOUT + 6, interval=0.2)
     lost_after = time.monotonic() - t_gone
     assert lost_after >= HOST_TIMEOUT - 0.5, lost_after  # not before host_timeout
-    assert seen["w1"] == ["done", "unreachable", "lost"], seen
-    assert seen["w2"][-2:] == ["unreachable", "lost"] and "exited" not in seen["w2"], seen
+    # Each as b last said (until a notices), then unreachable, then lost: never exited.
+    assert seen["w1"] in (["done", "unreachable", "lost"], ["unreachable", "lost"]), seen
+    assert seen["w2"][-2:] == ["unreachable", "lost"] and len(seen["w2"]) <= 3, seen
+    assert "exited" not in seen["w2"], seen
     # a's own registry keeps the same (what watchdogs and the dashboard read).
     for name in seen:
         rec = json.loads((root_a / "state" / "agents" / f"{name}.json").read_text())
@@ -169,10 +172,7 @@ def test_a_host_gone_for_good_its_agents_go_unreachable_then_lost_and_the_parent
 
     # The supervisor is told once per lost agent, naming it and what to do.
     wait_until(lambda: len(notices(root_a, "supervisor")) == 2, timeout=5, what="two notices")
-    deadline = time.monotonic() + 4 * HEARTBEAT  # more judgements tell no one again
-    while time.monotonic() < deadline:
-        assert len(notices(root_a, "supervisor")) == 2
-        time.sleep(0.1)
+    told_at = time.monotonic()
     told = {n["body"].split(" ", 1)[0]: n["body"] for n in notices(root_a, "supervisor")}
     assert set(told) == {"w1", "w2"}, told
     for name, body in told.items():
@@ -205,10 +205,14 @@ def test_a_host_gone_for_good_its_agents_go_unreachable_then_lost_and_the_parent
     assert stream["id"] == msg_id and stream["pending"] >= 1, stream
 
     # `cmux hosts` from a: b unreachable, with the ssh error and a hint.
-    r = a.cmux("hosts", "b", "--json", "--timeout", "3", cwd=cluster.project)
+    r = a.cmux("hosts", "b", "--json", "--timeout", "2", cwd=cluster.project)
     assert r.code == 0, r.err
     (info,) = r.json()
     assert info["reachable"] is False and info["error"] and info["hint"], info
-    shown_text = a.cmux("hosts", "b", "--timeout", "3", cwd=cluster.project).out
+    shown_text = a.cmux("hosts", "b", "--timeout", "2", cwd=cluster.project).out
     assert "unreachable" in shown_text and "hint:" in shown_text, shown_text
+
+    # Told once: the judgements since (one every heartbeat) told no one again.
+    assert time.monotonic() - told_at > 4 * HEARTBEAT
+    assert len(notices(root_a, "supervisor")) == 2
     print(f"unreachable after {unreachable_after:.1f} s, lost after {lost_after:.1f} s")

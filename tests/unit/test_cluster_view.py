@@ -181,9 +181,9 @@ def test_a_host_that_never_beat_counts_as_silent_from_the_nodes_start_or_its_new
         Agent(name="me", state="idle"),
         Agent(name="here", host="a", state="idle"),  # this host's own
     ]
-    got = view.unheard(agents, {"b": 1.0}, "a", since=1000.0)
-    assert got == {"c": 1005.0, "d": 1000.0}
-    states = view.decide(got, 1008.5, heartbeat={"c": 1.0, "d": 1.0}, host_timeout=5)
+    got = view.unheard(agents, {"b": 1.0}, "a", since=1000.0, grace=5.0)
+    assert got == {"c": 1010.0, "d": 1005.0}  # a host_timeout to beat first
+    states = view.decide(got, 1013.5, heartbeat={"c": 1.0, "d": 1.0}, host_timeout=5)
     assert states == {"c": "unreachable", "d": "lost"}
 
 
@@ -209,12 +209,12 @@ def test_the_node_judges_a_host_that_never_beat_and_tells_the_parent_once(cfg: A
     n._started = 1000.0
     registry.save(cfg.data, Agent(name="supervisor", role="supervisor", state="idle"))
     registry.save(cfg.data, Agent(name="w1", state="starting", host="c", created=990.0))
-    assert n.judge(1002.0) == {"c": "up"}
-    assert n.judge(1003.5) == {"c": "unreachable"}
+    assert n.judge(1012.0) == {"c": "up"}  # given host_timeout (10 s) to beat first
+    assert n.judge(1013.5) == {"c": "unreachable"}
     assert registry.get(cfg.data, "w1").state == "unreachable"
-    assert n.judge(1010.0) == {"c": "lost"}
+    assert n.judge(1020.0) == {"c": "lost"}
     assert registry.get(cfg.data, "w1").state == "lost"
-    n.judge(1011.0)
+    n.judge(1021.0)
     new = Path(cfg.data.mailbox_path("supervisor")) / "new"
     bodies = [
         json.loads((new / m).read_text())["body"] for m in store.pending(cfg.data, "supervisor")
@@ -222,7 +222,7 @@ def test_the_node_judges_a_host_that_never_beat_and_tells_the_parent_once(cfg: A
     told = [b for b in bodies if "w1 on host c is lost" in b]
     assert len(told) == 1 and "never beat" in told[0]
     # c beats at last: up, its agent as c's record says.
-    n._remote = {"c.w1": rec("w1", state="idle", since=1011.0)}
-    n.heard("c", json.dumps({"seen": 1012.0, "every": 1.0}).encode(), 1012.0)
-    assert n.judge(1012.5) == {"c": "up"}
+    n._remote = {"c.w1": rec("w1", state="idle", since=1021.0)}
+    n.heard("c", json.dumps({"seen": 1022.0, "every": 1.0}).encode(), 1022.0)
+    assert n.judge(1022.5) == {"c": "up"}
     assert registry.get(cfg.data, "w1").state == "idle"
