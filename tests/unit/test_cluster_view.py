@@ -226,3 +226,27 @@ def test_the_node_judges_a_host_that_never_beat_and_tells_the_parent_once(cfg: A
     n.heard("c", json.dumps({"seen": 1022.0, "every": 1.0}).encode(), 1022.0)
     assert n.judge(1022.5) == {"c": "up"}
     assert registry.get(cfg.data, "w1").state == "idle"
+
+
+def test_the_monitors_screen_says_when_nats_does_not_answer(tmp_path: Path) -> None:
+    """The monitor window's header, with [cluster] nats where nothing listens."""
+    import socket
+
+    from cmux.config import load_config
+    from cmux.monitor import StatusView
+    from cmux.project import init
+    from tests.helpers import make_repo
+
+    root = make_repo(tmp_path / "p")
+    init(root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    toml = root / "cmux.toml"
+    toml.write_text(toml.read_text() + f'\n[cluster]\nnats = "nats://127.0.0.1:{port}"\n')
+    drawn: list[str] = []
+    v = StatusView(load_config(root), draw=lambda header, rows: drawn.append(header))
+    v.tty = True
+    v.refresh(0.0)
+    assert len(drawn) == 1 and "other hosts' agents not shown" in drawn[0], drawn
+    assert f"127.0.0.1:{port}" in drawn[0]
