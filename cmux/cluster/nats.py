@@ -200,6 +200,17 @@ class Watch:
                 pass
 
 
+class Subscription(Watch):
+    """A core subscription (:meth:`Nats.subscribe`): ``next`` and ``stop`` as a watch's."""
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            try:
+                self._conn._call(self._watcher.unsubscribe(), DEFAULT_TIMEOUT, "an unsubscribe")
+            except ClusterError:
+                pass
+
+
 class Nats:
     """One connection to NATS, and its asyncio loop in a thread of its own."""
 
@@ -456,6 +467,57 @@ class Nats:
             return await self._js.pull_subscribe(subject, stream=stream, config=cfg)
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"a tail of {stream}"))
+
+    def recent(self, stream: str, subject: str, last: int = 0) -> list[bytes]:
+        """The payloads of the newest ``last`` messages of ``stream`` (0: all
+        it keeps) that match ``subject``, oldest first: a reader's look at
+        the history (``cmux events``), through an ephemeral consumer, no acks."""
+
+        async def run() -> list[bytes]:
+            info = await self._js.stream_info(stream)
+            end = int(info.state.last_seq or 0)
+            if not end or not info.state.messages:
+                return []
+            start = max(int(info.state.first_seq or 1), end - last + 1 if last else 1)
+            cfg = api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                filter_subject=subject,
+                inactive_threshold=10.0,
+            )
+            sub = await self._js.pull_subscribe(subject, stream=stream, config=cfg)
+            out: list[bytes] = []
+            try:
+                while True:
+                    try:
+                        msgs = await sub.fetch(512, timeout=0.5)
+                    except nats.errors.TimeoutError:
+                        break
+                    out += [bytes(m.data) for m in msgs]
+                    if not msgs or msgs[-1].metadata.sequence.stream >= end:
+                        break
+            finally:
+                await sub.unsubscribe()
+            return out
+
+        return self._call(run(), 3 * DEFAULT_TIMEOUT, f"the history of {stream}")
+
+    def subscribe(self, subject: str) -> Watch:
+        """What is published on ``subject`` from now on, as :class:`KvEntry`
+        (subject, payload): a core NATS subscription, nothing kept on the
+        server and nothing acked (a live view; what is published while the
+        connection is down is not seen)."""
+        w = Subscription(self)
+
+        async def run() -> Any:
+            async def got(msg: Any) -> None:
+                w.queue.put(KvEntry(str(msg.subject), bytes(msg.data), 0))
+
+            return await self._nc.subscribe(subject, cb=got)
+
+        w._watcher = self._call(run(), DEFAULT_TIMEOUT, f"a subscription to {subject}")
+        return w
 
     # -- key-value -------------------------------------------------------------------------
 

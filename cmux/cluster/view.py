@@ -302,3 +302,42 @@ def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[di
     finally:
         if conn is not None:
             conn.close()
+
+
+def merge_events(
+    local: list[dict[str, Any]], remote: Iterable[bytes], me: str, *, last: int = 0
+) -> list[dict[str, Any]]:
+    """This host's events (from its log) and the other hosts' (CMUX_EVENTS
+    payloads), each with its ``host``, in time order, the newest ``last``
+    (0: all) (pure). This host's own copies in the stream are dropped: its
+    log has them, and the ones not yet published."""
+    out = [{**e, "host": me} if not e.get("host") else e for e in local]
+    for raw in remote:
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("host") and e["host"] != me:
+            out.append(e)
+    out.sort(key=lambda e: str(e.get("ts", "")))  # RFC 3339 UTC: text order is time order
+    return out[-last:] if last else out
+
+
+def team_events(
+    cfg: Config, local: list[dict[str, Any]], *, last: int = 0
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The team's past events as this host sees them: ``local`` merged with
+    CMUX_EVENTS's history (:func:`merge_events`), and why the other hosts'
+    are missing (NATS did not answer; None when they are there)."""
+    from cmux.errors import ClusterError
+
+    me, subject = host_name(cfg), f"cmux.{project_id(cfg)}.events.*"
+    try:
+        conn = connect(cfg)
+        try:
+            remote = conn.recent(EVENTS_STREAM, subject, last)
+        finally:
+            conn.close()
+    except ClusterError as exc:
+        return merge_events(local, [], me, last=last), exc.message
+    return merge_events(local, remote, me, last=last), None
