@@ -9,7 +9,7 @@ when it has a transcript, its token use; nothing here guesses a state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cmux.agents.adapters import capabilities
@@ -50,11 +50,17 @@ def status_rows(
 
 
 def collect_status(
-    cfg: Config, *, reconcile: bool = True, names: Iterable[str] | None = None
+    cfg: Config,
+    *,
+    reconcile: bool = True,
+    names: Iterable[str] | None = None,
+    team: Callable[[list[Agent]], list[Agent]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
     own loop reconciles (from inside the server, see deaths.reconcile);
-    ``names`` only those agents (the dashboard's row of one that changed)."""
+    ``names`` only those agents (the dashboard's row of one that changed);
+    ``team``: how to add the other hosts' agents to this host's (the
+    dashboard's live feed, cmux/cluster/feed.py), instead of asking NATS."""
     from cmux.agents import deaths, registry
     from cmux.mail import receipts, store
 
@@ -62,7 +68,9 @@ def collect_status(
         deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     here = {a.name for a in agents if not a.host}  # their receipts live on this host
-    if cfg.section("cluster").get("nats"):  # one machine: not even the import
+    if team is not None:
+        agents = team(agents)
+    elif cfg.section("cluster").get("nats"):  # one machine: not even the import
         from cmux.cluster import view
 
         agents, _ = view.team(cfg, agents)
