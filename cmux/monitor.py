@@ -155,6 +155,11 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
     agents = AgentList(cfg)
     view = StatusView(cfg, agents, draw)
     last_reconcile = 0.0
+    team = None  # the other hosts, for the watchdogs ([cluster] nats only: not even the import)
+    if cfg.section("cluster").get("nats"):
+        from cmux.cluster.feed import TeamFeed
+
+        team = TeamFeed(cfg).start()
     # The pid file after the signal handlers, inside the `finally` that
     # removes it: no stop signal can leave it behind.
     try:
@@ -173,13 +178,15 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
             except Exception:
                 log.exception("reading the screens failed")
             try:
-                watchdog(cfg, now)
+                watchdog(cfg, now, team=team)
             except Exception:
                 log.exception("watchdog failed")
             view.refresh(now)
             _wait(wake_r, daemons, lambda: stopping, now + TICK)
     finally:
         signal.set_wakeup_fd(-1)
+        if team is not None:
+            team.stop()
         daemons.stop_all(timeout=3)
         pidfile.remove(pid_path)
 
