@@ -325,3 +325,36 @@ def test_the_supervisor_is_nudged_only_when_the_whole_team_is_quiet(
     finally:
         for f in feeds:
             f.stop()
+
+
+def test_the_feed_hears_the_other_host_again_after_nats_restarts(pair: tuple[Host, Host]) -> None:
+    """(Last in the module: it restarts the server under the nodes.)"""
+    from cmux import events
+    from cmux.agents import registry
+    from cmux.cluster.feed import TeamFeed
+
+    a, b = pair
+    feed = TeamFeed(a.cfg).start()
+    heard: list[dict[str, Any]] = []
+
+    def state_of(name: str) -> str | None:
+        heard.extend(e for kind, e in feed.drain() if kind == "event")
+        rec = feed.records.get(f"b.{name}")
+        return json.loads(rec).get("state") if rec else None
+
+    try:
+        wait_until(lambda: state_of("w2") is not None, timeout=10, what="the feed has b's w2")
+        a.natsd.kill()  # SIGKILL: every connection cut; the store stays
+        a.natsd.start()
+        registry.transition(b.data, "w2", "waiting", reason="asks", strict=False)
+        wait_until(lambda: state_of("w2") == "waiting", timeout=20, what="w2 waiting, heard again")
+        pings = iter(range(1000))
+
+        def pinged() -> bool:
+            events.record(b.data, "ping-again", n=next(pings))
+            state_of("w2")
+            return any(e.get("event") == "ping-again" and e.get("host") == "b" for e in heard)
+
+        wait_until(pinged, timeout=10, interval=0.3, what="b's events heard again")
+    finally:
+        feed.stop()
