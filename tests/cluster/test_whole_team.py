@@ -88,8 +88,9 @@ class Dashboard:
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.base + path, headers={"X-Cmux-Token": self.token}, timeout=20)
 
-    def post(self, path: str) -> httpx.Response:
-        return httpx.post(self.base + path, json={}, headers={"X-Cmux-Token": self.token})
+    def post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        headers = {"X-Cmux-Token": self.token}
+        return httpx.post(self.base + path, json=body or {}, headers=headers, timeout=20)
 
     def listen(self) -> None:
         """GET /api/stream in a thread, as the page's script does: every (kind, data)."""
@@ -206,6 +207,11 @@ def test_the_dashboard_on_a_shows_bs_agent_and_its_live_changes_and_events(
         assert r.status_code == 409, (action, r.text)
         assert "lives on host b" in r.json()["error"] and "on b" in r.json()["hint"]
     assert registry.get(b.data, "w2").state == "busy"
+    # A message to it from the page goes as `cmux send` does: spooled here, stored there.
+    r = d.post("/api/send", {"to": "w2", "body": "from a's dashboard"})
+    assert r.status_code == 200, r.text
+    sent = r.json()["id"]
+    wait_until(lambda: sent in b.inbox_ids("w2"), timeout=10, what="the message in w2's box on b")
 
 
 def test_cmux_events_on_a_shows_both_hosts_history_in_time_order(
