@@ -108,14 +108,14 @@ def events_cmd(
     if clustered:
         from cmux.cluster import view
 
-        past, problem = view.team_events(cfg, batch, last=lines)
-        if problem:
-            ui.warn(f"this host's events only: {problem}")
+        past = view.team_events(cfg, batch, last=lines)
+        if past.problem:
+            ui.warn(f"this host's events only: {past.problem}")
         me = view.host_name(cfg)
-        for e in past:
+        for e in past.events:
             show(e)
         if follow:
-            for e in view.follow_events(cfg, offset=offset):
+            for e in view.follow_events(cfg, offset=offset, start_seq=past.next_seq):
                 show(e if e.get("host") else {**e, "host": me})
         return
     for e in batch[-lines:] if lines else batch:

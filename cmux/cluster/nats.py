@@ -452,10 +452,13 @@ class Nats:
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"the consumer {durable}"))
 
-    def tail(self, stream: str, subject: str, *, idle: float = 60.0) -> Consumer:
+    def tail(
+        self, stream: str, subject: str, *, idle: float = 60.0, start_seq: int | None = None
+    ) -> Consumer:
         """An ephemeral pull consumer of what is published on ``subject`` from
-        now on, no acks (a reader's view: ``cmux events -f``). The server
-        forgets it ``idle`` s after its last fetch."""
+        now on (or from stream sequence ``start_seq``: where a look at the
+        history ended), no acks (a reader's view: ``cmux events -f``). The
+        server forgets it ``idle`` s after its last fetch."""
 
         async def run() -> Any:
             cfg = api.ConsumerConfig(
@@ -464,20 +467,25 @@ class Nats:
                 filter_subject=subject,
                 inactive_threshold=idle,
             )
+            if start_seq is not None:
+                cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+                cfg.opt_start_seq = start_seq
             return await self._js.pull_subscribe(subject, stream=stream, config=cfg)
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"a tail of {stream}"))
 
-    def recent(self, stream: str, subject: str, last: int = 0) -> list[bytes]:
+    def recent(self, stream: str, subject: str, last: int = 0) -> tuple[list[bytes], int]:
         """The payloads of the newest ``last`` messages of ``stream`` (0: all
         it keeps) that match ``subject``, oldest first: a reader's look at
-        the history (``cmux events``), through an ephemeral consumer, no acks."""
+        the history (``cmux events``), through an ephemeral consumer, no acks;
+        and the stream sequence after them (a :meth:`tail` from there misses
+        nothing)."""
 
-        async def run() -> list[bytes]:
+        async def run() -> tuple[list[bytes], int]:
             info = await self._js.stream_info(stream)
             end = int(info.state.last_seq or 0)
             if not end or not info.state.messages:
-                return []
+                return [], end + 1
             start = max(int(info.state.first_seq or 1), end - last + 1 if last else 1)
             cfg = api.ConsumerConfig(
                 ack_policy=api.AckPolicy.NONE,
@@ -499,7 +507,7 @@ class Nats:
                         break
             finally:
                 await sub.unsubscribe()
-            return out
+            return out, end + 1
 
         return self._call(run(), 3 * DEFAULT_TIMEOUT, f"the history of {stream}")
 

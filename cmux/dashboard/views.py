@@ -236,7 +236,7 @@ def recent_events(cfg: Config, *, limit: int = EVENTS_KEPT) -> list[dict[str, An
     if cfg.section("cluster").get("nats"):  # one machine: not even the import
         from cmux.cluster import view
 
-        local, _ = view.team_events(cfg, local, last=limit)
+        local = view.team_events(cfg, local, last=limit).events
     return local[::-1][:limit]
 
 
