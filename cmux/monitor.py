@@ -159,7 +159,7 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
     if cfg.section("cluster").get("nats"):
         from cmux.cluster.feed import TeamFeed
 
-        team = TeamFeed(cfg).start()
+        team = view.team = TeamFeed(cfg).start()
     # The pid file after the signal handlers, inside the `finally` that
     # removes it: no stop signal can leave it behind.
     try:
@@ -212,7 +212,8 @@ def _wait(wake_r: int, daemons: Manager, stopping: Callable[[], bool], until: fl
 
 
 class StatusView:
-    """Redraws the status table when the registry or the mail changed."""
+    """Redraws the status table when the registry or the mail changed, or,
+    with a ``team`` (cmux/cluster/feed.py), another host's agent."""
 
     def __init__(
         self, cfg: Config, agents: AgentList | None = None, draw: Draw | None = None
@@ -223,6 +224,7 @@ class StatusView:
         self.sig: tuple[object, ...] = ()
         self.drawn = 0.0
         self.tty = sys.stdout.isatty()
+        self.team: Any = None  # the other hosts ([cluster] nats): a TeamFeed
 
     def signature(self) -> tuple[object, ...]:
         d = self.cfg.data
@@ -234,6 +236,7 @@ class StatusView:
                 parts.append(0)
         self.agents.get()  # the registry as of now: its signature, read if it changed
         parts.append(self.agents.sig)
+        parts.append(self.team.revision if self.team is not None else 0)
         return tuple(parts)
 
     def refresh(self, now: float) -> None:
@@ -245,7 +248,10 @@ class StatusView:
         self.sig, self.drawn = sig, now
         from cmux.status import cluster_warning, collect_team, status_header
 
-        rows, problem = collect_team(self.cfg, reconcile=False)
+        feed = self.team if self.team is not None and self.team.connected else None
+        rows, problem = collect_team(
+            self.cfg, reconcile=False, team=feed.agents if feed is not None else None
+        )
         header = status_header(self.cfg)
         if problem:  # NATS did not answer: say the other hosts' agents are missing
             header += "\n" + cluster_warning(self.cfg, problem)[0]

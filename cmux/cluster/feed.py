@@ -1,6 +1,7 @@
 """The other hosts as they change, for a long-lived reader on this host: the
-dashboard's live stream (cmux/dashboard/live.py) and the watchdogs
-(cmux/health/watchdog.py).
+dashboard's live stream (cmux/dashboard/live.py), the watchdogs
+(cmux/health/watchdog.py) and the monitor window (cmux/monitor.py, which
+redraws when :attr:`TeamFeed.revision` moves).
 
 A :class:`TeamFeed` keeps one NATS connection in a thread of its own: a
 watch of CMUX_AGENTS (the other hosts' records, kept in :attr:`records`) and
@@ -58,6 +59,7 @@ class TeamFeed:
         self._connect = connect
         self.records: dict[str, bytes] = {}  # CMUX_AGENTS of the other hosts: key -> value
         self.connected = False
+        self.revision = 0  # counts the changes of other hosts' records (never drained)
         self._changes: collections.deque[Change] = collections.deque(maxlen=QUEUE_MAX)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -143,6 +145,7 @@ class TeamFeed:
                         self.records.pop(entry.key, None)
                     else:
                         self.records[entry.key] = entry.value
+                    self.revision += 1
                 self._push(("agent", pair[1]))
         finally:
             watch.stop()
