@@ -94,9 +94,12 @@ class TeamFeed:
     # -- the thread -----------------------------------------------------------------------
 
     def _push(self, change: Change) -> None:
+        """Queue ``change``; wake the reader only when the queue was empty (it
+        drains all at once: a burst of a hundred events is one wake-up)."""
         with self._lock:
+            first = not self._changes
             self._changes.append(change)
-        if self.on_change is not None:
+        if first and self.on_change is not None:
             self.on_change()
 
     def _run(self) -> None:

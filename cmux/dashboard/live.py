@@ -150,6 +150,10 @@ class Hub:
                 changed: set[str] = set()
                 everything = False
                 new_events: list[dict[str, Any]] = []
+                if self.feed is not None and self.stop_r in ready and self.subs:
+                    # Woken by the feed: what else comes within COALESCE goes
+                    # in the same batch (another host's events come in bursts).
+                    select.select([], [], [], COALESCE)
                 far = self.feed.drain() if self.feed is not None else []
                 if watcher.fileno() in ready and not self.subs:
                     # Nobody looks: only keep up with the log's end (one stat).
