@@ -75,7 +75,7 @@ def events_chunks(lines: list[bytes], limit: int = EVENTS_CHUNK) -> list[tuple[b
     lines it holds. Publishing a read again (the node died before noting the
     offset) makes the same ids for the same lines, which JetStream drops; a
     chunk that grew since has another id (its first lines come twice: events
-    are at least once). Readers split each message on newlines (view.py)."""
+    are at least once). Readers split each message: view.payload_events."""
     out: list[tuple[bytes, str]] = []
     first, size = 0, 0
     for i, line in enumerate(lines):

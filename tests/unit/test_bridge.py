@@ -250,3 +250,27 @@ def test_a_publish_moves_each_file_to_sent_and_notes_each_in_one_append(cfg: Con
     assert [(e["event"], e["agent"], e["id"]) for e in noted] == [
         ("cluster-sent", m.to, m.id) for m in msgs
     ]
+
+
+def test_every_reader_gets_each_event_of_a_message_of_several() -> None:
+    import json
+
+    from cmux.cluster.view import merge_events, payload_events
+
+    evs = [{"ts": f"2026-01-01T10:00:0{i}.000Z", "event": f"e{i}", "host": "b"} for i in range(6)]
+    chunks = bridge.events_chunks([json.dumps(e).encode() for e in evs], limit=120)
+    assert len(chunks) > 1
+    assert [e for payload, _ in chunks for e in payload_events(payload)] == evs
+    assert payload_events(b'{"event": "one", "host": "b"}') == [{"event": "one", "host": "b"}]
+    assert payload_events(b'not json\n[1]\n{"event": "x"}') == [{"event": "x"}]
+    local = [{"ts": "2026-01-01T10:00:02.500Z", "event": "mine"}]
+    got = merge_events(local, [p for p, _ in chunks], "a")
+    assert [(e["event"], e["host"]) for e in got] == [
+        *[(f"e{i}", "b") for i in range(3)],
+        ("mine", "a"),
+        *[(f"e{i}", "b") for i in range(3, 6)],
+    ]
+    assert [e["event"] for e in merge_events(local, [p for p, _ in chunks], "a", last=2)] == [
+        "e4",
+        "e5",
+    ]
