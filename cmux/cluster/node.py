@@ -348,15 +348,18 @@ class Node:
             log.info("publishing %d: %s; trying again", len(out), exc.message)
             self.stopping.wait(RETRY)
             return True
-        for item, _, _ in out:
-            bridge.mark_sent(self.data, item)
-            maildir.note(
-                self.data,
-                "cluster-sent",
-                item.agent,
-                id=item.name.removesuffix(maildir.SUFFIX),
-                host=item.host,
-            )
+        bridge.mark_sent_many(self.data, [item for item, _, _ in out])
+        maildir.note_many(
+            self.data,
+            [
+                (
+                    "cluster-sent",
+                    item.agent,
+                    {"id": item.name.removesuffix(maildir.SUFFIX), "host": item.host},
+                )
+                for item, _, _ in out
+            ],
+        )
         self.published += len(out)
         return len(items) > len(batch)
 
@@ -417,7 +420,7 @@ class Node:
         outcomes = bridge.receive_batch(
             self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
         )
-        acks = []
+        acks, notes = [], []
         for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
@@ -425,7 +428,8 @@ class Node:
             acks.append(d)
             if outcome == "stored":
                 self.received += 1
-                maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
+                notes.append(("cluster-received", agent, {"id": d.msg_id, "seq": d.stream_seq}))
+        maildir.note_many(self.data, notes)
         if acks:
             self.nats.ack_all(acks)
 
@@ -609,19 +613,20 @@ class Node:
         ).encode()
 
     def _publish_events(self, offset: int, offset_file: Path) -> int:
-        """This host's new events to CMUX_EVENTS (id: host and byte offset)."""
+        """This host's new events to CMUX_EVENTS, many to a message (bridge.events_chunks;
+        id: host, the byte offset the read began at, and the chunk's lines)."""
         assert self.nats is not None
         batch, end = events.read(self.data, offset=offset)
         if not batch:
             return end
         subject = bridge.events_subject(self.s.project, self.me)
-        items = []
-        pos = offset
-        for e in batch:
-            raw = json.dumps({**e, "host": self.me}).encode()
-            items.append((subject, raw, f"{self.me}:{pos}"))
-            pos += 1  # distinct per line; the offset file says where the batch ended
-        self.nats.publish_many(items)
+        lines = [json.dumps({**e, "host": self.me}).encode() for e in batch]
+        self.nats.publish_many(
+            [
+                (subject, payload, f"{self.me}:{offset}:{mid}")
+                for payload, mid in bridge.events_chunks(lines)
+            ]
+        )
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(offset_file, f"{end}\n")
         return end
