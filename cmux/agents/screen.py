@@ -472,8 +472,10 @@ def observe(
     A dialog makes it ``waiting`` and its parent (the person, for the
     supervisor) is told how to answer, once. With ``trust`` (``[claude]
     trust = true``) the folder trust dialog is answered yes instead. A
-    hook-less agent's idle and busy come from the screen too; a Claude
-    agent's only when it was waiting and the dialog went away.
+    hook-less agent's idle and busy come from the screen too; a hooked
+    agent's only when it was waiting and the dialog went away, or when it is
+    starting and its program's start hook waits for a prompt it was not given
+    (``Adapter.idle_ends_start``: Codex).
     """
     from cmux import events
     from cmux.agents import hookstate, registry
@@ -516,8 +518,11 @@ def observe(
         return None
     if agent.state == "stuck" and new == "busy":
         return None  # still busy: only a change on its screen ends stuck (the watchdog)
-    if hooked and agent.state != "waiting":
-        return None  # hooks tell busy and idle exactly
+    # Hooks tell busy and idle exactly; but some programs' start hook waits
+    # for a first prompt that was not given.
+    started = agent.state == "starting" and new == "idle" and adapter.idle_ends_start(agent)
+    if hooked and agent.state != "waiting" and not started:
+        return None
     if agent.state in ("done", "blocked"):
         return None
     # Only from the state this look began with: `cmux deny` may have said
