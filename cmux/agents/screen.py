@@ -189,14 +189,16 @@ def _prompt_box(lines: list[str]) -> bool:
 
 
 # A line that animates while nothing happens: a spinner glyph and its verb
-# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second.
-_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…")
+# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second;
+# the Gemini CLI's ("⠇ Thinking... (esc to cancel, 57s)", its phrase changing
+# too), which also stands while the CLI retries a refusing API by itself.
+_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…|\(esc to cancel, \d+[smh]")
 
 
 def fingerprint(text: str) -> str:
     """The screen without what moves by itself (spinner lines): two captures
     with the same fingerprint show that nothing happened in between."""
-    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.match(ln))
+    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.search(ln))
 
 
 def last_lines(text: str, n: int = 12) -> str:

@@ -314,3 +314,18 @@ def test_a_comeback_resumes_its_session_by_id_with_no_first_prompt(cfg: Config) 
     assert launch.argv == ["gemini", "--resume", sid, "--approval-mode", "default"]
     assert launch.session_id == sid == launch.env["CMUX_SESSION_ID"]
     assert launch.env["GOOGLE_GEMINI_BASE_URL"] == f"http://127.0.0.1:9/s/{sid}"
+
+
+def test_its_spinner_ticking_is_no_change_for_the_stuck_watchdog() -> None:
+    """While the CLI retries a refusing API by itself (or waits on a slow one)
+    only its spinner line moves: the seconds and the phrase. The stuck
+    watchdog compares fingerprints, which leave that line out."""
+    import re
+
+    from cmux.agents.screen import fingerprint
+
+    busy = screen("busy")
+    later = re.sub(r"\(esc to cancel, \d+s", "(esc to cancel, 59s", busy)
+    later = later.replace("⠋", "⠙").replace("Thinking...", "This is taking a bit longer...")
+    assert later != busy and fingerprint(later) == fingerprint(busy)
+    assert fingerprint(busy + "\n ✓ Shell ls\n") != fingerprint(busy)
