@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,37 @@ __all__ = ["gemini_bin", "team"]  # fixtures this module uses
 pytestmark = [pytest.mark.gemini]
 
 
-@pytest.mark.timeout(150)
+def ready_screen(team: Team, name: str, still: float = 2.0) -> None:
+    """Wait until ``name``'s screen reads idle and has not changed for ``still`` s."""
+    from cmux.agents.adapters import base as adapters
+    from cmux.agents.screen import Screen
+
+    program = adapters.get("gemini")
+    last: dict[str, Any] = {"text": None, "since": 0.0}
+
+    def check() -> bool:
+        text = team.screen(name)
+        now = time.monotonic()
+        if text != last["text"]:
+            last.update(text=text, since=now)
+        idle = program.read_screen(text).screen == Screen.IDLE
+        return idle and now - last["since"] >= still
+
+    wait_until(check, timeout=30, interval=0.2, what=f"{name}'s screen idle and still")
+
+
+def dump(team: Team) -> None:
+    """What a failed wait leaves in the test log."""
+    print("--- supervisor's screen ---\n" + team.screen("supervisor"))
+    for e in [e for e in team.project.events() if e.get("agent") == "supervisor"][-15:]:
+        print("event:", e)
+    for log in ("hooks.log", "router.log"):
+        path = team.project.data / "state" / log
+        if path.exists():
+            print(f"--- {log} ---\n" + path.read_text(errors="replace")[-2000:])
+
+
+@pytest.mark.timeout(200)
 def test_a_crashed_gemini_supervisor_comes_back_with_its_conversation(team: Team) -> None:
     from cmux.agents import registry
 
@@ -58,9 +89,19 @@ def test_a_crashed_gemini_supervisor_comes_back_with_its_conversation(team: Team
     [event] = team.events("respawn", "supervisor")
     assert event["how"] == "conversation" and event["session"] == sid
 
+    # The resumed CLI redraws its history (and the start context its
+    # SessionStart hook gave) after that hook said idle; keys typed in the
+    # meantime were seen lost (the watchdog's [mail] read_timeout delivers
+    # such mail again, 120 s later). A person types once the screen is
+    # still: so does this test.
+    ready_screen(team, "supervisor")
     before = len(team.server.conversation(sid))
     team.project.ok("send", "supervisor", "SAY: gemini-after-the-crash")
-    team.wait_prompt("supervisor", "gemini-after-the-crash", timeout=40)
+    try:
+        team.wait_prompt("supervisor", "gemini-after-the-crash", timeout=60)
+    except AssertionError:
+        dump(team)
+        raise
     # The request that carries the new turn carries the old one too: the
     # model was given the conversation from before the crash.
     [*_, newest] = [
