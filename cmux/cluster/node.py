@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from cmux import __version__, events, watch
-from cmux.cluster import bridge, view
+from cmux.cluster import bridge, prune, view
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.cluster.node_journal import JournalLoops
 from cmux.config import Config
@@ -79,6 +79,8 @@ class NodeSettings:
     host_timeout: float = 60.0
     # Seconds before an unacked delivery (its node died) comes again.
     ack_wait: float = 5.0
+    # Seconds a spool's sent/ file is kept ([cluster] keep_sent, in hours).
+    keep_sent: float = prune.KEEP_SENT_HOURS * 3600
 
 
 project_id = view.project_id  # the short id of the trunk repository (or [cluster] project)
@@ -117,6 +119,7 @@ def settings_for(
         heartbeat=float(sec.get("heartbeat", 2.0)),
         host_timeout=float(sec.get("host_timeout", 60.0)),
         ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
+        keep_sent=float(sec.get("keep_sent", prune.KEEP_SENT_HOURS)) * 3600,
     )
 
 
@@ -156,6 +159,7 @@ class Node:
         self._heard: dict[str, float] = {}
         self._every: dict[str, float] = {}
         self._floor = 0.0  # no host counts as silent from before NATS answered again
+        self._pruned: float | None = None  # when housekeeping last ran (monotonic)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -177,9 +181,16 @@ class Node:
                 conn = self._connect(self.s.nats)
                 try:
                     p = self.s.project
-                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"])
-                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"])
-                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"])
+                    subjects = {
+                        bridge.MAIL_STREAM: f"cmux.{p}.mail.>",
+                        bridge.EVENTS_STREAM: f"cmux.{p}.events.>",
+                        bridge.JOURNAL_STREAM: f"cmux.{p}.journal",
+                    }
+                    for name, lim in prune.STREAMS.items():
+                        conn.ensure_stream(
+                            name, [subjects[name]], duplicate_window=lim.duplicate_window,
+                            max_age=lim.max_age, max_msgs=lim.max_msgs,
+                        )  # fmt: skip
                     conn.ensure_kv(bridge.AGENTS_KV)
                     conn.ensure_kv(bridge.HOSTS_KV)
                 except ClusterError:
@@ -577,7 +588,24 @@ class Node:
                 offset = self._publish_events(offset, offset_file)
             except ClusterError as exc:
                 log.info("heartbeat: %s", exc.message)
+            self.housekeeping(time.monotonic())
             self.stopping.wait(self.s.heartbeat)
+
+    def housekeeping(self, now: float) -> None:
+        """At most every prune.PRUNE_EVERY s: the spools' old sent/ files go
+        (prune.prune_sent). Nothing here needs NATS."""
+        if not prune.due(self._pruned, now):
+            return
+        self._pruned = now
+        try:  # every box: one that was a spool keeps its sent/ when its agent moves here
+            n = prune.prune_sent(
+                self.data, maildir.box_names(self.data), time.time_ns(), self.s.keep_sent
+            )
+        except OSError as exc:
+            log.info("pruning sent/: %s", exc)
+            return
+        if n:
+            log.info("pruned %d sent/ files older than %.0f h", n, self.s.keep_sent / 3600)
 
     def beat(self) -> bytes:
         records = self._local_records()
