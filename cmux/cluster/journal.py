@@ -83,6 +83,37 @@ class Ledger:
                 os.close(fd)
             self.ids.update(new)
 
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self.ids)
+
+    def drop(self, ids: set[str]) -> int:
+        """Forget ``ids``: the file rewritten without them (atomically,
+        fsynced); how many went."""
+        from cmux.fsutil import atomic_write
+
+        with self._lock:
+            gone = self.ids & ids
+            if not gone:
+                return 0
+            keep = self.ids - gone
+            atomic_write(self.path, "".join(f"{i}\n" for i in sorted(keep)), durable=True)
+            self.ids = keep
+            return len(gone)
+
+
+def stale(ledger: set[str], entries: Iterable[Entry]) -> set[str]:
+    """The ids a ledger may forget: those of no entry in this host's files.
+
+    ``ledger`` must be read before ``entries`` (so an id noted while the
+    files were read is never among them). What goes is the id of an entry
+    edited or deleted by hand here, or replaced by another host's edit, and
+    of one applied whose text reads back otherwise here: each can only come
+    back as a repeat no one sends (a delivery is acked once applied, and a
+    block already in its file is not appended again). So a ledger holds
+    about as many ids as the files hold entries, whatever the time."""
+    return ledger - {store.entry_id(e) for e in entries}
+
 
 def ledgers(data: DataRoot) -> tuple[Ledger, Ledger]:
     """(published, applied) of this data root."""
@@ -99,20 +130,24 @@ class Outgoing:
     payload: bytes
 
 
-def payload(entry: Entry, host: str) -> bytes:
-    """What travels: the entry's fields, its id and the host it was written on."""
+def payload(entry: Entry, host: str, nth: int = 0) -> bytes:
+    """What travels: the entry's fields, its id, the host it was written on
+    (or last edited on), and ``nth``: which of its day's entries with its
+    heading it is (store.occurrences), so an edit replaces that one."""
     d = {k: getattr(entry, k) for k in _FIELDS}
-    return json.dumps({"id": store.entry_id(entry), "host": host, "entry": d}).encode()
+    return json.dumps({"id": store.entry_id(entry), "host": host, "entry": d, "nth": nth}).encode()
 
 
 def to_publish(entries: Iterable[Entry], published: Ledger | set[str], host: str) -> list[Outgoing]:
     """The entries not published yet (nor applied from elsewhere), in the
-    order given (the files' order: oldest first), each id once."""
+    order given (the files' order: oldest first), each id once. An entry
+    edited by hand is one of these: its content, so its id, is new."""
+    entries = list(entries)
     out: dict[str, Outgoing] = {}
-    for e in entries:
+    for e, nth in zip(entries, store.occurrences(entries), strict=True):
         i = store.entry_id(e)
         if i not in published and i not in out:
-            out[i] = Outgoing(i, payload(e, host))
+            out[i] = Outgoing(i, payload(e, host, nth))
     return list(out.values())
 
 
@@ -128,6 +163,7 @@ class Incoming:
     host: str = ""
     entry: Entry | None = None
     reason: str = ""
+    nth: int = 0
 
 
 def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[str]) -> Incoming:
@@ -148,16 +184,19 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
             raise TypeError("a field is not text")
         if not (isinstance(entry.tags, list) and all(isinstance(t, str) for t in entry.tags)):
             raise TypeError("tags are not a list of text")
+        nth = d.get("nth", 0)  # absent from a node before edits travelled
+        if not isinstance(nth, int) or isinstance(nth, bool) or not 0 <= nth < 100_000:
+            raise TypeError(f"nth {nth!r} is not a small whole number")
     except (ValueError, KeyError, TypeError) as exc:
         return Incoming("bad", msg_id or "", reason=f"not a journal entry: {exc}")
     eid = store.entry_id(entry)
     if msg_id != eid or d.get("id") != eid:
         return Incoming("bad", eid, host, reason=f"its id {msg_id!r} is not its content's {eid}")
     if host == me:
-        return Incoming("own", eid, host, entry)
+        return Incoming("own", eid, host, entry, nth=nth)
     if eid in applied:
-        return Incoming("have", eid, host, entry)
-    return Incoming("apply", eid, host, entry)
+        return Incoming("have", eid, host, entry, nth=nth)
+    return Incoming("apply", eid, host, entry, nth=nth)
 
 
 def apply(
@@ -174,7 +213,7 @@ def apply(
     for item in todo:
         assert item.entry is not None
         try:
-            store.append_entry(data, item.entry)
+            store.put_entry(data, item.entry, item.nth)
         except (OSError, StorageError, UsageError) as exc:
             error = exc
             break

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import select
+import time
 from typing import TYPE_CHECKING
 
 from cmux import watch
-from cmux.cluster import bridge
+from cmux.cluster import bridge, prune
 from cmux.cluster import journal as jsync
 from cmux.cluster.nats import Delivery
 from cmux.errors import ClusterError
@@ -44,6 +45,7 @@ class JournalLoops:
         self.node = node
         self.published, self.applied = jsync.ledgers(node.data)
         self._day_files: dict[str, tuple[tuple[int, int, int], list[jstore.Entry]]] = {}
+        self._compacted: float | None = None  # when compact last ran (monotonic)
 
     def outgoing(self) -> None:
         w = watch.open_watcher()
@@ -116,9 +118,30 @@ class JournalLoops:
                 got = consumer.fetch(batch=FETCH_BATCH, timeout=FETCH_WAIT)
                 if got:
                     self.apply(got)
+                self.compact(time.monotonic())
             except ClusterError as exc:
                 log.info("journal: %s; trying again", exc.message)
                 self.node.stopping.wait(RETRY)
+
+    def compact(self, now: float) -> int:
+        """At most every prune.PRUNE_EVERY s, both ledgers forget the ids of
+        entries no longer in the files (jsync.stale). Run in the thread that
+        applies, so never between an apply's ``published`` note and its
+        append. How many ids went."""
+        if not prune.due(self._compacted, now):
+            return 0
+        self._compacted = now
+        published, applied = self.published.snapshot(), self.applied.snapshot()
+        try:
+            entries = self.entries()
+            n = self.published.drop(jsync.stale(published, entries))
+            n += self.applied.drop(jsync.stale(applied, entries))
+        except OSError as exc:
+            log.info("compacting the journal ledgers: %s", exc)
+            return 0
+        if n:
+            log.info("journal ledgers: %d ids of entries no longer in the files dropped", n)
+        return n
 
     def apply(self, batch: list[Delivery]) -> None:
         """Other hosts' entries into this host's daily files, then the acks of

@@ -107,3 +107,65 @@ def test_nodes_sigkilled_mid_stream_neither_lose_nor_double_entries(
     assert sorted(titles(b)) == want, "an entry lost or doubled on b"
     hits = search(a, "entry", "--limit", "1000", "--agent", "b1")
     assert len(hits) == n + 10
+
+
+def bodies(host: Host, title: str) -> list[str]:
+    return [
+        e.body
+        for p in store.daily_files(host.data)
+        for e in store.parse_file(p)
+        if e.title == title
+    ]
+
+
+def test_an_entry_edited_by_hand_replaces_its_old_text_on_the_other_host(
+    hosts: tuple[Host, Host],
+) -> None:
+    a, b = hosts
+    b.project.ok("journal", "add", "Chose the queue", "--body", "we picked redis")
+    a.project.ok("journal", "add", "Unrelated", "--body", "stays as it is")
+    wait_until(
+        lambda: bodies(a, "Chose the queue") == ["we picked redis"],
+        timeout=5,
+        what="b's entry on a",
+    )
+    wait_until(
+        lambda: bodies(b, "Unrelated") == ["stays as it is"], timeout=5, what="a's entry on b"
+    )
+
+    # a person edits b's entry on b (the body), then a's entry on a (its tags)
+    (path,) = [p for p in store.daily_files(b.data) if "Chose the queue" in p.read_text()]
+    path.write_text(path.read_text().replace("we picked redis", "we picked NATS, not redis"))
+    wait_until(
+        lambda: bodies(a, "Chose the queue") == ["we picked NATS, not redis"],
+        timeout=5,
+        what="the edit replacing the old text on a",
+    )
+    assert [h["title"] for h in search(a, "NATS")] == ["Chose the queue"]
+    (mine,) = [p for p in store.daily_files(a.data) if "Unrelated" in p.read_text()]
+    mine.write_text(mine.read_text().replace("· Unrelated\n", "· Unrelated\ntags: later\n"))
+    # an edit of the other host's entry travels back the same way
+    (theirs,) = [p for p in store.daily_files(a.data) if "Chose the queue" in p.read_text()]
+    theirs.write_text(theirs.read_text().replace("not redis", "not redis (see #12)"))
+    wait_until(
+        lambda: bodies(b, "Chose the queue") == ["we picked NATS, not redis (see #12)"],
+        timeout=5,
+        what="a's edit of b's entry on b",
+    )
+    # each entry once on both hosts, with the same text
+    for h in (a, b):
+        assert sorted(titles(h)) == ["Chose the queue", "Unrelated"], h.name
+    wait_until(
+        lambda: sorted(map(str, entries_of(a))) == sorted(map(str, entries_of(b))),
+        timeout=5,
+        what="the same entries on both hosts",
+    )
+    assert ("human", "Unrelated", ["later"], "stays as it is") in entries_of(b)
+
+
+def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:
+    return [
+        (e.agent, e.title, e.tags, e.body)
+        for p in store.daily_files(host.data)
+        for e in store.parse_file(p)
+    ]

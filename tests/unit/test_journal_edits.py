@@ -1,0 +1,97 @@
+"""The journal across hosts without NATS: the ledgers forget what is no
+longer in the files (cmux/cluster/journal.py, stale and Ledger.drop), and an
+entry keeps its identity across an edit of its tags or body
+(cmux/journal/store.py, heading_key and put_entry; the nth travels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from cmux.cluster import journal as jsync
+from cmux.journal import store as jstore
+from cmux.paths import DataRoot
+
+pytestmark = pytest.mark.timeout(30)
+
+
+# -- the journal ledgers ----------------------------------------------------------------
+
+
+def test_a_ledger_forgets_the_ids_of_entries_no_longer_in_the_files(data: DataRoot) -> None:
+    from cmux.cluster.node_journal import JournalLoops
+
+    kept = jstore.add_entry(data, agent="w1", title="kept")
+    edited = jstore.add_entry(data, agent="w1", title="edited", body="first text")
+    loops = JournalLoops(SimpleNamespace(data=data))  # type: ignore[arg-type]
+    ids = [jstore.entry_id(e) for e in (kept, edited)]
+    loops.published.add(ids)
+    loops.applied.add(["an-id-from-elsewhere-read-back-otherwise"])
+    path = Path(edited.file)
+    path.write_text(path.read_text().replace("first text", "second text"))  # by hand
+    assert loops.compact(100.0) == 2
+    fresh_published, fresh_applied = jsync.ledgers(data)  # as the next node reads them
+    assert fresh_published.ids == {ids[0]} and fresh_applied.ids == set()
+    assert loops.compact(101.0) == 0  # not due again yet
+    assert jsync.stale({ids[0], "x"}, jstore.parse_file(path)) == {"x"}
+
+
+# -- an entry's identity across an edit -------------------------------------------------
+
+
+def test_an_edited_entry_replaces_its_older_version_in_place(data: DataRoot) -> None:
+    first = jstore.add_entry(data, agent="w1", title="Fixed it", body="v1", tags=["ci"])
+    jstore.add_entry(data, agent="w2", title="Next one", body="after")
+    edit = jstore.Entry(first.date, first.time, "w1", "Fixed it", ["ci", "flaky"], "v2\n\nmore")
+    written, how = jstore.put_entry(data, edit)
+    assert how == "replaced" and written.line == first.line
+    got = jstore.parse_file(Path(first.file))
+    assert [(e.title, e.tags, e.body) for e in got] == [
+        ("Fixed it", ["ci", "flaky"], "v2\n\nmore"),
+        ("Next one", [], "after"),
+    ]
+    assert jstore.put_entry(data, edit)[1] == "had"
+    # the last entry of its file, edited again
+    last = jstore.Entry(first.date, got[1].time, "w2", "Next one", [], "after, edited")
+    assert jstore.put_entry(data, last)[1] == "replaced"
+    assert [e.body for e in jstore.parse_file(Path(first.file))] == ["v2\n\nmore", "after, edited"]
+    # a heading edited is another entry
+    other = jstore.Entry(first.date, first.time, "w1", "Fixed it (really)", [], "v3")
+    assert jstore.put_entry(data, other)[1] == "appended"
+    assert len(jstore.parse_file(Path(first.file))) == 3
+
+
+def test_entries_without_time_and_agent_never_replace_one_another(data: DataRoot) -> None:
+    day = "2026-11-21"
+    path = jstore.day_file(data, day)
+    path.parent.mkdir(parents=True)
+    path.write_text(f"# {day}\n\n## Notes\n\nmine\n")
+    _, how = jstore.put_entry(data, jstore.Entry(day, "", "?", "Notes", [], "theirs"))
+    assert how == "appended"
+    assert [e.body for e in jstore.parse_file(path)] == ["mine", "theirs"]
+
+
+def test_the_nth_of_same_headed_entries_travels_and_picks_the_one_edited(
+    data: DataRoot,
+) -> None:
+    day = "2026-11-21"
+    a = jstore.Entry(day, "10:00:00", "cmux", "spawned w1", [], "one")
+    b = jstore.Entry(day, "10:00:00", "cmux", "spawned w1", [], "two")
+    assert jstore.occurrences([a, b, jstore.Entry(day, "", "?", "x")]) == [0, 1, 0]
+    out = jsync.to_publish([a, b], set(), "a")
+    assert [json.loads(o.payload)["nth"] for o in out] == [0, 1]
+    for o in out:
+        item = jsync.decide_apply(o.payload, o.id, "b", set())
+        assert item.decision == "apply"
+        jstore.put_entry(data, item.entry, item.nth)  # type: ignore[arg-type]
+    edited = jstore.Entry(day, "10:00:00", "cmux", "spawned w1", [], "two, edited")
+    (o,) = jsync.to_publish([a, edited], {out[0].id}, "a")
+    item = jsync.decide_apply(o.payload, o.id, "b", set())
+    assert item.nth == 1
+    assert jstore.put_entry(data, item.entry, item.nth)[1] == "replaced"  # type: ignore[arg-type]
+    assert [e.body for e in jstore.entries_for_day(data, day)] == ["one", "two, edited"]
+    bad = json.loads(o.payload) | {"nth": -1}
+    assert jsync.decide_apply(json.dumps(bad).encode(), o.id, "b", set()).decision == "bad"
