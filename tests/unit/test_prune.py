@@ -129,3 +129,26 @@ def test_a_reply_depth_travels_unchanged_and_counts_as_on_one_host(cfg: Config) 
     )
     reply = store.send(cfg, to="w2", body="and back", sender="w1")
     assert (reply.depth, reply.reply_to) == (6, deep.id)
+
+
+def test_two_way_traffic_on_one_host_meets_the_depth_limit_as_across_hosts(
+    cfg: Config,
+) -> None:
+    """Two agents each sending to the other while the other's mail is
+    delivered: every message a hop of one exchange, on one host too, so the
+    ninth hop passes the default limit of 8 (docs/CLUSTER.md, "Reply depth")."""
+    from cmux.errors import MessageLoop
+
+    assert cfg.depth_limit == 8
+    depths = []
+    for hop in range(9):
+        sender, to = ("w1", "w2") if hop % 2 == 0 else ("w2", "w1")
+        msg = store.send(cfg, to=to, body=f"hop {hop}", sender=sender)
+        depths.append(msg.depth)
+        os.rename(  # the router delivers it
+            os.path.join(maildir.new_dir(cfg.data, to), f"{msg.id}.json"),
+            os.path.join(maildir.cur_dir(cfg.data, to), f"{msg.id}.json{maildir.SEEN}"),
+        )
+    assert depths == list(range(9))
+    with pytest.raises(MessageLoop):
+        store.send(cfg, to="w1", body="hop 9", sender="w2")
