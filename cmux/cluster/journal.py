@@ -26,6 +26,13 @@ The rules:
   into ``applied`` after it, and only then is the delivery acked. Killed in
   between, the delivery comes again and the append finds its block already in
   the file (:func:`cmux.journal.store.append_entry`): one copy.
+- An edit: an entry edited by hand here has a new content id, so it is
+  published again, with ``nth`` (store.occurrences); a receiver holding an
+  entry of that heading (store.heading_key) replaces it with the new
+  version in place (:func:`cmux.journal.store.put_entry`) rather than
+  appending it beside the old.
+- Compaction (:func:`stale`, :meth:`Ledger.drop`): the ids of entries no
+  longer in the files are forgotten, so the ledgers follow the files' size.
 """
 
 from __future__ import annotations
