@@ -209,7 +209,10 @@ class Nats:
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="nats-loop", daemon=True
         )
+        running = threading.Event()
+        self._loop.call_soon(running.set)  # before the thread starts: nothing else runs it
         self._thread.start()
+        running.wait(DEFAULT_TIMEOUT)  # else a first call sees a loop "not running" yet
         self._nc: Any = None
         self._js: Any = None
         self._kv: dict[str, Any] = {}
