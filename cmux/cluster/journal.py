@@ -31,6 +31,9 @@ The rules:
   entry of that heading (store.heading_key) replaces it with the new
   version in place (:func:`cmux.journal.store.put_entry`) rather than
   appending it beside the old.
+- A deletion (:func:`deletions`, :func:`tombstone`): an entry gone by hand
+  from a settled daily file travels as a tombstone naming its content id;
+  a receiver removes that exact version (:func:`cmux.journal.store.remove_entry`).
 - Compaction (:func:`stale`, :meth:`Ledger.drop`): the ids of entries no
   longer in the files are forgotten, so the ledgers follow the files' size.
 """
@@ -160,7 +163,33 @@ def to_publish(entries: Iterable[Entry], published: Ledger | set[str], host: str
 
 # -- applying ---------------------------------------------------------------------------
 
-Decision = Literal["apply", "own", "have", "bad"]
+Decision = Literal["apply", "delete", "own", "have", "bad"]
+
+DELETED = "del-"  # the Nats-Msg-Id of a deletion: this, then the id of the version deleted
+
+
+def tombstone(entry: Entry, host: str) -> Outgoing:
+    """What travels when an entry is deleted by hand: the day and the content
+    id of the version deleted (every host that deletes it sends the same
+    message id, so JetStream drops the repeats)."""
+    eid = store.entry_id(entry)
+    raw = json.dumps({"deleted": eid, "date": entry.date, "host": host}).encode()
+    return Outgoing(DELETED + eid, raw)
+
+
+def deletions(before: Iterable[Entry], after: list[Entry]) -> list[Entry]:
+    """The entries of ``before`` (what reads of a daily file showed) gone
+    from ``after`` (a settled read of it now): neither their content is
+    there nor, for an entry with a heading key, an entry of that heading
+    (that is an edit in place, which travels as the new version)."""
+    ids = {store.entry_id(e) for e in after}
+    keys = {k for k in map(store.heading_key, after) if k}
+    out = []
+    for e in before:
+        k = store.heading_key(e)
+        if store.entry_id(e) not in ids and not (k and k in keys):
+            out.append(e)
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,6 +200,7 @@ class Incoming:
     entry: Entry | None = None
     reason: str = ""
     nth: int = 0
+    day: str = ""  # of a deletion
 
 
 def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[str]) -> Incoming:
@@ -184,6 +214,8 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
     """
     try:
         d = json.loads(raw)
+        if isinstance(d, dict) and "deleted" in d:
+            return _decide_delete(d, msg_id, me)
         host, e = d["host"], d["entry"]
         entry = Entry(**{k: e[k] for k in _FIELDS})
         texts = [host] + [getattr(entry, k) for k in _FIELDS if k != "tags"]
@@ -206,6 +238,15 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
     return Incoming("apply", eid, host, entry, nth=nth)
 
 
+def _decide_delete(d: dict[str, object], msg_id: str | None, me: str) -> Incoming:
+    eid, day, host = d.get("deleted"), d.get("date"), d.get("host")
+    if not (isinstance(eid, str) and isinstance(day, str) and isinstance(host, str)):
+        return Incoming("bad", msg_id or "", reason="not a deletion: a field is not text")
+    if msg_id != DELETED + eid or not store.DAILY_NAME.match(f"{day}.md"):
+        return Incoming("bad", eid, host, reason=f"a deletion of {eid} on {day!r} as {msg_id!r}")
+    return Incoming("own" if host == me else "delete", eid, host, day=day)
+
+
 def apply(
     data: DataRoot, items: list[Incoming], published: Ledger, applied: Ledger
 ) -> tuple[list[Incoming], Exception | None]:
@@ -213,17 +254,23 @@ def apply(
     docstring gives, one fsync of each ledger for the whole batch: (those
     now in this host's files, the error that stopped the rest, if any).
     The index follows on the next search."""
-    todo = list({i.id: i for i in items if i.decision == "apply" and i.entry}.values())
+    todo = list(
+        {(i.decision, i.id): i for i in items if i.decision == "delete" or i.entry}.values()
+    )
+    todo = [i for i in todo if i.decision in ("apply", "delete")]
     published.add(store.entry_id(store.as_written(i.entry)) for i in todo if i.entry)
     done: list[Incoming] = []
     error: Exception | None = None
-    for item in todo:
-        assert item.entry is not None
+    for item in todo:  # in stream order: a version, then its deletion, or again
         try:
-            store.put_entry(data, item.entry, item.nth)
+            if item.decision == "delete":
+                store.remove_entry(data, item.day, item.id)
+            else:
+                assert item.entry is not None
+                store.put_entry(data, item.entry, item.nth)
         except (OSError, StorageError, UsageError) as exc:
             error = exc
             break
         done.append(item)
-    applied.add(i.id for i in done)
+    applied.add(i.id for i in done if i.decision == "apply")
     return done, error

@@ -499,6 +499,36 @@ def put_entry(data: DataRoot, entry: Entry, nth: int = 0) -> tuple[Entry, str]:
     return e, "appended" if appended else "had"
 
 
+def remove_entry(data: DataRoot, day: str, entry_id_: str) -> bool:
+    """Remove the entry of ``day`` whose content id is ``entry_id_`` (one
+    deleted on another host), under the journal lock, the file rewritten
+    atomically (fsynced). Only that exact version goes: an entry edited here
+    since is kept. Whether one was removed."""
+    if not DAILY_NAME.match(f"{day}.md"):
+        raise UsageError(f"not a journal date: {day!r}")
+    path = day_file(data, day)
+    with locked(_lock(data)):
+        try:
+            text = read_text(path)
+        except FileNotFoundError:
+            return False
+        held = parse_text(text, date=day)
+        at = next((i for i, h in enumerate(held) if entry_id(h) == entry_id_), None)
+        if at is None:
+            return False
+        lines = text.split("\n")
+        start = held[at].line - 1
+        if not (0 <= start < len(lines) and lines[start].startswith("##")):
+            return False  # text above the first heading: no block of its own to cut
+        end = held[at + 1].line - 1 if at + 1 < len(held) else len(lines)
+        kept = lines[:start] + lines[end:]
+        try:
+            atomic_write(path, "\n".join(kept).rstrip("\n") + "\n", durable=True)
+        except OSError as exc:
+            raise _disk_error(path, exc) from exc
+        return True
+
+
 def cleaned(entry: Entry) -> Entry:
     """The entry as :func:`append_entry` writes it (no file or line yet)."""
     return Entry(

@@ -1,7 +1,8 @@
 """The journal on every host: two "hosts" (two data roots, each with its own
 `cmux node`) on one nats-server. An entry added on one is found by `journal
-search` on the other within seconds, and is in its markdown once; nodes
-SIGKILLed mid-stream and started again neither lose nor double an entry."""
+search` on the other within seconds, and is in its markdown once; edited or
+deleted by hand on one, it is so on the other; nodes SIGKILLed mid-stream
+and started again neither lose nor double an entry."""
 
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def bodies(host: Host, title: str) -> list[str]:
     ]
 
 
-def test_an_entry_edited_by_hand_replaces_its_old_text_on_the_other_host(
+def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
     hosts: tuple[Host, Host],
 ) -> None:
     a, b = hosts
@@ -161,6 +162,15 @@ def test_an_entry_edited_by_hand_replaces_its_old_text_on_the_other_host(
         what="the same entries on both hosts",
     )
     assert ("human", "Unrelated", ["later"], "stays as it is") in entries_of(b)
+
+    # deleted by hand on b: gone from a too (once the file has settled)
+    (path,) = [p for p in store.daily_files(b.data) if "Unrelated" in p.read_text()]
+    text = path.read_text()
+    start = text.index("## ", text.index("Unrelated") - 40)
+    end = text.find("\n## ", start + 3)
+    path.write_text(text[:start] + (text[end + 1 :] if end >= 0 else ""))
+    assert titles(b) == ["Chose the queue"]
+    wait_until(lambda: titles(a) == ["Chose the queue"], timeout=10, what="the deletion on a")
 
 
 def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:

@@ -6,6 +6,8 @@ entry keeps its identity across an edit of its tags or body
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,3 +97,100 @@ def test_the_nth_of_same_headed_entries_travels_and_picks_the_one_edited(
     assert [e.body for e in jstore.entries_for_day(data, day)] == ["one", "two, edited"]
     bad = json.loads(o.payload) | {"nth": -1}
     assert jsync.decide_apply(json.dumps(bad).encode(), o.id, "b", set()).decision == "bad"
+
+
+# -- an entry deleted by hand -----------------------------------------------------------
+
+
+def test_deletions_are_entries_gone_and_not_edited_in_place() -> None:
+    day = "2026-11-21"
+    a = jstore.Entry(day, "10:00:00", "w1", "kept", [], "a")
+    b = jstore.Entry(day, "10:01:00", "w1", "deleted", [], "b")
+    c = jstore.Entry(day, "10:02:00", "w1", "edited", [], "c")
+    d = jstore.Entry(day, "10:03:00", "w1", "renamed", [], "d")
+    e = jstore.Entry(day, "", "?", "a hand note", [], "e")
+    c2 = jstore.Entry(day, "10:02:00", "w1", "edited", ["x"], "c, better")
+    d2 = jstore.Entry(day, "10:03:00", "w1", "renamed, better", [], "d")
+    gone = jsync.deletions([a, b, c, d, e], [a, c2, d2])
+    assert gone == [b, d, e]  # c was edited in place; d's heading changed: the old one goes
+    assert jsync.deletions([a, b], [a, b]) == []
+    t = jsync.tombstone(b, "a")
+    assert t.id == "del-" + jstore.entry_id(b)
+    item = jsync.decide_apply(t.payload, t.id, "b", set())
+    assert (item.decision, item.id, item.day) == ("delete", jstore.entry_id(b), day)
+    assert jsync.decide_apply(t.payload, t.id, "a", set()).decision == "own"
+    assert jsync.decide_apply(t.payload, "del-other", "b", set()).decision == "bad"
+
+
+def test_a_deletion_removes_only_the_version_deleted(data: DataRoot) -> None:
+    first = jstore.add_entry(data, agent="w1", title="one", body="1")
+    second = jstore.add_entry(data, agent="w1", title="two", body="2")
+    third = jstore.add_entry(data, agent="w1", title="three", body="3")
+    path = Path(first.file)
+    edited_here = path.read_text().replace("\n3\n", "\n3, edited here\n")
+    path.write_text(edited_here)
+    assert not jstore.remove_entry(data, first.date, jstore.entry_id(third))  # edited since
+    assert jstore.remove_entry(data, first.date, jstore.entry_id(second))
+    assert not jstore.remove_entry(data, first.date, jstore.entry_id(second))  # once
+    assert [(e.title, e.body) for e in jstore.parse_file(path)] == [
+        ("one", "1"),
+        ("three", "3, edited here"),
+    ]
+    assert jstore.remove_entry(data, first.date, jstore.entry_id(jstore.parse_file(path)[1]))
+    assert path.read_text() == f"# {first.date}\n\n" + first.to_markdown()
+    published, applied = jsync.ledgers(data)
+    t = jsync.tombstone(first, "a")
+    done, error = jsync.apply(
+        data, [jsync.decide_apply(t.payload, t.id, "b", set())], published, applied
+    )
+    assert error is None and len(done) == 1 and jstore.parse_file(path) == []
+
+
+class _Nats:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, str]] = []
+
+    def publish_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        self.sent += items
+
+
+def _settled(path: Path) -> None:
+    """As if the file were last written a while ago (past SETTLE_NS)."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 5_000_000_000))
+
+
+def test_a_node_sends_a_deletion_only_from_a_settled_read_never_from_one_mid_save(
+    data: DataRoot,
+) -> None:
+    from cmux.cluster.node_journal import JournalLoops
+
+    nats = _Nats()
+    node = SimpleNamespace(
+        data=data, nats=nats, me="a", s=SimpleNamespace(project="p"), stopping=threading.Event()
+    )
+    loops = JournalLoops(node)  # type: ignore[arg-type]
+    one = jstore.add_entry(data, agent="w1", title="one")
+    two = jstore.add_entry(data, agent="w1", title="two")
+    path = Path(one.file)
+    full = path.read_text()
+    assert loops.publish() is False and len(nats.sent) == 2
+
+    def deletions() -> list[str]:
+        return [i for _, _, i in nats.sent if i.startswith(jsync.DELETED)]
+
+    path.write_text(f"# {one.date}\n\n")  # an editor mid-save: truncated, just now
+    loops.publish()
+    assert deletions() == []
+    path.write_text(full)  # the save done: every entry there
+    _settled(path)
+    loops.publish()
+    assert deletions() == []
+    path.write_text(full[: full.index("## ", full.index("one"))])  # "two" deleted by hand
+    loops.publish()
+    assert deletions() == []  # not settled yet
+    _settled(path)
+    loops.publish()
+    assert deletions() == [jsync.DELETED + jstore.entry_id(two)]
+    loops.publish()
+    assert len(deletions()) == 1  # once
