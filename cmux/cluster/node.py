@@ -4,7 +4,7 @@ One per host and data root (an flock in state/run/, a verified pid file
 ``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
 It reaches NATS only through cmux/cluster/nats.py and decides only through
 cmux/cluster/bridge.py (and, for the other hosts, cmux/cluster/view.py).
-Seven threads, each blocking in the kernel or on NATS when there is nothing
+Eight threads, each blocking in the kernel or on NATS when there is nothing
 to do:
 
 - outgoing: woken by inotify on the mailboxes and the registry. Keeps the
@@ -24,6 +24,8 @@ to do:
   keeps that in state/cluster/hosts.json, moves this registry's records of a
   silent host's agents, and tells a lost worker's parent here once (by mail,
   kind notice; who was told is kept in the same file).
+- housekeeping: every minute, and at most every prune.PRUNE_EVERY s, the
+  spools' sent/ files older than ``[cluster] keep_sent`` go (prune.py).
 - journal out / in (cmux/cluster/node_journal.py, deciding through
   cmux/cluster/journal.py): every entry of this host's
   daily files not published yet to CMUX_JOURNAL (``Nats-Msg-Id`` = its
@@ -212,6 +214,7 @@ class Node:
                 self._agents,
                 self._heartbeat,
                 self._hosts,
+                self._housekeeping,
                 self.journal.outgoing,
                 self.journal.incoming,
             )
@@ -588,8 +591,13 @@ class Node:
                 offset = self._publish_events(offset, offset_file)
             except ClusterError as exc:
                 log.info("heartbeat: %s", exc.message)
-            self.housekeeping(time.monotonic())
             self.stopping.wait(self.s.heartbeat)
+
+    def _housekeeping(self) -> None:
+        """Its own thread, so that a big prune never delays a heartbeat."""
+        while not self.stopping.is_set():
+            self.housekeeping(time.monotonic())
+            self.stopping.wait(60.0)
 
     def housekeeping(self, now: float) -> None:
         """At most every prune.PRUNE_EVERY s: the spools' old sent/ files go

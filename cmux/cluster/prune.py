@@ -21,7 +21,7 @@ itself: a file in new/ whose name is already in sent/ was published before
 a crash cut its move short, and is simply unlinked. `mail show`, `mail log`
 and the reply depth read new/, cur/ and the event log, never sent/ (the
 ``cluster-sent`` event keeps the trail). So a sent file is only a receipt,
-and it is dropped once older than ``[cluster] keep_sent`` hours (24 by
+and it is dropped once older than ``[cluster] keep_sent`` hours (1 by
 default; at least the stream's duplicate window, the schema refuses less):
 a message republished after that is still dropped by the receiving store.
 
@@ -62,7 +62,10 @@ STREAMS = {
     bridge.JOURNAL_STREAM: Limits(),
 }
 
-KEEP_SENT_HOURS = 24.0  # [cluster] keep_sent by default
+# [cluster] keep_sent by default: six duplicate windows. Only a crash between
+# the link into sent/ and the unlink from new/ ever looks there, seconds
+# later; and at the 500 msg/s of docs/PERFORMANCE.md an hour is 1.8M files.
+KEEP_SENT_HOURS = 1.0
 PRUNE_EVERY = 600.0  # seconds between two prunings by one node
 
 
