@@ -34,12 +34,16 @@ The rules:
 - A deletion (:func:`deletions`, :func:`tombstone`): an entry gone by hand
   from a settled daily file travels as a tombstone naming its content id;
   a receiver removes that exact version (:func:`cmux.journal.store.remove_entry`).
+- A fact of MEMORY.md (:func:`facts_to_publish`): each line `journal
+  remember` stored, once, id ``mem-<hash>``; a receiver adds it to its own
+  (:func:`cmux.journal.store.remember_stored`), ``published`` first.
 - Compaction (:func:`stale`, :meth:`Ledger.drop`): the ids of entries no
   longer in the files are forgotten, so the ledgers follow the files' size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -112,8 +116,9 @@ class Ledger:
             return len(gone)
 
 
-def stale(ledger: set[str], entries: Iterable[Entry]) -> set[str]:
-    """The ids a ledger may forget: those of no entry in this host's files.
+def stale(ledger: set[str], entries: Iterable[Entry], facts: Iterable[str] = ()) -> set[str]:
+    """The ids a ledger may forget: those of no entry in this host's files
+    (nor of a fact in its MEMORY.md, ``facts``: its lines).
 
     ``ledger`` must be read before ``entries`` (so an id noted while the
     files were read is never among them). What goes is the id of an entry
@@ -122,7 +127,7 @@ def stale(ledger: set[str], entries: Iterable[Entry]) -> set[str]:
     back as a repeat no one sends (a delivery is acked once applied, and a
     block already in its file is not appended again). So a ledger holds
     about as many ids as the files hold entries, whatever the time."""
-    return ledger - {store.entry_id(e) for e in entries}
+    return ledger - {store.entry_id(e) for e in entries} - {fact_id(f) for f in facts}
 
 
 def ledgers(data: DataRoot) -> tuple[Ledger, Ledger]:
@@ -163,7 +168,30 @@ def to_publish(entries: Iterable[Entry], published: Ledger | set[str], host: str
 
 # -- applying ---------------------------------------------------------------------------
 
-Decision = Literal["apply", "delete", "own", "have", "bad"]
+Decision = Literal["apply", "delete", "remember", "own", "have", "bad"]
+
+FACT = "mem-"  # the Nats-Msg-Id of a MEMORY.md fact: this, then a hash of its line
+
+
+def fact_id(stored: str) -> str:
+    return FACT + hashlib.sha256(stored.encode("utf-8")).hexdigest()[:32]
+
+
+def facts_to_publish(
+    stored: Iterable[str], published: Ledger | set[str], host: str
+) -> list[Outgoing]:
+    """The facts of this host's MEMORY.md not published yet (nor had from
+    elsewhere): only lines as `journal remember` stores them (``fact (who,
+    day)``); prose and facts written otherwise by hand stay on their host."""
+    out: dict[str, Outgoing] = {}
+    for line in stored:
+        if not store.STORED_FACT.match(line):
+            continue
+        i = fact_id(line)
+        if i not in published and i not in out:
+            out[i] = Outgoing(i, json.dumps({"fact": line, "host": host}).encode())
+    return list(out.values())
+
 
 DELETED = "del-"  # the Nats-Msg-Id of a deletion: this, then the id of the version deleted
 
@@ -201,6 +229,7 @@ class Incoming:
     reason: str = ""
     nth: int = 0
     day: str = ""  # of a deletion
+    fact: str = ""  # a MEMORY.md line
 
 
 def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[str]) -> Incoming:
@@ -216,6 +245,8 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
         d = json.loads(raw)
         if isinstance(d, dict) and "deleted" in d:
             return _decide_delete(d, msg_id, me)
+        if isinstance(d, dict) and "fact" in d:
+            return _decide_fact(d, msg_id, me, applied)
         host, e = d["host"], d["entry"]
         entry = Entry(**{k: e[k] for k in _FIELDS})
         texts = [host] + [getattr(entry, k) for k in _FIELDS if k != "tags"]
@@ -238,6 +269,19 @@ def decide_apply(raw: bytes, msg_id: str | None, me: str, applied: Ledger | set[
     return Incoming("apply", eid, host, entry, nth=nth)
 
 
+def _decide_fact(
+    d: dict[str, object], msg_id: str | None, me: str, applied: Ledger | set[str]
+) -> Incoming:
+    line, host = d.get("fact"), d.get("host")
+    if not (isinstance(line, str) and isinstance(host, str)):
+        return Incoming("bad", msg_id or "", reason="not a fact: a field is not text")
+    if msg_id != fact_id(line) or not store.STORED_FACT.match(line):
+        return Incoming("bad", msg_id or "", host, reason=f"not a fact as stored: {line[:80]!r}")
+    if host == me:
+        return Incoming("own", msg_id, host, fact=line)
+    return Incoming("have" if msg_id in applied else "remember", msg_id, host, fact=line)
+
+
 def _decide_delete(d: dict[str, object], msg_id: str | None, me: str) -> Incoming:
     eid, day, host = d.get("deleted"), d.get("date"), d.get("host")
     if not (isinstance(eid, str) and isinstance(day, str) and isinstance(host, str)):
@@ -254,17 +298,25 @@ def apply(
     docstring gives, one fsync of each ledger for the whole batch: (those
     now in this host's files, the error that stopped the rest, if any).
     The index follows on the next search."""
-    todo = list(
-        {(i.decision, i.id): i for i in items if i.decision == "delete" or i.entry}.values()
-    )
-    todo = [i for i in todo if i.decision in ("apply", "delete")]
+    todo = list({(i.decision, i.id): i for i in items}.values())
+    todo = [
+        i
+        for i in todo
+        if i.decision in ("delete", "remember") or (i.entry and i.decision == "apply")
+    ]
     published.add(store.entry_id(store.as_written(i.entry)) for i in todo if i.entry)
+    published.add(i.id for i in todo if i.decision == "remember")
     done: list[Incoming] = []
     error: Exception | None = None
     for item in todo:  # in stream order: a version, then its deletion, or again
         try:
             if item.decision == "delete":
                 store.remove_entry(data, item.day, item.id)
+            elif item.decision == "remember":
+                try:
+                    store.remember_stored(data, item.fact)
+                except UsageError:
+                    pass  # over budget here with no fact to drop: it never fits, skip it
             else:
                 assert item.entry is not None
                 store.put_entry(data, item.entry, item.nth)
@@ -272,5 +324,5 @@ def apply(
             error = exc
             break
         done.append(item)
-    applied.add(i.id for i in done if i.decision == "apply")
+    applied.add(i.id for i in done if i.decision in ("apply", "remember"))
     return done, error

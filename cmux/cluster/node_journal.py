@@ -53,6 +53,7 @@ class JournalLoops:
         # deletions (by id; and the read last counted), and that look's read.
         self._seen: dict[str, tuple[dict[str, jstore.Entry], tuple[int, int, int] | None]] = {}
         self._looked: dict[str, tuple[int, int, int]] = {}
+        self._memory: tuple[tuple[int, int, int] | None, list[str]] = (None, [])
 
     def outgoing(self) -> None:
         w = watch.open_watcher()
@@ -91,11 +92,24 @@ class JournalLoops:
         self._day_files = seen
         return out
 
+    def facts(self) -> list[str]:
+        """The fact lines of MEMORY.md, read again only when it changed."""
+        path = self.node.data.memory_file
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return []
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._memory[0] != key:
+            self._memory = (key, jstore.facts(jstore.memory(self.node.data)))
+        return self._memory[1]
+
     def publish(self) -> bool:
         """One batch of this host's new journal entries to CMUX_JOURNAL; True
         when more is waiting."""
         assert self.node.nats is not None
         items = jsync.to_publish(self.entries(), self.published, self.node.me)
+        items += jsync.facts_to_publish(self.facts(), self.published, self.node.me)
         batch = items[:PUBLISH_BATCH]
         if not batch:
             return self.publish_deletions()
@@ -181,9 +195,9 @@ class JournalLoops:
         self._compacted = now
         published, applied = self.published.snapshot(), self.applied.snapshot()
         try:
-            entries = self.entries()
-            n = self.published.drop(jsync.stale(published, entries))
-            n += self.applied.drop(jsync.stale(applied, entries))
+            entries, facts = self.entries(), self.facts()
+            n = self.published.drop(jsync.stale(published, entries, facts))
+            n += self.applied.drop(jsync.stale(applied, entries, facts))
         except OSError as exc:
             log.info("compacting the journal ledgers: %s", exc)
             return 0
@@ -207,7 +221,7 @@ class JournalLoops:
         acks = [
             d
             for d, item in zip(batch, items, strict=True)
-            if item.decision not in ("apply", "delete") or item.id in ok
+            if item.decision not in ("apply", "delete", "remember") or item.id in ok
         ]
         if acks:
             self.node.nats.ack_all(acks)

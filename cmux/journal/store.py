@@ -658,13 +658,30 @@ def remember(data: DataRoot, text: str, *, agent: str, when: datetime | None = N
         )
     who = clean_agent(agent)
     day = (when or datetime.now()).date().isoformat()
+    return _store_fact(data, fact, f"{fact} ({who}, {day})", who)
+
+
+STORED_FACT = re.compile(r"^(?P<fact>.+) \((?P<who>[^\s·|(),]+), \d{4}-\d{2}-\d{2}\)$")
+
+
+def remember_stored(data: DataRoot, stored: str) -> Remembered:
+    """A fact as another host's MEMORY.md holds it (``fact (who, day)``, as
+    :func:`remember` writes it) into this host's, once, under the same
+    budget. Raises UsageError for a line that is no such fact."""
+    line = " ".join(clean(stored).split())
+    m = STORED_FACT.match(line)
+    if not m or len(m.group("fact")) > FACT_MAX:
+        raise UsageError(f"not a fact as MEMORY.md stores one: {stored[:80]!r}")
+    return _store_fact(data, m.group("fact"), line, m.group("who"))
+
+
+def _store_fact(data: DataRoot, fact: str, stored: str, who: str) -> Remembered:
     path = data.memory_file
     with locked(data.run_dir / "memory.lock"):
         current = memory(data) or MEMORY_HEADER
         for existing in facts(current):
             if existing == fact or existing.startswith(fact + " ("):
                 return Remembered(existing, False, [], *_measure(current))
-        stored = f"{fact} ({who}, {day})"
         lines = [*current.rstrip("\n").split("\n"), f"- {stored}"]
         dropped: list[str] = []
         while _over_budget(lines):

@@ -1,8 +1,9 @@
 """The journal on every host: two "hosts" (two data roots, each with its own
 `cmux node`) on one nats-server. An entry added on one is found by `journal
 search` on the other within seconds, and is in its markdown once; edited or
-deleted by hand on one, it is so on the other; nodes SIGKILLed mid-stream
-and started again neither lose nor double an entry."""
+deleted by hand on one, it is so on the other; a fact remembered on one is in
+the other's MEMORY.md; nodes SIGKILLed mid-stream and started again neither
+lose nor double an entry."""
 
 from __future__ import annotations
 
@@ -127,11 +128,11 @@ def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
     a.project.ok("journal", "add", "Unrelated", "--body", "stays as it is")
     wait_until(
         lambda: bodies(a, "Chose the queue") == ["we picked redis"],
-        timeout=5,
+        timeout=10,
         what="b's entry on a",
     )
     wait_until(
-        lambda: bodies(b, "Unrelated") == ["stays as it is"], timeout=5, what="a's entry on b"
+        lambda: bodies(b, "Unrelated") == ["stays as it is"], timeout=10, what="a's entry on b"
     )
 
     # a person edits b's entry on b (the body), then a's entry on a (its tags)
@@ -139,7 +140,7 @@ def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
     path.write_text(path.read_text().replace("we picked redis", "we picked NATS, not redis"))
     wait_until(
         lambda: bodies(a, "Chose the queue") == ["we picked NATS, not redis"],
-        timeout=5,
+        timeout=10,
         what="the edit replacing the old text on a",
     )
     assert [h["title"] for h in search(a, "NATS")] == ["Chose the queue"]
@@ -150,7 +151,7 @@ def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
     theirs.write_text(theirs.read_text().replace("not redis", "not redis (see #12)"))
     wait_until(
         lambda: bodies(b, "Chose the queue") == ["we picked NATS, not redis (see #12)"],
-        timeout=5,
+        timeout=10,
         what="a's edit of b's entry on b",
     )
     # each entry once on both hosts, with the same text
@@ -158,7 +159,7 @@ def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
         assert sorted(titles(h)) == ["Chose the queue", "Unrelated"], h.name
     wait_until(
         lambda: sorted(map(str, entries_of(a))) == sorted(map(str, entries_of(b))),
-        timeout=5,
+        timeout=10,
         what="the same entries on both hosts",
     )
     assert ("human", "Unrelated", ["later"], "stays as it is") in entries_of(b)
@@ -179,3 +180,22 @@ def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:
         for p in store.daily_files(host.data)
         for e in store.parse_file(p)
     ]
+
+
+def test_a_fact_remembered_on_one_host_is_in_the_others_memory(
+    hosts: tuple[Host, Host],
+) -> None:
+    a, b = hosts
+    b.project.ok("journal", "remember", "the staging database is db2")
+    wait_until(
+        lambda: any("the staging database is db2" in f for f in store.facts(store.memory(a.data))),
+        timeout=10,
+        what="b's fact in a's MEMORY.md",
+    )
+    a.project.ok("journal", "remember", "deploys go through the merge queue")
+    wait_until(
+        lambda: len(store.facts(store.memory(b.data))) == 2,
+        timeout=10,
+        what="a's fact in b's MEMORY.md",
+    )
+    assert store.facts(store.memory(a.data)) == store.facts(store.memory(b.data))

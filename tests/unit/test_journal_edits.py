@@ -194,3 +194,32 @@ def test_a_node_sends_a_deletion_only_from_a_settled_read_never_from_one_mid_sav
     assert deletions() == [jsync.DELETED + jstore.entry_id(two)]
     loops.publish()
     assert len(deletions()) == 1  # once
+
+
+# -- MEMORY.md --------------------------------------------------------------------------
+
+
+def test_a_remembered_fact_travels_once_and_hand_written_lines_stay(data: DataRoot) -> None:
+    jstore.remember(data, "tests need TZ=UTC", agent="w1")
+    path = data.memory_file
+    path.write_text(path.read_text() + "- a fact written by hand\n")
+    lines = jstore.facts(jstore.memory(data))
+    out = jsync.facts_to_publish(lines, set(), "a")
+    assert [json.loads(o.payload)["fact"] for o in out] == [lines[0]]
+    assert lines[0].startswith("tests need TZ=UTC (w1, ")
+    assert jsync.facts_to_publish(lines, {out[0].id}, "a") == []
+
+    there = DataRoot(data.root.parent / "there")
+    published, applied = jsync.ledgers(there)
+    item = jsync.decide_apply(out[0].payload, out[0].id, "b", applied)
+    assert (item.decision, item.fact) == ("remember", lines[0])
+    assert jsync.decide_apply(out[0].payload, out[0].id, "a", applied).decision == "own"
+    assert jsync.decide_apply(out[0].payload, "mem-other", "b", applied).decision == "bad"
+    _, error = jsync.apply(there, [item, item], published, applied)
+    assert error is None and jstore.facts(jstore.memory(there)) == [lines[0]]
+    assert out[0].id in published  # never sent back as b's
+    assert jsync.decide_apply(out[0].payload, out[0].id, "b", applied).decision == "have"
+    jsync.apply(there, [item], published, applied)  # had: still once
+    assert jstore.facts(jstore.memory(there)) == [lines[0]]
+    # compaction keeps the ids of the facts MEMORY.md holds
+    assert jsync.stale({out[0].id, "mem-gone"}, [], lines) == {"mem-gone"}
