@@ -236,9 +236,13 @@ class StatusView:
         if sig == self.sig and now - self.drawn < 30:
             return
         self.sig, self.drawn = sig, now
-        from cmux.status import collect_status, status_header
+        from cmux.status import cluster_warning, collect_team, status_header
 
-        self.draw(status_header(self.cfg), collect_status(self.cfg, reconcile=False))
+        rows, problem = collect_team(self.cfg, reconcile=False)
+        header = status_header(self.cfg)
+        if problem:  # NATS did not answer: say the other hosts' agents are missing
+            header += "\n" + cluster_warning(self.cfg, problem)[0]
+        self.draw(header, rows)
 
 
 def pane_died(cfg: Config, pane_id: str, status: str = "", server: str = "") -> None:

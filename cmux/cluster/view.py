@@ -180,6 +180,28 @@ def decide(
     return out
 
 
+def unheard(
+    agents: Iterable[Agent], heard: Iterable[str], me: str, *, since: float, grace: float
+) -> dict[str, float]:
+    """The hosts this registry places agents on that never beat (no key in
+    CMUX_HOSTS yet: ``heard`` lacks them), each with the time its silence
+    counts from (pure): ``grace`` seconds (the time a new host's node has to
+    beat first: ``[cluster] host_timeout``) after ``since`` (when this node
+    first heard NATS), or after the creation of the newest record placed
+    there when that is later. Only agents not gone count; an agent of this
+    host (``host`` None or ``me``) never does. :func:`decide` then judges
+    them as any silent host, so an agent spawned on a host whose node never
+    reached NATS becomes ``unreachable``, then ``lost``, instead of showing
+    its spawn state forever."""
+    known = set(heard)
+    out: dict[str, float] = {}
+    for a in agents:
+        if not a.host or a.host == me or a.host in known or a.state in GONE:
+            continue
+        out[a.host] = max(out.get(a.host, since + grace), a.created + grace)
+    return out
+
+
 def overlay(agents: Iterable[Agent], view: dict[str, HostState]) -> list[Agent]:
     """Agents of an unreachable or lost host shown so (pure); an agent that
     already exited or was killed keeps its state."""
@@ -202,17 +224,25 @@ def lost_notices(
     """Who must be told, once, that a worker is lost (pure): (told key,
     parent, agent, host) for each agent of a lost host whose parent lives
     on this host, not told already (``told`` holds the keys
-    ``host.agent.incarnation``)."""
+    ``host.agent.incarnation``). The agents of a host are those in its keys
+    of CMUX_AGENTS, and those this registry placed there that have no key
+    (a host that never beat wrote none)."""
     out = []
-    for key in sorted(remote):
+    recs: dict[str, Any] = {}
+    for key in remote:
+        if view.get(key.partition(".")[0]) == "lost":
+            try:
+                recs[key] = json.loads(remote[key])
+            except ValueError:
+                continue
+    for a in local.values():
+        key = f"{a.host}.{a.name}"
+        if a.host and a.host != me and view.get(a.host) == "lost" and key not in remote:
+            recs[key] = a.to_dict()
+    for key in sorted(recs):
         host, _, name = key.partition(".")
-        if view.get(host) != "lost" or not name or name == HUMAN:
-            continue
-        try:
-            rec = json.loads(remote[key])
-        except ValueError:
-            continue
-        if rec.get("state") in GONE:
+        rec = recs[key]
+        if not name or name == HUMAN or not isinstance(rec, dict) or rec.get("state") in GONE:
             continue
         parent = rec.get("parent")
         mark = f"{host}.{name}.{rec.get('incarnation', 1)}"
