@@ -109,6 +109,7 @@ class JournalLoops:
         when more is waiting."""
         assert self.node.nats is not None
         items = jsync.to_publish(self.entries(), self.published, self.node.me)
+        self._note_reads()
         items += jsync.facts_to_publish(self.facts(), self.published, self.node.me)
         batch = items[:PUBLISH_BATCH]
         if not batch:
@@ -122,6 +123,16 @@ class JournalLoops:
             return True
         self.published.add(it.id for it in batch)
         return len(items) > len(batch)
+
+    def _note_reads(self) -> None:
+        """Every entry each new read of a daily file showed, kept until the
+        next look for deletions (every round's read, whatever it publishes)."""
+        for name, (key, entries) in dict(self._day_files).items():
+            seen = self._seen.setdefault(name, ({}, None))
+            if seen[1] != key:
+                for e in entries:
+                    seen[0].setdefault(jstore.entry_id(e), e)
+                self._seen[name] = (seen[0], key)
 
     def publish_deletions(self) -> bool:
         """Tombstones of the entries deleted by hand from a daily file:
@@ -138,11 +149,7 @@ class JournalLoops:
         looked = {}
         files = dict(self._day_files)
         for name, (key, entries) in files.items():
-            seen = self._seen.setdefault(name, ({}, None))
-            if seen[1] != key:  # a read not counted yet
-                for e in entries:
-                    seen[0].setdefault(jstore.entry_id(e), e)
-                self._seen[name] = seen = (seen[0], key)
+            seen = self._seen.get(name, ({}, None))
             if self._looked.get(name) != key and now - key[1] >= SETTLE_NS:
                 gone = jsync.deletions(seen[0].values(), entries)
                 out += [jsync.tombstone(e, self.node.me) for e in gone]

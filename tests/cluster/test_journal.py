@@ -120,7 +120,7 @@ def bodies(host: Host, title: str) -> list[str]:
     ]
 
 
-def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
+def test_entries_edited_or_deleted_and_facts_remembered_on_one_host_are_so_on_the_other(
     hosts: tuple[Host, Host],
 ) -> None:
     a, b = hosts
@@ -173,19 +173,7 @@ def test_an_entry_edited_or_deleted_by_hand_is_so_on_the_other_host(
     assert titles(b) == ["Chose the queue"]
     wait_until(lambda: titles(a) == ["Chose the queue"], timeout=10, what="the deletion on a")
 
-
-def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:
-    return [
-        (e.agent, e.title, e.tags, e.body)
-        for p in store.daily_files(host.data)
-        for e in store.parse_file(p)
-    ]
-
-
-def test_a_fact_remembered_on_one_host_is_in_the_others_memory(
-    hosts: tuple[Host, Host],
-) -> None:
-    a, b = hosts
+    # a fact remembered on one host is in the other's MEMORY.md
     b.project.ok("journal", "remember", "the staging database is db2")
     wait_until(
         lambda: any("the staging database is db2" in f for f in store.facts(store.memory(a.data))),
@@ -199,3 +187,11 @@ def test_a_fact_remembered_on_one_host_is_in_the_others_memory(
         what="a's fact in b's MEMORY.md",
     )
     assert store.facts(store.memory(a.data)) == store.facts(store.memory(b.data))
+
+
+def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:
+    return [
+        (e.agent, e.title, e.tags, e.body)
+        for p in store.daily_files(host.data)
+        for e in store.parse_file(p)
+    ]

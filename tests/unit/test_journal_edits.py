@@ -194,6 +194,15 @@ def test_a_node_sends_a_deletion_only_from_a_settled_read_never_from_one_mid_sav
     assert deletions() == [jsync.DELETED + jstore.entry_id(two)]
     loops.publish()
     assert len(deletions()) == 1  # once
+    # an entry read only in a round that published it, then deleted: still sent
+    three = jstore.add_entry(data, agent="w1", title="three")
+    loops.publish()
+    assert nats.sent[-1][2] == jstore.entry_id(three)
+    text = path.read_text()
+    path.write_text(text[: text.index("## ", text.index("one"))])
+    _settled(path)
+    loops.publish()
+    assert deletions()[-1] == jsync.DELETED + jstore.entry_id(three)
 
 
 # -- MEMORY.md --------------------------------------------------------------------------
