@@ -8,8 +8,9 @@ The streams (:data:`STREAMS`, made or updated so by every node):
   host silent longer than that never took is gone with it (its agents were
   ``lost`` after ``[cluster] host_timeout``, long before). Its duplicate
   window is ``DUPLICATE_WINDOW``.
-- CMUX_EVENTS: read only from "now" on (`cmux events -f`, an ephemeral
-  consumer): a day of them, at most a million.
+- CMUX_EVENTS: the other hosts' history that `cmux events` and the
+  dashboard read: 7 days of it, at most a million events (each host keeps
+  its own events.jsonl besides).
 - CMUX_JOURNAL: everything, for ever. A host that joins late makes its
   durable consumer ``journal-<host>`` then, from the stream's first entry,
   so it gets the whole journal; markdown is small (a year of a busy team is
@@ -45,7 +46,7 @@ from cmux.paths import DataRoot
 DAY = 86400.0
 DUPLICATE_WINDOW = 600.0  # seconds, of every stream
 MAIL_MAX_AGE = 14 * DAY
-EVENTS_MAX_AGE = DAY
+EVENTS_MAX_AGE = 7 * DAY
 EVENTS_MAX_MSGS = 1_000_000
 
 

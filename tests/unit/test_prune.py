@@ -107,7 +107,7 @@ def test_every_stream_has_its_limits_and_the_journal_keeps_everything() -> None:
         prune.STREAMS[s] for s in (bridge.MAIL_STREAM, bridge.EVENTS_STREAM, bridge.JOURNAL_STREAM)
     )
     assert mail.max_age == 14 * prune.DAY and mail.duplicate_window == 600
-    assert events.max_age == prune.DAY and events.max_msgs == 1_000_000
+    assert events.max_age == 7 * prune.DAY and events.max_msgs == 1_000_000
     assert (journal.max_age, journal.max_msgs) == (0.0, -1)  # a joining host gets it all
 
 
