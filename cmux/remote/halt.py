@@ -194,8 +194,9 @@ def stop_here(spec: dict[str, Any]) -> dict[str, Any]:
 
     root = Path(spec["root"])
     names: list[str] = list(spec["names"])
-    if not (root / CONFIG_NAME).is_file():  # never a project here: nothing runs
-        return {"agents": {n: {"ended": False} for n in names}, "left": [], "session_ended": False}
+    if not (root / CONFIG_NAME).is_file():  # no project there ([hosts] dir changed?)
+        why = f"no project of this trunk at {root} on this host"
+        return {"agents": {n: {"error": why} for n in names}, "left": [], "session_ended": False}
     cfg = load_config(root)
     agents: dict[str, dict[str, Any]] = {}
     for name in names:

@@ -4,13 +4,14 @@ stop` on a: nothing of the project runs on b or c any more (their tmux
 servers and the workers' programs are gone), w1's commit is on a's trunk as
 cmux/w1, and every record says killed. With c's link cut: a and b stop all
 the same, the exit code is 1 and the words name c, its w2 left as recorded;
-once c answers, `cmux stop` again ends it. Then `cmux start` looks at the
-hosts: a record its host says is gone is not shown live."""
+`cmux start` meanwhile shows w2 unreachable (its host does not answer), not
+live; once c answers, `cmux stop` again ends it."""
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,14 +55,18 @@ def team(cluster: Cluster) -> dict[str, str]:
     (cluster.project / "cmux.toml").write_text(cluster.toml("[dashboard]\nenabled = false\n"))
     started = a.cmux("start", "--no-attach", "--command", "exec sleep 600", cwd=cluster.project)
     assert started.code == 0, started.err
-    cwd = {}
-    for name, host, command in (("w1", "b", W1), ("w2", "c", W2)):
+
+    def spawn(name: str, host: str, command: str) -> str:
         r = a.cmux(
             "spawn", name, "--host", host, "--task", f"work on {host}", "--command", command,
             "--json", cwd=cluster.project, timeout=90,
         )  # fmt: skip
         assert r.code == 0, r.err
-        cwd[name] = r.json()["cwd"]
+        return str(r.json()["cwd"])
+
+    with ThreadPoolExecutor(2) as pool:  # (at once: the tier's time is short)
+        both = [pool.submit(spawn, *args) for args in (("w1", "b", W1), ("w2", "c", W2))]
+        cwd = {"w1": both[0].result(), "w2": both[1].result()}
     wait_until(
         lambda: git(Path(cwd["w1"]), "log", "-1", "--format=%s").strip() == "w1.txt, from b",
         timeout=30,
@@ -100,11 +105,7 @@ def test_stop_on_the_trunk_host_ends_the_agents_and_sessions_on_every_host(
         there = record_on(host.root, name)
         assert there is not None and there["state"] == "killed", there
 
-    # `cmux start` again: the records are reconciled, nobody is live on b or c.
-    again = a.cmux("start", "--no-attach", "--command", "exec sleep 600", cwd=cluster.project)
-    assert again.code == 0, again.err
-    rows = {row["name"]: row for row in a.cmux("status", "--json", cwd=cluster.project).json()}
-    assert rows["w1"]["state"] == "killed" and rows["w2"]["state"] == "killed", rows
+    # A second stop has no host left to call.
     assert a.cmux("stop", "--json", cwd=cluster.project).json()["hosts"] == []
 
 
