@@ -9,7 +9,7 @@ when it has a transcript, its token use; nothing here guesses a state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cmux.agents.adapters import capabilities
@@ -50,20 +50,30 @@ def status_rows(
 
 
 def collect_status(
-    cfg: Config, *, reconcile: bool = True, names: Iterable[str] | None = None
+    cfg: Config,
+    *,
+    reconcile: bool = True,
+    names: Iterable[str] | None = None,
+    team: Callable[[list[Agent]], list[Agent]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
     own loop reconciles (from inside the server, see deaths.reconcile);
-    ``names`` only those agents (the dashboard's row of one that changed)."""
-    return collect_team(cfg, reconcile=reconcile, names=names)[0]
+    ``names`` only those agents (the dashboard's row of one that changed);
+    ``team``: how to add the other hosts' agents to this host's (the
+    dashboard's live feed, cmux/cluster/feed.py), instead of asking NATS."""
+    return collect_team(cfg, reconcile=reconcile, names=names, team=team)[0]
 
 
 def collect_team(
-    cfg: Config, *, reconcile: bool = True, names: Iterable[str] | None = None
+    cfg: Config,
+    *,
+    reconcile: bool = True,
+    names: Iterable[str] | None = None,
+    team: Callable[[list[Agent]], list[Agent]] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """:func:`collect_status`, and why the other hosts' agents are missing
-    from it: None with every host's there (or with no ``[cluster] nats``),
-    else what NATS said (see :func:`cluster_warning`)."""
+    from it: None with every host's there (or with no ``[cluster] nats``, or
+    from ``team``), else what NATS said (see :func:`cluster_warning`)."""
     from cmux.agents import deaths, registry
     from cmux.mail import receipts, store
 
@@ -72,7 +82,9 @@ def collect_team(
     agents = registry.list_agents(cfg.data)
     here = {a.name for a in agents if not a.host}  # their receipts live on this host
     problem = None
-    if cfg.section("cluster").get("nats"):  # one machine: not even the import
+    if team is not None:
+        agents = team(agents)
+    elif cfg.section("cluster").get("nats"):  # one machine: not even the import
         from cmux.cluster import view
 
         agents, problem = view.team(cfg, agents)
