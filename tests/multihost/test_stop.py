@@ -95,8 +95,11 @@ def test_stop_on_the_trunk_host_ends_the_agents_and_sessions_on_every_host(
 
     # Nothing of the project runs on b or c: no tmux server, no worker.
     for host, word in ((b, "sleep 601"), (c, "sleep 602")):
-        wait_until(lambda h=host: not live_servers(h), timeout=10, what=f"{host.name}'s tmux")
-        wait_until(lambda h=host, w=word: not running(h, w), timeout=10, what=f"{host.name}'s w")
+
+        def ended(h: Host = host, w: str = word) -> bool:
+            return not live_servers(h) and not running(h, w)
+
+        wait_until(ended, timeout=10, what=f"{host.name}'s tmux server and worker gone")
     assert not live_servers(a)
     # w1's work is on the trunk; every record says killed, here and there.
     assert branch_file(cluster.project, "cmux/w1", "w1.txt") == "w1-on-b"
