@@ -170,7 +170,7 @@ def stop_cmd(here: bool, timeout: float, as_json: bool) -> None:
             }
         )
     elif not r.was_running:
-        ui.out("cmux was not running here; nothing else to stop")
+        ui.out("cmux was not running here" + ("" if far else "; nothing to stop"))
     else:
         ui.out(f"stopped {cfg.session_name}" + (f"; ended {', '.join(r.ended)}" if r.ended else ""))
     if missed:
