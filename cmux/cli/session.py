@@ -70,6 +70,11 @@ def start_cmd(
     Claude agent with its conversation (`claude --resume`), any other program
     run again with its task; mail sent meanwhile is delivered. After a clean
     `cmux stop` only --resume does that; --fresh never does.
+
+    Agents recorded on other hosts ([hosts.NAME]) and not gone take first
+    the states their hosts report (one probe per host, as `cmux hosts`,
+    10 s at most): gone there is not shown live here, a host that does not
+    answer makes them unreachable. They are not brought back here.
     """
     from cmux.agents import session
     from cmux.agents.resume import Mode
