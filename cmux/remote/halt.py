@@ -128,6 +128,8 @@ def stop_host(cfg: Config, host: Host, names: list[str], *, timeout: float) -> H
         took(r, said)
     except CmuxError as exc:  # the host's HostError, or no trunk URL here
         r.error, r.hint = exc.message, exc.hint or ""
+    except OSError as exc:  # (ssh's control folder here could not be made)
+        r.error, r.hint = f"cannot run ssh to {host.name}: {exc}", "see `cmux doctor`"
     except (ValueError, KeyError, TypeError, AttributeError):
         r.error = f"host {host.name} said something cmux cannot read"
         r.hint = f"is cmux there ({host.cmux}) the same version as here?"
