@@ -439,6 +439,9 @@ CLUSTER = Table(
         "project": project_token,
         # Seconds before a delivery not acked (its node died) comes again.
         "ack_wait": _seconds(0.1, 3600),
+        # Hours a spool's sent/ file (mail JetStream stored) is kept; at
+        # least a quarter of an hour, past the streams' duplicate window.
+        "keep_sent": Number(float, 0.25, 366 * 24, "of hours"),
         # The trunk repository as the other hosts reach it (a git URL); by
         # default ssh://<[hosts.<host>] ssh>/<project root>.
         "trunk": Text(),

@@ -4,7 +4,7 @@ One per host and data root (an flock in state/run/, a verified pid file
 ``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
 It reaches NATS only through cmux/cluster/nats.py and decides only through
 cmux/cluster/bridge.py (and, for the other hosts, cmux/cluster/view.py).
-Seven threads, each blocking in the kernel or on NATS when there is nothing
+Eight threads, each blocking in the kernel or on NATS when there is nothing
 to do:
 
 - outgoing: woken by inotify on the mailboxes and the registry. Keeps the
@@ -24,6 +24,8 @@ to do:
   keeps that in state/cluster/hosts.json, moves this registry's records of a
   silent host's agents, and tells a lost worker's parent here once (by mail,
   kind notice; who was told is kept in the same file).
+- housekeeping: every minute, and at most every prune.PRUNE_EVERY s, the
+  spools' sent/ files older than ``[cluster] keep_sent`` go (prune.py).
 - journal out / in (cmux/cluster/node_journal.py, deciding through
   cmux/cluster/journal.py): every entry of this host's
   daily files not published yet to CMUX_JOURNAL (``Nats-Msg-Id`` = its
@@ -53,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from cmux import __version__, events, watch
-from cmux.cluster import bridge, view
+from cmux.cluster import bridge, prune, view
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.cluster.node_journal import JournalLoops
 from cmux.config import Config
@@ -79,6 +81,8 @@ class NodeSettings:
     host_timeout: float = 60.0
     # Seconds before an unacked delivery (its node died) comes again.
     ack_wait: float = 5.0
+    # Seconds a spool's sent/ file is kept ([cluster] keep_sent, in hours).
+    keep_sent: float = prune.KEEP_SENT_HOURS * 3600
 
 
 project_id = view.project_id  # the short id of the trunk repository (or [cluster] project)
@@ -117,6 +121,7 @@ def settings_for(
         heartbeat=float(sec.get("heartbeat", 2.0)),
         host_timeout=float(sec.get("host_timeout", 60.0)),
         ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
+        keep_sent=float(sec.get("keep_sent", prune.KEEP_SENT_HOURS)) * 3600,
     )
 
 
@@ -156,6 +161,8 @@ class Node:
         self._heard: dict[str, float] = {}
         self._every: dict[str, float] = {}
         self._floor = 0.0  # no host counts as silent from before NATS answered again
+        self._started = 0.0  # when NATS first answered (run): a host never heard is silent since
+        self._pruned: float | None = None  # when housekeeping last ran (monotonic)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -177,9 +184,16 @@ class Node:
                 conn = self._connect(self.s.nats)
                 try:
                     p = self.s.project
-                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"])
-                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"])
-                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"])
+                    subjects = {
+                        bridge.MAIL_STREAM: f"cmux.{p}.mail.>",
+                        bridge.EVENTS_STREAM: f"cmux.{p}.events.>",
+                        bridge.JOURNAL_STREAM: f"cmux.{p}.journal",
+                    }
+                    for name, lim in prune.STREAMS.items():
+                        conn.ensure_stream(
+                            name, [subjects[name]], duplicate_window=lim.duplicate_window,
+                            max_age=lim.max_age, max_msgs=lim.max_msgs,
+                        )  # fmt: skip
                     conn.ensure_kv(bridge.AGENTS_KV)
                     conn.ensure_kv(bridge.HOSTS_KV)
                 except ClusterError:
@@ -194,6 +208,7 @@ class Node:
     def run(self) -> None:
         """Until :meth:`stop`: connect, then run the five loops."""
         self.nats = self._connected()
+        self._started = time.time()
         threads = [
             threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
             for f in (
@@ -201,6 +216,7 @@ class Node:
                 self._agents,
                 self._heartbeat,
                 self._hosts,
+                self._housekeeping,
                 self.journal.outgoing,
                 self.journal.incoming,
             )
@@ -346,15 +362,18 @@ class Node:
             log.info("publishing %d: %s; trying again", len(out), exc.message)
             self.stopping.wait(RETRY)
             return True
-        for item, _, _ in out:
-            bridge.mark_sent(self.data, item)
-            maildir.note(
-                self.data,
-                "cluster-sent",
-                item.agent,
-                id=item.name.removesuffix(maildir.SUFFIX),
-                host=item.host,
-            )
+        bridge.mark_sent_many(self.data, [item for item, _, _ in out])
+        maildir.note_many(
+            self.data,
+            [
+                (
+                    "cluster-sent",
+                    item.agent,
+                    {"id": item.name.removesuffix(maildir.SUFFIX), "host": item.host},
+                )
+                for item, _, _ in out
+            ],
+        )
         self.published += len(out)
         return len(items) > len(batch)
 
@@ -415,7 +434,7 @@ class Node:
         outcomes = bridge.receive_batch(
             self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
         )
-        acks = []
+        acks, notes = [], []
         for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
@@ -423,7 +442,8 @@ class Node:
             acks.append(d)
             if outcome == "stored":
                 self.received += 1
-                maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
+                notes.append(("cluster-received", agent, {"id": d.msg_id, "seq": d.stream_seq}))
+        maildir.note_many(self.data, notes)
         if acks:
             self.nats.ack_all(acks)
 
@@ -505,20 +525,27 @@ class Node:
         parent here of each worker lost, once."""
         from cmux.agents import registry
 
-        heard = {h: max(t, self._floor) for h, t in self._heard.items()}
-        states = view.decide(heard, now, heartbeat=self._every, host_timeout=self.s.host_timeout)
+        local = {a.name: a for a in registry.list_agents(self.data)}
+        # A host that never beat is judged too: silent from one host_timeout
+        # after this node began (or the newest of its agents was placed there).
+        expected = view.unheard(
+            local.values(), self._heard, self.me, since=self._started, grace=self.s.host_timeout
+        )
+        heard = {h: max(t, self._floor) for h, t in {**expected, **self._heard}.items()}
+        every = {**{h: self.s.heartbeat for h in expected}, **self._every}
+        states = view.decide(heard, now, heartbeat=every, host_timeout=self.s.host_timeout)
         doc = view.read_state(self.data)
         told = set(doc.get("told", []))
         with self._remote_lock:
             remote = dict(self._remote)
-        local = {a.name: a for a in registry.list_agents(self.data)}
         for a in local.values():
             if a.host and a.host != self.me and a.host in states:
                 self._move(a, states[a.host], remote.get(bridge.agent_key(a.host, a.name)))
         for mark, parent, agent, host in view.lost_notices(states, remote, local, told, self.me):
+            never = "" if host in self._heard else " (it never beat)"
             body = (
                 f"{agent} on host {host} is lost: that host has not been heard for "
-                f"{now - heard[host]:.0f} s (past [cluster] host_timeout). What it pushed "
+                f"{now - heard[host]:.0f} s{never} (past [cluster] host_timeout). What it pushed "
                 f"(cmux/{agent} on the trunk) stays; spawn it again to go on."
             )
             try:
@@ -556,11 +583,18 @@ class Node:
                         strict=False, only_from={"unreachable"},
                     )  # fmt: skip
             elif a.state in registry.ASTRAY and there is not None:
-                said = json.loads(there).get("state")
-                if said in registry.STATES and said != a.state:
+                # Back: the state its host's record says, unless `cmux hosts`
+                # took a newer one meanwhile (place.take_report).
+                from cmux.remote.place import take_report
+
+                rec = json.loads(there)
+                if not isinstance(rec, dict):
+                    return
+                got = take_report(a, rec.get("state"), rec.get("since"), rec.get("incarnation"))
+                if got is not None and got[0] != a.state:
                     registry.transition(
-                        self.data, a.name, said, reason=f"as host {a.host} reports",
-                        strict=False, only_from={a.state},
+                        self.data, a.name, got[0], reason=f"as host {a.host} reports",
+                        strict=False, only_from={a.state}, if_since=a.since, there_since=got[1],
                     )  # fmt: skip
         except (ClusterError, ValueError, OSError) as exc:
             log.info("moving %s: %s", a.name, exc)
@@ -579,6 +613,28 @@ class Node:
                 log.info("heartbeat: %s", exc.message)
             self.stopping.wait(self.s.heartbeat)
 
+    def _housekeeping(self) -> None:
+        """Its own thread, so that a big prune never delays a heartbeat."""
+        while not self.stopping.is_set():
+            self.housekeeping(time.monotonic())
+            self.stopping.wait(60.0)
+
+    def housekeeping(self, now: float) -> None:
+        """At most every prune.PRUNE_EVERY s: the spools' old sent/ files go
+        (prune.prune_sent). Nothing here needs NATS."""
+        if not prune.due(self._pruned, now):
+            return
+        self._pruned = now
+        try:  # every box: one that was a spool keeps its sent/ when its agent moves here
+            n = prune.prune_sent(
+                self.data, maildir.box_names(self.data), time.time_ns(), self.s.keep_sent
+            )
+        except OSError as exc:
+            log.info("pruning sent/: %s", exc)
+            return
+        if n:
+            log.info("pruned %d sent/ files older than %.0f h", n, self.s.keep_sent / 3600)
+
     def beat(self) -> bytes:
         records = self._local_records()
         mine = [r for r in records.values() if (r.get("host") or self.me) == self.me]
@@ -593,19 +649,20 @@ class Node:
         ).encode()
 
     def _publish_events(self, offset: int, offset_file: Path) -> int:
-        """This host's new events to CMUX_EVENTS (id: host and byte offset)."""
+        """This host's new events to CMUX_EVENTS, many to a message (bridge.events_chunks;
+        id: host, the byte offset the read began at, and the chunk's lines)."""
         assert self.nats is not None
         batch, end = events.read(self.data, offset=offset)
         if not batch:
             return end
         subject = bridge.events_subject(self.s.project, self.me)
-        items = []
-        pos = offset
-        for e in batch:
-            raw = json.dumps({**e, "host": self.me}).encode()
-            items.append((subject, raw, f"{self.me}:{pos}"))
-            pos += 1  # distinct per line; the offset file says where the batch ended
-        self.nats.publish_many(items)
+        lines = [json.dumps({**e, "host": self.me}).encode() for e in batch]
+        self.nats.publish_many(
+            [
+                (subject, payload, f"{self.me}:{offset}:{mid}")
+                for payload, mid in bridge.events_chunks(lines)
+            ]
+        )
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(offset_file, f"{end}\n")
         return end
