@@ -439,6 +439,9 @@ CLUSTER = Table(
         "project": project_token,
         # Seconds before a delivery not acked (its node died) comes again.
         "ack_wait": _seconds(0.1, 3600),
+        # Copies JetStream keeps of each stream and bucket (3 on a 3-server
+        # NATS cluster: one server may restart or be cut off); default 1.
+        "replicas": Number(int, 1, 5),
         # The trunk repository as the other hosts reach it (a git URL); by
         # default ssh://<[hosts.<host>] ssh>/<project root>.
         "trunk": Text(),

@@ -79,6 +79,8 @@ class NodeSettings:
     host_timeout: float = 60.0
     # Seconds before an unacked delivery (its node died) comes again.
     ack_wait: float = 5.0
+    # Copies of each stream and bucket this node makes ([cluster] replicas).
+    replicas: int = 1
 
 
 project_id = view.project_id  # the short id of the trunk repository (or [cluster] project)
@@ -117,6 +119,7 @@ def settings_for(
         heartbeat=float(sec.get("heartbeat", 2.0)),
         host_timeout=float(sec.get("host_timeout", 60.0)),
         ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
+        replicas=int(sec.get("replicas", 1)),
     )
 
 
@@ -176,12 +179,12 @@ class Node:
             try:
                 conn = self._connect(self.s.nats)
                 try:
-                    p = self.s.project
-                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"])
-                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"])
-                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"])
-                    conn.ensure_kv(bridge.AGENTS_KV)
-                    conn.ensure_kv(bridge.HOSTS_KV)
+                    p, r = self.s.project, self.s.replicas
+                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"], replicas=r)
+                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"], replicas=r)
+                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"], replicas=r)
+                    conn.ensure_kv(bridge.AGENTS_KV, replicas=r)
+                    conn.ensure_kv(bridge.HOSTS_KV, replicas=r)
                 except ClusterError:
                     conn.close()
                     raise

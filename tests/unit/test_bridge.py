@@ -200,6 +200,10 @@ def test_the_node_reads_its_settings_from_the_cluster_section(cfg: Config) -> No
     )
     # every clone of the trunk names the project alike: its root commit
     assert s.project == project_id(cfg) and len(s.project) == 12
+    assert s.replicas == 1  # [cluster] replicas: one copy unless told
+    toml.write_text(toml.read_text() + "replicas = 3\n")
+    assert settings_for(load_config(cfg.project)).replicas == 3
     assert settings_for(cfg, url="nats://h:1", host="x").host == "x"
     with pytest.raises(ConfigError):
         settings_for(cfg, url="nats://h:1", host="a.b")
+
