@@ -131,6 +131,7 @@ class Delivery:
         meta = msg.metadata
         self.num_delivered: int = meta.num_delivered
         self.stream_seq: int = meta.sequence.stream
+        self.consumer_seq: int = meta.sequence.consumer  # one more per delivery, redeliveries too
 
     @property
     def msg_id(self) -> str | None:

@@ -367,6 +367,7 @@ class Node:
         assert self.nats is not None
         consumer = None
         recovering, reconnects = True, self.nats.reconnects
+        last: int | None = None  # the highest consumer sequence taken since recovering
         while not self.stopping.is_set():
             try:
                 if consumer is None:
@@ -393,13 +394,21 @@ class Node:
                         # fetch, sorted in take().
                         self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
                         first = FETCH_BATCH
-                    recovering = False
+                    recovering, last = False, None
                     self.ready.set()
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
                 got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
                 while got and self.nats.reconnects == reconnects:
+                    seqs = [d.consumer_seq for d in got]
+                    if bridge.deliveries_lost(last, seqs):
+                        # One went astray between servers: left unacked, these
+                        # come again with it, in order, after the wait above.
+                        log.info("a delivery was lost before %s; waiting for it", min(seqs))
+                        recovering = True
+                        break
                     self.take(got)
+                    last = max([*seqs, last or 0])
                     got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
                 # Fetched over a new connection, some may be behind ones lost
                 # with the old: left unacked, they come again in order after

@@ -207,3 +207,13 @@ def test_the_node_reads_its_settings_from_the_cluster_section(cfg: Config) -> No
     with pytest.raises(ConfigError):
         settings_for(cfg, url="nats://h:1", host="a.b")
 
+
+def test_a_delivery_lost_between_servers_is_a_gap_in_the_consumer_sequence() -> None:
+    lost = bridge.deliveries_lost
+    assert not lost(None, [7, 5, 6])  # a fresh start: any run, in any order
+    assert lost(None, [5, 7])  # 6 went out and never came
+    assert not lost(4, [5, 6]) and not lost(4, [6, 5])
+    assert lost(4, [6, 7])  # 5 lost: taking 6 and 7 would put them before it
+    assert not lost(9, [8, 9])  # a new consumer leader numbering again: no gap
+    assert not lost(9, [8, 10, 11]) and lost(9, [8, 11])
+    assert not lost(3, [])
