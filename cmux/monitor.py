@@ -155,6 +155,11 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
     agents = AgentList(cfg)
     view = StatusView(cfg, agents, draw)
     last_reconcile = 0.0
+    team = None  # the other hosts, for the watchdogs ([cluster] nats only: not even the import)
+    if cfg.section("cluster").get("nats"):
+        from cmux.cluster.feed import TeamFeed
+
+        team = view.team = TeamFeed(cfg).start()
     # The pid file after the signal handlers, inside the `finally` that
     # removes it: no stop signal can leave it behind.
     try:
@@ -173,13 +178,15 @@ def run(cfg: Config, draw: Draw | None = None) -> None:
             except Exception:
                 log.exception("reading the screens failed")
             try:
-                watchdog(cfg, now)
+                watchdog(cfg, now, team=team)
             except Exception:
                 log.exception("watchdog failed")
             view.refresh(now)
             _wait(wake_r, daemons, lambda: stopping, now + TICK)
     finally:
         signal.set_wakeup_fd(-1)
+        if team is not None:
+            team.stop()
         daemons.stop_all(timeout=3)
         pidfile.remove(pid_path)
 
@@ -205,7 +212,8 @@ def _wait(wake_r: int, daemons: Manager, stopping: Callable[[], bool], until: fl
 
 
 class StatusView:
-    """Redraws the status table when the registry or the mail changed."""
+    """Redraws the status table when the registry or the mail changed, or,
+    with a ``team`` (cmux/cluster/feed.py), another host's agent."""
 
     def __init__(
         self, cfg: Config, agents: AgentList | None = None, draw: Draw | None = None
@@ -216,6 +224,7 @@ class StatusView:
         self.sig: tuple[object, ...] = ()
         self.drawn = 0.0
         self.tty = sys.stdout.isatty()
+        self.team: Any = None  # the other hosts ([cluster] nats): a TeamFeed
 
     def signature(self) -> tuple[object, ...]:
         d = self.cfg.data
@@ -227,6 +236,7 @@ class StatusView:
                 parts.append(0)
         self.agents.get()  # the registry as of now: its signature, read if it changed
         parts.append(self.agents.sig)
+        parts.append(self.team.revision if self.team is not None else 0)
         return tuple(parts)
 
     def refresh(self, now: float) -> None:
@@ -236,9 +246,16 @@ class StatusView:
         if sig == self.sig and now - self.drawn < 30:
             return
         self.sig, self.drawn = sig, now
-        from cmux.status import collect_status, status_header
+        from cmux.status import cluster_warning, collect_team, status_header
 
-        self.draw(status_header(self.cfg), collect_status(self.cfg, reconcile=False))
+        feed = self.team if self.team is not None and self.team.connected else None
+        rows, problem = collect_team(
+            self.cfg, reconcile=False, team=feed.agents if feed is not None else None
+        )
+        header = status_header(self.cfg)
+        if problem:  # NATS did not answer: say the other hosts' agents are missing
+            header += "\n" + cluster_warning(self.cfg, problem)[0]
+        self.draw(header, rows)
 
 
 def pane_died(cfg: Config, pane_id: str, status: str = "", server: str = "") -> None:

@@ -9,7 +9,7 @@ when it has a transcript, its token use; nothing here guesses a state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cmux.agents.adapters import capabilities
@@ -50,11 +50,30 @@ def status_rows(
 
 
 def collect_status(
-    cfg: Config, *, reconcile: bool = True, names: Iterable[str] | None = None
+    cfg: Config,
+    *,
+    reconcile: bool = True,
+    names: Iterable[str] | None = None,
+    team: Callable[[list[Agent]], list[Agent]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every agent as a status row. ``reconcile=False`` for the monitor, whose
     own loop reconciles (from inside the server, see deaths.reconcile);
-    ``names`` only those agents (the dashboard's row of one that changed)."""
+    ``names`` only those agents (the dashboard's row of one that changed);
+    ``team``: how to add the other hosts' agents to this host's (the
+    dashboard's live feed, cmux/cluster/feed.py), instead of asking NATS."""
+    return collect_team(cfg, reconcile=reconcile, names=names, team=team)[0]
+
+
+def collect_team(
+    cfg: Config,
+    *,
+    reconcile: bool = True,
+    names: Iterable[str] | None = None,
+    team: Callable[[list[Agent]], list[Agent]] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """:func:`collect_status`, and why the other hosts' agents are missing
+    from it: None with every host's there (or with no ``[cluster] nats``, or
+    from ``team``), else what NATS said (see :func:`cluster_warning`)."""
     from cmux.agents import deaths, registry
     from cmux.mail import receipts, store
 
@@ -62,10 +81,13 @@ def collect_status(
         deaths.reconcile(cfg)
     agents = registry.list_agents(cfg.data)
     here = {a.name for a in agents if not a.host}  # their receipts live on this host
-    if cfg.section("cluster").get("nats"):  # one machine: not even the import
+    problem = None
+    if team is not None:
+        agents = team(agents)
+    elif cfg.section("cluster").get("nats"):  # one machine: not even the import
         from cmux.cluster import view
 
-        agents, _ = view.team(cfg, agents)
+        agents, problem = view.team(cfg, agents)
     if names is not None:
         wanted = set(names)
         agents = [a for a in agents if a.name in wanted]
@@ -88,7 +110,19 @@ def collect_status(
         tokens = cost.usage(cfg.data, agents)
         for row in rows:
             row["tokens"] = tokens[row["name"]].to_dict()
-    return rows
+    return rows, problem
+
+
+def cluster_warning(cfg: Config, problem: str) -> tuple[str, str]:
+    """What ``cmux status`` says when NATS did not answer: the line (only
+    this host's agents are shown, and why) and its hint."""
+    url = cfg.section("cluster").get("nats")
+    return (
+        f"other hosts' agents not shown: {problem}",
+        f"is nats-server up at {url} and reachable from here (`cmux doctor` checks it), "
+        "and is [cluster] nats in cmux.toml its URL? This host's node daemon says "
+        "what it sees in state/node.log",
+    )
 
 
 def status_header(cfg: Config) -> str:

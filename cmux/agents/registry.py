@@ -126,6 +126,11 @@ class Agent:
     # Where its branch is pushed at done and kill: the trunk repository's
     # git URL, for a worker whose checkout is a clone on another host.
     trunk: str | None = None
+    # This host's copy of an agent on another host: the ``since`` (that
+    # host's clock) of the record there whose state this copy last took, from
+    # `cmux hosts` or the node daemon (cmux/remote/place.py, take_report): a
+    # report older than that is never taken. None: none taken yet.
+    there_since: float | None = None
 
     @property
     def task_summary(self) -> str:

@@ -152,19 +152,29 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
     blocked (reported by the agent), rate-limited, overloaded, auth-error,
     stuck, crashed, exited(code), killed (the table in README.md); an agent
     on another host (the HOST column) is unreachable while its host does not
-    answer and lost after [cluster] host_timeout.
+    answer and lost after [cluster] host_timeout. With [cluster] nats, when
+    NATS does not answer (2 s), a line above the table says the other hosts'
+    agents are missing and what to check (with --json: on stderr, the list
+    of this host's agents unchanged on stdout; the exit code stays 0).
     With --watch, what changed since the last refresh is shown highlighted
     for a few seconds.
     """
-    from cmux.status import collect_status, status_header
+    from cmux.status import cluster_warning, collect_team, status_header
 
     cfg = load_config()
     if as_json:
-        ui.print_json(collect_status(cfg))
+        rows, problem = collect_team(cfg)
+        ui.print_json(rows)  # a list, as scripts read it; the warning on stderr
+        if problem:
+            line, hint = cluster_warning(cfg, problem)
+            ui.warn(f"{line}\n  hint: {hint}")
         return
     if not watch:
         ui.out(status_header(cfg))
-        rows = collect_status(cfg)
+        rows, problem = collect_team(cfg)
+        if problem:
+            line, hint = cluster_warning(cfg, problem)
+            ui.out(f"{line}\n  hint: {hint}")
         if not rows:
             ui.out("no agents yet: `cmux start` starts the supervisor")
             return
@@ -180,7 +190,7 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
 
     def render() -> Group:
         nonlocal seen
-        rows = collect_status(cfg)
+        rows, problem = collect_team(cfg)
         now = time.monotonic()
         cells = {str(r["name"]): ui.status_cells(r) for r in rows}
         if seen:
@@ -194,7 +204,10 @@ def status_cmd(as_json: bool, watch: bool, interval: float) -> None:
                 del hot[(name, col)]
             else:
                 changed.setdefault(name, set()).add(col)
-        return Group(Text(status_header(cfg)), ui.status_table(rows, changed=changed))
+        header = status_header(cfg)
+        if problem:
+            header += "\n" + cluster_warning(cfg, problem)[0]
+        return Group(Text(header), ui.status_table(rows, changed=changed))
 
     with Live(render(), console=ui.console(), auto_refresh=False, screen=False) as live:
         while True:

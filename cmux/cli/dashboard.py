@@ -66,9 +66,11 @@ def _open(url: str) -> None:
         ui.warn(f"could not open a browser; open {url}")
 
 
-def announce(cfg: Any, timeout: float = 10.0) -> str | None:
+def announce(cfg: Any, timeout: float = 30.0) -> str | None:
     """After `cmux start`: the URL of the dashboard the monitor starts, once
-    it listens (None when [dashboard] enabled = false, or it did not come up)."""
+    it listens (None when [dashboard] enabled = false, or it did not come up
+    within ``timeout``: 30 s, since the monitor and then uvicorn start first,
+    which took over 10 s on a 2-core machine at load 20)."""
     import time
 
     from cmux.dashboard import server

@@ -65,22 +65,37 @@ def inbox_cmd(everything: bool, as_json: bool, peek: bool) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C to stop).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--agent", help="Only events about this agent.")
+@click.option("--host", "host", metavar="NAME", help="Only events of this host ([cluster] only).")
 @click.option(
-    "-n", "--lines", type=int, default=50, show_default=True, help="How many past events."
+    "-n", "--lines", type=int, default=50, show_default=True, help="How many past events (0: all)."
 )
-def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> None:
+def events_cmd(
+    follow: bool, as_json: bool, agent: str | None, host: str | None, lines: int
+) -> None:
     """What happened: sends, claims, deliveries, holds, dead letters, states.
 
-    With [cluster] nats in cmux.toml, --follow also prints every other host's
-    events as they happen (each with host=NAME), from NATS (docs/CLUSTER.md);
-    the past lines are this host's.
+    With [cluster] nats in cmux.toml, the whole team's: the past lines are
+    every host's, this host's log merged by time with the other hosts' from
+    NATS (CMUX_EVENTS), and --follow goes on with them all as they happen;
+    each line says its host (host=NAME). --host NAME shows one host's only.
+    Without NATS answering, this host's, with a warning (docs/CLUSTER.md).
     """
     from cmux import events
 
     cfg = load_config()
+    clustered = bool(cfg.section("cluster").get("nats"))  # one machine: not even the import
+    if host and not clustered:
+        from cmux.errors import UsageError
+
+        raise UsageError(
+            "--host needs a cluster: this project has no [cluster] nats in cmux.toml",
+            "without it every event is this host's: leave --host out",
+        )
 
     def show(e: dict) -> None:
         if agent and e.get("agent") != agent:
+            return
+        if host and e.get("host") != host:
             return
         if as_json:
             ui.out_json(json.dumps(e, ensure_ascii=False))
@@ -90,14 +105,22 @@ def events_cmd(follow: bool, as_json: bool, agent: str | None, lines: int) -> No
         ui.out(one_line(head))  # one event, one line
 
     batch, offset = events.read(cfg.data)
+    if clustered:
+        from cmux.cluster import view
+
+        past = view.team_events(cfg, batch, last=lines)
+        if past.problem:
+            ui.warn(f"this host's events only: {past.problem}")
+        me = view.host_name(cfg)
+        for e in past.events:
+            show(e)
+        if follow:
+            for e in view.follow_events(cfg, offset=offset, start_seq=past.next_seq):
+                show(e if e.get("host") else {**e, "host": me})
+        return
     for e in batch[-lines:] if lines else batch:
         show(e)
-    if follow and cfg.section("cluster").get("nats"):
-        from cmux.cluster import view  # only with [cluster] nats
-
-        for e in view.follow_events(cfg, offset=offset):
-            show(e)
-    elif follow:
+    if follow:
         for e in events.follow(cfg.data, offset=offset):
             show(e)
 

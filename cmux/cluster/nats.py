@@ -201,6 +201,17 @@ class Watch:
                 pass
 
 
+class Subscription(Watch):
+    """A core subscription (:meth:`Nats.subscribe`): ``next`` and ``stop`` as a watch's."""
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            try:
+                self._conn._call(self._watcher.unsubscribe(), DEFAULT_TIMEOUT, "an unsubscribe")
+            except ClusterError:
+                pass
+
+
 class Nats:
     """One connection to NATS, and its asyncio loop in a thread of its own."""
 
@@ -454,10 +465,13 @@ class Nats:
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"the consumer {durable}"))
 
-    def tail(self, stream: str, subject: str, *, idle: float = 60.0) -> Consumer:
+    def tail(
+        self, stream: str, subject: str, *, idle: float = 60.0, start_seq: int | None = None
+    ) -> Consumer:
         """An ephemeral pull consumer of what is published on ``subject`` from
-        now on, no acks (a reader's view: ``cmux events -f``). The server
-        forgets it ``idle`` s after its last fetch."""
+        now on (or from stream sequence ``start_seq``: where a look at the
+        history ended), no acks (a reader's view: ``cmux events -f``). The
+        server forgets it ``idle`` s after its last fetch."""
 
         async def run() -> Any:
             cfg = api.ConsumerConfig(
@@ -466,9 +480,65 @@ class Nats:
                 filter_subject=subject,
                 inactive_threshold=idle,
             )
+            if start_seq is not None:
+                cfg.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+                cfg.opt_start_seq = start_seq
             return await self._js.pull_subscribe(subject, stream=stream, config=cfg)
 
         return Consumer(self, self._call(run(), DEFAULT_TIMEOUT, f"a tail of {stream}"))
+
+    def recent(self, stream: str, subject: str, last: int = 0) -> tuple[list[bytes], int]:
+        """The payloads of the newest ``last`` messages of ``stream`` (0: all
+        it keeps) that match ``subject``, oldest first: a reader's look at
+        the history (``cmux events``), through an ephemeral consumer, no acks;
+        and the stream sequence after them (a :meth:`tail` from there misses
+        nothing)."""
+
+        async def run() -> tuple[list[bytes], int]:
+            info = await self._js.stream_info(stream)
+            end = int(info.state.last_seq or 0)
+            if not end or not info.state.messages:
+                return [], end + 1
+            start = max(int(info.state.first_seq or 1), end - last + 1 if last else 1)
+            cfg = api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                filter_subject=subject,
+                inactive_threshold=10.0,
+            )
+            sub = await self._js.pull_subscribe(subject, stream=stream, config=cfg)
+            out: list[bytes] = []
+            try:
+                while True:
+                    try:
+                        msgs = await sub.fetch(512, timeout=0.5)
+                    except nats.errors.TimeoutError:
+                        break
+                    out += [bytes(m.data) for m in msgs]
+                    if not msgs or msgs[-1].metadata.sequence.stream >= end:
+                        break
+            finally:
+                await sub.unsubscribe()
+            return out, end + 1
+
+        return self._call(run(), 3 * DEFAULT_TIMEOUT, f"the history of {stream}")
+
+    def subscribe(self, subject: str) -> Watch:
+        """What is published on ``subject`` from now on, as :class:`KvEntry`
+        (subject, payload): a core NATS subscription, nothing kept on the
+        server and nothing acked (a live view; what is published while the
+        connection is down is not seen)."""
+        w = Subscription(self)
+
+        async def run() -> Any:
+            async def got(msg: Any) -> None:
+                w.queue.put(KvEntry(str(msg.subject), bytes(msg.data), 0))
+
+            return await self._nc.subscribe(subject, cb=got)
+
+        w._watcher = self._call(run(), DEFAULT_TIMEOUT, f"a subscription to {subject}")
+        return w
 
     # -- key-value -------------------------------------------------------------------------
 

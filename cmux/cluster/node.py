@@ -159,6 +159,7 @@ class Node:
         self._heard: dict[str, float] = {}
         self._every: dict[str, float] = {}
         self._floor = 0.0  # no host counts as silent from before NATS answered again
+        self._started = 0.0  # when NATS first answered (run): a host never heard is silent since
 
     # -- life ----------------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class Node:
     def run(self) -> None:
         """Until :meth:`stop`: connect, then run the five loops."""
         self.nats = self._connected()
+        self._started = time.time()
         threads = [
             threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
             for f in (
@@ -517,20 +519,27 @@ class Node:
         parent here of each worker lost, once."""
         from cmux.agents import registry
 
-        heard = {h: max(t, self._floor) for h, t in self._heard.items()}
-        states = view.decide(heard, now, heartbeat=self._every, host_timeout=self.s.host_timeout)
+        local = {a.name: a for a in registry.list_agents(self.data)}
+        # A host that never beat is judged too: silent from one host_timeout
+        # after this node began (or the newest of its agents was placed there).
+        expected = view.unheard(
+            local.values(), self._heard, self.me, since=self._started, grace=self.s.host_timeout
+        )
+        heard = {h: max(t, self._floor) for h, t in {**expected, **self._heard}.items()}
+        every = {**{h: self.s.heartbeat for h in expected}, **self._every}
+        states = view.decide(heard, now, heartbeat=every, host_timeout=self.s.host_timeout)
         doc = view.read_state(self.data)
         told = set(doc.get("told", []))
         with self._remote_lock:
             remote = dict(self._remote)
-        local = {a.name: a for a in registry.list_agents(self.data)}
         for a in local.values():
             if a.host and a.host != self.me and a.host in states:
                 self._move(a, states[a.host], remote.get(bridge.agent_key(a.host, a.name)))
         for mark, parent, agent, host in view.lost_notices(states, remote, local, told, self.me):
+            never = "" if host in self._heard else " (it never beat)"
             body = (
                 f"{agent} on host {host} is lost: that host has not been heard for "
-                f"{now - heard[host]:.0f} s (past [cluster] host_timeout). What it pushed "
+                f"{now - heard[host]:.0f} s{never} (past [cluster] host_timeout). What it pushed "
                 f"(cmux/{agent} on the trunk) stays; spawn it again to go on."
             )
             try:
@@ -568,11 +577,18 @@ class Node:
                         strict=False, only_from={"unreachable"},
                     )  # fmt: skip
             elif a.state in registry.ASTRAY and there is not None:
-                said = json.loads(there).get("state")
-                if said in registry.STATES and said != a.state:
+                # Back: the state its host's record says, unless `cmux hosts`
+                # took a newer one meanwhile (place.take_report).
+                from cmux.remote.place import take_report
+
+                rec = json.loads(there)
+                if not isinstance(rec, dict):
+                    return
+                got = take_report(a, rec.get("state"), rec.get("since"), rec.get("incarnation"))
+                if got is not None and got[0] != a.state:
                     registry.transition(
-                        self.data, a.name, said, reason=f"as host {a.host} reports",
-                        strict=False, only_from={a.state},
+                        self.data, a.name, got[0], reason=f"as host {a.host} reports",
+                        strict=False, only_from={a.state}, if_since=a.since, there_since=got[1],
                     )  # fmt: skip
         except (ClusterError, ValueError, OSError) as exc:
             log.info("moving %s: %s", a.name, exc)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -180,6 +180,28 @@ def decide(
     return out
 
 
+def unheard(
+    agents: Iterable[Agent], heard: Iterable[str], me: str, *, since: float, grace: float
+) -> dict[str, float]:
+    """The hosts this registry places agents on that never beat (no key in
+    CMUX_HOSTS yet: ``heard`` lacks them), each with the time its silence
+    counts from (pure): ``grace`` seconds (the time a new host's node has to
+    beat first: ``[cluster] host_timeout``) after ``since`` (when this node
+    first heard NATS), or after the creation of the newest record placed
+    there when that is later. Only agents not gone count; an agent of this
+    host (``host`` None or ``me``) never does. :func:`decide` then judges
+    them as any silent host, so an agent spawned on a host whose node never
+    reached NATS becomes ``unreachable``, then ``lost``, instead of showing
+    its spawn state forever."""
+    known = set(heard)
+    out: dict[str, float] = {}
+    for a in agents:
+        if not a.host or a.host == me or a.host in known or a.state in GONE:
+            continue
+        out[a.host] = max(out.get(a.host, since + grace), a.created + grace)
+    return out
+
+
 def overlay(agents: Iterable[Agent], view: dict[str, HostState]) -> list[Agent]:
     """Agents of an unreachable or lost host shown so (pure); an agent that
     already exited or was killed keeps its state."""
@@ -202,17 +224,25 @@ def lost_notices(
     """Who must be told, once, that a worker is lost (pure): (told key,
     parent, agent, host) for each agent of a lost host whose parent lives
     on this host, not told already (``told`` holds the keys
-    ``host.agent.incarnation``)."""
+    ``host.agent.incarnation``). The agents of a host are those in its keys
+    of CMUX_AGENTS, and those this registry placed there that have no key
+    (a host that never beat wrote none)."""
     out = []
-    for key in sorted(remote):
+    recs: dict[str, Any] = {}
+    for key in remote:
+        if view.get(key.partition(".")[0]) == "lost":
+            try:
+                recs[key] = json.loads(remote[key])
+            except ValueError:
+                continue
+    for a in local.values():
+        key = f"{a.host}.{a.name}"
+        if a.host and a.host != me and view.get(a.host) == "lost" and key not in remote:
+            recs[key] = a.to_dict()
+    for key in sorted(recs):
         host, _, name = key.partition(".")
-        if view.get(host) != "lost" or not name or name == HUMAN:
-            continue
-        try:
-            rec = json.loads(remote[key])
-        except ValueError:
-            continue
-        if rec.get("state") in GONE:
+        rec = recs[key]
+        if not name or name == HUMAN or not isinstance(rec, dict) or rec.get("state") in GONE:
             continue
         parent = rec.get("parent")
         mark = f"{host}.{name}.{rec.get('incarnation', 1)}"
@@ -256,12 +286,15 @@ def write_state(data: DataRoot, doc: dict[str, Any]) -> None:
 # -- the other hosts' events -------------------------------------------------------------
 
 
-def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[dict[str, Any]]:
+def follow_events(
+    cfg: Config, *, offset: int, poll: float = 0.2, start_seq: int | None = None
+) -> Iterator[dict[str, Any]]:
     """This host's events from byte ``offset`` of its log, and, with [cluster]
     nats, every other host's as they are published to CMUX_EVENTS (each with
-    its ``host``), until the caller stops. A NATS outage only pauses the
-    other hosts' (those published meanwhile are skipped: the stream is read
-    from now on); this host's go on."""
+    its ``host``; from stream sequence ``start_seq`` when given, where
+    :func:`team_events` ended, else from now on), until the caller stops. A
+    NATS outage only pauses the other hosts' (those published meanwhile are
+    skipped: the stream is read from now on); this host's go on."""
     import time
 
     from cmux import events
@@ -287,7 +320,8 @@ def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[di
                     conn = connect(cfg)
                 if tail is None or conn.reconnects != reconnects:
                     # (again after a reconnect: the server may have forgotten it)
-                    tail, reconnects = conn.tail(EVENTS_STREAM, subject), conn.reconnects
+                    tail = conn.tail(EVENTS_STREAM, subject, start_seq=start_seq)
+                    reconnects, start_seq = conn.reconnects, None
                 got = tail.fetch(batch=256, timeout=poll)
             except ClusterError:
                 tail, retry_at = None, time.monotonic() + RETRY_EVENTS
@@ -302,3 +336,46 @@ def follow_events(cfg: Config, *, offset: int, poll: float = 0.2) -> Iterator[di
     finally:
         if conn is not None:
             conn.close()
+
+
+def merge_events(
+    local: list[dict[str, Any]], remote: Iterable[bytes], me: str, *, last: int = 0
+) -> list[dict[str, Any]]:
+    """This host's events (from its log) and the other hosts' (CMUX_EVENTS
+    payloads), each with its ``host``, in time order, the newest ``last``
+    (0: all) (pure). This host's own copies in the stream are dropped: its
+    log has them, and the ones not yet published."""
+    out = [{**e, "host": me} if not e.get("host") else e for e in local]
+    for raw in remote:
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("host") and e["host"] != me:
+            out.append(e)
+    out.sort(key=lambda e: str(e.get("ts", "")))  # RFC 3339 UTC: text order is time order
+    return out[-last:] if last else out
+
+
+@dataclass(frozen=True)
+class TeamEvents:
+    events: list[dict[str, Any]]  # oldest first, each with its host
+    problem: str | None = None  # why the other hosts' are missing (NATS did not answer)
+    next_seq: int | None = None  # CMUX_EVENTS's sequence after them: where -f goes on
+
+
+def team_events(cfg: Config, local: list[dict[str, Any]], *, last: int = 0) -> TeamEvents:
+    """The team's past events as this host sees them: ``local`` merged with
+    CMUX_EVENTS's history (:func:`merge_events`)."""
+    from cmux.errors import ClusterError
+
+    me, subject = host_name(cfg), f"cmux.{project_id(cfg)}.events.*"
+    try:
+        conn = connect(cfg)
+        try:
+            remote, next_seq = conn.recent(EVENTS_STREAM, subject, last)
+        finally:
+            conn.close()
+    except ClusterError as exc:
+        return TeamEvents(merge_events(local, [], me, last=last), exc.message)
+    return TeamEvents(merge_events(local, remote, me, last=last), None, next_seq)

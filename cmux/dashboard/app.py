@@ -111,7 +111,7 @@ def create_app(cfg: Config, token: str) -> Starlette:
 
         def build() -> str:
             # The monitor reconciles the registry with tmux; the page shows it as it is.
-            rows = views.status(cfg, reconcile=False)
+            rows = views.status(cfg, reconcile=False, feed=hub.feed)
             return pages.team(rows, views.previews(cfg, rows, hub.tmux), status_header(cfg))
 
         return page(request, "team", "team", await run(build))
@@ -121,7 +121,7 @@ def create_app(cfg: Config, token: str) -> Starlette:
 
         def build() -> str:
             views.check_name(name)
-            rows = views.status(cfg, names=[name], reconcile=False)
+            rows = views.status(cfg, names=[name], reconcile=False, feed=hub.feed)
             if not rows:
                 raise UnknownAgent(f"no agent named {name!r}", "see /team")
             try:
@@ -233,12 +233,20 @@ def create_app(cfg: Config, token: str) -> Starlette:
         return JSONResponse(await run(act))
 
     async def api_answer(request: Request) -> Response:
+        from cmux.errors import UsageError
         from cmux.ops import agents
 
         name = views.check_name(request.path_params["name"])
         yes = request.url.path.startswith("/api/approve/")
 
         def act() -> dict[str, Any]:
+            host = views.elsewhere(cfg, name)
+            if host:  # its pane is there: never a pane id of this host's tmux
+                verb = "approve" if yes else "deny"
+                raise UsageError(
+                    f"{name} lives on host {host}: its dialog is answered there",
+                    f"`cmux {verb} {name}` on {host} (or `cmux attach {name}` there)",
+                )
             done = agents.answer(cfg, name, yes=yes, by="human")
             acted("approve" if yes else "deny", name, dialog=done.screen.value)
             return {"ok": True, "name": name, "dialog": done.screen.value, "state": done.state}
@@ -253,6 +261,14 @@ def create_app(cfg: Config, token: str) -> Starlette:
         name = views.check_name(request.path_params["name"])
 
         def act() -> dict[str, Any]:
+            host = views.elsewhere(cfg, name)
+            if host and not registry.exists(cfg.data, name):
+                # Not placed from here: this host has no record to end it by
+                # (one placed from here is killed there over ssh, as `cmux kill`).
+                raise UsageError(
+                    f"{name} lives on host {host} and was not started from this host",
+                    f"`cmux kill {name}` on {host}",
+                )
             if registry.get(cfg.data, name).role == "supervisor":
                 raise UsageError(
                     "the dashboard does not kill the supervisor",

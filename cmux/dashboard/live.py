@@ -14,6 +14,12 @@ second of bounded size. While a page is open, the panes of busy agents are
 read every ``PREVIEW_EVERY`` seconds for their preview (a pane has no file
 to watch); with no page open nothing is read.
 
+With [cluster] nats, the other hosts come in through a
+:class:`cmux.cluster.feed.TeamFeed` started with the thread: a change of
+another host's record in CMUX_AGENTS sends that agent's row, each event its
+node publishes is sent as ``event`` (with its ``host``); the feed wakes the
+thread as a file does. Its rows show no pane: it is on its own host.
+
 Invariant: a subscriber that cannot keep up loses the oldest batches (its
 queue is bounded), never slows the thread or the other subscribers.
 """
@@ -62,6 +68,7 @@ class Hub:
         self.previews: dict[str, str] = {}  # the last preview sent, per agent
         self.looked: dict[str, float] = {}  # when its pane was last read
         self.states: dict[str, str] = {}  # its state then
+        self.feed: Any = None  # the other hosts' (cmux/cluster/feed.py), with [cluster] nats
 
     # -- subscribers (called on the event loop) --------------------------------------
 
@@ -87,6 +94,8 @@ class Hub:
         self._poke()
         if self.thread is not None:
             self.thread.join(timeout=3)
+        if self.feed is not None:
+            self.feed.stop()
         with self.lock:
             subs = list(self.subs.items())
         for q, loop in subs:
@@ -114,6 +123,10 @@ class Hub:
 
         d = self.cfg.data
         watcher = watch.open_watcher()
+        if self.cfg.section("cluster").get("nats"):  # one machine: not even the import
+            from cmux.cluster.feed import TeamFeed
+
+            self.feed = TeamFeed(self.cfg, on_change=self._poke).start()
         try:
             d.agents_dir.mkdir(parents=True, exist_ok=True)
             watcher.add(d.agents_dir, "files")
@@ -137,6 +150,11 @@ class Hub:
                 changed: set[str] = set()
                 everything = False
                 new_events: list[dict[str, Any]] = []
+                if self.feed is not None and self.stop_r in ready and self.subs:
+                    # Woken by the feed: what else comes within COALESCE goes
+                    # in the same batch (another host's events come in bursts).
+                    select.select([], [], [], COALESCE)
+                far = self.feed.drain() if self.feed is not None else []
                 if watcher.fileno() in ready and not self.subs:
                     # Nobody looks: only keep up with the log's end (one stat).
                     watcher.read()
@@ -159,6 +177,11 @@ class Hub:
                     new_events = batch_events
                 if not self.subs:
                     continue
+                for kind, what in far:
+                    if kind == "agent":
+                        changed.add(str(what))
+                    else:
+                        new_events.append(what)
                 for line in new_events:
                     if line.get("event") in ROW_EVENTS and line.get("agent"):
                         changed.add(str(line["agent"]))
@@ -205,7 +228,7 @@ class Hub:
         return {
             a.name
             for a in registry.list_agents(self.cfg.data)
-            if a.state in ("busy", "starting", "waiting")
+            if a.state in ("busy", "starting", "waiting") and not a.host
         }
 
     def _batch(
@@ -214,7 +237,7 @@ class Hub:
         out: Batch = []
         names = None if everything else sorted(changed | busy)
         if names is None or names:
-            rows = views.status(self.cfg, names=names, reconcile=False)
+            rows = views.status(self.cfg, names=names, reconcile=False, feed=self.feed)
             now = time.monotonic()
             # A pane is read again only when its agent's state moved, or
             # PREVIEW_EVERY after the last look: mail at 100/s reads no more.

@@ -21,7 +21,18 @@ NAV = ("team", "mail", "journal", "health", "cost", "events")
 ALERT_STATES = frozenset(
     {"waiting", "stuck", "crashed", "blocked", "rate-limited", "overloaded", "auth-error"}
 )
-TEAM_FIELDS = ("role", "program", "state", "task", "age", "tokens", "unread", "held", "queue")
+TEAM_FIELDS = (
+    "role",
+    "program",
+    "host",
+    "state",
+    "task",
+    "age",
+    "tokens",
+    "unread",
+    "held",
+    "queue",
+)
 
 
 def e(value: Any) -> str:
@@ -66,6 +77,7 @@ def cells(row: dict[str, Any], preview: str | None = None) -> dict[str, str]:
     out = {
         "role": str(row.get("role") or ""),
         "program": str(row.get("profile") or ""),
+        "host": str(row.get("host") or ""),  # blank: this host
         "state": str(row.get("state") or ""),
         "task": str(row.get("task") or ""),
         "age": age(float(row.get("age_seconds") or 0)),

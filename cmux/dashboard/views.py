@@ -24,6 +24,10 @@ from cmux.errors import CmuxError, UsageError
 from cmux.paths import DataRoot, valid_name
 from cmux.tmux import Tmux
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cmux.cluster.feed import TeamFeed
+
 PREVIEW_LINES = 4
 EVENTS_KEPT = 200  # the newest events a page shows
 MAIL_KEPT = 200  # the newest messages a page shows
@@ -91,11 +95,42 @@ def read_inside(data: DataRoot, path: Path | str, *, limit: int = 1 << 20) -> st
 # -- the team ---------------------------------------------------------------------------
 
 
-def status(cfg: Config, *, names: list[str] | None = None, reconcile: bool = True) -> list[dict]:
-    """`cmux status --json`'s rows (of ``names`` only, when given)."""
+def status(
+    cfg: Config,
+    *,
+    names: list[str] | None = None,
+    reconcile: bool = True,
+    feed: TeamFeed | None = None,
+) -> list[dict]:
+    """`cmux status --json`'s rows (of ``names`` only, when given). With
+    [cluster] nats, the other hosts' agents too: from ``feed`` (the live
+    stream's, cmux/cluster/feed.py) while it is connected, else from NATS
+    as `cmux status` asks."""
     from cmux.status import collect_status
 
-    return collect_status(cfg, reconcile=reconcile, names=names)
+    team = feed.agents if feed is not None and feed.connected else None
+    return collect_status(cfg, reconcile=reconcile, names=names, team=team)
+
+
+def elsewhere(cfg: Config, name: str, row: dict[str, Any] | None = None) -> str | None:
+    """The host ``name`` lives on when that is not this one (its record here
+    says ``host``, or only another host has it), else None. ``row``: its
+    status row, when the caller has it."""
+    from cmux.agents import registry
+    from cmux.errors import UnknownAgent
+
+    try:
+        return registry.get(cfg.data, check_name(name)).host
+    except UnknownAgent:
+        pass
+    if row is None and cfg.section("cluster").get("nats"):
+        row = next(iter(status(cfg, names=[name], reconcile=False)), None)
+    return str(row["host"]) if row and row.get("host") else None
+
+
+def far_preview(row: dict[str, Any]) -> str:
+    """What a row of an agent on another host shows instead of its pane."""
+    return f"on host {row['host']}: cmux attach {row['name']}"
 
 
 def reader(cfg: Config) -> Tmux:
@@ -117,8 +152,8 @@ def previews(cfg: Config, rows: list[dict[str, Any]], tmux: Tmux | None = None) 
     from cmux.agents.screen import last_lines
     from cmux.errors import TmuxError
 
-    out: dict[str, str] = {r["name"]: "" for r in rows}
-    wanted = set(out)
+    out: dict[str, str] = {r["name"]: far_preview(r) if r.get("host") else "" for r in rows}
+    wanted = {r["name"] for r in rows if not r.get("host")}
     agents = [a for a in registry.list_agents(cfg.data) if a.name in wanted]
     live = [a for a in agents if a.live and a.pane_id]
     if not live:
@@ -145,6 +180,12 @@ def screen(cfg: Config, name: str, tmux: Tmux | None = None) -> str:
     from cmux.agents import registry
     from cmux.errors import TmuxError
 
+    host = elsewhere(cfg, name)
+    if host:
+        return (
+            f"({name} lives on host {host}: its screen is there. "
+            f"`cmux attach {name}` on {host} shows it.)"
+        )
     agent = registry.get(cfg.data, check_name(name))
     tmux = tmux or Tmux.for_config(cfg)
     if agent.pane_id and agent.state != "killed":
@@ -161,6 +202,9 @@ def context(cfg: Config, name: str) -> str:
     """``name``'s context file (contexts/NAME.md), read only inside the data root."""
     from cmux.agents import registry
 
+    host = elsewhere(cfg, name)
+    if host:
+        return f"({name} lives on host {host}: its context file is there.)"
     registry.get(cfg.data, check_name(name))  # an agent cmux knows
     return read_inside(cfg.data, cfg.data.context_file(name)) or ""
 
@@ -186,8 +230,14 @@ def history(cfg: Config, name: str, *, limit: int = 200) -> list[dict[str, Any]]
 
 
 def recent_events(cfg: Config, *, limit: int = EVENTS_KEPT) -> list[dict[str, Any]]:
-    """The newest events, newest first."""
-    return tail_events(cfg.data, max_bytes=512 * 1024)[::-1][:limit]
+    """The newest events, newest first; with [cluster] nats, every host's
+    (this host's log merged by time with CMUX_EVENTS, each with its host)."""
+    local = tail_events(cfg.data, max_bytes=512 * 1024)
+    if cfg.section("cluster").get("nats"):  # one machine: not even the import
+        from cmux.cluster import view
+
+        local = view.team_events(cfg, local, last=limit).events
+    return local[::-1][:limit]
 
 
 # -- mail -------------------------------------------------------------------------------

@@ -27,6 +27,14 @@
   interrupted too (Escape for Claude Code, C-c for others). It is ``busy``
   again as soon as anything moves.
 
+On several hosts (``[cluster] nats``): each host's watchdogs act only on its
+own agents (a record with ``host`` is another host's: its pane, time limit
+and death are that host's watchdogs' to see, and their reports cross as
+mail). The idle nudge is the watchdog's where the supervisor lives, and it
+counts the whole team: the other hosts' agents (is work open there?) and
+their events (activity) come from a :class:`Team` (the monitor passes its
+cmux.cluster.feed.TeamFeed).
+
 ``tick`` must cost next to nothing when nothing happens: it stats the agents
 folder and the event log, and reads only what was appended to the log since
 the last look. The decisions are pure functions below; :class:`Watchdog`
@@ -76,6 +84,13 @@ PASSIVE = frozenset({"send", "claim", "hold", "release", "deadletter", "register
 def work_open(agents: Iterable[Agent]) -> bool:
     """Some worker is alive and has not reported done."""
     return any(a.role == "worker" and a.state in OPEN_STATES for a in agents)
+
+
+def nudges_here(agents: Iterable[Agent]) -> bool:
+    """The idle nudge is the watchdog's of the supervisor's host: not this
+    one's when its record of the supervisor says it lives on another."""
+    sup = next((a for a in agents if a.name == SUPERVISOR), None)
+    return sup is None or not sup.host
 
 
 def is_activity(event: dict[str, Any], agents: set[str]) -> bool:
@@ -245,6 +260,13 @@ class Actions(Protocol):
     def interrupt(self, agent: Agent, reason: str) -> bool: ...
 
 
+class Team(Protocol):
+    """The other hosts, as the watchdogs see them (cmux/cluster/feed.py)."""
+
+    def drain(self) -> list[tuple[str, Any]]: ...
+    def agents(self, local: list[Agent]) -> list[Agent]: ...
+
+
 class CmuxActions:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -376,8 +398,11 @@ class Watchdog:
         now: float,
         budgets: Budgets | None = None,
         read_timeout: float = 0.0,
+        team: Team | None = None,
     ) -> None:
         self.data = data
+        self.team = team  # the other hosts' agents and events ([cluster] nats)
+        self.team_agents: list[Agent] | None = None  # self.agents with theirs; None: again
         self.read_timeout = read_timeout
         self.receipts_at = 0.0
         self.s = settings
@@ -400,6 +425,7 @@ class Watchdog:
         if sig != self.agents_sig:
             self.agents_sig = sig
             self.agents = self.act.agents()
+            self.team_agents = None
 
     def _read_events(self, now: float) -> None:
         size = _size(self.data.events_file)
@@ -411,6 +437,18 @@ class Watchdog:
         names = {a.name for a in self.agents}
         if any(is_activity(e, names) for e in batch):
             self.last_activity = now
+
+    def _read_team(self, now: float) -> list[Agent]:
+        """Every host's agents, and the other hosts' events as activity."""
+        if self.team is None:
+            return self.agents
+        changes = self.team.drain()
+        if self.team_agents is None or any(kind == "agent" for kind, _ in changes):
+            self.team_agents = self.team.agents(self.agents)
+        names = {a.name for a in self.team_agents}
+        if any(kind == "event" and is_activity(e, names) for kind, e in changes):
+            self.last_activity = now
+        return self.team_agents
 
     # -- the tick ------------------------------------------------------------------
 
@@ -426,7 +464,7 @@ class Watchdog:
             changed |= self._resume(agent, now)
             self._stuck(agent, now)
         changed |= self._supervisor(now)
-        changed |= self._idle(now)
+        changed |= self._idle(now, self._read_team(now))
         if self.read_timeout > 0 and now - self.receipts_at >= RECEIPTS_EVERY:
             self.receipts_at = now
             self._receipts(now)
@@ -436,16 +474,16 @@ class Watchdog:
         if changed:
             self.mem.save(self.memory_file)
 
-    def _idle(self, now: float) -> bool:
-        if not idle_due(
-            now, self.last_activity, self.mem.nudged_at, self.s.idle_nudge, work_open(self.agents)
+    def _idle(self, now: float, team: list[Agent]) -> bool:
+        if not nudges_here(team) or not idle_due(
+            now, self.last_activity, self.mem.nudged_at, self.s.idle_nudge, work_open(team)
         ):
             return False
         self.mem.nudged_at = now
         quiet = now - self.last_activity
         open_ones = ", ".join(
-            f"{a.name} ({a.state})"
-            for a in self.agents
+            f"{a.name} ({a.state}{f' on {a.host}' if a.host else ''})"
+            for a in team
             if a.role == "worker" and a.state in OPEN_STATES
         )
         self.act.tell(
@@ -602,7 +640,8 @@ class Watchdog:
         return True
 
     def _supervisor(self, now: float) -> bool:
-        sup = next((a for a in self.agents if a.role == "supervisor"), None)
+        # (A supervisor on another host is that host's watchdog's to restart.)
+        sup = next((a for a in self.agents if a.role == "supervisor" and not a.host), None)
         if self.mem.gave_up:
             if self.act.alert_active():
                 return False
@@ -661,7 +700,9 @@ class Watchdog:
         from cmux.mail import claims, receipts, store
 
         for agent in self.agents:
-            if not agent.live or not receipts.has_receipts(capabilities.adapter_of(agent)):
+            if agent.host or not agent.live:  # another host's: its receipts are there
+                continue
+            if not receipts.has_receipts(capabilities.adapter_of(agent)):
                 continue
             waiting = receipts.unread(self.data, agent.name)
             if not waiting:
@@ -709,8 +750,8 @@ class Watchdog:
             self.act.event("budget-warning", None, scope="team", used=total, limit=team)
             changed = True
         for agent in self.agents:
-            if agent.role != "worker" or not agent.live:
-                continue
+            if agent.role != "worker" or not agent.live or agent.host:
+                continue  # (one on another host: that host's watchdogs act on it)
             scopes = [("worker", used.get(agent.name, 0), self.budgets.per_worker)]
             scopes.append(("team", total, team))
             for scope, n, limit in scopes:
@@ -802,8 +843,9 @@ def _span(seconds: float) -> str:
 _WATCHDOGS: dict[Path, Watchdog | None] = {}
 
 
-def tick(cfg: Config, now: float | None = None) -> None:
-    """Called by the monitor once a second; cheap when nothing changed."""
+def tick(cfg: Config, now: float | None = None, *, team: Team | None = None) -> None:
+    """Called by the monitor once a second; cheap when nothing changed.
+    ``team``: the other hosts ([cluster] nats), taken at the first call."""
     now = time.time() if now is None else now
     root = cfg.data.root
     if root not in _WATCHDOGS:
@@ -820,7 +862,13 @@ def tick(cfg: Config, now: float | None = None) -> None:
 
         timeout = float(cfg.section("mail").get("read_timeout", DEFAULT_READ_TIMEOUT))
         _WATCHDOGS[root] = Watchdog(
-            cfg.data, s, CmuxActions(cfg), now=now, budgets=budgets(cfg.raw), read_timeout=timeout
+            cfg.data,
+            s,
+            CmuxActions(cfg),
+            now=now,
+            budgets=budgets(cfg.raw),
+            read_timeout=timeout,
+            team=team,
         )
     dog = _WATCHDOGS[root]
     if dog is not None:

@@ -213,45 +213,84 @@ def attach(cfg: Config, agent: Agent) -> None:
     ssh.exec_tty(argv[argv.index("--") + 1])
 
 
+def take_report(
+    a: Agent, said: object, since: object = None, incarnation: object = None
+) -> tuple[registry.State, float | None] | None:
+    """What this registry's copy of ``a`` (an agent on another host) takes
+    from a report of its host's own record (pure): (state, its ``since``), or
+    None when it takes nothing.
+
+    Two writers report here: `cmux hosts` (its ssh probe reads the record
+    there) and the node daemon (the record as mirrored in CMUX_AGENTS). Each
+    report carries the record's own ``incarnation`` and ``since`` (when its
+    state last changed, that host's clock: comparable with each other, never
+    with this host's). A report older, by (incarnation, since), than the one
+    this copy last took (``a.there_since``) is stale: taken from a look that
+    began before the other writer's, it never overwrites the newer state.
+    One as new or newer is taken: its state (also out of ``unreachable`` or
+    ``lost``, this host's own judgement), or, with the same state, only its
+    ``since``. A report without a ``since`` counts as older than any with one."""
+    if said not in registry.STATES:
+        return None
+    state: registry.State = said
+    stamp = float(since) if isinstance(since, (int, float)) else None
+    turn = int(incarnation) if isinstance(incarnation, int) else a.incarnation
+    theirs = (turn, -1.0 if stamp is None else stamp)
+    mine = (a.incarnation, -1.0 if a.there_since is None else a.there_since)
+    if theirs < mine:
+        return None
+    if state == a.state and (stamp is None or stamp == a.there_since):
+        return None
+    return state, stamp if stamp is not None else a.there_since
+
+
 def state_moves(
     agents: list[Agent], infos: list[HostInfo], *, now: float, host_timeout: float
-) -> list[tuple[str, registry.State, str]]:
+) -> list[tuple[str, registry.State, str, float | None]]:
     """What a probe of the hosts says of the agents there (pure): (name, new
-    state, why). A host that does not answer makes its live agents
-    ``unreachable`` (never exited: they may still run) and, past
-    ``host_timeout`` s of that, ``lost``; a host that answers gives each of
-    its agents the state its own registry there holds."""
+    state, why, the report's ``since`` to keep). A host that does not answer
+    makes its live agents ``unreachable`` (never exited: they may still run)
+    and, past ``host_timeout`` s of that, ``lost``; a host that answers gives
+    each of its agents the state its own registry there holds, unless the
+    node daemon took a newer one meanwhile (:func:`take_report`)."""
     by_name = {i.name: i for i in infos}
-    moves: list[tuple[str, registry.State, str]] = []
+    moves: list[tuple[str, registry.State, str, float | None]] = []
     for a in agents:
         info = by_name.get(a.host or "")
         if info is None or a.state in registry.GONE:
             continue
         if not info.reachable:
             if a.state in registry.LIVE:
-                moves.append((a.name, "unreachable", f"host {a.host} does not answer"))
+                why = f"host {a.host} does not answer"
+                moves.append((a.name, "unreachable", why, a.there_since))
             elif a.state == "unreachable" and now - (a.since or a.updated) >= host_timeout:
-                moves.append((a.name, "lost", f"host {a.host} gone past {host_timeout:g} s"))
+                why = f"host {a.host} gone past {host_timeout:g} s"
+                moves.append((a.name, "lost", why, a.there_since))
             continue
-        there = info.states.get(a.name)
-        if there in registry.STATES and there != a.state:
-            moves.append((a.name, there, f"as host {a.host} reports"))
+        got = take_report(
+            a, info.states.get(a.name), info.since.get(a.name), info.incarnations.get(a.name)
+        )
+        if got is not None:
+            moves.append((a.name, got[0], f"as host {a.host} reports", got[1]))
     return moves
 
 
 def sync_states(cfg: Config, infos: list[HostInfo]) -> list[Agent]:
-    """Apply :func:`state_moves` to this registry (each move only from the
-    state it was decided on: a change meanwhile wins). The changed agents."""
+    """Apply :func:`state_moves` to this registry, each move only from the
+    state, and its time, it was decided on (a change meanwhile wins). The
+    changed agents."""
     import time
 
     timeout = float(cfg.section("cluster").get("host_timeout", 60))
     agents = registry.list_agents(cfg.data)
-    states = {a.name: a.state for a in agents}
+    seen = {a.name: a for a in agents}
     changed = []
-    for name, new, why in state_moves(agents, infos, now=time.time(), host_timeout=timeout):
+    for name, new, why, since in state_moves(agents, infos, now=time.time(), host_timeout=timeout):
+        was = seen[name]
         moved = registry.transition(
-            cfg.data, name, new, reason=why, strict=False, only_from={states[name]}
-        )
-        if moved.state == new:
+            cfg.data, name, new, reason=why, strict=False,
+            only_from={was.state}, if_since=was.since, there_since=since,
+        )  # fmt: skip
+        if moved.state == new and new != was.state:
             changed.append(moved)
     return changed

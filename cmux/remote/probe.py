@@ -47,6 +47,9 @@ class HostInfo:
     dir_ok: bool | None = None  # the checkout folder is (or can be made) writable
     agents: int = 0  # agents there this host's registry knows of (not gone)
     states: dict[str, str] = field(default_factory=dict)  # agent -> its state, as it says
+    # agent -> its record's ``since`` and ``incarnation`` there (place.take_report)
+    since: dict[str, float] = field(default_factory=dict)
+    incarnations: dict[str, int] = field(default_factory=dict)
     limit: int | None = None  # [hosts.NAME] agents
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,8 +98,12 @@ def script(host: Host, programs: list[str], project: str | None = None) -> str:
         # A record is JSON with one space of indent (cmux.fsutil.write_json).
         agents = q(os.path.join(project, ".cmux", "state", "agents"))
         lines += [
+            # v KEY PATTERN: the value of a top-level key of the record "$f".
+            r"""v() { sed -n "s/^ \"$1\": $2,\{0,1\}\$/\1/p" "$f"; }""",
             f'for f in {agents}/*.json; do [ -f "$f" ] || continue; n=$(basename "$f" .json)',
-            r'''  fact "agent:$n" "$(sed -n 's/^ "state": "\([a-z-]*\)",\{0,1\}$/\1/p' "$f")"''',
+            r"""  fact "agent:$n" "$(v state '"\([a-z-]*\)"')" """,
+            r"""  fact "since:$n" "$(v since '\([0-9.eE+-]*\)')" """,
+            r"""  fact "incarnation:$n" "$(v incarnation '\([0-9]*\)')" """,
             "done",
         ]
     return "\n".join(lines) + "\n"
@@ -122,6 +129,13 @@ def parse(info: HostInfo, text: str) -> HostInfo:
             info.programs[key.partition(":")[2]] = value
         elif key.startswith("agent:") and value:
             info.states[key.partition(":")[2]] = value
+        elif key.startswith("since:") and value:
+            try:
+                info.since[key.partition(":")[2]] = float(value)
+            except ValueError:
+                pass
+        elif key.startswith("incarnation:") and value.isdigit():
+            info.incarnations[key.partition(":")[2]] = int(value)
     return info
 
 

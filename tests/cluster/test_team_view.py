@@ -6,6 +6,7 @@ then lost, when B's node dies (its heartbeat stops), telling the parent once."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 
 from tests.cluster.hosts import PROJECT_ID, Host
 from tests.cluster.natsd import NatsServer
-from tests.helpers import wait_until
+from tests.helpers import Project, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,6 +87,33 @@ def test_status_on_a_shows_bs_agent_with_its_exact_state_and_follows_its_changes
     # the table shows it too, with its host
     out = a.project.ok("status").out
     assert "w2" in out and "waiting" in out
+    assert "not shown" not in out  # NATS answered: no warning
+
+
+def test_status_says_when_nats_does_not_answer_and_still_shows_this_hosts_agents(
+    project: Project,
+) -> None:
+    """NATS down (nothing listens at [cluster] nats): the table says, above it,
+    that the other hosts' agents are missing and what to check; --json stays
+    the list scripts read, the warning on stderr; the exit code is 0."""
+    from cmux.agents import registry
+    from cmux.agents.registry import Agent
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    toml = project.root / "cmux.toml"
+    toml.write_text(toml.read_text() + f'\n[cluster]\nnats = "nats://127.0.0.1:{port}"\n')
+    registry.save(project.config().data, Agent(name="w1", state="idle"))
+    out = project.ok("status").out
+    lines = out.splitlines()
+    warned = next(i for i, ln in enumerate(lines) if "other hosts' agents not shown" in ln)
+    assert f"127.0.0.1:{port}" in lines[warned]
+    assert "hint:" in lines[warned + 1] and "[cluster] nats" in lines[warned + 1]
+    assert warned < next(i for i, ln in enumerate(lines) if "w1" in ln)  # above the table
+    r = project.ok("status", "--json")
+    assert [row["name"] for row in r.json()] == ["w1"]
+    assert "other hosts' agents not shown" in r.err and "hint:" in r.err
 
 
 def test_events_follow_on_a_prints_bs_events(team: tuple[Host, Host]) -> None:

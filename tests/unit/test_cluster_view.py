@@ -173,3 +173,84 @@ def test_the_node_judges_by_its_clock_tells_once_and_forgives_its_own_outage(cfg
     # this host was cut off from NATS from 1032 to 1050: silence counts from 1050
     again._floor = 1050.0
     assert again.judge(1051.0) == {"b": "up"}
+
+
+def test_a_host_that_never_beat_counts_as_silent_from_the_nodes_start_or_its_newest_agent() -> None:
+    agents = [
+        Agent(name="w1", host="c", state="starting", created=900.0),
+        Agent(name="w2", host="c", state="idle", created=1005.0),  # the newest placed on c
+        Agent(name="w3", host="d", state="busy", created=100.0),
+        Agent(name="w4", host="e", state="killed", created=100.0),  # gone: no reason to hear e
+        Agent(name="w5", host="b", state="idle"),  # b beats
+        Agent(name="me", state="idle"),
+        Agent(name="here", host="a", state="idle"),  # this host's own
+    ]
+    got = view.unheard(agents, {"b": 1.0}, "a", since=1000.0, grace=5.0)
+    assert got == {"c": 1010.0, "d": 1005.0}  # a host_timeout to beat first
+    states = view.decide(got, 1013.5, heartbeat={"c": 1.0, "d": 1.0}, host_timeout=5)
+    assert states == {"c": "unreachable", "d": "lost"}
+
+
+def test_the_parent_of_a_lost_worker_on_a_host_that_never_beat_is_told_from_this_registry() -> None:
+    local = {
+        "supervisor": Agent(name="supervisor", role="supervisor"),
+        "w1": Agent(name="w1", host="c", state="unreachable", parent="supervisor"),
+        "w2": Agent(name="w2", host="c", state="exited", parent="supervisor"),
+        "w3": Agent(name="w3", host="b", state="lost", parent="supervisor", incarnation=2),
+    }
+    remote = {"b.w3": rec("w3", parent="supervisor", incarnation=2)}  # b's own key wins
+    got = view.lost_notices({"b": "lost", "c": "lost"}, remote, local, set(), "a")
+    assert got == [("b.w3.2", "supervisor", "w3", "b"), ("c.w1.1", "supervisor", "w1", "c")]
+
+
+def test_the_node_judges_a_host_that_never_beat_and_tells_the_parent_once(cfg: Any) -> None:
+    from cmux.agents import registry
+    from cmux.cluster.nats import Settings
+    from cmux.cluster.node import Node, NodeSettings
+
+    s = NodeSettings(host="a", project="p", nats=Settings(), heartbeat=1.0, host_timeout=10)
+    n = Node(cfg, s, connect=lambda _: None)  # type: ignore[arg-type,return-value]
+    n._started = 1000.0
+    registry.save(cfg.data, Agent(name="supervisor", role="supervisor", state="idle"))
+    registry.save(cfg.data, Agent(name="w1", state="starting", host="c", created=990.0))
+    assert n.judge(1012.0) == {"c": "up"}  # given host_timeout (10 s) to beat first
+    assert n.judge(1013.5) == {"c": "unreachable"}
+    assert registry.get(cfg.data, "w1").state == "unreachable"
+    assert n.judge(1020.0) == {"c": "lost"}
+    assert registry.get(cfg.data, "w1").state == "lost"
+    n.judge(1021.0)
+    new = Path(cfg.data.mailbox_path("supervisor")) / "new"
+    bodies = [
+        json.loads((new / m).read_text())["body"] for m in store.pending(cfg.data, "supervisor")
+    ]
+    told = [b for b in bodies if "w1 on host c is lost" in b]
+    assert len(told) == 1 and "never beat" in told[0]
+    # c beats at last: up, its agent as c's record says.
+    n._remote = {"c.w1": rec("w1", state="idle", since=1021.0)}
+    n.heard("c", json.dumps({"seen": 1022.0, "every": 1.0}).encode(), 1022.0)
+    assert n.judge(1022.5) == {"c": "up"}
+    assert registry.get(cfg.data, "w1").state == "idle"
+
+
+def test_the_monitors_screen_says_when_nats_does_not_answer(tmp_path: Path) -> None:
+    """The monitor window's header, with [cluster] nats where nothing listens."""
+    import socket
+
+    from cmux.config import load_config
+    from cmux.monitor import StatusView
+    from cmux.project import init
+    from tests.helpers import make_repo
+
+    root = make_repo(tmp_path / "p")
+    init(root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    toml = root / "cmux.toml"
+    toml.write_text(toml.read_text() + f'\n[cluster]\nnats = "nats://127.0.0.1:{port}"\n')
+    drawn: list[str] = []
+    v = StatusView(load_config(root), draw=lambda header, rows: drawn.append(header))
+    v.tty = True
+    v.refresh(0.0)
+    assert len(drawn) == 1 and "other hosts' agents not shown" in drawn[0], drawn
+    assert f"127.0.0.1:{port}" in drawn[0]

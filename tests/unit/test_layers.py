@@ -71,6 +71,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux.keeper",
             "cmux.cluster.node",
             "cmux.cluster.node_journal",
+            "cmux.cluster.feed",  # the other hosts, live, for the dashboard and the watchdogs
         ],
     ),
     ("operations", ["cmux.ops", "cmux.project", "cmux.doctor"]),

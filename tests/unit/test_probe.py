@@ -67,9 +67,9 @@ def test_a_probe_moves_the_agents_of_each_host_as_seen() -> None:
     up = HostInfo(name="c", ssh="c", dir="/", reachable=True)
     up.states = {"w3": "done", "w4": "idle", "w6": "idle", "w9": "busy"}
     moves = state_moves(agents, [down, up], now=1030.0, host_timeout=60)
-    assert [(n, s) for n, s, _ in moves] == [("w1", "unreachable"), ("w3", "done")]
+    assert [(n, s) for n, s, _, _ in moves] == [("w1", "unreachable"), ("w3", "done")]
     later = state_moves(agents, [down, up], now=1061.0, host_timeout=60)
-    assert ("w2", "lost") in [(n, s) for n, s, _ in later]
+    assert ("w2", "lost") in [(n, s) for n, s, _, _ in later]
 
 
 def test_placement_by_load_takes_the_least_loaded_host_with_room() -> None:
@@ -107,3 +107,80 @@ def test_an_old_clone_makes_way_only_when_all_of_it_is_on_the_trunk(tmp_path) ->
     git(clone, "checkout", "-q", "--", "README.md")
     _clear_old_clone(clone, "cmux/w1", str(trunk), {})
     assert not clone.exists()
+
+
+def test_the_probe_reads_each_records_state_since_and_incarnation_there(tmp_path) -> None:
+    """The script run by a real sh over records written as the registry writes them."""
+    from cmux.agents.registry import Agent
+    from cmux.fsutil import write_json
+
+    agents = tmp_path / "proj" / ".cmux" / "state" / "agents"
+    agents.mkdir(parents=True)
+    write_json(agents / "w1.json", Agent(name="w1", state="busy", since=1733.25).to_dict())
+    write_json(agents / "w2.json", Agent(name="w2", state="rate-limited", incarnation=3).to_dict())
+    host = Host(name="b", ssh="h", dir=str(tmp_path), cmux="no-such-cmux")
+    text = probe.script(host, [], str(tmp_path / "proj"))
+    out = subprocess.run(["sh", "-s"], input=text, capture_output=True, text=True, check=True)
+    info = probe.parse(HostInfo(name="b", ssh="h", dir=host.dir, reachable=True), out.stdout)
+    assert info.states == {"w1": "busy", "w2": "rate-limited"}
+    assert info.since == {"w1": 1733.25}  # w2's is null
+    assert info.incarnations == {"w1": 1, "w2": 3}
+
+
+def test_a_report_older_than_the_one_taken_is_never_taken() -> None:
+    """place.take_report, the one rule both writers of a remote agent's copy
+    here (`cmux hosts` and the node daemon) follow: by (incarnation, since)."""
+    from cmux.agents.registry import Agent
+    from cmux.remote.place import take_report
+
+    copy = Agent(name="w1", host="b", state="done", there_since=200.0)
+    assert take_report(copy, "busy", 100.0) is None  # a probe that began before: stale
+    assert take_report(copy, "busy", None) is None  # no since: older than any
+    assert take_report(copy, "idle", 300.0) == ("idle", 300.0)  # newer
+    assert take_report(copy, "done", 200.0) is None  # what it has
+    assert take_report(copy, "done", 250.0) == ("done", 250.0)  # the same state, newer since
+    assert take_report(copy, "busy", 5.0, incarnation=2) == ("busy", 5.0)  # spawned again there
+    assert take_report(copy, "no-such-state", 900.0) is None
+    # Out of this host's judgement of silence: the report it last took stands again.
+    astray = Agent(name="w1", host="b", state="unreachable", there_since=200.0)
+    assert take_report(astray, "done", 200.0) == ("done", 200.0)
+    assert take_report(astray, "busy", 150.0) is None
+    fresh = Agent(name="w1", host="b", state="starting")  # nothing taken yet
+    assert take_report(fresh, "idle", None) == ("idle", None)
+
+
+def test_cmux_hosts_does_not_overwrite_the_newer_state_the_node_took(cfg) -> None:
+    """The node takes `done` (since 200) from CMUX_AGENTS; then a `cmux hosts`
+    probe that read `busy` (since 100) earlier applies: the copy stays done.
+    A newer probe is taken; then an older KV record does not undo it."""
+    import json
+
+    from cmux.agents import registry
+    from cmux.agents.registry import Agent
+    from cmux.cluster.nats import Settings
+    from cmux.cluster.node import Node, NodeSettings
+    from cmux.remote.place import sync_states
+
+    registry.save(cfg.data, Agent(name="w1", host="b", state="unreachable"))
+    s = NodeSettings(host="a", project="p", nats=Settings(), heartbeat=1.0, host_timeout=10)
+    node = Node(cfg, s, connect=lambda _: None)  # type: ignore[arg-type,return-value]
+    done = json.dumps({"name": "w1", "state": "done", "since": 200.0}).encode()
+    node._move(registry.get(cfg.data, "w1"), "up", done)
+    assert (registry.get(cfg.data, "w1").state, registry.get(cfg.data, "w1").there_since) == (
+        "done",
+        200.0,
+    )
+    stale = HostInfo(name="b", ssh="b", dir="/", reachable=True)
+    stale.states, stale.since = {"w1": "busy"}, {"w1": 100.0}
+    assert sync_states(cfg, [stale]) == []
+    assert registry.get(cfg.data, "w1").state == "done"
+    newer = HostInfo(name="b", ssh="b", dir="/", reachable=True)
+    newer.states, newer.since = {"w1": "idle"}, {"w1": 300.0}
+    assert [a.state for a in sync_states(cfg, [newer])] == ["idle"]
+    # b silent on NATS, then back with a KV record older than what the probe took.
+    registry.transition(cfg.data, "w1", "unreachable", reason="silent")
+    node._move(registry.get(cfg.data, "w1"), "up", done)
+    assert registry.get(cfg.data, "w1").state == "unreachable"  # the stale record: not taken
+    back = json.dumps({"name": "w1", "state": "idle", "since": 300.0}).encode()
+    node._move(registry.get(cfg.data, "w1"), "up", back)
+    assert registry.get(cfg.data, "w1").state == "idle"

@@ -4,7 +4,7 @@
   "use strict";
   var token = (document.querySelector('meta[name="cmux-token"]') || {}).content || "";
   var page = document.body.getAttribute("data-page");
-  var FIELDS = ["role", "program", "state", "task", "age", "tokens", "unread", "held", "queue"];
+  var FIELDS = ["role", "program", "host", "state", "task", "age", "tokens", "unread", "held", "queue"];
   var KEEP = 200; // rows kept in the mail and event tables
 
   function el(tag, attrs, text) {
