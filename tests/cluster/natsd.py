@@ -127,8 +127,9 @@ class NatsCluster:
     def token(self) -> str:
         return self.servers[0].token
 
-    def start(self, timeout: float = 20.0) -> None:
-        """All three at once (each waits for the others to elect a leader)."""
+    def start(self, timeout: float = 45.0) -> None:
+        """All three at once (each waits for the others to elect a leader;
+        on a loaded machine that takes a while)."""
         for srv in self.servers:
             srv.root.mkdir(parents=True, exist_ok=True)
         import threading

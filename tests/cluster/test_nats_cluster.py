@@ -16,7 +16,7 @@ from cmux.errors import ClusterError
 from tests.cluster.natsd import NatsCluster, available
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_replicated_streams_survive_the_clients_server_restarting(trio: NatsClus
         before = nc.reconnects
 
         trio.servers[0].stop()  # the one it talks to (first in the list)
-        trio.servers[0].start()
+        trio.servers[0].start(timeout=45)
         # On through another server: publishes repeated with the same ids
         # (a sender that did not see its PubAck) are stored once.
         acks = []
