@@ -373,7 +373,7 @@ class NatsCluster:
         argv += ["-c", str(conf)]
         self.procs[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 
-    def ready(self, name: str, timeout: float = 20) -> None:
+    def ready(self, name: str, timeout: float = 40) -> None:
         proc, log = self.procs[name], self.log(name)
 
         def up() -> bool:
