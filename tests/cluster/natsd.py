@@ -147,8 +147,9 @@ class NatsCluster:
             t.start()
         for t in threads:
             t.join()
-        if errors:
-            raise errors[0]
+        if errors:  # with every member's log: an election that never ends shows there
+            logs = "\n".join(f"--- s{i}:\n{s._tail()}" for i, s in enumerate(self.servers, 1))
+            raise RuntimeError(f"{errors[0]}\n{logs}")
 
     def kill(self) -> None:
         for srv in self.servers:
