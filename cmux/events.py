@@ -37,6 +37,23 @@ def record(data: DataRoot, event: str, agent: str | None = None, **fields: Any) 
     return entry
 
 
+def record_many(data: DataRoot, entries: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+    """:func:`record` for several events (event, agent, fields) in one append:
+    one write(2) for a batch (the node daemon notes each message of a publish
+    or a fetch), the lines in order, each as :func:`record` would write it."""
+    if not entries:
+        return
+    ts = now_iso()
+    lines = []
+    for event, agent, fields in entries:
+        entry: dict[str, Any] = {"ts": ts, "event": event}
+        if agent is not None:
+            entry["agent"] = agent
+        entry.update({k: v for k, v in fields.items() if v is not None})
+        lines.append(fastjson.dumps(entry, default=str))
+    append_line(data.events_path, "\n".join(lines))
+
+
 def read(data: DataRoot, *, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Events from byte ``offset``; returns them and the offset to read on from.
 

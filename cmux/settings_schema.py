@@ -439,6 +439,9 @@ CLUSTER = Table(
         "project": project_token,
         # Seconds before a delivery not acked (its node died) comes again.
         "ack_wait": _seconds(0.1, 3600),
+        # Hours a spool's sent/ file (mail JetStream stored) is kept; at
+        # least a quarter of an hour, past the streams' duplicate window.
+        "keep_sent": Number(float, 0.25, 366 * 24, "of hours"),
         # Copies JetStream keeps of each stream and bucket (3 on a 3-server
         # NATS cluster: one server may restart or be cut off); default 1.
         "replicas": Number(int, 1, 5),

@@ -18,9 +18,11 @@ code (the pane-died hook recorded it): its parent was told, it stays ended.
 
 How each one comes back (``plan``, pure):
 
-- ``conversation``: a Claude agent whose transcript is still there continues
-  it (``claude --resume <session id>``, the same session id);
-- ``fresh``: a Claude agent whose conversation cannot be continued (no
+- ``conversation``: an agent whose program resumes (its adapter's
+  ``resumes``: Claude Code, Codex, Gemini) and whose transcript is still
+  there continues it (``claude --resume <session id>``, ``codex resume``,
+  ``gemini --resume``: the same session id);
+- ``fresh``: such an agent whose conversation cannot be continued (no
   session id, its transcript is gone, or continuing it failed last time)
   starts anew with its task and the journal's memory, and is told why;
 - ``rerun``: any other program (shell, demo, ``--command``) has no

@@ -189,14 +189,16 @@ def _prompt_box(lines: list[str]) -> bool:
 
 
 # A line that animates while nothing happens: a spinner glyph and its verb
-# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second.
-_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…")
+# ("✻ Beaming… (12s · ↓ 1.6k tokens)"), redrawn every fraction of a second;
+# the Gemini CLI's ("⠇ Thinking... (esc to cancel, 57s)", its phrase changing
+# too), which also stands while the CLI retries a refusing API by itself.
+_ANIMATED = re.compile(r"^\s*\S\s+\S[^…]{0,60}…|\(esc to cancel, \d+[smh]")
 
 
 def fingerprint(text: str) -> str:
     """The screen without what moves by itself (spinner lines): two captures
     with the same fingerprint show that nothing happened in between."""
-    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.match(ln))
+    return "\n".join(ln for ln in _lines(text) if not _ANIMATED.search(ln))
 
 
 def last_lines(text: str, n: int = 12) -> str:
@@ -472,8 +474,10 @@ def observe(
     A dialog makes it ``waiting`` and its parent (the person, for the
     supervisor) is told how to answer, once. With ``trust`` (``[claude]
     trust = true``) the folder trust dialog is answered yes instead. A
-    hook-less agent's idle and busy come from the screen too; a Claude
-    agent's only when it was waiting and the dialog went away.
+    hook-less agent's idle and busy come from the screen too; a hooked
+    agent's only when it was waiting and the dialog went away, or when it is
+    starting and its program's start hook waits for a prompt it was not given
+    (``Adapter.idle_ends_start``: Codex).
     """
     from cmux import events
     from cmux.agents import hookstate, registry
@@ -516,8 +520,11 @@ def observe(
         return None
     if agent.state == "stuck" and new == "busy":
         return None  # still busy: only a change on its screen ends stuck (the watchdog)
-    if hooked and agent.state != "waiting":
-        return None  # hooks tell busy and idle exactly
+    # Hooks tell busy and idle exactly; but some programs' start hook waits
+    # for a first prompt that was not given.
+    started = agent.state == "starting" and new == "idle" and adapter.idle_ends_start(agent)
+    if hooked and agent.state != "waiting" and not started:
+        return None
     if agent.state in ("done", "blocked"):
         return None
     # Only from the state this look began with: `cmux deny` may have said

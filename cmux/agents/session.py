@@ -63,6 +63,9 @@ class StartResult:
     # a clean stop, or --fresh), and those whose bringing back failed (why).
     not_resumed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # Agents on other hosts whose records took what their hosts say now
+    # (cmux/remote/halt.py reconcile): name -> state.
+    remote: dict[str, str] = field(default_factory=dict)
 
 
 def _record_trunk(cfg: Config) -> None:
@@ -92,7 +95,8 @@ def start(
     A second start while the session runs raises AlreadyRunning and creates
     nothing; concurrent starts are serialised by a lock. The registry is
     reconciled first: agents of a tmux server that has ended are marked
-    exited, so a start after a crash just works. Then, when
+    exited, so a start after a crash just works; agents on other hosts take
+    the states their hosts report (``remote``). Then, when
     ``resume.should_resume(mode, ...)`` (by default: the last session's
     server died under it), every agent that was live when the last session
     ended comes back in its own window (``spawn.respawn``), the supervisor
@@ -113,6 +117,7 @@ def start(
                 f"cmux is already running for {cfg.project_root} (session {cfg.session_name})",
                 "attach with `cmux attach`, or end it with `cmux stop` first",
             )
+        far = _look_at_hosts(cfg)
         last = resume.load(cfg.data)
         left = [a.name for a in reconcile(cfg, tmux) if a.state == "exited"]
         back = resume.candidates(registry.list_agents(cfg.data), last)
@@ -149,6 +154,7 @@ def start(
             supervisor_pane="",
             seconds=0.0,
             left_by_dead_server=left,
+            remote=far,
         )
         if not bring_back:
             result.not_resumed = [a.name for a in back]
@@ -179,6 +185,19 @@ def start(
     result.supervisor_pane = sup.pane_id
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _look_at_hosts(cfg: Config) -> dict[str, str]:
+    """The records of agents on other hosts left from the last session take
+    what their hosts say now (gone there: not shown live here; a host that
+    does not answer: unreachable). Never raises: a start does not wait on
+    another host's troubles beyond the probe's deadline."""
+    from cmux.remote import halt
+
+    try:
+        return {a.name: a.state for a in halt.reconcile(cfg)}
+    except CmuxError:
+        return {}
 
 
 def ensure_host_session(cfg: Config) -> Tmux:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "logs": "cmux.cli.agents:logs_cmd",
     "hosts": "cmux.cli.hosts:hosts_cmd",
     "_host-spawn": "cmux.cli.hosts:host_spawn_cmd",
+    "_host-stop": "cmux.cli.hosts:host_stop_cmd",
     "_pane-died": "cmux.cli.agents:pane_died_cmd",
     "send": "cmux.cli.mail:send_cmd",
     "inbox": "cmux.cli.mail:inbox_cmd",

@@ -94,3 +94,16 @@ def host_spawn_cmd() -> None:
     from cmux.remote.there import spawn_here
 
     ui.print_json(spawn_here(json.loads(sys.stdin.read())))
+
+
+@click.command("_host-stop", hidden=True)
+def host_stop_cmd() -> None:
+    """Run on another host by `cmux stop` over ssh: {"root", "names"} as JSON
+    on stdin; ends those agents and then the session; prints what it did as
+    JSON (cmux/remote/halt.py)."""
+    import json
+    import sys
+
+    from cmux.remote.halt import stop_here
+
+    ui.print_json(stop_here(json.loads(sys.stdin.read())))

@@ -70,6 +70,11 @@ def start_cmd(
     Claude agent with its conversation (`claude --resume`), any other program
     run again with its task; mail sent meanwhile is delivered. After a clean
     `cmux stop` only --resume does that; --fresh never does.
+
+    Agents recorded on other hosts ([hosts.NAME]) and not gone take first
+    the states their hosts report (one probe per host, as `cmux hosts`,
+    10 s at most): gone there is not shown live here, a host that does not
+    answer makes them unreachable. They are not brought back here.
     """
     from cmux.agents import session
     from cmux.agents.resume import Mode
@@ -92,6 +97,11 @@ def start_cmd(
             f"not brought back: {', '.join(r.not_resumed)} "
             + ("(--fresh)" if fresh else "(`cmux start --resume` brings them back)")
         )
+    if r.remote:
+        ui.out(
+            "on other hosts, as they say now: "
+            + ", ".join(f"{name} {state}" for name, state in sorted(r.remote.items()))
+        )
     windows = ", ".join(["monitor", "supervisor", *(n for n in r.resumed if n != "supervisor")])
     ui.out(f"started {r.session} (socket {r.socket}) in {r.seconds:.2f}s: windows {windows}")
     from cmux.cli.dashboard import announce
@@ -108,24 +118,71 @@ def start_cmd(
 
 
 @click.command("stop")
+@click.option(
+    "--here",
+    "--local",
+    "here",
+    is_flag=True,
+    help="End only this host's session; agents on other hosts go on running there.",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds each other host may take to end its agents before it counts as not reached.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was ended as JSON.")
-def stop_cmd(as_json: bool) -> None:
+def stop_cmd(here: bool, timeout: float, as_json: bool) -> None:
     """End the daemons, the agents and the session cmux created.
 
     Only this project's private tmux server is touched; state on disk
     (mailboxes, journal, registry, worktrees) is kept.
+
+    Agents on other hosts ([hosts.NAME]) end too: one ssh call per host,
+    all at once, ending each the way `cmux kill` does (its branch pushed to
+    cmux/NAME here first), then that host's session for this project when
+    none of its agents is left. A host that does not answer within
+    --timeout is named with the ssh error and a hint, its agents' records
+    are left as they are, and the exit code is 1 (this host's session is
+    stopped all the same); `cmux stop` again, or `cmux kill NAME`, tries
+    again. --here keeps the other hosts' agents running.
+
+    \b
+    Examples:
+      cmux stop                  everything, on every host
+      cmux stop --here           this host only
+      cmux stop --json           for a script: "hosts" says what each did
     """
     from cmux.agents import session
+    from cmux.remote import halt
+
+    def shown(h: halt.HostStop) -> None:
+        if h.ok:
+            ui.out(halt.summary(h))
+            return
+        ui.err(halt.summary(h) + (f"\n  hint: {h.hint}" if h.hint else ""))
 
     cfg = load_config()
+    far = [] if here else halt.stop_hosts(cfg, timeout=timeout, on_host=None if as_json else shown)
     r = session.stop(cfg)
+    missed = [h for h in far if not h.ok]
     if as_json:
-        ui.print_json({"was_running": r.was_running, "ended": r.ended})
-        return
-    if not r.was_running:
-        ui.out("cmux was not running; nothing to stop")
-        return
-    ui.out(f"stopped {cfg.session_name}" + (f"; ended {', '.join(r.ended)}" if r.ended else ""))
+        ui.print_json(
+            {
+                "was_running": r.was_running,
+                "ended": r.ended,
+                "hosts": [h.to_dict() for h in far],
+            }
+        )
+    elif not r.was_running:
+        ui.out("cmux was not running here" + ("" if far else "; nothing to stop"))
+    else:
+        ui.out(f"stopped {cfg.session_name}" + (f"; ended {', '.join(r.ended)}" if r.ended else ""))
+    if missed:
+        if not as_json:
+            names = ", ".join(h.host for h in missed)
+            ui.err(f"not everything stopped on {names}: `cmux stop` again tries again")
+        raise SystemExit(1)
 
 
 def _attach(cfg, name: str | None) -> None:

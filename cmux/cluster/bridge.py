@@ -65,6 +65,29 @@ def events_subject(project: str, host: str) -> str:
     return f"cmux.{project}.events.{host}"
 
 
+EVENTS_CHUNK = 64 * 1024  # bytes of events in one CMUX_EVENTS message (NATS allows 1 MB)
+
+
+def events_chunks(lines: list[bytes], limit: int = EVENTS_CHUNK) -> list[tuple[bytes, str]]:
+    """One read of the events log as CMUX_EVENTS messages: the JSON lines
+    joined by newlines, up to ``limit`` bytes a message (a longer line goes
+    alone), each with its part of the Nats-Msg-Id: ``<first>+<count>``, the
+    lines it holds. Publishing a read again (the node died before noting the
+    offset) makes the same ids for the same lines, which JetStream drops; a
+    chunk that grew since has another id (its first lines come twice: events
+    are at least once). Readers split each message: view.payload_events."""
+    out: list[tuple[bytes, str]] = []
+    first, size = 0, 0
+    for i, line in enumerate(lines):
+        if i > first and size + len(line) > limit:
+            out.append((b"\n".join(lines[first:i]), f"{first}+{i - first}"))
+            first, size = i, 0
+        size += len(line) + 1
+    if first < len(lines):
+        out.append((b"\n".join(lines[first:]), f"{first}+{len(lines) - first}"))
+    return out
+
+
 def journal_subject(project: str) -> str:
     return f"cmux.{project}.journal"
 
@@ -328,10 +351,19 @@ def read_spooled(data: DataRoot, item: Outgoing) -> bytes | None:
 
 def mark_sent(data: DataRoot, item: Outgoing) -> None:
     """After its PubAck: the spooled file moves from new/ to sent/."""
-    os.makedirs(maildir.sent_dir(data, item.agent), exist_ok=True)
-    src = os.path.join(maildir.new_dir(data, item.agent), item.name)
-    if (
-        maildir.link_over(src, os.path.join(maildir.sent_dir(data, item.agent), item.name))
-        == "taken"
-    ):
-        os.unlink(src)  # published before, the move lost to a crash: sent/ has it
+    mark_sent_many(data, [item])
+
+
+def mark_sent_many(data: DataRoot, items: Iterable[Outgoing]) -> None:
+    """:func:`mark_sent` for the files of one publish (each PubAck'd), in
+    order; each box's sent/ made once, not per file."""
+    dirs: dict[str, tuple[str, str]] = {}  # agent -> (new/, sent/)
+    for item in items:
+        if item.agent not in dirs:
+            sent = maildir.sent_dir(data, item.agent)
+            os.makedirs(sent, exist_ok=True)
+            dirs[item.agent] = (maildir.new_dir(data, item.agent), sent)
+        new, sent = dirs[item.agent]
+        src = os.path.join(new, item.name)
+        if maildir.link_over(src, os.path.join(sent, item.name)) == "taken":
+            os.unlink(src)  # published before, the move lost to a crash: sent/ has it

@@ -21,7 +21,6 @@ trip. Imported only with ``[cluster] nats`` (it imports cmux/cluster/nats.py).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -161,9 +160,6 @@ class TeamFeed:
             got = sub.queue.get()
             if got is None:
                 return
-            try:
-                e = json.loads(got.value or b"")
-            except ValueError:
-                continue
-            if isinstance(e, dict) and e.get("host") and e.get("host") != self.me:
-                self._push(("event", e))
+            for e in view.payload_events(got.value or b""):  # several to a message
+                if e.get("host") and e.get("host") != self.me:
+                    self._push(("event", e))

@@ -221,7 +221,10 @@ class Nats:
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="nats-loop", daemon=True
         )
+        running = threading.Event()
+        self._loop.call_soon(running.set)  # before the thread starts: nothing else runs it
         self._thread.start()
+        running.wait(DEFAULT_TIMEOUT)  # else a first call sees a loop "not running" yet
         self._nc: Any = None
         self._js: Any = None
         self._kv: dict[str, Any] = {}
@@ -340,10 +343,15 @@ class Nats:
         subjects: list[str],
         *,
         duplicate_window: float = 600.0,
+        max_age: float = 0.0,
+        max_msgs: int = -1,
         replicas: int = 1,
     ) -> None:
-        """The file-backed stream ``name`` over ``subjects`` (made, or kept as
-        it is), in ``replicas`` copies on as many servers of the cluster."""
+        """The file-backed stream ``name`` over ``subjects`` (made, or kept),
+        with these limits (``max_age`` seconds, 0: no limit; ``max_msgs``, -1:
+        no limit; the oldest messages go first), made in ``replicas`` copies
+        on as many servers of the cluster. A stream made before with other
+        limits is updated to these (its number of copies is kept)."""
 
         async def run() -> None:
             cfg = api.StreamConfig(
@@ -351,12 +359,24 @@ class Nats:
                 subjects=subjects,
                 storage=api.StorageType.FILE,
                 duplicate_window=duplicate_window,
+                max_age=max_age,
+                max_msgs=max_msgs,
                 num_replicas=replicas,
             )
             try:
-                await self._js.stream_info(name)
+                info = await self._js.stream_info(name)
             except nats.js.errors.NotFoundError:
                 await self._js.add_stream(cfg)
+                return
+            have = info.config
+            if (
+                float(have.max_age or 0) != float(max_age)
+                or int(have.max_msgs if have.max_msgs is not None else -1) != max_msgs
+                or float(have.duplicate_window or 0) != float(duplicate_window)
+            ):
+                have.max_age, have.max_msgs = max_age, max_msgs
+                have.duplicate_window = duplicate_window
+                await self._js.update_stream(have)
 
         self._call(run(), DEFAULT_TIMEOUT, f"the stream {name}")
 

@@ -4,7 +4,7 @@ One per host and data root (an flock in state/run/, a verified pid file
 ``node.pid``), started by the monitor when cmux.toml has a [cluster] section.
 It reaches NATS only through cmux/cluster/nats.py and decides only through
 cmux/cluster/bridge.py (and, for the other hosts, cmux/cluster/view.py).
-Seven threads, each blocking in the kernel or on NATS when there is nothing
+Eight threads, each blocking in the kernel or on NATS when there is nothing
 to do:
 
 - outgoing: woken by inotify on the mailboxes and the registry. Keeps the
@@ -24,6 +24,8 @@ to do:
   keeps that in state/cluster/hosts.json, moves this registry's records of a
   silent host's agents, and tells a lost worker's parent here once (by mail,
   kind notice; who was told is kept in the same file).
+- housekeeping: every minute, and at most every prune.PRUNE_EVERY s, the
+  spools' sent/ files older than ``[cluster] keep_sent`` go (prune.py).
 - journal out / in (cmux/cluster/node_journal.py, deciding through
   cmux/cluster/journal.py): every entry of this host's
   daily files not published yet to CMUX_JOURNAL (``Nats-Msg-Id`` = its
@@ -53,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from cmux import __version__, events, watch
-from cmux.cluster import bridge, view
+from cmux.cluster import bridge, prune, view
 from cmux.cluster.nats import Delivery, Nats, Settings
 from cmux.cluster.node_journal import JournalLoops
 from cmux.config import Config
@@ -79,6 +81,8 @@ class NodeSettings:
     host_timeout: float = 60.0
     # Seconds before an unacked delivery (its node died) comes again.
     ack_wait: float = 5.0
+    # Seconds a spool's sent/ file is kept ([cluster] keep_sent, in hours).
+    keep_sent: float = prune.KEEP_SENT_HOURS * 3600
     # Copies of each stream and bucket this node makes ([cluster] replicas).
     replicas: int = 1
 
@@ -119,6 +123,7 @@ def settings_for(
         heartbeat=float(sec.get("heartbeat", 2.0)),
         host_timeout=float(sec.get("host_timeout", 60.0)),
         ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
+        keep_sent=float(sec.get("keep_sent", prune.KEEP_SENT_HOURS)) * 3600,
         replicas=int(sec.get("replicas", 1)),
     )
 
@@ -160,6 +165,7 @@ class Node:
         self._every: dict[str, float] = {}
         self._floor = 0.0  # no host counts as silent from before NATS answered again
         self._started = 0.0  # when NATS first answered (run): a host never heard is silent since
+        self._pruned: float | None = None  # when housekeeping last ran (monotonic)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -181,9 +187,16 @@ class Node:
                 conn = self._connect(self.s.nats)
                 try:
                     p, r = self.s.project, self.s.replicas
-                    conn.ensure_stream(bridge.MAIL_STREAM, [f"cmux.{p}.mail.>"], replicas=r)
-                    conn.ensure_stream(bridge.EVENTS_STREAM, [f"cmux.{p}.events.>"], replicas=r)
-                    conn.ensure_stream(bridge.JOURNAL_STREAM, [f"cmux.{p}.journal"], replicas=r)
+                    subjects = {
+                        bridge.MAIL_STREAM: f"cmux.{p}.mail.>",
+                        bridge.EVENTS_STREAM: f"cmux.{p}.events.>",
+                        bridge.JOURNAL_STREAM: f"cmux.{p}.journal",
+                    }
+                    for name, lim in prune.STREAMS.items():
+                        conn.ensure_stream(
+                            name, [subjects[name]], duplicate_window=lim.duplicate_window,
+                            max_age=lim.max_age, max_msgs=lim.max_msgs, replicas=r,
+                        )  # fmt: skip
                     conn.ensure_kv(bridge.AGENTS_KV, replicas=r)
                     conn.ensure_kv(bridge.HOSTS_KV, replicas=r)
                 except ClusterError:
@@ -206,6 +219,7 @@ class Node:
                 self._agents,
                 self._heartbeat,
                 self._hosts,
+                self._housekeeping,
                 self.journal.outgoing,
                 self.journal.incoming,
             )
@@ -351,15 +365,18 @@ class Node:
             log.info("publishing %d: %s; trying again", len(out), exc.message)
             self.stopping.wait(RETRY)
             return True
-        for item, _, _ in out:
-            bridge.mark_sent(self.data, item)
-            maildir.note(
-                self.data,
-                "cluster-sent",
-                item.agent,
-                id=item.name.removesuffix(maildir.SUFFIX),
-                host=item.host,
-            )
+        bridge.mark_sent_many(self.data, [item for item, _, _ in out])
+        maildir.note_many(
+            self.data,
+            [
+                (
+                    "cluster-sent",
+                    item.agent,
+                    {"id": item.name.removesuffix(maildir.SUFFIX), "host": item.host},
+                )
+                for item, _, _ in out
+            ],
+        )
         self.published += len(out)
         return len(items) > len(batch)
 
@@ -429,7 +446,7 @@ class Node:
         outcomes = bridge.receive_batch(
             self.data, [(a, d.msg_id, d.data) for a, d in zip(agents, batch, strict=True)]
         )
-        acks = []
+        acks, notes = [], []
         for d, agent, outcome in zip(batch, agents, outcomes, strict=True):
             if not bridge.decide_ack(outcome):
                 log.warning("could not store %s for %s; it comes again", d.msg_id, agent)
@@ -437,7 +454,8 @@ class Node:
             acks.append(d)
             if outcome == "stored":
                 self.received += 1
-                maildir.note(self.data, "cluster-received", agent, id=d.msg_id, seq=d.stream_seq)
+                notes.append(("cluster-received", agent, {"id": d.msg_id, "seq": d.stream_seq}))
+        maildir.note_many(self.data, notes)
         if acks:
             self.nats.ack_all(acks)
 
@@ -607,6 +625,28 @@ class Node:
                 log.info("heartbeat: %s", exc.message)
             self.stopping.wait(self.s.heartbeat)
 
+    def _housekeeping(self) -> None:
+        """Its own thread, so that a big prune never delays a heartbeat."""
+        while not self.stopping.is_set():
+            self.housekeeping(time.monotonic())
+            self.stopping.wait(60.0)
+
+    def housekeeping(self, now: float) -> None:
+        """At most every prune.PRUNE_EVERY s: the spools' old sent/ files go
+        (prune.prune_sent). Nothing here needs NATS."""
+        if not prune.due(self._pruned, now):
+            return
+        self._pruned = now
+        try:  # every box: one that was a spool keeps its sent/ when its agent moves here
+            n = prune.prune_sent(
+                self.data, maildir.box_names(self.data), time.time_ns(), self.s.keep_sent
+            )
+        except OSError as exc:
+            log.info("pruning sent/: %s", exc)
+            return
+        if n:
+            log.info("pruned %d sent/ files older than %.0f h", n, self.s.keep_sent / 3600)
+
     def beat(self) -> bytes:
         records = self._local_records()
         mine = [r for r in records.values() if (r.get("host") or self.me) == self.me]
@@ -621,19 +661,20 @@ class Node:
         ).encode()
 
     def _publish_events(self, offset: int, offset_file: Path) -> int:
-        """This host's new events to CMUX_EVENTS (id: host and byte offset)."""
+        """This host's new events to CMUX_EVENTS, many to a message (bridge.events_chunks;
+        id: host, the byte offset the read began at, and the chunk's lines)."""
         assert self.nats is not None
         batch, end = events.read(self.data, offset=offset)
         if not batch:
             return end
         subject = bridge.events_subject(self.s.project, self.me)
-        items = []
-        pos = offset
-        for e in batch:
-            raw = json.dumps({**e, "host": self.me}).encode()
-            items.append((subject, raw, f"{self.me}:{pos}"))
-            pos += 1  # distinct per line; the offset file says where the batch ended
-        self.nats.publish_many(items)
+        lines = [json.dumps({**e, "host": self.me}).encode() for e in batch]
+        self.nats.publish_many(
+            [
+                (subject, payload, f"{self.me}:{offset}:{mid}")
+                for payload, mid in bridge.events_chunks(lines)
+            ]
+        )
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(offset_file, f"{end}\n")
         return end

@@ -327,15 +327,27 @@ def follow_events(
                 tail, retry_at = None, time.monotonic() + RETRY_EVENTS
                 continue
             for d in got:
-                try:
-                    e = json.loads(d.data)
-                except ValueError:
-                    continue
-                if isinstance(e, dict) and e.get("host") != me:
-                    yield e
+                for e in payload_events(d.data):
+                    if e.get("host") != me:
+                        yield e
     finally:
         if conn is not None:
             conn.close()
+
+
+def payload_events(raw: bytes) -> list[dict[str, Any]]:
+    """The events one CMUX_EVENTS message holds (pure): a node publishes
+    several to a message, a JSON line each (bridge.events_chunks); a line
+    that is no JSON object is skipped."""
+    out = []
+    for line in raw.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict):
+            out.append(e)
+    return out
 
 
 def merge_events(
@@ -347,12 +359,7 @@ def merge_events(
     log has them, and the ones not yet published."""
     out = [{**e, "host": me} if not e.get("host") else e for e in local]
     for raw in remote:
-        try:
-            e = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(e, dict) and e.get("host") and e["host"] != me:
-            out.append(e)
+        out += [e for e in payload_events(raw) if e.get("host") and e["host"] != me]
     out.sort(key=lambda e: str(e.get("ts", "")))  # RFC 3339 UTC: text order is time order
     return out[-last:] if last else out
 

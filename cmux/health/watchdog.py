@@ -300,7 +300,7 @@ class CmuxActions:
 
         agent = spawn.respawn(self.cfg, name, reason=reason)
         if agent.resume == "conversation":
-            return "with its conversation (the same Claude session)"
+            return "with its conversation (the same session)"
         if agent.resume == "fresh":
             return "afresh with its memory: its conversation could not be resumed"
         return "by running its command again"

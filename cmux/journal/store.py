@@ -392,6 +392,35 @@ def entry_id(entry: Entry) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
 
 
+def heading_key(entry: Entry) -> tuple[str, str, str, str] | None:
+    """What names an entry across its edits: its day, time, agent and title.
+
+    Only an entry with a full heading has one (``HH:MM[:SS] · agent ·
+    title``, as cmux writes them): an edit of its tags or body keeps it, so
+    the edit replaces the entry on the other hosts (cmux/cluster/journal.py).
+    An edit of the heading makes another entry. One written by hand without
+    time or agent has none: two hosts' ``## Notes`` of one day are two entries.
+    """
+    if not entry.time or entry.agent == UNKNOWN_AGENT:
+        return None
+    return (entry.date, entry.time, entry.agent, entry.title)
+
+
+def occurrences(entries: list[Entry]) -> list[int]:
+    """For each entry, how many before it in ``entries`` have its heading key
+    (0 for the first, and for an entry without a key): with the key, which
+    one of a day's same-headed entries it is."""
+    seen: dict[tuple[str, str, str, str], int] = {}
+    out = []
+    for e in entries:
+        k = heading_key(e)
+        n = seen.get(k, 0) if k else 0
+        if k:
+            seen[k] = n + 1
+        out.append(n)
+    return out
+
+
 def render(entry: Entry) -> str:
     """The entry as a block of a daily file, parsed back as the same entry
     (a hand-written one without time or agent keeps its bare heading)."""
@@ -427,6 +456,77 @@ def append_entry(data: DataRoot, entry: Entry) -> tuple[Entry, bool]:
             return e, False
         e.line = _append(path, block, header=f"# {e.date}\n\n")
     return e, True
+
+
+def put_entry(data: DataRoot, entry: Entry, nth: int = 0) -> tuple[Entry, str]:
+    """Another host's entry into its day's file: a new version of one held
+    here (the ``nth`` entry of its :func:`heading_key`, whose tags or body
+    differ) replaces it in place; else as :func:`append_entry`. Under the
+    journal lock; a replacement rewrites the file atomically (fsynced).
+    Returns the entry as written and "replaced", "appended" or "had"."""
+    if not DAILY_NAME.match(f"{entry.date}.md"):
+        raise UsageError(f"not a journal date: {entry.date!r}")
+    e = cleaned(entry)
+    key = heading_key(as_written(e))
+    if key is None:
+        e, appended = append_entry(data, entry)
+        return e, "appended" if appended else "had"
+    path = day_file(data, e.date)
+    e.file = str(path)
+    with locked(_lock(data)):
+        try:
+            text = read_text(path)
+        except FileNotFoundError:
+            text = ""
+        held = parse_text(text, date=e.date)
+        same = [(i, h) for i, h in enumerate(held) if heading_key(h) == key]
+        if nth < len(same):
+            i, old = same[nth]
+            e.line = old.line
+            if entry_id(old) == entry_id(as_written(e)):
+                return e, "had"
+            lines = text.split("\n")
+            start = old.line - 1
+            end = held[i + 1].line - 1 if i + 1 < len(held) else len(lines)
+            block = render(e).rstrip("\n").split("\n")
+            rest = ["", *lines[end:]] if end < len(lines) else [""]
+            try:
+                atomic_write(path, "\n".join(lines[:start] + block + rest), durable=True)
+            except OSError as exc:
+                raise _disk_error(path, exc) from exc
+            return e, "replaced"
+    e, appended = append_entry(data, entry)
+    return e, "appended" if appended else "had"
+
+
+def remove_entry(data: DataRoot, day: str, entry_id_: str) -> bool:
+    """Remove the entry of ``day`` whose content id is ``entry_id_`` (one
+    deleted on another host), under the journal lock, the file rewritten
+    atomically (fsynced). Only that exact version goes: an entry edited here
+    since is kept. Whether one was removed."""
+    if not DAILY_NAME.match(f"{day}.md"):
+        raise UsageError(f"not a journal date: {day!r}")
+    path = day_file(data, day)
+    with locked(_lock(data)):
+        try:
+            text = read_text(path)
+        except FileNotFoundError:
+            return False
+        held = parse_text(text, date=day)
+        at = next((i for i, h in enumerate(held) if entry_id(h) == entry_id_), None)
+        if at is None:
+            return False
+        lines = text.split("\n")
+        start = held[at].line - 1
+        if not (0 <= start < len(lines) and lines[start].startswith("##")):
+            return False  # text above the first heading: no block of its own to cut
+        end = held[at + 1].line - 1 if at + 1 < len(held) else len(lines)
+        kept = lines[:start] + lines[end:]
+        try:
+            atomic_write(path, "\n".join(kept).rstrip("\n") + "\n", durable=True)
+        except OSError as exc:
+            raise _disk_error(path, exc) from exc
+        return True
 
 
 def cleaned(entry: Entry) -> Entry:
@@ -558,13 +658,30 @@ def remember(data: DataRoot, text: str, *, agent: str, when: datetime | None = N
         )
     who = clean_agent(agent)
     day = (when or datetime.now()).date().isoformat()
+    return _store_fact(data, fact, f"{fact} ({who}, {day})", who)
+
+
+STORED_FACT = re.compile(r"^(?P<fact>.+) \((?P<who>[^\s·|(),]+), \d{4}-\d{2}-\d{2}\)$")
+
+
+def remember_stored(data: DataRoot, stored: str) -> Remembered:
+    """A fact as another host's MEMORY.md holds it (``fact (who, day)``, as
+    :func:`remember` writes it) into this host's, once, under the same
+    budget. Raises UsageError for a line that is no such fact."""
+    line = " ".join(clean(stored).split())
+    m = STORED_FACT.match(line)
+    if not m or len(m.group("fact")) > FACT_MAX:
+        raise UsageError(f"not a fact as MEMORY.md stores one: {stored[:80]!r}")
+    return _store_fact(data, m.group("fact"), line, m.group("who"))
+
+
+def _store_fact(data: DataRoot, fact: str, stored: str, who: str) -> Remembered:
     path = data.memory_file
     with locked(data.run_dir / "memory.lock"):
         current = memory(data) or MEMORY_HEADER
         for existing in facts(current):
             if existing == fact or existing.startswith(fact + " ("):
                 return Remembered(existing, False, [], *_measure(current))
-        stored = f"{fact} ({who}, {day})"
         lines = [*current.rstrip("\n").split("\n"), f"- {stored}"]
         dropped: list[str] = []
         while _over_budget(lines):

@@ -90,9 +90,13 @@ def receive_many(data: DataRoot, msgs: list[Message]) -> list[bool | StorageErro
         if not arrival(_places(data, msg)):
             continue
         tmp = os.path.join(maildir.tmp_dir(data, msg.to), f"{msg.id}{SUFFIX}")
-        _unlink(tmp)  # a crashed try
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                fd = os.open(tmp, flags, 0o600)
+            except FileExistsError:  # a crashed try (removed only then: one call less)
+                _unlink(tmp)
+                fd = os.open(tmp, flags, 0o600)
             view = memoryview(msg.to_json().encode())
             while view:
                 view = view[os.write(fd, view) :]

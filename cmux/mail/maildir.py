@@ -63,6 +63,14 @@ def note(data: DataRoot, event: str, agent: str | None = None, **fields: Any) ->
         pass
 
 
+def note_many(data: DataRoot, entries: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+    """:func:`note` for several mail events (event, agent, fields), one append."""
+    try:
+        events.record_many(data, entries)
+    except (StorageError, OSError):
+        pass
+
+
 # -- paths --------------------------------------------------------------------------------
 
 

@@ -102,3 +102,20 @@ def test_kv_put_get_watch(natsd: NatsServer) -> None:
         w.stop()
     finally:
         nc.close()
+
+
+def test_a_stream_made_without_limits_takes_them_at_the_next_ensure(natsd: NatsServer) -> None:
+    nc = connect(natsd)
+    try:
+        nc.ensure_stream("L", ["l.>"])  # as a node before the limits made it
+        for i in range(5):
+            nc.publish("l.a", f"m{i}".encode(), msg_id=f"m{i}")
+        nc.ensure_stream("L", ["l.>"], max_msgs=3, max_age=3600)
+        got = nc.pull("L", "c1", "l.>", ack_wait=1.0).fetch(10, timeout=1)
+        assert [d.data for d in got] == [b"m2", b"m3", b"m4"]  # the oldest went first
+        nc.publish("l.a", b"m5", msg_id="m5")
+        nc.ensure_stream("L", ["l.>"], max_msgs=3, max_age=3600)  # the same: kept as it is
+        got = nc.pull("L", "c2", "l.>", ack_wait=1.0).fetch(10, timeout=1)
+        assert [d.data for d in got] == [b"m3", b"m4", b"m5"]
+    finally:
+        nc.close()

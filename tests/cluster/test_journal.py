@@ -1,7 +1,9 @@
 """The journal on every host: two "hosts" (two data roots, each with its own
 `cmux node`) on one nats-server. An entry added on one is found by `journal
-search` on the other within seconds, and is in its markdown once; nodes
-SIGKILLed mid-stream and started again neither lose nor double an entry."""
+search` on the other within seconds, and is in its markdown once; edited or
+deleted by hand on one, it is so on the other; a fact remembered on one is in
+the other's MEMORY.md; nodes SIGKILLed mid-stream and started again neither
+lose nor double an entry."""
 
 from __future__ import annotations
 
@@ -107,3 +109,89 @@ def test_nodes_sigkilled_mid_stream_neither_lose_nor_double_entries(
     assert sorted(titles(b)) == want, "an entry lost or doubled on b"
     hits = search(a, "entry", "--limit", "1000", "--agent", "b1")
     assert len(hits) == n + 10
+
+
+def bodies(host: Host, title: str) -> list[str]:
+    return [
+        e.body
+        for p in store.daily_files(host.data)
+        for e in store.parse_file(p)
+        if e.title == title
+    ]
+
+
+def test_entries_edited_or_deleted_and_facts_remembered_on_one_host_are_so_on_the_other(
+    hosts: tuple[Host, Host],
+) -> None:
+    a, b = hosts
+    b.project.ok("journal", "add", "Chose the queue", "--body", "we picked redis")
+    a.project.ok("journal", "add", "Unrelated", "--body", "stays as it is")
+    wait_until(
+        lambda: bodies(a, "Chose the queue") == ["we picked redis"],
+        timeout=10,
+        what="b's entry on a",
+    )
+    wait_until(
+        lambda: bodies(b, "Unrelated") == ["stays as it is"], timeout=10, what="a's entry on b"
+    )
+
+    # a person edits b's entry on b (the body), then a's entry on a (its tags)
+    (path,) = [p for p in store.daily_files(b.data) if "Chose the queue" in p.read_text()]
+    path.write_text(path.read_text().replace("we picked redis", "we picked NATS, not redis"))
+    wait_until(
+        lambda: bodies(a, "Chose the queue") == ["we picked NATS, not redis"],
+        timeout=10,
+        what="the edit replacing the old text on a",
+    )
+    assert [h["title"] for h in search(a, "NATS")] == ["Chose the queue"]
+    (mine,) = [p for p in store.daily_files(a.data) if "Unrelated" in p.read_text()]
+    mine.write_text(mine.read_text().replace("· Unrelated\n", "· Unrelated\ntags: later\n"))
+    # an edit of the other host's entry travels back the same way
+    (theirs,) = [p for p in store.daily_files(a.data) if "Chose the queue" in p.read_text()]
+    theirs.write_text(theirs.read_text().replace("not redis", "not redis (see #12)"))
+    wait_until(
+        lambda: bodies(b, "Chose the queue") == ["we picked NATS, not redis (see #12)"],
+        timeout=10,
+        what="a's edit of b's entry on b",
+    )
+    # each entry once on both hosts, with the same text
+    for h in (a, b):
+        assert sorted(titles(h)) == ["Chose the queue", "Unrelated"], h.name
+    wait_until(
+        lambda: sorted(map(str, entries_of(a))) == sorted(map(str, entries_of(b))),
+        timeout=10,
+        what="the same entries on both hosts",
+    )
+    assert ("human", "Unrelated", ["later"], "stays as it is") in entries_of(b)
+
+    # deleted by hand on b: gone from a too (once the file has settled)
+    (path,) = [p for p in store.daily_files(b.data) if "Unrelated" in p.read_text()]
+    text = path.read_text()
+    start = text.index("## ", text.index("Unrelated") - 40)
+    end = text.find("\n## ", start + 3)
+    path.write_text(text[:start] + (text[end + 1 :] if end >= 0 else ""))
+    assert titles(b) == ["Chose the queue"]
+    wait_until(lambda: titles(a) == ["Chose the queue"], timeout=10, what="the deletion on a")
+
+    # a fact remembered on one host is in the other's MEMORY.md
+    b.project.ok("journal", "remember", "the staging database is db2")
+    wait_until(
+        lambda: any("the staging database is db2" in f for f in store.facts(store.memory(a.data))),
+        timeout=10,
+        what="b's fact in a's MEMORY.md",
+    )
+    a.project.ok("journal", "remember", "deploys go through the merge queue")
+    wait_until(
+        lambda: len(store.facts(store.memory(b.data))) == 2,
+        timeout=10,
+        what="a's fact in b's MEMORY.md",
+    )
+    assert store.facts(store.memory(a.data)) == store.facts(store.memory(b.data))
+
+
+def entries_of(host: Host) -> list[tuple[str, str, list[str], str]]:
+    return [
+        (e.agent, e.title, e.tags, e.body)
+        for p in store.daily_files(host.data)
+        for e in store.parse_file(p)
+    ]

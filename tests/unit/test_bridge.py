@@ -217,3 +217,74 @@ def test_a_delivery_lost_between_servers_is_a_gap_in_the_consumer_sequence() -> 
     assert not lost(9, [8, 9])  # a new consumer leader numbering again: no gap
     assert not lost(9, [8, 10, 11]) and lost(9, [8, 11])
     assert not lost(3, [])
+
+
+def test_events_go_many_to_a_message_and_a_repeat_makes_the_same_ids() -> None:
+    lines = [f'{{"event": "e{i}", "pad": "{"x" * 20}"}}'.encode() for i in range(10)]
+    chunks = bridge.events_chunks(lines, limit=100)
+    # every line once, in order, split on newlines as view.follow_events reads them
+    assert [line for payload, _ in chunks for line in payload.split(b"\n")] == lines
+    assert all(len(payload) <= 100 for payload, _ in chunks) and len(chunks) > 1
+    ids = [mid for _, mid in chunks]
+    first = len(chunks[0][0].split(b"\n"))
+    assert ids[0] == f"0+{first}" and ids[1].startswith(f"{first}+") and len(set(ids)) == len(ids)
+    assert bridge.events_chunks(lines, limit=100) == chunks  # published again: dropped by id
+    grown = bridge.events_chunks([*lines, b'{"event": "late"}'], limit=100)
+    assert grown[-1][1] != ids[-1]  # the last chunk grew: a new id, its lines not lost
+    assert bridge.events_chunks([b"x" * 300, b"y"], limit=100) == [
+        (b"x" * 300, "0+1"),
+        (b"y", "1+1"),
+    ]
+    assert bridge.events_chunks([]) == []
+
+
+def test_a_publish_moves_each_file_to_sent_and_notes_each_in_one_append(cfg: Config) -> None:
+    from cmux import events
+
+    data = cfg.data
+    for agent in ("w1", "w2"):
+        bridge.mark_spool(data, agent, "b")
+    msgs = [store.send(cfg, to=f"w{1 + i % 2}", body=f"m{i}", sender="human") for i in range(5)]
+    items = [bridge.Outgoing(m.to, "b", f"{m.id}.json") for m in msgs]
+    bridge.mark_sent(data, items[0])  # its PubAck came before, the move lost to a crash
+    os.link(
+        os.path.join(maildir.sent_dir(data, "w1"), items[0].name),
+        os.path.join(maildir.new_dir(data, "w1"), items[0].name),
+    )
+    _, offset = events.read(data)
+    bridge.mark_sent_many(data, items)
+    maildir.note_many(
+        data, [("cluster-sent", i.agent, {"id": i.name[:-5], "host": "b"}) for i in items]
+    )
+    assert store.pending(data, "w1") == [] and store.pending(data, "w2") == []
+    assert sorted(os.listdir(maildir.sent_dir(data, "w1"))) == sorted(
+        i.name for i in items if i.agent == "w1"
+    )
+    noted, _ = events.read(data, offset=offset)
+    assert [(e["event"], e["agent"], e["id"]) for e in noted] == [
+        ("cluster-sent", m.to, m.id) for m in msgs
+    ]
+
+
+def test_every_reader_gets_each_event_of_a_message_of_several() -> None:
+    import json
+
+    from cmux.cluster.view import merge_events, payload_events
+
+    evs = [{"ts": f"2026-01-01T10:00:0{i}.000Z", "event": f"e{i}", "host": "b"} for i in range(6)]
+    chunks = bridge.events_chunks([json.dumps(e).encode() for e in evs], limit=120)
+    assert len(chunks) > 1
+    assert [e for payload, _ in chunks for e in payload_events(payload)] == evs
+    assert payload_events(b'{"event": "one", "host": "b"}') == [{"event": "one", "host": "b"}]
+    assert payload_events(b'not json\n[1]\n{"event": "x"}') == [{"event": "x"}]
+    local = [{"ts": "2026-01-01T10:00:02.500Z", "event": "mine"}]
+    got = merge_events(local, [p for p, _ in chunks], "a")
+    assert [(e["event"], e["host"]) for e in got] == [
+        *[(f"e{i}", "b") for i in range(3)],
+        ("mine", "a"),
+        *[(f"e{i}", "b") for i in range(3, 6)],
+    ]
+    assert [e["event"] for e in merge_events(local, [p for p, _ in chunks], "a", last=2)] == [
+        "e4",
+        "e5",
+    ]

@@ -288,3 +288,55 @@ def test_a_worktree_workers_git_dirs_are_writable_but_not_hooks_or_config(tmp_pa
     assert not any(d.endswith(("hooks", "config")) or d == str(common) for d in dirs)
     assert codex.worktree_git_dirs(repo) == []  # a .git directory: not a worktree
     assert codex.worktree_git_dirs(tmp_path / "missing") == []
+
+
+def test_a_comeback_resumes_the_session_its_hooks_reported(cfg: Config) -> None:
+    """`codex resume ID` with the same options, no task: the conversation has it."""
+    from cmux.agents import profiles
+
+    assert adapters.get("codex").resumes
+    sid = "019a0000-0000-7000-8000-00000000abcd"
+    launch = profiles.build_launch(
+        cfg,
+        name="supervisor",
+        role="supervisor",
+        profile=profiles.resolve(cfg, "codex"),
+        task="RUN: not again",
+        resume_session=sid,
+    )
+    assert launch.argv[:4] == [
+        "codex",
+        "resume",
+        "--no-alt-screen",
+        "--dangerously-bypass-hook-trust",
+    ]
+    assert launch.argv[-2:] == ["--", sid]
+    assert "RUN: not again" not in launch.argv
+    assert launch.session_id == sid
+    assert launch.env["CODEX_HOME"] == str(cfg.data.settings_dir / "codex" / "supervisor")
+
+
+def test_a_codex_agent_launched_without_a_prompt_is_up_when_its_composer_shows(
+    cfg: Config,
+) -> None:
+    """Codex runs SessionStart with the first turn: a supervisor (no task) or a
+    resumed conversation is idle from its screen; a worker with a task, and a
+    fresh comeback (its notice is a prompt), wait for the hook."""
+    from cmux.agents import registry
+    from cmux.agents import screen as screens
+    from cmux.agents.registry import Agent
+
+    idle = captured("codex_idle")
+    cases = [
+        (Agent(name="supervisor", role="supervisor", profile="codex"), "idle"),
+        (Agent(name="w1", role="worker", profile="codex", task="x", resume="conversation"), "idle"),
+        (Agent(name="w2", role="worker", profile="codex", task="RUN: ls"), "starting"),
+        (Agent(name="w3", role="worker", profile="codex", task="x", resume="fresh"), "starting"),
+    ]
+    for rec, want in cases:
+        registry.save(cfg.data, rec)
+        screens.observe(cfg, None, registry.get(cfg.data, rec.name), idle)  # type: ignore[arg-type]
+        assert registry.get(cfg.data, rec.name).state == want, rec.name
+    # Claude Code's SessionStart comes at start: its screen never ends starting.
+    registry.save(cfg.data, Agent(name="c1", role="worker", profile="claude"))
+    assert adapters.get("claude").idle_ends_start(registry.get(cfg.data, "c1")) is False

@@ -299,3 +299,33 @@ def test_the_monitor_reads_a_gemini_screen_with_its_own_patterns(cfg: Config) ->
     assert screens.observe(cfg, None, waiting, screen("hooks_running")) is None  # type: ignore[arg-type]
     change = screens.observe(cfg, None, waiting, screen("idle_after_deny"))  # type: ignore[arg-type]
     assert change is not None and change.new == "idle"
+
+
+def test_a_comeback_resumes_its_session_by_id_with_no_first_prompt(cfg: Config) -> None:
+    """`--resume ID` (not --session-id, which the CLI refuses for a session
+    that exists), the same id in the base URL, no task: the chat has it."""
+    cfg = with_gemini(cfg, 'base_url = "http://127.0.0.1:9/s/{session}"\n')
+    prof = profiles.resolve(cfg, "gemini")
+    assert adapters.get("gemini").resumes
+    sid = "0b7e0000-0000-4000-8000-00000000abcd"
+    launch = profiles.build_launch(
+        cfg, name="supervisor", role="supervisor", profile=prof, task="RUN: ls", resume_session=sid
+    )
+    assert launch.argv == ["gemini", "--resume", sid, "--approval-mode", "default"]
+    assert launch.session_id == sid == launch.env["CMUX_SESSION_ID"]
+    assert launch.env["GOOGLE_GEMINI_BASE_URL"] == f"http://127.0.0.1:9/s/{sid}"
+
+
+def test_its_spinner_ticking_is_no_change_for_the_stuck_watchdog() -> None:
+    """While the CLI retries a refusing API by itself (or waits on a slow one)
+    only its spinner line moves: the seconds and the phrase. The stuck
+    watchdog compares fingerprints, which leave that line out."""
+    import re
+
+    from cmux.agents.screen import fingerprint
+
+    busy = screen("busy")
+    later = re.sub(r"\(esc to cancel, \d+s", "(esc to cancel, 59s", busy)
+    later = later.replace("⠋", "⠙").replace("Thinking...", "This is taking a bit longer...")
+    assert later != busy and fingerprint(later) == fingerprint(busy)
+    assert fingerprint(busy + "\n ✓ Shell ls\n") != fingerprint(busy)

@@ -51,7 +51,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("health", ["cmux.health"]),
     # cmux.cluster.bridge: the Maildir <-> JetStream decisions (beside delivery);
     # cmux.cluster.journal: the journal files <-> CMUX_JOURNAL decisions;
-    # cmux.cluster.view: the other hosts' agents and events as this host sees them.
+    # cmux.cluster.view: the other hosts' agents and events as this host sees them;
+    # cmux.cluster.prune: what the node keeps, for how long (streams, sent/).
     (
         "delivery and merging",
         [
@@ -59,6 +60,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "cmux.merge",
             "cmux.cluster.bridge",
             "cmux.cluster.journal",
+            "cmux.cluster.prune",
             "cmux.cluster.view",
         ],
     ),

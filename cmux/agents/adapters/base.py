@@ -117,6 +117,12 @@ class Adapter:
         """Where the agent's current transcript is, when no hook said."""
         return None
 
+    def idle_ends_start(self, agent: Agent) -> bool:
+        """Whether its idle screen, while ``agent`` is starting, means it is
+        up: for a program whose start hook waits for a first prompt that this
+        launch of ``agent`` did not give (else the hook says so, exactly)."""
+        return False
+
     def read_tokens(
         self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens
     ) -> tuple[Tokens, int, list[str]]:

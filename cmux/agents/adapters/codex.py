@@ -158,7 +158,14 @@ def worktree_git_dirs(worktree: Path) -> list[str]:
 
 
 def _codex_launch(
-    cfg: Config, *, name: str, role: str, task: str, env: dict[str, str], binary: str
+    cfg: Config,
+    *,
+    name: str,
+    role: str,
+    task: str,
+    env: dict[str, str],
+    binary: str,
+    resume_session: str | None = None,
 ) -> Launch:
     section = cfg.section("codex")
     home = codex_home(cfg.data, name)
@@ -173,14 +180,20 @@ def _codex_launch(
     )
     atomic_write(home / "config.toml", text)
     atomic_write(home / "hooks.json", json.dumps(hooks_json(), indent=1) + "\n")
-    argv = [*shlex.split(binary), "--no-alt-screen", "--dangerously-bypass-hook-trust"]
+    # `codex resume SESSION_ID` takes the same options as `codex` (checked
+    # with 0.171.0: --help, and the e2e tier) and finds the rollout under
+    # CODEX_HOME/sessions by its id; the conversation has its task already.
+    argv = [*shlex.split(binary), *(["resume"] if resume_session else [])]
+    argv += ["--no-alt-screen", "--dangerously-bypass-hook-trust"]
     argv += ["--ask-for-approval", str(section.get("approval_policy") or DEFAULT_APPROVAL)]
     argv += ["--sandbox", str(section.get("sandbox") or DEFAULT_SANDBOX)]
     argv += [str(a) for a in section.get("args", ())]
-    if task:
+    if resume_session:
+        argv += ["--", resume_session]
+    elif task:
         # A task that starts with "-" must not be read as an option.
         argv += ["--", task] if task.startswith("-") else [task]
-    return Launch(argv=argv, env={**env, "CODEX_HOME": str(home)})
+    return Launch(argv=argv, env={**env, "CODEX_HOME": str(home)}, session_id=resume_session)
 
 
 # -- the transcript ----------------------------------------------------------------------
@@ -265,6 +278,10 @@ class Codex(Adapter):
     # (openai/codex#24317, merged after 0.132.0 came out). docs/AGENTS.md.
     hooks_since = "0.133.0"
     tested_version = "0.171.0"
+    # `codex resume <session id>` continues a conversation (checked with
+    # 0.171.0, tests/e2e/test_codex_resume.py): the id is the one its hooks
+    # report (Codex picks it), its rollout stays in the agent's CODEX_HOME.
+    resumes = True
 
     def launch(
         self,
@@ -279,10 +296,10 @@ class Codex(Adapter):
         prompt: str | None = None,
         memory: bool = False,
     ) -> Launch:
-        """``prompt`` replaces the task as the first prompt; ``memory`` has the
-        SessionStart hook give a worker the journal's memory too. A Codex
-        conversation is not continued (``resumes`` is False): a comeback
-        starts afresh."""
+        """``resume_session`` continues that conversation (``codex resume ID``,
+        no first prompt: the conversation has its task); ``prompt`` replaces
+        the task as the first prompt; ``memory`` has the SessionStart hook
+        give a worker the journal's memory too."""
         if memory:
             env["CMUX_MEMORY"] = "1"
         return _codex_launch(
@@ -292,6 +309,7 @@ class Codex(Adapter):
             task=task if prompt is None else prompt,
             env=env,
             binary=profile.command,
+            resume_session=resume_session,
         )
 
     def missing(self, profile: Profile, exe: str) -> UsageError:
@@ -311,6 +329,14 @@ class Codex(Adapter):
         """None: Codex picks its session id, so only a hook can say where its
         transcript is, and every hook does (``transcript_path``)."""
         return None
+
+    def idle_ends_start(self, agent: Agent) -> bool:
+        """Codex runs its SessionStart hook with the first turn, not at start
+        (checked, 0.171.0: no hook while a supervisor without a task sat at
+        its composer, nor after ``codex resume``), so an agent launched with
+        no first prompt (a supervisor; a resumed conversation) is up when its
+        composer shows. A fresh comeback has one (the notice of why)."""
+        return agent.resume == "conversation" or (not agent.task and agent.resume != "fresh")
 
     def read_tokens(
         self, path: Path, *, offset: int = 0, recent: list[str] | None = None, base: Tokens

@@ -153,6 +153,9 @@ class Gemini(Adapter):
     # assumption: not run with an older version); 0.61.0 is what the tier runs.
     hooks_since = "0.26.0"
     tested_version = "0.61.0"
+    # `--resume <session id>` continues a conversation (checked with 0.61.0,
+    # tests/e2e/test_gemini_resume.py); cmux picks the id (--session-id).
+    resumes = True
     # Its Notification hook runs before the question is drawn (checked).
     hooks_announce_questions = True
 
@@ -169,10 +172,13 @@ class Gemini(Adapter):
         prompt: str | None = None,
         memory: bool = False,
     ) -> Launch:
-        """A fresh session each time (``resume_session`` is not used yet: the
-        CLI's ``--resume`` was not checked); ``prompt`` replaces the task."""
+        """``resume_session`` continues that conversation (``--resume ID``:
+        the CLI finds its chat file under the project's ``tmp/<project>/chats``
+        in the agent's GEMINI_CLI_HOME by the id, and keeps the id; no first
+        prompt, the conversation has its task); else a new session with an
+        id cmux picks. ``prompt`` replaces the task."""
         section = cfg.section("gemini")
-        session_id = str(uuid.uuid4())
+        session_id = resume_session or str(uuid.uuid4())
         home = home_dir(cfg, name)
         gem = home / ".gemini"
         hook_env: dict[str, str] = {
@@ -187,9 +193,12 @@ class Gemini(Adapter):
         atomic_write(gem / "GEMINI.md", role_prompt(role))
         atomic_write(gem / "policies" / "cmux.toml", policy(role))
         mode = str(section.get("approval_mode", DEFAULT_APPROVAL_MODE))
-        argv = [*shlex.split(profile.command), "--session-id", session_id]
+        # --session-id of a session that exists is refused ("already
+        # exists. Use --resume"), so a comeback names it with --resume only.
+        which = "--resume" if resume_session else "--session-id"
+        argv = [*shlex.split(profile.command), which, session_id]
         argv += ["--approval-mode", mode, *section.get("args", ())]
-        first = task if prompt is None else prompt
+        first = None if resume_session else task if prompt is None else prompt
         if first:
             # A prompt that starts with "-" must not be read as an option.
             argv += [f"--prompt-interactive={first}"] if first.startswith("-") else [first]
