@@ -177,6 +177,11 @@ class Consumer:
         info = self._conn._call(self._sub.consumer_info(), DEFAULT_TIMEOUT, "consumer info")
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
+    def delivered(self) -> int:
+        """The number (consumer sequence) of the last delivery the server made."""
+        info = self._conn._call(self._sub.consumer_info(), DEFAULT_TIMEOUT, "consumer info")
+        return int(getattr(info.delivered, "consumer_seq", 0) or 0)
+
 
 class Watch:
     """Updates of a KV bucket, as :class:`KvEntry`; ``next`` blocks up to a timeout."""

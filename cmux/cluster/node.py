@@ -413,7 +413,9 @@ class Node:
                         # fetch, sorted in take().
                         self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
                         first = FETCH_BATCH
-                    recovering, last = False, None
+                    # Numbered from what the server delivered by now: one
+                    # lost from here on is a gap, even the very next one.
+                    recovering, last = False, consumer.delivered()
                     self.ready.set()
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
