@@ -89,7 +89,9 @@ class Team:
             for s in (x for x in WHERE if r in PLAN[x]):
                 mine = [x for x in said if x.startswith(f"{s}-")]
                 want = [f"{s}-{t}-{r}-{i}" for t in ROUNDS[:upto] for i in range(1, N + 1)]
-                assert mine == want, (r, s, mine, self.trace(r, s))  # once each, in order
+                if mine != want:  # the whole trace, in the captured output (not cut short)
+                    print(self.trace(r, s))
+                assert mine == want, (r, s, mine)  # each once, in its sender's order
             assert len(ids) == 2 * N * upto, (r, len(ids))
         for h, root in self.roots.items():
             dead = [p for p in (root / "mailbox" / "deadletter").rglob("*") if p.is_file()]
