@@ -218,6 +218,7 @@ class Router:
                 buffer=f"cmux-{msg.id}",
                 settle=capabilities.for_agent(agent).settle,  # between text and Enter
                 probe=self._typed_where(pane, agent) if boxed else None,
+                after_redraw=capabilities.for_agent(agent).reenter_after_redraw,
             )
         except TmuxError as exc:
             # The pane went away under us: put the message back, hold the rest.

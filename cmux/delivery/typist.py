@@ -45,6 +45,7 @@ def type_into(
     buffer: str,
     settle: float = 0.0,
     probe: Callable[[str], str] | None = None,
+    after_redraw: bool = False,
 ) -> Typed:
     """Type ``text`` into the pane, press Enter, and verify it was submitted.
 
@@ -56,17 +57,25 @@ def type_into(
     most), Enter is pressed again whenever the text has sat in the box for
     PENDING_WINDOW: the Enter was read as a new line. Enter is never pressed
     when the text is not seen in the box (a dialog may have replaced it).
+
+    ``after_redraw``: Enter is pressed again only when the pane's screen has
+    changed since the last Enter (the program read it, and the text stayed);
+    an unchanged screen is a program that has not read its input yet, and an
+    Enter more would reach it together with the first: two submissions.
     """
     multi = "\n" in text or "\t" in text or len(text) > TYPE_LIMIT
     via = "paste" if multi else "keys"
     together = settle <= 0
+    screen = _Screen(tmux, pane_id, after_redraw)
+    if together:
+        screen.mark()
     if multi:
         tmux.paste(pane_id, text, buffer=buffer, enter=together)
     else:
         tmux.send_literal(pane_id, text, enter=together)
     if not together:
         time.sleep(settle)  # a deliberate pause between text and Enter, not a wait
-        tmux.send_keys(pane_id, "Enter")
+        screen.enter()
     tail = text.rstrip().rsplit("\n", 1)[-1][-24:].strip()
     retries = 0
     if not tail:
@@ -78,23 +87,50 @@ def type_into(
 
     window = max(settle * 3, 0.05)
     deadline = time.monotonic() + window
+    unread_until = time.monotonic() + PENDING_TOTAL
     while unsent():
         if time.monotonic() < deadline:
             time.sleep(0.01)
             continue
         if retries == 2:
             break
+        if screen.unread():
+            if time.monotonic() >= unread_until:
+                break  # never read: an Enter more would only be read with it
+            time.sleep(0.05)
+            continue
         retries += 1
-        tmux.send_keys(pane_id, "Enter")
+        screen.enter()
         deadline = time.monotonic() + window
     if probe is not None:
-        retries += _until_sent(tmux, pane_id, tail, probe)
+        retries += _until_sent(screen, tail, probe)
     return Typed(via=via, enter_retries=retries)
 
 
-def _until_sent(tmux: Tmux, pane_id: str, tail: str, probe: Callable[[str], str]) -> int:
+class _Screen:
+    """The pane's screen as it was at the last Enter (when ``on``): whether
+    the program has drawn anything since, i.e. read what was sent."""
+
+    def __init__(self, tmux: Tmux, pane_id: str, on: bool) -> None:
+        self.tmux, self.pane_id, self.on = tmux, pane_id, on
+        self.last: str | None = None
+
+    def mark(self) -> None:
+        if self.on:
+            self.last = self.tmux.capture(self.pane_id)
+
+    def enter(self) -> None:
+        self.mark()
+        self.tmux.send_keys(self.pane_id, "Enter")
+
+    def unread(self) -> bool:
+        return self.on and self.tmux.capture(self.pane_id) == self.last
+
+
+def _until_sent(screen: _Screen, tail: str, probe: Callable[[str], str]) -> int:
     """Watch until the text is seen sent; press Enter again while it sits in
-    the box. Returns how many times Enter was pressed."""
+    the box (and, with ``after_redraw``, the program has read the last one).
+    Returns how many times Enter was pressed."""
     tries = 0
     now = time.monotonic()
     end, next_enter = now + PENDING_TOTAL, now + PENDING_WINDOW
@@ -103,8 +139,9 @@ def _until_sent(tmux: Tmux, pane_id: str, tail: str, probe: Callable[[str], str]
         if where == "sent":
             break
         if where == "box" and now >= next_enter and tries < PENDING_RETRIES:
-            tries += 1
-            tmux.send_keys(pane_id, "Enter")
+            if not screen.unread():
+                tries += 1
+                screen.enter()
             next_enter = now + PENDING_WINDOW
         time.sleep(0.03)
         now = time.monotonic()

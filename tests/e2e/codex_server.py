@@ -2,16 +2,14 @@
 
 The real Codex CLI reaches it through a model provider of its own config
 (``[model_providers.cmux]`` with ``base_url = "<url>/v1"`` and
-``wire_api = "responses"``, see :func:`codex_config`). It needs no account
-and no network. The instruction scheme is the one of
-:mod:`tests.e2e.model_server` (its ``INSTRUCTION`` pattern is reused):
+``wire_api = "responses"``, see ``codex_config`` in
+:mod:`tests.e2e.test_codex_offline`). It needs no account and no network. The
+script and the server are :mod:`tests.e2e.scripted`'s:
 
     RUN: <command>     a shell tool call running <command>
     SAY: <text>        a plain text answer (ends the turn)
 
-one per model turn, read from the newest user message that carries
-instructions; after the last one, a short text answer ends the turn. Which
-instructions have already run is read from the request's ``input`` (the
+Which instructions have already run is read from the request's ``input`` (the
 ``call_id`` values this server hands out start with ``call_cmux``), so a
 retried request gets the same answer.
 
@@ -22,27 +20,26 @@ or ``shell`` (``{"command": ["bash", "-lc", ...]}``).
 Answers stream as server-sent events (``response.created``,
 ``response.output_item.added``, ``response.output_text.delta``,
 ``response.output_item.done``, ``response.completed`` with a deterministic
-``usage``). Every request is recorded (path, headers, body).
+``usage``). Every request is recorded (path, headers, body). ``fail(429)``
+refuses turns with the API's error body, ``hang()`` holds them, until ``clear()``.
 
 Run it by hand: ``python -m tests.e2e.codex_server [PORT [LOG.jsonl]]``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.model_server import INSTRUCTION
+from tests.e2e import scripted
+from tests.e2e.scripted import Reply, ScriptedServer, Step, Turn, hashed_id, run_by_hand, sse
+
+__all__ = ["API_KEY", "API_KEY_ENV", "MODEL", "PROVIDER", "CodexServer", "Request", "Step", "plan"]
 
 MODEL = "gpt-5-codex"
 CALL_PREFIX = "call_cmux"
@@ -52,28 +49,23 @@ API_KEY = "sk-cmux-codex-e2e-offline"
 
 
 @dataclass
-class Request:
-    """One request the server received."""
-
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    ts: float = field(default_factory=time.time)
-
-    @property
-    def session_id(self) -> str:
-        """Codex's conversation (thread) id, sent as a header on every turn."""
-        for key in ("session_id", "session-id", "conversation_id", "x-codex-thread-id"):
-            if self.headers.get(key):
-                return self.headers[key]
-        return str(self.body.get("prompt_cache_key") or "")
+class Request(scripted.Request):
+    """One request the server received; its session is Codex's thread id."""
 
     @property
     def is_side(self) -> bool:
         return is_side_request(self.body)
 
-    def text(self) -> str:
-        return "\n".join(all_texts(self.body))
+    def all_texts(self) -> list[str]:
+        return all_texts(self.body)
+
+
+def session_of(headers: dict[str, str], body: dict[str, Any]) -> str:
+    """Codex's conversation (thread) id, sent as a header on every turn."""
+    for key in ("session_id", "session-id", "conversation_id", "x-codex-thread-id"):
+        if headers.get(key):
+            return headers[key]
+    return str(body.get("prompt_cache_key") or "")
 
 
 # -- reading a request -----------------------------------------------------------------
@@ -143,47 +135,28 @@ def _user_text(text: str) -> str:
     return text
 
 
-@dataclass
-class Step:
-    kind: str  # "tool" | "text"
-    text: str = ""
-    command: str = ""
-    call_id: str = ""
+def turns(body: dict[str, Any]) -> list[Turn]:
+    """The ``input`` items as the script reads them: a function call this
+    server made (``call_id`` starting with ``call_cmux``) counts; a user
+    message brings its own words (see :func:`_user_text`)."""
+    out: list[Turn] = []
+    for item in _items(body):
+        kind = item.get("type", "message")
+        calls = int(
+            kind == "function_call" and str(item.get("call_id", "")).startswith(CALL_PREFIX)
+        )
+        words: list[str] = []
+        if kind == "message" and item.get("role") == "user":
+            words = [u for t in _content_texts(item.get("content")) if (u := _user_text(t))]
+        out.append(Turn(calls, words))
+    return out
 
 
 def plan(body: dict[str, Any]) -> Step:
     """What the scripted model does next in this conversation."""
     if is_side_request(body):
         return Step("text", text="Scripted session")
-    items = _items(body)
-    done = 0
-    for i in range(len(items) - 1, -1, -1):
-        item = items[i]
-        kind = item.get("type", "message")
-        if kind == "function_call":
-            if str(item.get("call_id", "")).startswith(CALL_PREFIX):
-                done += 1
-            continue
-        if kind != "message" or item.get("role") != "user":
-            continue
-        texts = [u for t in _content_texts(item.get("content")) if (u := _user_text(t))]
-        if not texts:
-            continue
-        instructions = INSTRUCTION.findall("\n".join(texts))
-        if not instructions:
-            return Step("text", text="Noted.")
-        if done < len(instructions):
-            kind, arg = instructions[done]
-            if kind == "SAY":
-                return Step("text", text=arg)
-            return Step("tool", command=arg, call_id=_call_id(i, done, arg))
-        return Step("text", text=f"Done: {len(instructions)} step(s) finished.")
-    return Step("text", text="Ready.")
-
-
-def _call_id(index: int, step: int, command: str) -> str:
-    digest = hashlib.sha1(f"{index}:{step}:{command}".encode()).hexdigest()[:12]
-    return f"{CALL_PREFIX}_{index}_{step}_{digest}"
+    return scripted.plan(turns(body), lambda i, n, cmd: hashed_id(CALL_PREFIX, i, n, cmd))
 
 
 ESCALATE = {"sandbox_permissions": "require_escalated", "justification": "scripted step"}
@@ -217,10 +190,6 @@ def usage_for(body: dict[str, Any], output: int = 7) -> dict[str, Any]:
 # -- answering ------------------------------------------------------------------------
 
 
-def _sse(data: dict[str, Any]) -> bytes:
-    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
-
-
 def output_item(
     step: Step, offered: list[str], item_id: str, escalate: bool = False
 ) -> dict[str, Any]:
@@ -229,7 +198,7 @@ def output_item(
         return {
             "type": "function_call",
             "id": item_id,
-            "call_id": step.call_id,
+            "call_id": step.tool_id,
             "name": name,
             "arguments": args,
             "status": "completed",
@@ -248,12 +217,12 @@ def stream_events(
 ) -> Iterator[bytes]:
     item_id = f"item_{resp_id}"
     base = {"id": resp_id, "object": "response", "model": MODEL, "output": []}
-    yield _sse({"type": "response.created", "response": {**base, "status": "in_progress"}})
+    yield sse({"type": "response.created", "response": {**base, "status": "in_progress"}})
     item = output_item(step, offered, item_id, escalate)
     if step.kind == "text":
         added = {**item, "status": "in_progress", "content": []}
-        yield _sse({"type": "response.output_item.added", "output_index": 0, "item": added})
-        yield _sse(
+        yield sse({"type": "response.output_item.added", "output_index": 0, "item": added})
+        yield sse(
             {
                 "type": "response.output_text.delta",
                 "item_id": item_id,
@@ -264,161 +233,69 @@ def stream_events(
         )
     else:
         added = {**item, "status": "in_progress", "arguments": ""}
-        yield _sse({"type": "response.output_item.added", "output_index": 0, "item": added})
-    yield _sse({"type": "response.output_item.done", "output_index": 0, "item": item})
+        yield sse({"type": "response.output_item.added", "output_index": 0, "item": added})
+    yield sse({"type": "response.output_item.done", "output_index": 0, "item": item})
     done = {**base, "status": "completed", "output": [item], "usage": usage}
-    yield _sse({"type": "response.completed", "response": done})
+    yield sse({"type": "response.completed", "response": done})
 
 
-class CodexServer:
-    """A threaded HTTP server on 127.0.0.1:<free port>; use as a context manager."""
+# The API's error bodies (https://platform.openai.com/docs/guides/error-codes).
+ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("invalid_request_error", "invalid_request", "Invalid request"),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided"),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Not supported"),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests"),
+    500: ("server_error", "server_error", "The server had an error processing your request"),
+    503: ("server_error", "server_is_overloaded", "The engine is currently overloaded"),
+}
+
+
+class CodexServer(ScriptedServer[Request]):
+    """The OpenAI Responses API on 127.0.0.1:<free port>; use as a context manager."""
 
     def __init__(self, port: int = 0, *, delay: float = 0.0, log: Path | None = None) -> None:
-        self.requests: list[Request] = []
-        self.log = log
-        self.delay = delay
-        self.output_tokens = 7
+        super().__init__(port, delay=delay, log=log)
         self.escalate = False  # shell calls ask to leave the sandbox (an approval prompt)
-        self._lock = threading.Lock()
-        self._count = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.httpd.daemon_threads = True
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
         """What a Codex model provider's ``base_url`` is set to."""
         return f"{self.url}/v1"
 
-    def start(self) -> CodexServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
+    def parse(self, verb: str, path: str, headers: dict[str, str], body: dict[str, Any]) -> Request:
+        return Request(path, headers, body, session_of(headers, body), verb)
 
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def is_turn(self, req: Request) -> bool:
+        """POST .../responses with tools."""
+        return req.verb == "POST" and _endpoint(req.path) == "responses" and not req.is_side
 
-    def __enter__(self) -> CodexServer:
-        return self.start()
+    def usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        return usage_for(body, self.output_tokens)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def error_body(self, status: int) -> dict[str, Any]:
+        kind, code, message = ERRORS.get(status, ("server_error", "server_error", "error"))
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
-    # -- what tests ask ---------------------------------------------------------------
-
-    def conversation(self, session_id: str | None = None) -> list[Request]:
-        """The turn requests (POST .../responses with tools), of one session if given."""
-        with self._lock:
-            reqs = list(self.requests)
-        return [
-            r
-            for r in reqs
-            if r.path.rstrip("/").endswith("/responses")
-            and not r.is_side
-            and (session_id is None or r.session_id == session_id)
-        ]
-
-    def texts(self, session_id: str | None = None) -> str:
-        return "\n".join(r.text() for r in self.conversation(session_id))
-
-    def sessions(self) -> set[str]:
-        return {r.session_id for r in self.conversation()}
-
-    def usage_sent(self, session_id: str | None = None) -> dict[str, int]:
-        """Sum of the top-level usage counts this server reported."""
-        total: dict[str, int] = {}
-        for r in self.conversation(session_id):
-            for k, v in usage_for(r.body, self.output_tokens).items():
-                if isinstance(v, int):
-                    total[k] = total.get(k, 0) + v
-        return total
-
-    # -- HTTP -------------------------------------------------------------------------
-
-    def _record(self, req: Request) -> str:
-        with self._lock:
-            self.requests.append(req)
-            self._count += 1
-            if self.log is not None:
-                with open(self.log, "a", encoding="utf-8") as fh:
-                    line = {"path": req.path, "headers": req.headers, "body": req.body}
-                    fh.write(json.dumps(line) + "\n")
-            return f"resp_cmux_{self._count:06d}"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _json(self, code: int, obj: Any) -> None:
-                raw = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self) -> None:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                server._record(Request(self.path, headers, {}))
-                if self.path.split("?")[0].rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": [], "models": []})
-                    return
-                self._json(404, {"error": {"message": "not found", "type": "not_found"}})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = {}
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                req = Request(self.path, headers, body if isinstance(body, dict) else {})
-                resp_id = server._record(req)
-                if not self.path.split("?")[0].rstrip("/").endswith("/responses"):
-                    self._json(404, {"error": {"message": "not found", "type": "not_found"}})
-                    return
-                step = plan(req.body)
-                usage = usage_for(req.body, server.output_tokens)
-                offered = tool_names(req.body)
-                if server.delay and not req.is_side:
-                    time.sleep(server.delay)
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("connection", "close")
-                self.end_headers()
-                for chunk in stream_events(step, offered, usage, resp_id, server.escalate):
-                    self.wfile.write(chunk)
-                    self.wfile.flush()
-                self.close_connection = True
-
-        return Handler
+    def respond(self, reply: Reply, req: Request) -> None:
+        endpoint = _endpoint(req.path)
+        if req.verb == "GET" and endpoint == "models":
+            reply.json(200, {"object": "list", "data": [], "models": []})
+            return
+        if req.verb != "POST" or endpoint != "responses":
+            reply.json(404, {"error": {"message": "not found", "type": "not_found"}})
+            return
+        if not req.is_side and self.hold(reply):
+            return  # refused
+        step = plan(req.body)
+        usage = usage_for(req.body, self.output_tokens)
+        resp_id = f"resp_cmux_{req.seq:06d}"
+        reply.stream(stream_events(step, tool_names(req.body), usage, resp_id, self.escalate))
 
 
-def main() -> None:  # pragma: no cover - a manual tool
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    log = Path(sys.argv[2]) if len(sys.argv) > 2 else None
-    with CodexServer(port, log=log) as srv:
-        print(srv.url, flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+def _endpoint(path: str) -> str:
+    """The last segment of a path, without its query: ``responses``, ``models``."""
+    return path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - a manual tool
+    run_by_hand(CodexServer)

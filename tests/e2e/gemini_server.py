@@ -1,9 +1,9 @@
 """A scripted stand-in for the Gemini API, on loopback.
 
 The real Gemini CLI talks to it through ``GOOGLE_GEMINI_BASE_URL`` (with any
-``GEMINI_API_KEY``). It needs no account and no network. The instructions are
-those of :mod:`tests.e2e.model_server` (the Claude stand-in), read from the
-newest user text of a conversation, one per model turn:
+``GEMINI_API_KEY``). It needs no account and no network. The script and the
+server are :mod:`tests.e2e.scripted`'s, read from the newest user text of a
+conversation, one instruction per model turn:
 
     RUN: <command>     a ``run_shell_command`` function call running <command>
     SAY: <text>        a plain text answer (ends the turn)
@@ -30,7 +30,7 @@ requests under it belong to session ``NAME`` (the Gemini API has no session
 header of its own). Every request is recorded (path, headers, body).
 
 Usage is deterministic (:func:`usage_for`), so a test can check what cmux adds
-up. ``fail(429)`` / ``hang()`` / ``clear()`` work as in the Claude stand-in.
+up. ``fail(429)`` / ``hang()`` / ``clear()`` work as in every scripted server.
 
 Run it by hand: ``python -m tests.e2e.gemini_server [PORT [LOG.jsonl]]``.
 """
@@ -39,20 +39,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from tests.e2e.model_server import INSTRUCTION, Step
+from tests.e2e import scripted
+from tests.e2e.scripted import Failure, Reply, ScriptedServer, Step, Turn, run_by_hand, sse
+
+__all__ = ["MODEL", "SHELL_TOOL", "Failure", "GeminiServer", "Request", "plan", "usage_for"]
 
 MODEL = "gemini-2.5-pro"
 SHELL_TOOL = "run_shell_command"
 CALL_PREFIX = "cmux_call"
 SESSION_PATH = re.compile(r"^/s/([^/]+)(/.*)$")
+TURN_METHODS = ("streamGenerateContent", "generateContent")
 
 # The API's error bodies (https://ai.google.dev/gemini-api/docs/troubleshooting).
 ERRORS: dict[int, tuple[str, str]] = {
@@ -66,14 +65,9 @@ ERRORS: dict[int, tuple[str, str]] = {
 
 
 @dataclass
-class Request:
-    """One request the server received."""
-
-    path: str  # without the /s/<session> prefix
-    headers: dict[str, str]
-    body: dict[str, Any]
-    session_id: str = ""
-    ts: float = field(default_factory=time.time)
+class Request(scripted.Request):
+    """One request the server received; its path is without the ``/s/<session>``
+    prefix, which names its session."""
 
     @property
     def method(self) -> str:
@@ -90,9 +84,8 @@ class Request:
     def is_side(self) -> bool:
         return is_side_request(self.body)
 
-    def text(self) -> str:
-        """Everything this request showed the model, as one string."""
-        return "\n".join(all_texts(self.body))
+    def all_texts(self) -> list[str]:
+        return all_texts(self.body)
 
 
 # -- reading a request -----------------------------------------------------------------
@@ -165,35 +158,29 @@ def side_answer(body: dict[str, Any]) -> str:
     return "Scripted session"
 
 
+def turns(body: dict[str, Any]) -> list[Turn]:
+    """The ``contents`` as the script reads them: a model content counts its
+    function calls; a user content brings its text after its last function
+    response."""
+    out: list[Turn] = []
+    for content in body.get("contents") or []:
+        parts = _parts(content)
+        calls, words = 0, list[str]()
+        if content.get("role") == "model":
+            calls = sum(1 for p in parts if "functionCall" in p)
+        else:
+            for p in parts:
+                if "functionResponse" in p:
+                    words = []
+                elif "text" in p:
+                    words.append(str(p.get("text", "")))
+        out.append(Turn(calls, words))
+    return out
+
+
 def plan(body: dict[str, Any]) -> Step:
     """What the scripted model does next in this conversation."""
-    contents = body.get("contents") or []
-    done = 0
-    for i in range(len(contents) - 1, -1, -1):
-        content = contents[i]
-        parts = _parts(content)
-        if content.get("role") == "model":
-            done += sum(1 for p in parts if "functionCall" in p)
-            continue
-        # A user content: only text after the last function response is new.
-        texts: list[str] = []
-        for p in parts:
-            if "functionResponse" in p:
-                texts = []
-            elif "text" in p:
-                texts.append(str(p.get("text", "")))
-        if not texts:
-            continue  # function responses only: the instructions are further back
-        instructions = INSTRUCTION.findall("\n".join(texts))
-        if not instructions:
-            return Step("text", text="Noted.")
-        if done < len(instructions):
-            kind, arg = instructions[done]
-            if kind == "SAY":
-                return Step("text", text=arg)
-            return Step("tool", command=arg, tool_id=f"{CALL_PREFIX}_{i}_{done}")
-        return Step("text", text=f"Done: {len(instructions)} step(s) finished.")
-    return Step("text", text="Ready.")
+    return scripted.plan(turns(body), lambda i, n, _: f"{CALL_PREFIX}_{i}_{n}")
 
 
 def usage_for(body: dict[str, Any], output: int = 7) -> dict[str, int]:
@@ -230,219 +217,50 @@ def answer(step: Step, usage: dict[str, int]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Failure:
-    """How the server refuses conversation requests while it is set."""
-
-    status: int
-    retry_after: float | None = None
-    count: int | None = None
-
-    def body(self) -> dict[str, Any]:
-        kind, message = ERRORS.get(self.status, ("UNKNOWN", "error"))
-        return {"error": {"code": self.status, "message": message, "status": kind}}
-
-
-class GeminiServer:
-    """A threaded HTTP server on 127.0.0.1:<free port>; use as a context manager."""
-
-    def __init__(self, port: int = 0, *, delay: float = 0.0, log: Path | None = None) -> None:
-        self.requests: list[Request] = []
-        self.log = log
-        self.delay = delay  # seconds before each conversation answer
-        self.output_tokens = 7
-        self._lock = threading.Lock()
-        self.failure: Failure | None = None
-        self.refused = 0
-        self._answer = threading.Event()
-        self._answer.set()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class GeminiServer(ScriptedServer[Request]):
+    """The Gemini API on 127.0.0.1:<free port>; use as a context manager."""
 
     def session_url(self, session: str) -> str:
         """A base URL whose requests are recorded under ``session``."""
         return f"{self.url}/s/{session}"
 
-    def start(self) -> GeminiServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+    def parse(self, verb: str, path: str, headers: dict[str, str], body: dict[str, Any]) -> Request:
+        session = ""
+        m = SESSION_PATH.match(path)
+        if m:
+            session, path = m.group(1), m.group(2)
+        return Request(path, headers, body, session, verb)
 
-    def stop(self) -> None:
-        self._answer.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def is_turn(self, req: Request) -> bool:
+        """A (stream)generateContent call that is not a side request."""
+        return req.method in TURN_METHODS and not req.is_side
 
-    def __enter__(self) -> GeminiServer:
-        return self.start()
+    def usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        return usage_for(body, self.output_tokens)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def error_body(self, status: int) -> dict[str, Any]:
+        kind, message = ERRORS.get(status, ("UNKNOWN", "error"))
+        return {"error": {"code": status, "message": message, "status": kind}}
 
-    # -- what tests set --------------------------------------------------------------
-
-    def fail(
-        self, status: int, *, retry_after: float | None = None, count: int | None = None
-    ) -> None:
-        with self._lock:
-            self.failure = Failure(status, retry_after, count)
-
-    def hang(self) -> None:
-        self._answer.clear()
-
-    def clear(self) -> None:
-        with self._lock:
-            self.failure = None
-        self._answer.set()
-
-    def _refusal(self) -> Failure | None:
-        with self._lock:
-            f = self.failure
-            if f is None:
-                return None
-            self.refused += 1
-            if f.count is not None:
-                f.count -= 1
-                if f.count <= 0:
-                    self.failure = None
-            return f
-
-    # -- what tests ask ---------------------------------------------------------------
-
-    def conversation(self, session_id: str | None = None) -> list[Request]:
-        """The conversation requests (not side or countTokens requests)."""
-        with self._lock:
-            reqs = list(self.requests)
-        return [
-            r
-            for r in reqs
-            if r.method in ("streamGenerateContent", "generateContent")
-            and not r.is_side
-            and (session_id is None or r.session_id == session_id)
-        ]
-
-    def texts(self, session_id: str | None = None) -> str:
-        return "\n".join(r.text() for r in self.conversation(session_id))
-
-    def sessions(self) -> set[str]:
-        return {r.session_id for r in self.conversation()}
-
-    def usage_sent(self, session_id: str | None = None) -> dict[str, int]:
-        """Sum of the usage this server reported to a session's conversation."""
-        total: dict[str, int] = {}
-        for r in self.conversation(session_id):
-            for k, v in usage_for(r.body, self.output_tokens).items():
-                total[k] = total.get(k, 0) + v
-        return total
-
-    # -- HTTP -------------------------------------------------------------------------
-
-    def _record(self, req: Request) -> None:
-        with self._lock:
-            self.requests.append(req)
-            if self.log is not None:
-                with open(self.log, "a", encoding="utf-8") as fh:
-                    row = {"session": req.session_id, "path": req.path, "body": req.body}
-                    fh.write(json.dumps(row) + "\n")
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _json(self, code: int, obj: Any, extra: dict[str, str] | None = None) -> None:
-                raw = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(raw)))
-                for k, v in (extra or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def _not_found(self) -> None:
-                self._json(
-                    404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}
-                )
-
-            def do_GET(self) -> None:
-                self._not_found()
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = {}
-                path, session = self.path, ""
-                m = SESSION_PATH.match(path)
-                if m:
-                    session, path = m.group(1), m.group(2)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                req = Request(path, headers, body if isinstance(body, dict) else {}, session)
-                server._record(req)
-                method = req.method
-                if method == "countTokens":
-                    self._json(200, {"totalTokens": usage_for(req.body)["promptTokenCount"]})
-                    return
-                if method not in ("streamGenerateContent", "generateContent"):
-                    self._not_found()
-                    return
-                if req.is_side:
-                    step = Step("text", text=side_answer(req.body))
-                else:
-                    failure = server._refusal()
-                    if failure is not None:
-                        extra = {}
-                        if failure.retry_after is not None:
-                            extra["retry-after"] = f"{failure.retry_after:g}"
-                        self._json(failure.status, failure.body(), extra)
-                        return
-                    server._answer.wait()
-                    step = plan(req.body)
-                    if server.delay:
-                        time.sleep(server.delay)
-                obj = answer(step, usage_for(req.body, server.output_tokens))
-                if method == "generateContent":
-                    self._json(200, obj)
-                    return
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("connection", "close")
-                self.end_headers()
-                self.wfile.write(f"data: {json.dumps(obj)}\r\n\r\n".encode())
-                self.wfile.flush()
-                self.close_connection = True
-
-        return Handler
+    def respond(self, reply: Reply, req: Request) -> None:
+        if req.verb == "POST" and req.method == "countTokens":
+            reply.json(200, {"totalTokens": usage_for(req.body)["promptTokenCount"]})
+            return
+        if req.verb != "POST" or req.method not in TURN_METHODS:
+            reply.json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+            return
+        if req.is_side:
+            step = Step("text", text=side_answer(req.body))
+        elif self.hold(reply):
+            return  # refused
+        else:
+            step = plan(req.body)
+        obj = answer(step, usage_for(req.body, self.output_tokens))
+        if req.method == "generateContent":
+            reply.json(200, obj)
+        else:
+            reply.stream([sse(obj, named=False, eol="\r\n")])  # one chunk
 
 
-def main() -> None:  # pragma: no cover - a manual tool
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    log = Path(sys.argv[2]) if len(sys.argv) > 2 else None
-    with GeminiServer(port, log=log) as srv:
-        print(srv.url, flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - a manual tool
+    run_by_hand(GeminiServer)

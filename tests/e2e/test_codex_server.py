@@ -4,8 +4,11 @@ answers, as the Codex CLI would see it over HTTP."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from typing import Any
+
+import pytest
 
 from tests.e2e.codex_server import CodexServer, Step, plan, tool_call
 
@@ -47,7 +50,7 @@ def test_a_stop_hook_reason_is_read_unescaped_and_side_requests_get_text() -> No
 
 
 def test_the_shell_call_fits_the_tool_offered_and_can_ask_to_escalate() -> None:
-    step = Step("tool", command="ls", call_id="call_cmux_x")
+    step = Step("tool", command="ls", tool_id="call_cmux_x")
     assert tool_call(step, ["exec_command"]) == ("exec_command", '{"cmd": "ls"}')
     assert tool_call(step, ["shell_command"])[0] == "shell_command"
     name, args = tool_call(step, ["shell"], escalate=True)
@@ -74,3 +77,21 @@ def test_streams_sse_and_records_what_it_received() -> None:
         assert srv.sessions() == {"s-1"}
         assert srv.usage_sent("s-1")["output_tokens"] == 7
         assert data[-1]["response"]["usage"]["output_tokens"] == 7
+
+
+def test_refuses_turns_with_the_api_error_shape_then_answers_again() -> None:
+    with CodexServer() as srv:
+        srv.fail(429, retry_after=1, count=1)
+        body = {"stream": True, "tools": TOOLS, "input": [user("SAY: hi")]}
+        req = urllib.request.Request(
+            f"{srv.base_url}/responses",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 429 and refused.value.headers["retry-after"] == "1"
+        assert json.loads(refused.value.read())["error"]["code"] == "rate_limit_exceeded"
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and "response.completed" in resp.read().decode()
+        assert srv.refused == 1 and len(srv.conversation()) == 2

@@ -116,7 +116,8 @@ class Team:
 
 @pytest.fixture
 def team(gemini_bin: Path, project: Project) -> Iterator[Team]:
-    with GeminiServer() as server:
+    # Every request, for a person reading a failure: <tmp_path>/gemini-requests.jsonl.
+    with GeminiServer(log=project.root.parent / "gemini-requests.jsonl") as server:
         toml = project.root / "cmux.toml"
         toml.write_text(
             toml.read_text()
@@ -137,6 +138,13 @@ def team(gemini_bin: Path, project: Project) -> Iterator[Team]:
                 print(f"--- {name}'s screen ---\n" + t.screen(name))
             except Exception:
                 pass
+            try:
+                turns = len(server.conversation(t.session(name)))
+                print(f"--- {name}'s user texts, as the last of its {turns} turn(s) sent them ---")
+                print("\n".join(repr(p[:200]) for p in t.prompts(name)))
+            except Exception:
+                pass
+        print("--- deliver events ---\n" + "\n".join(map(str, t.events("deliver"))))
         hooks_log = project.data / "state" / "hooks.log"
         if hooks_log.exists():
             print("--- hooks.log ---\n" + hooks_log.read_text(errors="replace")[-3000:])
@@ -165,19 +173,28 @@ def count(texts: list[str], needle: str) -> int:
     return sum(t.count(needle) for t in texts)
 
 
-@pytest.mark.timeout(90)
+# 40-70 s on 2 cores; 150 s at most: looped at a load average of 18-20 on 2
+# cores, a run took 90 s (every cmux call and CLI step takes seconds then).
+@pytest.mark.timeout(150)
 def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) -> None:
     """One session, two Gemini workers started together (their CLIs start in
     parallel): w1 is approved, takes mail while busy and while idle, reports,
     and its tokens are counted; w2 is denied and then killed."""
     t0 = time.monotonic()
+    # w1's command runs until the test opens a gate (not a fixed sleep: on a
+    # loaded machine the test's own steps outlast any sleep, and the mail sent
+    # "while it runs" would come after its turn ended). Its cwd is the project.
+    gate = team.project.root / "w1-may-finish"
+    (team.project.root / "w1-gate.sh").write_text(
+        f"while [ ! -e {gate.name} ]; do sleep 0.1; done\n"
+    )
     team.project.ok("start", "--no-attach", "--agent", "shell")
-    team.project.ok("spawn", "w1", "--agent", "gemini", "--task", "RUN: sleep 5")
+    team.project.ok("spawn", "w1", "--agent", "gemini", "--task", "RUN: sh w1-gate.sh")
     team.project.ok("spawn", "w2", "--agent", "gemini", "--task", "RUN: touch denied.txt")
 
     # w1: the task was its first prompt; its shell command asks first (default mode).
     waiting = team.wait_state("w1", "waiting", timeout=45)
-    assert "sleep 5" in waiting["last_event"]
+    assert "w1-gate.sh" in waiting["last_event"]
     team.wait_screen("w1", "Allow execution of")
     assert team.states_of("w1")[:3] == ["starting", "idle", "busy"]
     told = wait_until(
@@ -186,7 +203,7 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
         what="the supervisor told",
     )
     assert "approve w1" in told[0]["body"]
-    assert "sleep 5" in team.project.ok("approve", "w1").out
+    assert "w1-gate.sh" in team.project.ok("approve", "w1").out
     team.wait_state("w1", "busy", timeout=10)
     wait_until(lambda: "Allow execution" not in team.screen("w1"), timeout=10, what="dialog gone")
 
@@ -196,6 +213,7 @@ def test_gemini_workers_ask_are_answered_take_mail_report_and_die(team: Team) ->
     ).json()
     assert team.agent("w1")["state"] == "busy"
     assert not team.events("deliver", "w1")
+    gate.touch()  # w1's command ends: its turn ends, and the mail is handed over
 
     # w2 meanwhile: `cmux deny` answers its question with Escape; nothing runs.
     team.wait_state("w2", "waiting", timeout=30)

@@ -28,6 +28,7 @@ class Capabilities:
     __slots__ = (
         "hooks",
         "interrupt_key",
+        "reenter_after_redraw",
         "reports_start",
         "screen_checked",
         "screen_read",
@@ -43,6 +44,7 @@ class Capabilities:
         screen_read: bool = True,
         settle: float = 0.0,
         interrupt_key: str = "C-c",
+        reenter_after_redraw: bool = False,
     ) -> None:
         # Its hooks report busy/idle/waiting exactly, prove a message was read
         # (read receipts) and take mail at turn end (mail to a busy agent waits).
@@ -58,6 +60,10 @@ class Capabilities:
         self.settle = settle
         # The key that stops what it is doing (`cmux interrupt`, the watchdog).
         self.interrupt_key = interrupt_key
+        # Enter is pressed again (the text still in the box) only once its
+        # screen changed since the last Enter: a program slow to read its
+        # input takes two Enters read together as two submissions of the text.
+        self.reenter_after_redraw = reenter_after_redraw
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -78,8 +84,16 @@ CAPABILITIES: dict[str, Capabilities] = {
     ),
     # The Gemini CLI: its input box takes a burst of keys with an Enter in it
     # as text (docs/AGENTS.md), so Enter goes after a pause; Escape cancels.
+    # Under load (a CLI not reading for seconds), a second Enter read in the
+    # same burst as the first submitted the mail twice: Enter again only
+    # after it drew something.
     GEMINI: Capabilities(
-        hooks=True, reports_start=True, screen_checked=True, settle=0.3, interrupt_key="Escape"
+        hooks=True,
+        reports_start=True,
+        screen_checked=True,
+        settle=0.3,
+        interrupt_key="Escape",
+        reenter_after_redraw=True,
     ),
     # Codex takes keys less than 8 ms apart for a paste and an Enter within
     # 120 ms of one for a new line (docs/AGENTS.md): its Enter waits longer.
