@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "cmux.toml"
 # Bump whenever cmux.settings_schema changes: a file cached as valid under an
 # older schema is then parsed and checked again.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 PROJECT_MARKER = "project"  # state/project: absolute path of the project root
 
 DEFAULT_TOML = """\

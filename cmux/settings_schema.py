@@ -442,6 +442,9 @@ CLUSTER = Table(
         # Hours a spool's sent/ file (mail JetStream stored) is kept; at
         # least a quarter of an hour, past the streams' duplicate window.
         "keep_sent": Number(float, 0.25, 366 * 24, "of hours"),
+        # Copies JetStream keeps of each stream and bucket (3 on a 3-server
+        # NATS cluster: one server may restart or be cut off); default 1.
+        "replicas": Number(int, 1, 5),
         # The trunk repository as the other hosts reach it (a git URL); by
         # default ssh://<[hosts.<host>] ssh>/<project root>.
         "trunk": Text(),

@@ -238,6 +238,24 @@ def decide_ack(outcome: Outcome) -> bool:
     return outcome in ("stored", "duplicate", "deadlettered")
 
 
+def deliveries_lost(last: int | None, consumer_seqs: Iterable[int]) -> bool:
+    """Whether a delivery was lost on the way before this batch: the server
+    numbers every delivery of a consumer (``consumer_seqs``, redeliveries
+    too) one after the other, so a number skipped since ``last`` (the
+    highest this node got; None: from a fresh start, nothing to compare)
+    is one that went out and never came, in a route between servers that
+    broke (a server restarted, a link cut) while this node's own connection
+    stayed up. Taking the batch then would store its messages before the
+    lost one, which comes again only after ack_wait: out of its sender's
+    order. Numbers at or below ``last`` (a new consumer leader numbering
+    again) are no gap."""
+    fresh = sorted({s for s in consumer_seqs if last is None or s > last})
+    if not fresh:
+        return False
+    first = fresh[0] if last is None else last + 1
+    return fresh != list(range(first, first + len(fresh)))
+
+
 def _verdict(
     subject_agent: str | None, header_id: str | None, raw: bytes
 ) -> tuple[Receipt, Message | None]:

@@ -131,6 +131,7 @@ class Delivery:
         meta = msg.metadata
         self.num_delivered: int = meta.num_delivered
         self.stream_seq: int = meta.sequence.stream
+        self.consumer_seq: int = meta.sequence.consumer  # one more per delivery, redeliveries too
 
     @property
     def msg_id(self) -> str | None:
@@ -175,6 +176,11 @@ class Consumer:
         """(messages not delivered yet, delivered but not acked)."""
         info = self._conn._call(self._sub.consumer_info(), DEFAULT_TIMEOUT, "consumer info")
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+    def delivered(self) -> int:
+        """The number (consumer sequence) of the last delivery the server made."""
+        info = self._conn._call(self._sub.consumer_info(), DEFAULT_TIMEOUT, "consumer info")
+        return int(getattr(info.delivered, "consumer_seq", 0) or 0)
 
 
 class Watch:
@@ -250,6 +256,9 @@ class Nats:
 
         opts: dict[str, Any] = {
             "servers": [u.strip() for u in s.url.split(",") if u.strip()],  # several: a cluster
+            # In the order given: this host's own server first (cmux/remote/there.py
+            # puts it there), the others only while it is away.
+            "dont_randomize": True,
             "name": s.name,
             "connect_timeout": max(1, int(timeout)),
             "allow_reconnect": True,
@@ -341,11 +350,13 @@ class Nats:
         duplicate_window: float = 600.0,
         max_age: float = 0.0,
         max_msgs: int = -1,
+        replicas: int = 1,
     ) -> None:
         """The file-backed stream ``name`` over ``subjects`` (made, or kept),
         with these limits (``max_age`` seconds, 0: no limit; ``max_msgs``, -1:
-        no limit; the oldest messages go first). A stream made before with
-        other limits is updated to these."""
+        no limit; the oldest messages go first), made in ``replicas`` copies
+        on as many servers of the cluster. A stream made before with other
+        limits is updated to these (its number of copies is kept)."""
 
         async def run() -> None:
             cfg = api.StreamConfig(
@@ -355,6 +366,7 @@ class Nats:
                 duplicate_window=duplicate_window,
                 max_age=max_age,
                 max_msgs=max_msgs,
+                num_replicas=replicas,
             )
             try:
                 info = await self._js.stream_info(name)
@@ -373,13 +385,15 @@ class Nats:
 
         self._call(run(), DEFAULT_TIMEOUT, f"the stream {name}")
 
-    def ensure_kv(self, bucket: str, *, history: int = 1) -> None:
+    def ensure_kv(self, bucket: str, *, history: int = 1, replicas: int = 1) -> None:
+        """The KV bucket (made in ``replicas`` copies, or kept as it is)."""
+
         async def run() -> None:
             try:
                 self._kv[bucket] = await self._js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 self._kv[bucket] = await self._js.create_key_value(
-                    api.KeyValueConfig(bucket=bucket, history=history)
+                    api.KeyValueConfig(bucket=bucket, history=history, replicas=replicas)
                 )
 
         self._call(run(), DEFAULT_TIMEOUT, f"the KV bucket {bucket}")
@@ -553,17 +567,40 @@ class Nats:
 
     # -- key-value -------------------------------------------------------------------------
 
-    def _bucket(self, bucket: str) -> Any:
+    def _bucket(self, bucket: str) -> Any | None:
+        """The bucket, looked up (never made: only :meth:`ensure_kv` makes one,
+        in the copies the node is told); None when there is none yet."""
         if bucket not in self._kv:
-            self.ensure_kv(bucket)
+
+            async def run() -> Any | None:
+                try:
+                    return await self._js.key_value(bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    return None
+
+            found = self._call(run(), DEFAULT_TIMEOUT, f"the KV bucket {bucket}")
+            if found is None:
+                return None
+            self._kv[bucket] = found
         return self._kv[bucket]
 
-    def kv_put(self, bucket: str, key: str, value: bytes) -> int:
+    def _existing(self, bucket: str) -> Any:
         kv = self._bucket(bucket)
+        if kv is None:
+            raise ClusterError(
+                f"NATS has no KV bucket {bucket} yet",
+                "the node daemon (`cmux node`, started by `cmux start`) makes it",
+            )
+        return kv
+
+    def kv_put(self, bucket: str, key: str, value: bytes) -> int:
+        kv = self._existing(bucket)
         return int(self._call(kv.put(key, value), DEFAULT_TIMEOUT, f"a put into {bucket}"))
 
     def kv_get(self, bucket: str, key: str) -> bytes | None:
         kv = self._bucket(bucket)
+        if kv is None:
+            return None
 
         async def run() -> bytes | None:
             try:
@@ -575,12 +612,14 @@ class Nats:
         return self._call(run(), DEFAULT_TIMEOUT, f"a get from {bucket}")
 
     def kv_delete(self, bucket: str, key: str) -> None:
-        kv = self._bucket(bucket)
+        kv = self._existing(bucket)
         self._call(kv.delete(key), DEFAULT_TIMEOUT, f"a delete in {bucket}")
 
     def kv_items(self, bucket: str) -> dict[str, bytes]:
         """Every live key and its value."""
         kv = self._bucket(bucket)
+        if kv is None:
+            return {}
 
         async def run() -> dict[str, bytes]:
             try:
@@ -601,7 +640,7 @@ class Nats:
 
     def kv_watch(self, bucket: str, keys: str = ">") -> Watch:
         """The current value of each of ``keys``, then every change of them."""
-        kv = self._bucket(bucket)
+        kv = self._existing(bucket)
         w = Watch(self)
 
         async def pump(watcher: Any) -> None:

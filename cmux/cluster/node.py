@@ -83,6 +83,8 @@ class NodeSettings:
     ack_wait: float = 5.0
     # Seconds a spool's sent/ file is kept ([cluster] keep_sent, in hours).
     keep_sent: float = prune.KEEP_SENT_HOURS * 3600
+    # Copies of each stream and bucket this node makes ([cluster] replicas).
+    replicas: int = 1
 
 
 project_id = view.project_id  # the short id of the trunk repository (or [cluster] project)
@@ -122,6 +124,7 @@ def settings_for(
         host_timeout=float(sec.get("host_timeout", 60.0)),
         ack_wait=float(ack_wait or sec.get("ack_wait", 5.0)),
         keep_sent=float(sec.get("keep_sent", prune.KEEP_SENT_HOURS)) * 3600,
+        replicas=int(sec.get("replicas", 1)),
     )
 
 
@@ -183,7 +186,7 @@ class Node:
             try:
                 conn = self._connect(self.s.nats)
                 try:
-                    p = self.s.project
+                    p, r = self.s.project, self.s.replicas
                     subjects = {
                         bridge.MAIL_STREAM: f"cmux.{p}.mail.>",
                         bridge.EVENTS_STREAM: f"cmux.{p}.events.>",
@@ -192,10 +195,10 @@ class Node:
                     for name, lim in prune.STREAMS.items():
                         conn.ensure_stream(
                             name, [subjects[name]], duplicate_window=lim.duplicate_window,
-                            max_age=lim.max_age, max_msgs=lim.max_msgs,
+                            max_age=lim.max_age, max_msgs=lim.max_msgs, replicas=r,
                         )  # fmt: skip
-                    conn.ensure_kv(bridge.AGENTS_KV)
-                    conn.ensure_kv(bridge.HOSTS_KV)
+                    conn.ensure_kv(bridge.AGENTS_KV, replicas=r)
+                    conn.ensure_kv(bridge.HOSTS_KV, replicas=r)
                 except ClusterError:
                     conn.close()
                     raise
@@ -383,6 +386,7 @@ class Node:
         assert self.nats is not None
         consumer = None
         recovering, reconnects = True, self.nats.reconnects
+        last: int | None = None  # the highest consumer sequence taken since recovering
         while not self.stopping.is_set():
             try:
                 if consumer is None:
@@ -409,13 +413,23 @@ class Node:
                         # fetch, sorted in take().
                         self.stopping.wait(self.s.ack_wait + FETCH_WAIT + 0.2)
                         first = FETCH_BATCH
-                    recovering = False
+                    # Numbered from what the server delivered by now: one
+                    # lost from here on is a gap, even the very next one.
+                    recovering, last = False, consumer.delivered()
                     self.ready.set()
                 # Wait for one (at once when it comes), then take what else
                 # is there in one go: its files first, then its acks.
                 got = consumer.fetch(batch=first, timeout=FETCH_WAIT)
                 while got and self.nats.reconnects == reconnects:
+                    seqs = [d.consumer_seq for d in got]
+                    if bridge.deliveries_lost(last, seqs):
+                        # One went astray between servers: left unacked, these
+                        # come again with it, in order, after the wait above.
+                        log.info("a delivery was lost before %s; waiting for it", min(seqs))
+                        recovering = True
+                        break
                     self.take(got)
+                    last = max([*seqs, last or 0])
                     got = consumer.fetch(batch=FETCH_BATCH, timeout=0.01)
                 # Fetched over a new connection, some may be behind ones lost
                 # with the old: left unacked, they come again in order after

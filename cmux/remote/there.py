@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from cmux import events, git
 from cmux.agents.registry import Agent
-from cmux.config import CONFIG_NAME, Config, Host, load_config
+from cmux.config import CONFIG_NAME, Config, Host, hosts, load_config
 from cmux.errors import AgentError, UsageError
 from cmux.fsutil import atomic_write
 from cmux.ssh import Ssh
@@ -135,8 +135,22 @@ def settings_for(cfg: Config, host: str) -> dict[str, Any]:
     cluster["host"] = host
     if cluster.get("nats"):
         cluster["project"] = project_id(cfg)
+        there = hosts(cfg).get(host)
+        if there is not None:
+            cluster["nats"] = own_server_first(str(cluster["nats"]), there.address)
     raw["cluster"] = cluster
     return raw
+
+
+def own_server_first(urls: str, address: str) -> str:
+    """``[cluster] nats`` (comma-separated URLs of a NATS cluster) for the host
+    at ``address``: the URL of a server on that address first, the others
+    after in their order, so each host's node talks to its own server while
+    it is up (the client tries them in order: cmux/cluster/nats.py). No URL
+    on that address: as given."""
+    parts = [u.strip() for u in urls.split(",") if u.strip()]
+    own = [u for u in parts if urlsplit(u).hostname == address]
+    return ",".join(own + [u for u in parts if u not in own])
 
 
 def spawn_here(spec: dict[str, Any]) -> dict[str, Any]:

@@ -321,3 +321,101 @@ def text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+ROUTE_PORT = 6222  # each namespace's own: the cluster's routes
+
+
+class NatsCluster:
+    """Three nats-servers with JetStream, one in each of a, b and c's
+    namespaces on that host's address, clustered (routes to the other two),
+    each with its store under its host's root and the natsd fixture's token.
+
+    Ready when each server's log says it knows the JetStream meta leader:
+    then the cluster has a quorum and every server takes JetStream requests.
+    :meth:`restart` ends one (SIGTERM) and starts it again on the same store,
+    as an operator would; the other two keep the quorum meanwhile."""
+
+    NAME = "cmuxtest"
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: dict[str, int] = dict.fromkeys(NAMES, 0)
+
+    def url(self, name: str) -> str:
+        return f"nats://{self.cluster.hosts[name].ip}:{PORT}"
+
+    @property
+    def urls(self) -> str:
+        """Every server's URL, a's first: [cluster] nats on a (each worker host
+        gets its own first, cmux/remote/there.py)."""
+        return ",".join(self.url(n) for n in NAMES)
+
+    def log(self, name: str) -> Path:
+        return self.cluster.hosts[name].root / f"nats-server.{self.starts[name]}.log"
+
+    def start(self, name: str) -> None:
+        h = self.cluster.hosts[name]
+        self.starts[name] += 1
+        routes = ",".join(
+            f"nats://{self.cluster.hosts[o].ip}:{ROUTE_PORT}" for o in NAMES if o != name
+        )
+        argv = ["ip", "netns", "exec", h.ns, BINARY, "-a", h.ip, "-p", str(PORT), "-js"]
+        argv += ["-sd", str(h.root / "jetstream"), "--auth", TOKEN, "-l", str(self.log(name))]
+        argv += ["--server_name", name, "--cluster_name", self.NAME]
+        argv += ["--cluster", f"nats://{h.ip}:{ROUTE_PORT}", "--routes", routes]
+        # A link cut shows within seconds (a route or a client silent for 3
+        # pings of 1 s, or not taking writes for 2 s, is closed), not after
+        # the default 2 min x 2 or 10 s.
+        conf = h.root / "nats-server.conf"
+        conf.write_text('ping_interval: "1s"\nping_max: 3\nwrite_deadline: "2s"\n')
+        argv += ["-c", str(conf)]
+        self.procs[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+    def ready(self, name: str, timeout: float = 40) -> None:
+        proc, log = self.procs[name], self.log(name)
+
+        def up() -> bool:
+            assert proc.poll() is None, f"nats-server {name} exited: {text(log)[-2000:]}"
+            return "Server is ready" in text(log) and "metadata leader" in text(log)
+
+        try:
+            wait_until(up, timeout=timeout, interval=0.05, what=f"nats-server {name} joined")
+        except AssertionError:
+            raise AssertionError(f"nats-server {name} not ready: {text(log)[-2000:]}") from None
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self, name: str) -> None:
+        """SIGTERM, then the same server again on its store; returns once it
+        is back in the cluster."""
+        self.stop(name)
+        self.start(name)
+        self.ready(name)
+
+
+@pytest.fixture
+def nats_cluster(cluster: Cluster) -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster across a, b and c (:class:`NatsCluster`)."""
+    if not available():
+        pytest.skip(f"the multihost mail tests need nats-server ({BINARY}; Debian's nats-server)")
+    nc = NatsCluster(cluster)
+    try:
+        for name in NAMES:
+            nc.start(name)
+        for name in NAMES:
+            nc.ready(name)
+        yield nc
+    finally:
+        for name in NAMES:
+            nc.stop(name)

@@ -12,20 +12,21 @@ from tests.multihost.conftest import Cluster, Host
 ROUNDS = ("r1", "r2")  # r2 runs while b's link is cut
 
 
-def sender(go: Path, to: tuple[str, str], n: int) -> str:
-    """An agent's command: for each round (``r1``, ``r2``), once the file
-    ``<go>-<round>`` exists, ``n`` messages to each of ``to`` (bodies
+def sender(go: Path, to: tuple[str, ...], n: int, rounds: tuple[str, ...] = ROUNDS) -> str:
+    """An agent's command: for each round (``r1``, ``r2``, ...), once the file
+    ``<go>-<round>`` exists, ``n`` messages to each of ``to`` in turn (bodies
     ``<me>-<round>-<to>-<i>``); then idle. A failed send is written beside
     ``go`` for the test to show."""
-    a, b = to
     line = ""
-    for tag in ROUNDS:
+    for tag in rounds:
         fail = f"{go.parent}/fail-{tag}-$CMUX_AGENT"
+        sends = "".join(
+            f'mailbox send {r} "$CMUX_AGENT-{tag}-{r}-$i" >/dev/null 2>>{fail} || break; '
+            for r in to
+        )
         line += (
             f"until [ -e {go}-{tag} ]; do sleep 0.05; done; i=1; while [ $i -le {n} ]; do "
-            f'mailbox send {a} "$CMUX_AGENT-{tag}-{a}-$i" >/dev/null 2>>{fail} || break; '
-            f'mailbox send {b} "$CMUX_AGENT-{tag}-{b}-$i" >/dev/null 2>>{fail} || break; '
-            "i=$((i+1)); done; "
+            f"{sends}i=$((i+1)); done; "
         )
     return line + "exec sleep 600"
 

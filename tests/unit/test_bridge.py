@@ -200,9 +200,23 @@ def test_the_node_reads_its_settings_from_the_cluster_section(cfg: Config) -> No
     )
     # every clone of the trunk names the project alike: its root commit
     assert s.project == project_id(cfg) and len(s.project) == 12
+    assert s.replicas == 1  # [cluster] replicas: one copy unless told
+    toml.write_text(toml.read_text() + "replicas = 3\n")
+    assert settings_for(load_config(cfg.project)).replicas == 3
     assert settings_for(cfg, url="nats://h:1", host="x").host == "x"
     with pytest.raises(ConfigError):
         settings_for(cfg, url="nats://h:1", host="a.b")
+
+
+def test_a_delivery_lost_between_servers_is_a_gap_in_the_consumer_sequence() -> None:
+    lost = bridge.deliveries_lost
+    assert not lost(None, [7, 5, 6])  # a fresh start: any run, in any order
+    assert lost(None, [5, 7])  # 6 went out and never came
+    assert not lost(4, [5, 6]) and not lost(4, [6, 5])
+    assert lost(4, [6, 7])  # 5 lost: taking 6 and 7 would put them before it
+    assert not lost(9, [8, 9])  # a new consumer leader numbering again: no gap
+    assert not lost(9, [8, 10, 11]) and lost(9, [8, 11])
+    assert not lost(3, [])
 
 
 def test_events_go_many_to_a_message_and_a_repeat_makes_the_same_ids() -> None:

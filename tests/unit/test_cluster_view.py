@@ -110,6 +110,10 @@ def test_cluster_project_and_ack_wait_are_settings() -> None:
         validate({"cluster": {"project": "a.b"}})
     with pytest.raises(ConfigError, match="ack_wait"):
         validate({"cluster": {"ack_wait": 0}})
+    validate({"cluster": {"replicas": 3}})
+    for bad in (0, 6, 2.5, "3"):
+        with pytest.raises(ConfigError, match="replicas"):
+            validate({"cluster": {"replicas": bad}})
 
 
 def test_status_without_a_cluster_imports_no_nats(tmp_path: Path) -> None:

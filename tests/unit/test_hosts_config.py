@@ -167,3 +167,25 @@ def test_a_worker_host_gets_the_trunks_project_id_with_nats(tmp_path: Path) -> N
     # Without NATS nothing is pinned (the ssh part alone needs no id).
     plain = loaded(tmp_path / "plain", '[cluster]\nhost = "a"\n')
     assert "project" not in settings_for(plain, "b")["cluster"]
+
+
+def test_each_worker_host_lists_its_own_nats_server_first(tmp_path: Path) -> None:
+    """[cluster] nats with a server on each host: the node on b talks to b's
+    own server while it is up (the client tries them in order)."""
+    from cmux.remote.there import own_server_first, settings_for
+    from tests.helpers import make_repo
+
+    urls = "nats://10.0.0.1:4222,nats://10.0.0.2:4222, nats://10.0.0.3:4222"
+    assert own_server_first(urls, "10.0.0.2") == (
+        "nats://10.0.0.2:4222,nats://10.0.0.1:4222,nats://10.0.0.3:4222"
+    )
+    assert own_server_first(urls, "10.0.0.9") == (
+        "nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222"
+    )
+    trunk = make_repo(tmp_path / "trunk")
+    cfg = loaded(
+        trunk,
+        f'[cluster]\nhost = "a"\nnats = "{urls}"\n'
+        "[hosts.c]\nssh = 'cmux@10.0.0.3'\ndir = '/x'\n",
+    )
+    assert settings_for(cfg, "c")["cluster"]["nats"].startswith("nats://10.0.0.3:4222,")
