@@ -288,6 +288,20 @@ def answer_key(reading: Reading, yes: bool) -> str | None:
 # -- cmux approve / cmux deny -------------------------------------------------------------
 
 DRAW_GRACE = 3.0  # seconds a waiting agent's question may take to show
+# Seconds a dialog may stay exactly as it was after its key before the key is
+# pressed once more. The Codex TUI reads a key that comes within milliseconds
+# of its approval prompt's first frame and does nothing with it (strace: the
+# ``y`` read 13 ms after the prompt was drawn, the prompt unchanged after it);
+# a key that took changes the screen at its next frame, well inside this.
+PRESS_AGAIN_AFTER = 1.0
+
+
+def press_again(presses: int, unchanged_for: float, state_moved: bool) -> bool:
+    """Whether the answer key goes in once more: only after one press, only
+    when the dialog has shown exactly the same for :data:`PRESS_AGAIN_AFTER`
+    seconds since it, and only when no hook has moved the agent's state since
+    (a hook after the key means the key took). Never a third press."""
+    return presses == 1 and not state_moved and unchanged_for >= PRESS_AGAIN_AFTER
 
 
 @dataclass
@@ -312,7 +326,9 @@ def answer(
 
     The screen is read first: with no dialog on it nothing is typed and the
     error says what the pane shows. After the key, the dialog must go away
-    within ``timeout`` seconds. A yes to a permission question makes the
+    within ``timeout`` seconds; a key the agent dropped (the dialog exactly
+    as it was a moment later, see :func:`press_again`) is pressed once more,
+    never a key that took. A yes to a permission question makes the
     agent busy (the tool runs); a no ends its turn (Claude Code then waits for
     input, without a Stop hook), so it becomes idle.
     """
@@ -357,7 +373,8 @@ def answer(
     # said in between.
     since = registry.get(cfg.data, name).since
     tmux.send_keys(agent.pane_id, key)
-    deadline = time.monotonic() + timeout
+    presses, pressed_at = 1, time.monotonic()
+    deadline = pressed_at + timeout
     while True:
         after = adapter.read_screen(tmux.capture(agent.pane_id))
         if (after.screen, after.options, after.detail) != (
@@ -368,9 +385,17 @@ def answer(
             break
         if time.monotonic() > deadline:
             raise AgentError(
-                f"{name}: the dialog is still on screen after pressing {key}",
+                f"{name}: the dialog is still on screen after pressing {key}"
+                + (" twice" if presses > 1 else ""),
                 f"`cmux attach` and answer it in window {name}",
             )
+        unchanged = time.monotonic() - pressed_at
+        # The registry is read only once a second press is due.
+        due = presses == 1 and unchanged >= PRESS_AGAIN_AFTER
+        moved = due and registry.get(cfg.data, name).since != since
+        if press_again(presses, unchanged, moved):
+            tmux.send_keys(agent.pane_id, key)
+            presses += 1
         time.sleep(0.05)
     new_state = agent.state
     if reading.screen == Screen.PERMISSION:
@@ -390,6 +415,7 @@ def answer(
         key=key,
         by=by,
         detail=reading.detail or None,
+        presses=presses if presses > 1 else None,
     )
     return Answered(name, reading.screen, key, reading.detail, new_state)
 

@@ -159,6 +159,23 @@ class Codex:
             what=f"{needle!r} on the screen",
         )
 
+    def wait_still(self, quiet: float = 0.3, timeout: float = 10) -> str:
+        """The screen once it has not changed for ``quiet`` seconds. Codex
+        reads a key that comes within milliseconds of the approval prompt's
+        first frame and does nothing with it (seen with strace: the TUI read
+        the ``y`` 13 ms after drawing the prompt, and the prompt stayed); a
+        person answers after reading the prompt, so wait as they would."""
+        last, since = self.screen(), time.monotonic()
+
+        def still() -> str:
+            nonlocal last, since
+            now = self.screen()
+            if now != last:
+                last, since = now, time.monotonic()
+            return now if time.monotonic() - since >= quiet else ""
+
+        return wait_until(still, timeout=timeout, interval=0.05, what=f"the screen still {quiet}s")
+
     def hooks(self) -> list[dict[str, Any]]:
         if not self.hooks_log.exists():
             return []
@@ -347,6 +364,7 @@ def test_an_approval_prompt_shows_and_y_approves_it(start_codex: Any, server: Co
     assert ask["tool_input"] == {"command": "echo hello > out.txt", "description": "scripted step"}
     assert not (c.cwd / "out.txt").exists()
     assert "Stop" not in c.names()
+    assert APPROVAL in c.wait_still()
     c.keys("y")
     wait_until((c.cwd / "out.txt").exists, timeout=30, interval=0.2, what="out.txt after y")
     c.wait_hook("Stop")
@@ -369,6 +387,7 @@ def test_esc_at_the_approval_prompt_denies_and_ends_the_turn_without_a_stop_hook
     c: Codex = start_codex(TASK, "--ask-for-approval", "on-request")
     c.wait_screen(APPROVAL)
     c.wait_hook("PermissionRequest")
+    assert APPROVAL in c.wait_still()
     c.keys("Escape")
     screen = c.wait_screen("Conversation interrupted")
     assert "You canceled the request to run echo hello > out.txt" in screen

@@ -213,3 +213,98 @@ def test_a_starting_agent_at_the_trust_dialog_waits_or_is_trusted(cfg: Config) -
     [change] = screen.watch(trusting, tmux)
     assert change.pressed == "1" and tmux.keys == [("%2", ("1",))]
     assert registry.get(cfg.data, "w2").state == "starting"
+
+
+# -- cmux approve: a key the agent dropped is pressed once more ------------------------------
+
+
+class DroppingPane(FakeTmux):
+    """A pane at a permission dialog that ignores the first ``drop`` keys (as
+    the Codex TUI does with a key that comes right at its prompt's first
+    frame), then shows ``then`` ``redraw`` seconds after a key it takes; an
+    ``on_key`` callback stands for a hook the key sets off."""
+
+    def __init__(self, drop: int, redraw: float = 0.0, on_key: Any = None) -> None:
+        super().__init__({"%1": captured("permission")})
+        self.drop, self.redraw, self.on_key = drop, redraw, on_key
+        self.took_at: float | None = None
+
+    def has_session(self, _name: str) -> bool:
+        return True
+
+    def send_keys(self, pane_id: str, *keys: str) -> None:
+        import time
+
+        super().send_keys(pane_id, *keys)
+        if len(self.keys) > self.drop and self.took_at is None:
+            self.took_at = time.monotonic()
+            if self.on_key:
+                self.on_key()
+
+    def capture(self, pane_id: str, **kw: object) -> str:
+        import time
+
+        if self.took_at is not None and time.monotonic() - self.took_at >= self.redraw:
+            self.screens[pane_id] = captured("busy")
+        return super().capture(pane_id, **kw)
+
+
+@pytest.fixture
+def quick_again(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(screen, "PRESS_AGAIN_AFTER", 0.3)
+    return 0.3
+
+
+def test_a_dropped_key_is_pressed_once_more_and_the_dialog_answered(
+    cfg: Config, quick_again: float
+) -> None:
+    from cmux import events
+    from cmux.agents import registry
+
+    agent(cfg, "w1", "waiting")
+    pane = DroppingPane(drop=1)
+    done = screen.answer(cfg, "w1", yes=True, tmux=cast(Any, pane))
+    assert pane.keys == [("%1", ("1",)), ("%1", ("1",))]
+    assert done.state == "busy" and registry.get(cfg.data, "w1").state == "busy"
+    [approved] = [e for e in events.read(cfg.data)[0] if e["event"] == "approve"]
+    assert approved["presses"] == 2
+
+
+def test_a_key_that_took_is_never_pressed_again(cfg: Config, quick_again: float) -> None:
+    agent(cfg, "w1", "waiting")
+    # The agent takes the key and redraws late, but inside the grace.
+    pane = DroppingPane(drop=0, redraw=quick_again / 2)
+    screen.answer(cfg, "w1", yes=True, tmux=cast(Any, pane))
+    assert pane.keys == [("%1", ("1",))]
+
+
+def test_a_hook_after_the_key_means_it_took_even_with_the_dialog_still_drawn(
+    cfg: Config, quick_again: float
+) -> None:
+    from cmux.agents import registry
+    from cmux.errors import AgentError
+
+    agent(cfg, "w1", "waiting")
+
+    def hook() -> None:
+        registry.transition(cfg.data, "w1", "busy", reason="PostToolUse hook")
+
+    # Taken (the hook moved the state), but the screen never redraws.
+    pane = DroppingPane(drop=0, redraw=60, on_key=hook)
+    with pytest.raises(AgentError, match="still on screen after pressing 1\n"):
+        screen.answer(cfg, "w1", yes=True, tmux=cast(Any, pane), timeout=quick_again * 3)
+    assert pane.keys == [("%1", ("1",))]
+
+
+def test_a_dialog_that_ignores_both_presses_is_an_error_after_two_keys_only(
+    cfg: Config, quick_again: float
+) -> None:
+    from cmux.errors import AgentError
+
+    agent(cfg, "w1", "waiting")
+    no = screen.answer_key(screen.classify(captured("permission")), yes=False)
+    pane = DroppingPane(drop=99)
+    with pytest.raises(AgentError, match=f"after pressing {no} twice") as err:
+        screen.answer(cfg, "w1", yes=False, tmux=cast(Any, pane), timeout=quick_again * 4)
+    assert pane.keys == [("%1", (str(no),))] * 2
+    assert "cmux attach" in str(err.value.hint)
