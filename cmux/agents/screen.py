@@ -326,9 +326,10 @@ def answer(
 
     The screen is read first: with no dialog on it nothing is typed and the
     error says what the pane shows. After the key, the dialog must go away
-    within ``timeout`` seconds; a key the agent dropped (the dialog exactly
-    as it was a moment later, see :func:`press_again`) is pressed once more,
-    never a key that took. A yes to a permission question makes the
+    within ``timeout`` seconds; for a program known to drop a key at its
+    dialog's first frame (``repress_dropped_answer``: Codex), a key it dropped
+    (the dialog exactly as it was a moment later, see :func:`press_again`) is
+    pressed once more, never a key that took. A yes to a permission question makes the
     agent busy (the tool runs); a no ends its turn (Claude Code then waits for
     input, without a Stop hook), so it becomes idle.
     """
@@ -373,6 +374,7 @@ def answer(
     # said in between.
     since = registry.get(cfg.data, name).since
     tmux.send_keys(agent.pane_id, key)
+    repress = capabilities.for_agent(agent).repress_dropped_answer  # Codex only
     presses, pressed_at = 1, time.monotonic()
     deadline = pressed_at + timeout
     while True:
@@ -393,7 +395,7 @@ def answer(
         # The registry is read only once a second press is due.
         due = presses == 1 and unchanged >= PRESS_AGAIN_AFTER
         moved = due and registry.get(cfg.data, name).since != since
-        if press_again(presses, unchanged, moved):
+        if repress and press_again(presses, unchanged, moved):
             tmux.send_keys(agent.pane_id, key)
             presses += 1
         time.sleep(0.05)

@@ -251,7 +251,13 @@ class DroppingPane(FakeTmux):
 
 @pytest.fixture
 def quick_again(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A short grace, and the answer pressed again for the program on these
+    screens (Claude Code's dialogs, drawn by the fake pane), as it is for
+    Codex (capabilities: repress_dropped_answer)."""
+    from cmux.agents.adapters import capabilities
+
     monkeypatch.setattr(screen, "PRESS_AGAIN_AFTER", 0.3)
+    monkeypatch.setattr(capabilities.CAPABILITIES["claude"], "repress_dropped_answer", True)
     return 0.3
 
 
@@ -308,3 +314,21 @@ def test_a_dialog_that_ignores_both_presses_is_an_error_after_two_keys_only(
         screen.answer(cfg, "w1", yes=False, tmux=cast(Any, pane), timeout=quick_again * 4)
     assert pane.keys == [("%1", (str(no),))] * 2
     assert "cmux attach" in str(err.value.hint)
+
+
+def test_a_program_not_known_to_drop_keys_gets_one_press_only(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claude Code does not drop a dialog's key: a dialog still drawn is an
+    error to look at, never a second key that could land in its input box."""
+    from cmux.agents.adapters import capabilities
+    from cmux.errors import AgentError
+
+    assert not capabilities.CAPABILITIES["claude"].repress_dropped_answer
+    assert capabilities.CAPABILITIES["codex"].repress_dropped_answer
+    monkeypatch.setattr(screen, "PRESS_AGAIN_AFTER", 0.3)
+    agent(cfg, "w1", "waiting")
+    pane = DroppingPane(drop=99)
+    with pytest.raises(AgentError, match="after pressing 1\n"):
+        screen.answer(cfg, "w1", yes=True, tmux=cast(Any, pane), timeout=1.2)
+    assert pane.keys == [("%1", ("1",))]

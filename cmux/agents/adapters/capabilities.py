@@ -30,6 +30,7 @@ class Capabilities:
         "interrupt_key",
         "reenter_after_redraw",
         "reports_start",
+        "repress_dropped_answer",
         "screen_checked",
         "screen_read",
         "settle",
@@ -45,6 +46,7 @@ class Capabilities:
         settle: float = 0.0,
         interrupt_key: str = "C-c",
         reenter_after_redraw: bool = False,
+        repress_dropped_answer: bool = False,
     ) -> None:
         # Its hooks report busy/idle/waiting exactly, prove a message was read
         # (read receipts) and take mail at turn end (mail to a busy agent waits).
@@ -64,6 +66,11 @@ class Capabilities:
         # screen changed since the last Enter: a program slow to read its
         # input takes two Enters read together as two submissions of the text.
         self.reenter_after_redraw = reenter_after_redraw
+        # `cmux approve`/`deny` press the answer key once more when the dialog
+        # stays exactly as it was (screen.press_again): only for a program
+        # known to drop a key at its dialog's first frame, since a key that
+        # took but was slow to redraw would otherwise go in twice.
+        self.repress_dropped_answer = repress_dropped_answer
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -97,8 +104,15 @@ CAPABILITIES: dict[str, Capabilities] = {
     ),
     # Codex takes keys less than 8 ms apart for a paste and an Enter within
     # 120 ms of one for a new line (docs/AGENTS.md): its Enter waits longer.
+    # It reads and drops a key that comes within a frame of its approval
+    # prompt's first draw (strace, 0.171.0): the answer is pressed again.
     CODEX: Capabilities(
-        hooks=True, reports_start=True, screen_checked=True, settle=0.3, interrupt_key="Escape"
+        hooks=True,
+        reports_start=True,
+        screen_checked=True,
+        settle=0.3,
+        interrupt_key="Escape",
+        repress_dropped_answer=True,
     ),
     DEMO: Capabilities(reports_start=True, screen_read=False),
     SHELL: Capabilities(screen_read=False),
