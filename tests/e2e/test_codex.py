@@ -130,28 +130,33 @@ def codex_bin() -> Path:
     return path
 
 
+def use_codex(project: Project, codex_bin: Path, server: CodexServer) -> None:
+    """Point the project's [codex] at the real CLI and the scripted server."""
+    with open(project.root / "cmux.toml", "a", encoding="utf-8") as fh:
+        fh.write(
+            f'\n[codex]\ncommand = "{codex_bin}"\nmodel = "{MODEL}"\n'
+            f'base_url = "{server.base_url}"\nenv_key = "{API_KEY_ENV}"\n'
+            # Every key of cmux's config.toml is one this version knows.
+            'args = ["--strict-config"]\n'
+        )
+    # What every pane gets: the key of the scripted provider, and any
+    # address but loopback goes to a dead proxy.
+    project.env.update(
+        {
+            API_KEY_ENV: API_KEY,
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "ALL_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "CMUX_HOOK_DEBUG": "1",  # state/hooks.log lists every hook call
+        }
+    )
+
+
 @pytest.fixture
 def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
     with CodexServer() as server:
-        with open(project.root / "cmux.toml", "a", encoding="utf-8") as fh:
-            fh.write(
-                f'\n[codex]\ncommand = "{codex_bin}"\nmodel = "{MODEL}"\n'
-                f'base_url = "{server.base_url}"\nenv_key = "{API_KEY_ENV}"\n'
-                # Every key of cmux's config.toml is one this version knows.
-                'args = ["--strict-config"]\n'
-            )
-        # What every pane gets: the key of the scripted provider, and any
-        # address but loopback goes to a dead proxy.
-        project.env.update(
-            {
-                API_KEY_ENV: API_KEY,
-                "HTTPS_PROXY": "http://127.0.0.1:9",
-                "HTTP_PROXY": "http://127.0.0.1:9",
-                "ALL_PROXY": "http://127.0.0.1:9",
-                "NO_PROXY": "127.0.0.1,localhost",
-                "CMUX_HOOK_DEBUG": "1",  # state/hooks.log lists every hook call
-            }
-        )
+        use_codex(project, codex_bin, server)
         t0 = time.monotonic()
         project.ok("start", "--no-attach", "--command", "cat")
         t = CodexTeam(project, server)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.codex_server import API_KEY, API_KEY_ENV, MODEL, CodexServer
-from tests.e2e.test_codex import CodexTeam, codex_bin, codex_pid
+from tests.e2e.codex_server import CodexServer
+from tests.e2e.test_codex import CodexTeam, codex_bin, codex_pid, use_codex
 from tests.helpers import Project, wait_until
 
 __all__ = ["codex_bin"]  # a fixture this module uses
@@ -32,22 +32,7 @@ pytestmark = [pytest.mark.codex]
 def team(codex_bin: Path, project: Project) -> Iterator[CodexTeam]:
     """A cmux project whose supervisor is the Codex CLI (not yet started)."""
     with CodexServer() as server:
-        with open(project.root / "cmux.toml", "a", encoding="utf-8") as fh:
-            fh.write(
-                f'\n[codex]\ncommand = "{codex_bin}"\nmodel = "{MODEL}"\n'
-                f'base_url = "{server.base_url}"\nenv_key = "{API_KEY_ENV}"\n'
-                'args = ["--strict-config"]\n'
-            )
-        project.env.update(
-            {
-                API_KEY_ENV: API_KEY,
-                "HTTPS_PROXY": "http://127.0.0.1:9",
-                "HTTP_PROXY": "http://127.0.0.1:9",
-                "ALL_PROXY": "http://127.0.0.1:9",
-                "NO_PROXY": "127.0.0.1,localhost",
-                "CMUX_HOOK_DEBUG": "1",
-            }
-        )
+        use_codex(project, codex_bin, server)
         t = CodexTeam(project, server)
         yield t
         try:
