@@ -20,11 +20,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-@pytest.fixture
-def natsd(tmp_path: Path) -> Iterator[NatsServer]:
+def require_nats() -> None:
+    """Skip, with what to do, without nats-server or nats-py."""
     if not available():
         pytest.skip("nats-server is not installed (bin/test installs it as root: apt-get)")
     pytest.importorskip("nats", reason="nats-py is missing: pip install -e '.[cluster]'")
+
+
+@pytest.fixture
+def natsd(tmp_path: Path) -> Iterator[NatsServer]:
+    require_nats()
     server = NatsServer(tmp_path / "natsd")
     server.start()
     try:

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,16 @@ class Host:
         if not path.exists():
             return 0
         return path.read_text().count(f'"event": "{event}"')
+
+
+@contextmanager
+def nodes_running(*hosts: Host) -> Iterator[None]:
+    """Each host's node daemon started, in order; every one killed at the
+    end, even when a start or the test fails."""
+    try:
+        for host in hosts:
+            host.start_node()
+        yield
+    finally:
+        for host in hosts:
+            host.kill_node()

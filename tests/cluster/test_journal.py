@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cmux.journal import store
-from tests.cluster.hosts import Host
+from tests.cluster.hosts import Host, nodes_running
 from tests.cluster.natsd import NatsServer
 from tests.helpers import wait_until
 
@@ -27,13 +27,8 @@ def hosts(
 ) -> Iterator[tuple[Host, Host]]:
     a = Host.make("a", tmp_path, isolated_env, natsd)
     b = Host.make("b", tmp_path, isolated_env, natsd)
-    try:
-        a.start_node()
-        b.start_node()
+    with nodes_running(a, b):
         yield a, b
-    finally:
-        a.kill_node()
-        b.kill_node()
 
 
 def search(host: Host, *query: str) -> list[dict[str, object]]:

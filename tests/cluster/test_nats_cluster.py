@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from cmux.errors import ClusterError
-from tests.cluster.natsd import NatsCluster, available
+from tests.cluster.conftest import require_nats
+from tests.cluster.natsd import NatsCluster
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,9 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def trio(tmp_path: Path) -> Iterator[NatsCluster]:
-    if not available():
-        pytest.skip("nats-server is not installed (bin/test installs it as root: apt-get)")
-    pytest.importorskip("nats", reason="nats-py is missing: pip install -e '.[cluster]'")
+    require_nats()
     c = NatsCluster(tmp_path / "trio")
     try:
         c.start()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.hosts import Host
+from tests.cluster.hosts import Host, nodes_running
 from tests.cluster.natsd import NatsServer
 from tests.helpers import wait_until
 
@@ -34,9 +34,7 @@ def hosts(
     for i in range(1, SENDERS + 1):
         a.agent(f"a{i}")
         b.agent(f"b{i}")
-    try:
-        a.start_node()
-        b.start_node()
+    with nodes_running(a, b):
         # Each learns the other's agents from CMUX_AGENTS: their boxes become spools.
         wait_until(
             lambda: (
@@ -49,9 +47,6 @@ def hosts(
             what="the spool markers from the other host's agents",
         )
         yield a, b
-    finally:
-        a.kill_node()
-        b.kill_node()
 
 
 def send_all(a: Host, b: Host, per_sender: int = PER_SENDER) -> dict[str, list[str]]:

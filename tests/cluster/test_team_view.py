@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.hosts import PROJECT_ID, Host
+from tests.cluster.hosts import PROJECT_ID, Host, nodes_running
 from tests.cluster.natsd import NatsServer
 from tests.helpers import Project, wait_until
 
@@ -48,13 +48,8 @@ def team(
     a.agent("supervisor", role="supervisor")
     a.agent("w1", host="b")  # placed on b from here (cmux spawn --host b)
     b.agent("w1")
-    try:
-        a.start_node()
-        b.start_node()
+    with nodes_running(a, b):
         yield a, b
-    finally:
-        a.kill_node()
-        b.kill_node()
 
 
 def status(host: Host) -> dict[str, dict[str, Any]]:

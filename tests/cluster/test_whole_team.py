@@ -25,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster.conftest import require_nats
 from tests.cluster.hosts import Host
-from tests.cluster.natsd import NatsServer, available
+from tests.cluster.natsd import NatsServer
 from tests.cluster.test_team_view import clustered
 from tests.helpers import kill_servers, private_env, wait_until
 
@@ -39,9 +40,7 @@ IDLE = 1.5  # s: [health] idle_nudge in the watchdog test
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Host]]:
     """a: the supervisor, w1 placed on b; b: w1, w2, and the supervisor's
     record with host a (as `cmux spawn --host` leaves them)."""
-    if not available():
-        pytest.skip("nats-server is not installed (bin/test installs it as root: apt-get)")
-    pytest.importorskip("nats", reason="nats-py is missing: pip install -e '.[cluster]'")
+    require_nats()
     tmp = tmp_path_factory.mktemp("team")
     home = tmp / "home"
     home.mkdir()
