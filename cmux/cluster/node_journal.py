@@ -107,22 +107,29 @@ class JournalLoops:
     def publish(self) -> bool:
         """One batch of this host's new journal entries to CMUX_JOURNAL; True
         when more is waiting."""
-        assert self.node.nats is not None
         items = jsync.to_publish(self.entries(), self.published, self.node.me)
         self._note_reads()
         items += jsync.facts_to_publish(self.facts(), self.published, self.node.me)
         batch = items[:PUBLISH_BATCH]
         if not batch:
             return self.publish_deletions()
-        subject = bridge.journal_subject(self.node.s.project)
-        try:
-            self.node.nats.publish_many([(subject, it.payload, it.id) for it in batch])
-        except ClusterError as exc:
-            log.info("publishing %d journal entries: %s; trying again", len(batch), exc.message)
-            self.node.stopping.wait(RETRY)
+        if not self._send(batch, "journal entries"):
             return True
         self.published.add(it.id for it in batch)
         return len(items) > len(batch)
+
+    def _send(self, items: list[jsync.Outgoing], what: str) -> bool:
+        """``items`` published to CMUX_JOURNAL, each with its id; False after
+        a failure (logged, and RETRY waited out before the caller tries again)."""
+        assert self.node.nats is not None
+        subject = bridge.journal_subject(self.node.s.project)
+        try:
+            self.node.nats.publish_many([(subject, it.payload, it.id) for it in items])
+        except ClusterError as exc:
+            log.info("publishing %d %s: %s; trying again", len(items), what, exc.message)
+            self.node.stopping.wait(RETRY)
+            return False
+        return True
 
     def _note_reads(self) -> None:
         """Every entry each new read of a daily file showed, kept until the
@@ -143,7 +150,6 @@ class JournalLoops:
         one to delete). What was deleted while no node ran does not travel,
         nor a whole file removed. False (nothing more waiting), or True
         after a failure, to retry."""
-        assert self.node.nats is not None
         now = time.time_ns()
         out: list[jsync.Outgoing] = []
         looked = {}
@@ -155,12 +161,7 @@ class JournalLoops:
                 out += [jsync.tombstone(e, self.node.me) for e in gone]
                 looked[name] = key
         if out:
-            subject = bridge.journal_subject(self.node.s.project)
-            try:
-                self.node.nats.publish_many([(subject, it.payload, it.id) for it in out])
-            except ClusterError as exc:
-                log.info("publishing %d deletions: %s; trying again", len(out), exc.message)
-                self.node.stopping.wait(RETRY)
+            if not self._send(out, "deletions"):
                 return True
             log.info("published the deletion of %d journal entries", len(out))
         for name, key in looked.items():
