@@ -140,6 +140,13 @@ class Team:
         lines += [f"{p.name}: {text(p)[-500:]}" for p in self.go.parent.glob("fail-*")]
         return "\n".join(lines)
 
+    def wait_sent(self, host: str, to: str, more_than: int, what: str) -> None:
+        """Until ``host``'s spool for ``to`` has published more than ``more_than``."""
+        sent = self.roots[host] / "mailbox" / to / "sent"
+        wait_until(
+            lambda: len(list(sent.glob("*"))) > more_than, timeout=20, interval=0.05, what=what
+        )
+
     def wait_round(self, upto: int, what: str) -> None:
         try:
             wait_until(lambda: self.arrived(2 * N * upto), timeout=45, interval=0.2)
@@ -202,12 +209,7 @@ def test_8_senders_through_nats_restarts_a_node_killed_and_a_link_cut_lose_and_d
     old = pidfile.alive(node_pid)
     assert old is not None, "b's node is not running"
     (go.parent / "go-r2").touch()
-    wait_until(
-        lambda: len(list((team.roots["b"] / "mailbox" / "w2" / "sent").glob("*"))) > 2 * N,
-        timeout=20,
-        interval=0.05,
-        what="b's round 2 under way",
-    )
+    team.wait_sent("b", "w2", 2 * N, "b's round 2 under way")
     os.kill(old, signal.SIGKILL)
     wait_until(
         lambda: pidfile.alive(node_pid) not in (None, old),
@@ -219,12 +221,7 @@ def test_8_senders_through_nats_restarts_a_node_killed_and_a_link_cut_lose_and_d
 
     # r3: c's link cut mid-round, then mended.
     (go.parent / "go-r3").touch()
-    wait_until(
-        lambda: len(list((team.roots["c"] / "mailbox" / "w3" / "sent").glob("*"))) > 4 * N,
-        timeout=20,
-        interval=0.05,
-        what="c's round 3 under way",
-    )
+    team.wait_sent("c", "w3", 4 * N, "c's round 3 under way")
     logged = {n: len(text(nats_cluster.log(n))) for n in "abc"}
     cluster.cut("c")
     # c's senders go on spooling meanwhile, until a's node finds c silent.
